@@ -1,0 +1,22 @@
+"""Test settings: the base settings with fast hashing and plain static files.
+
+DATABASE_URL, CUSTODY_ARTIFACT_ROOT and REDIS_URL still come from the environment, so the
+same suite runs on SQLite and on PostgreSQL."""
+
+import os
+import tempfile
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-" + "x" * 20)
+os.environ.setdefault("CUSTODY_DATA_DIR", tempfile.mkdtemp(prefix="custody-test-data-"))
+
+from config.settings.base import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+    # Lets the test runner TRUNCATE the audit table between tests (see the audit migration).
+    DATABASES["default"]["OPTIONS"]["options"] += " -c custody.allow_audit_truncate=on"  # noqa: F405

@@ -1,0 +1,138 @@
+"""The one exception hierarchy of Custody, and the one place it becomes HTTP.
+
+Services raise these; the MLflow wire layer renders them as `{"error_code", "message"}`
+and the /api/v1 layer as `{"error": {"code", "message", "details"}}`. A client mistake is
+always a 4xx: the MLflow client retries 5xx answers for minutes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# MLflow's own error_code -> HTTP status table (reference/mlflow-protocol.md §3.2).
+MLFLOW_STATUS = {
+    "INVALID_PARAMETER_VALUE": 400,
+    "BAD_REQUEST": 400,
+    "RESOURCE_ALREADY_EXISTS": 400,
+    "RESOURCE_DOES_NOT_EXIST": 404,
+    "NOT_FOUND": 404,
+    "ENDPOINT_NOT_FOUND": 404,
+    "PERMISSION_DENIED": 403,
+    "UNAUTHENTICATED": 401,
+    "ALREADY_EXISTS": 409,
+    "RESOURCE_CONFLICT": 409,
+    "ABORTED": 409,
+    "REQUEST_LIMIT_EXCEEDED": 429,
+    "RESOURCE_EXHAUSTED": 429,
+    "NOT_IMPLEMENTED": 501,
+    "TEMPORARILY_UNAVAILABLE": 503,
+}
+
+
+class ApplicationError(Exception):
+    error_code = "INTERNAL_ERROR"
+    http_status: int | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_code: str | None = None,
+        http_status: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if error_code is not None:
+            self.error_code = error_code
+        if http_status is not None:
+            self.http_status = http_status
+        self.details = details or {}
+
+    @property
+    def status(self) -> int:
+        if self.http_status is not None:
+            return self.http_status
+        return MLFLOW_STATUS.get(self.error_code, 500)
+
+
+class InvalidParameterValue(ApplicationError):
+    error_code = "INVALID_PARAMETER_VALUE"
+
+
+class ResourceDoesNotExist(ApplicationError):
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class ResourceAlreadyExists(ApplicationError):
+    error_code = "RESOURCE_ALREADY_EXISTS"
+
+
+class PermissionDenied(ApplicationError):
+    error_code = "PERMISSION_DENIED"
+
+
+class Unauthenticated(ApplicationError):
+    error_code = "UNAUTHENTICATED"
+
+
+class Conflict(ApplicationError):
+    error_code = "RESOURCE_CONFLICT"
+
+
+class PayloadTooLarge(ApplicationError):
+    error_code = "INVALID_PARAMETER_VALUE"
+    http_status = 413
+
+
+class NotImplementedOnServer(ApplicationError):
+    error_code = "NOT_IMPLEMENTED"
+
+
+class EndpointNotFound(ApplicationError):
+    error_code = "ENDPOINT_NOT_FOUND"
+
+
+def translate(exc: BaseException) -> ApplicationError | None:
+    """Map framework exceptions that can be caused by client input to ApplicationError."""
+    from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+    from django.core.exceptions import ValidationError as DjangoValidationError
+
+    if isinstance(exc, ApplicationError):
+        return exc
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge("Request body is larger than this server accepts.")
+    if isinstance(exc, SuspiciousOperation):
+        return InvalidParameterValue("The request was refused as malformed.", error_code="BAD_REQUEST")
+    if isinstance(exc, DjangoValidationError):
+        return InvalidParameterValue("; ".join(exc.messages))
+    return None
+
+
+def api_exception_handler(exc: BaseException, context: dict[str, Any]):
+    """DRF exception handler for /api/v1: one JSON error shape for every failure."""
+    from rest_framework import exceptions as drf_exceptions
+    from rest_framework.response import Response
+    from rest_framework.views import exception_handler
+
+    app_error = translate(exc)
+    if app_error is not None:
+        body = {
+            "error": {
+                "code": app_error.error_code,
+                "message": app_error.message,
+                "details": app_error.details,
+            }
+        }
+        return Response(body, status=app_error.status)
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, drf_exceptions.ValidationError):
+        code, message = "INVALID_PARAMETER_VALUE", "The request is invalid; see details."
+        details = response.data if isinstance(response.data, dict) else {"errors": response.data}
+    else:
+        code = getattr(exc, "default_code", "error").upper()
+        message = str(getattr(exc, "detail", exc))
+        details = {}
+    response.data = {"error": {"code": code, "message": message, "details": details}}
+    return response

@@ -1,0 +1,416 @@
+"""The MLflow wire layer: request parsing, response encoding and the route table.
+
+Handlers are plain functions `handler(req: MlflowRequest) -> dict` registered with
+`@mlflow_route(...)`. Each route declares its access rule; `core.access.authorize` is the one
+place that decides. Errors raised as `core.errors.ApplicationError` become MLflow's
+`{"error_code", "message"}` body with MLflow's status code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path as url_path
+from django.views.decorators.csrf import csrf_exempt
+
+from core import errors
+from core.errors import InvalidParameterValue
+
+logger = logging.getLogger(__name__)
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+# ---------------------------------------------------------------------------------------------
+# Text validation shared by every string that reaches the database.
+
+
+def check_text(value: Any, field_name: str, *, max_length: int | None = None) -> str:
+    """Refuse what PostgreSQL cannot store or what would make two spellings of one name:
+    NUL bytes and lone surrogates are 400s here rather than 500s in the driver."""
+    if not isinstance(value, str):
+        raise InvalidParameterValue(
+            f"Invalid value {_short(value)} for parameter '{field_name}': expected a string."
+        )
+    if "\x00" in value:
+        raise InvalidParameterValue(f"Parameter '{field_name}' must not contain NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidParameterValue(
+            f"Parameter '{field_name}' is not valid Unicode (lone surrogate)."
+        ) from None
+    if max_length is not None and len(value) > max_length:
+        raise InvalidParameterValue(
+            f"Parameter '{field_name}' exceeds the maximum length of {max_length} characters "
+            f"(got {len(value)})."
+        )
+    return value
+
+
+def normalize_name(value: str) -> str:
+    """One canonical spelling for user-given names (NFC)."""
+    return unicodedata.normalize("NFC", value)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InvalidParameterValue(f"Duplicate key '{key}' in the JSON body.")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> float:
+    raise InvalidParameterValue(
+        f"Bare {name} is not valid JSON; send doubles such as NaN as the string \"{name}\"."
+    )
+
+
+def parse_json_bytes(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidParameterValue("The request body is not valid UTF-8.") from None
+    try:
+        return json.loads(
+            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
+        )
+    except RecursionError:
+        raise InvalidParameterValue("The JSON body is nested too deeply.") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidParameterValue(f"The request body is not valid JSON: {exc.msg}.") from None
+
+
+def _snake(key: str) -> str:
+    return _CAMEL.sub("_", key).lower()
+
+
+def _normalize_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """Accept protobuf's lowerCamel JSON names beside snake_case, but not both for one field."""
+    if not any(any(c.isupper() for c in k) for k in data):
+        return data
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        snake = _snake(key)
+        if snake in out:
+            raise InvalidParameterValue(f"Field '{snake}' was given twice ('{key}').")
+        out[snake] = value
+    return out
+
+
+def parse_request_data(request: HttpRequest) -> dict[str, Any]:
+    if request.method == "GET":
+        return {key: values for key, values in request.GET.lists()}
+    raw = request.body  # bounded by DATA_UPLOAD_MAX_MEMORY_SIZE: RequestDataTooBig -> 413
+    if not raw.strip():
+        if request.GET:
+            return {key: values for key, values in request.GET.lists()}
+        return {}
+    content_type = (request.content_type or "").lower()
+    if content_type != "application/json":
+        raise InvalidParameterValue(
+            "Bad Request. Content-Type must be 'application/json' for a JSON request body."
+        )
+    data = parse_json_bytes(raw)
+    if not isinstance(data, dict):
+        raise InvalidParameterValue("The request body must be a JSON object.")
+    return _normalize_keys(data)
+
+
+class MlflowRequest:
+    """Typed access to one MLflow request message, from a JSON body or a query string."""
+
+    def __init__(self, request: HttpRequest, data: dict[str, Any], kwargs: dict[str, Any]):
+        self.http = request
+        self.data = data
+        self.kwargs = kwargs
+        self._from_query = request.method == "GET"
+
+    # -- raw access -----------------------------------------------------------------------
+    def _raw(self, name: str) -> Any:
+        value = self.data.get(name)
+        if self._from_query and isinstance(value, list):
+            return value[0] if value else None
+        return value
+
+    def has(self, name: str) -> bool:
+        return self.data.get(name) not in (None, [], "")
+
+    @property
+    def username(self) -> str:
+        user = getattr(self.http, "user", None)
+        if user is not None and user.is_authenticated:
+            return user.get_username()
+        return ""
+
+    # -- typed getters --------------------------------------------------------------------
+    def str(
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        default: str | None = None,
+        max_length: int | None = None,
+    ) -> str | None:
+        value = self._raw(name)
+        if value is None or (value == "" and required):
+            if required:
+                raise InvalidParameterValue(f"Missing value for required parameter '{name}'.")
+            return default
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            value = str(value)
+        return check_text(value, name, max_length=max_length)
+
+    def int64(
+        self, name: str, *, required: bool = False, default: int | None = None
+    ) -> int | None:
+        value = self._raw(name)
+        if value is None or value == "":
+            if required:
+                raise InvalidParameterValue(f"Missing value for required parameter '{name}'.")
+            return default
+        return to_int64(value, name)
+
+    def double(self, name: str, *, required: bool = False) -> float | None:
+        value = self._raw(name)
+        if value is None:
+            if required:
+                raise InvalidParameterValue(f"Missing value for required parameter '{name}'.")
+            return None
+        return to_double(value, name)
+
+    def bool(self, name: str, *, default: bool = False) -> bool:
+        value = self._raw(name)
+        if value is None or value == "":
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise InvalidParameterValue(
+            f"Invalid value {_short(value)} for parameter '{name}': expected true or false."
+        )
+
+    def str_list(self, name: str, *, max_length: int | None = None) -> list[str]:
+        value = self.data.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            value = [value]
+        return [check_text(item, name, max_length=max_length) for item in value]
+
+    def messages(self, name: str) -> list[dict[str, Any]]:
+        value = self.data.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise InvalidParameterValue(
+                f"Invalid value for parameter '{name}': expected a list of objects."
+            )
+        return value
+
+    def enum(self, name: str, allowed: dict[str, Any], *, default: Any) -> Any:
+        """Protobuf enums arrive as names ("ACTIVE_ONLY") or numbers; `allowed` maps both."""
+        value = self._raw(name)
+        if value is None or value == "":
+            return default
+        key = value if isinstance(value, str) else str(value)
+        if isinstance(value, bool) or key not in allowed:
+            names = ", ".join(k for k in allowed if not k.isdigit())
+            raise InvalidParameterValue(
+                f"Invalid value {_short(value)} for parameter '{name}'. Allowed: {names}."
+            )
+        return allowed[key]
+
+    def run_id(self) -> str:
+        """Run endpoints send both `run_id` and the legacy `run_uuid`; prefer `run_id`."""
+        value = self.str("run_id") or self.str("run_uuid")
+        if not value:
+            raise InvalidParameterValue("Missing value for required parameter 'run_id'.")
+        return value
+
+
+def to_int64(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise InvalidParameterValue(f"Invalid value {value!r} for parameter '{name}': expected an integer.")
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, float) and value.is_integer():
+        result = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"[+-]?\d{1,20}", value.strip()):
+        result = int(value.strip())
+    else:
+        raise InvalidParameterValue(
+            f"Invalid value {_short(value)} for parameter '{name}': expected an integer."
+        )
+    if not INT64_MIN <= result <= INT64_MAX:
+        raise InvalidParameterValue(
+            f"Invalid value {_short(value)} for parameter '{name}': out of the int64 range."
+        )
+    return result
+
+
+_DOUBLE_STRINGS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def to_double(value: Any, name: str) -> float:
+    if isinstance(value, bool):
+        raise InvalidParameterValue(f"Invalid value {value!r} for parameter '{name}': expected a number.")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        if value in _DOUBLE_STRINGS:
+            return _DOUBLE_STRINGS[value]
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise InvalidParameterValue(
+        f"Invalid value {_short(value)} for parameter '{name}': expected a number "
+        f"(NaN and infinities as the strings \"NaN\", \"Infinity\", \"-Infinity\")."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+
+def encode_double(value: float) -> float | str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def json_response(payload: dict[str, Any], status: int = 200) -> HttpResponse:
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    return HttpResponse(body, status=status, content_type="application/json")
+
+
+def error_response(exc: errors.ApplicationError) -> HttpResponse:
+    return JsonResponse(
+        {"error_code": exc.error_code, "message": exc.message}, status=exc.status
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Routing
+
+
+Handler = Callable[[MlflowRequest], "dict[str, Any] | HttpResponse"]
+
+
+@dataclass
+class Route:
+    path: str
+    methods: dict[str, tuple[Handler, str]] = field(default_factory=dict)
+    prefixes: tuple[str, ...] = ("api/2.0/mlflow/",)
+
+
+ROUTES: dict[tuple[tuple[str, ...], str], Route] = {}
+
+
+def mlflow_route(
+    path: str,
+    methods: str | list[str],
+    *,
+    access: str,
+    prefixes: tuple[str, ...] = ("api/2.0/mlflow/",),
+):
+    """Register `handler` for `methods` on `path` (a Django path pattern) under each prefix.
+
+    `access` names the rule `core.access.authorize` applies before the handler runs."""
+    if isinstance(methods, str):
+        methods = [methods]
+
+    def decorator(handler: Handler) -> Handler:
+        route = ROUTES.setdefault((prefixes, path), Route(path=path, prefixes=prefixes))
+        for method in methods:
+            if method in route.methods:
+                raise RuntimeError(f"Duplicate MLflow route {method} {path}")
+            route.methods[method] = (handler, access)
+        return handler
+
+    return decorator
+
+
+def _dispatch(route: Route):
+    @csrf_exempt
+    def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        from core.access import authorize
+
+        entry = route.methods.get(request.method or "")
+        if entry is None:
+            allowed = ", ".join(sorted(route.methods))
+            response = error_response(
+                errors.ApplicationError(
+                    f"Method {request.method} is not allowed on this endpoint; use {allowed}.",
+                    error_code="ENDPOINT_NOT_FOUND",
+                    http_status=405,
+                )
+            )
+            response["Allow"] = allowed
+            return response
+        handler, access = entry
+        try:
+            authorize(request, access)
+            data = parse_request_data(request) if not getattr(handler, "raw_body", False) else {}
+            result = handler(MlflowRequest(request, data, kwargs))
+        except Exception as exc:  # noqa: BLE001 - the single mapping point for the MLflow API
+            app_error = errors.translate(exc)
+            if app_error is None:
+                logger.exception("Unhandled error in %s %s", request.method, request.path)
+                app_error = errors.ApplicationError(
+                    "Internal error; the request id in X-Request-Id identifies it in the logs.",
+                    error_code="INTERNAL_ERROR",
+                )
+            return error_response(app_error)
+        if isinstance(result, HttpResponse):
+            return result
+        return json_response(result)
+
+    view.mlflow_route = route  # type: ignore[attr-defined]
+    return view
+
+
+def raw_body(handler: Handler) -> Handler:
+    """Mark a handler that reads the request stream itself (artifact uploads)."""
+    handler.raw_body = True  # type: ignore[attr-defined]
+    return handler
+
+
+def urlpatterns() -> list:
+    patterns = []
+    for (prefixes, route_path), route in ROUTES.items():
+        view = _dispatch(route)
+        for prefix in prefixes:
+            patterns.append(url_path(prefix + route_path, view))
+    return patterns
+
+
+def max_json_bytes() -> int:
+    return settings.CUSTODY_MAX_JSON_BYTES
