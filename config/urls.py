@@ -14,3 +14,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     *mlflow_api.urlpatterns(),
 ]
+
+handler404 = "core.views.not_found"
+handler500 = "core.views.server_error"

@@ -1,6 +1,7 @@
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 
 CUSTODY_VERSION = "0.1.0"
+_API_PREFIXES = ("/api/", "/ajax-api/")
 
 
 def health(request):
@@ -9,3 +10,21 @@ def health(request):
 
 def version(request):
     return HttpResponse(CUSTODY_VERSION, content_type="text/plain")
+
+
+def not_found(request, exception=None):
+    # API clients get a JSON body: the MLflow client reads a non-JSON 404 as a missing
+    # endpoint, and a JSON one with ENDPOINT_NOT_FOUND means the same without guessing.
+    if request.path.startswith(_API_PREFIXES):
+        return JsonResponse(
+            {"error_code": "ENDPOINT_NOT_FOUND", "message": "No API endpoint at this path."},
+            status=404,
+        )
+    return HttpResponse("Not found", status=404, content_type="text/plain")
+
+
+def server_error(request):
+    body = {"error_code": "INTERNAL_ERROR", "message": "Internal error."}
+    if request.path.startswith(_API_PREFIXES):
+        return JsonResponse(body, status=500)
+    return HttpResponse("Internal error", status=500, content_type="text/plain")

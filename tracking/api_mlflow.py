@@ -1,0 +1,365 @@
+"""MLflow tracking endpoints: parse the message, call a service or selector, encode the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import access
+from core.errors import InvalidParameterValue
+from core.mlflow_api import MlflowRequest, mlflow_route
+from tracking import selectors, services
+from tracking.models import RunStatus
+
+RUN_STATUSES = {
+    **{s.value: s.value for s in RunStatus},
+    "1": RunStatus.RUNNING.value,
+    "2": RunStatus.SCHEDULED.value,
+    "3": RunStatus.FINISHED.value,
+    "4": RunStatus.FAILED.value,
+    "5": RunStatus.KILLED.value,
+}
+
+
+def _experiment(experiment_id: Any) -> dict[str, Any]:
+    return selectors.experiment_payloads([selectors.experiment_get(experiment_id)])[0]
+
+
+def _run(run_id: str) -> dict[str, Any]:
+    payloads = selectors.run_payloads([run_id])
+    if not payloads:
+        selectors.run_get(run_id)  # raises the MLflow "not found" error
+    return payloads[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiments
+
+
+@mlflow_route("experiments/create", "POST", access=access.EXPERIMENT_CREATE)
+def create_experiment(req: MlflowRequest) -> dict:
+    experiment = services.experiment_create(
+        name=req.str("name"),
+        artifact_location=req.str("artifact_location"),
+        tags=req.messages("tags"),
+        created_by=req.username,
+    )
+    return {"experiment_id": str(experiment.experiment_id)}
+
+
+@mlflow_route("experiments/get", "GET", access=access.EXPERIMENT_READ)
+def get_experiment(req: MlflowRequest) -> dict:
+    return {"experiment": _experiment(req.str("experiment_id", required=True))}
+
+
+@mlflow_route("experiments/get-by-name", "GET", access=access.EXPERIMENT_READ)
+def get_experiment_by_name(req: MlflowRequest) -> dict:
+    experiment = selectors.experiment_get_by_name(req.str("experiment_name", required=True))
+    return {"experiment": selectors.experiment_payloads([experiment])[0]}
+
+
+@mlflow_route("experiments/search", ["POST", "GET"], access=access.AUTHENTICATED)
+def search_experiments(req: MlflowRequest) -> dict:
+    experiments, token = selectors.experiments_search(
+        view_type=req.enum("view_type", selectors.VIEW_TYPES, default="active"),
+        filter_string=req.str("filter"),
+        order_by=req.str_list("order_by"),
+        max_results=req.int64("max_results"),
+        page_token=req.str("page_token"),
+    )
+    result: dict[str, Any] = {"experiments": selectors.experiment_payloads(experiments)}
+    if token:
+        result["next_page_token"] = token
+    return result
+
+
+@mlflow_route("experiments/update", "POST", access=access.EXPERIMENT_EDIT)
+def update_experiment(req: MlflowRequest) -> dict:
+    services.experiment_rename(
+        experiment_id=req.str("experiment_id", required=True), new_name=req.str("new_name")
+    )
+    return {}
+
+
+@mlflow_route("experiments/delete", "POST", access=access.EXPERIMENT_MANAGE)
+def delete_experiment(req: MlflowRequest) -> dict:
+    services.experiment_delete(experiment_id=req.str("experiment_id", required=True))
+    return {}
+
+
+@mlflow_route("experiments/restore", "POST", access=access.EXPERIMENT_MANAGE)
+def restore_experiment(req: MlflowRequest) -> dict:
+    services.experiment_restore(experiment_id=req.str("experiment_id", required=True))
+    return {}
+
+
+@mlflow_route("experiments/set-experiment-tag", "POST", access=access.EXPERIMENT_EDIT)
+def set_experiment_tag(req: MlflowRequest) -> dict:
+    services.experiment_set_tag(
+        experiment_id=req.str("experiment_id", required=True),
+        key=req.data.get("key"),
+        value=req.data.get("value"),
+    )
+    return {}
+
+
+@mlflow_route("experiments/delete-experiment-tag", "POST", access=access.EXPERIMENT_EDIT)
+def delete_experiment_tag(req: MlflowRequest) -> dict:
+    services.experiment_delete_tag(
+        experiment_id=req.str("experiment_id", required=True), key=req.data.get("key")
+    )
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+
+
+@mlflow_route("runs/create", "POST", access=access.EXPERIMENT_EDIT)
+def create_run(req: MlflowRequest) -> dict:
+    run = services.run_create(
+        experiment_id=req.str("experiment_id"),
+        user_id=req.username or req.str("user_id", default="", max_length=256) or "",
+        run_name=req.str("run_name"),
+        start_time=req.int64("start_time"),
+        tags=req.messages("tags"),
+    )
+    return {"run": _run(run.run_id)}
+
+
+@mlflow_route("runs/get", "GET", access=access.RUN_READ)
+def get_run(req: MlflowRequest) -> dict:
+    return {"run": _run(req.run_id())}
+
+
+@mlflow_route("runs/update", "POST", access=access.RUN_EDIT)
+def update_run(req: MlflowRequest) -> dict:
+    run = services.run_update(
+        run_id=req.run_id(),
+        status=req.enum("status", RUN_STATUSES, default=None),
+        end_time=req.int64("end_time"),
+        run_name=req.str("run_name"),
+    )
+    return {"run_info": selectors.run_info_from_model(run)}
+
+
+@mlflow_route("runs/delete", "POST", access=access.RUN_MANAGE)
+def delete_run(req: MlflowRequest) -> dict:
+    services.run_delete(run_id=req.run_id())
+    return {}
+
+
+@mlflow_route("runs/restore", "POST", access=access.RUN_MANAGE)
+def restore_run(req: MlflowRequest) -> dict:
+    services.run_restore(run_id=req.run_id())
+    return {}
+
+
+@mlflow_route("runs/log-metric", "POST", access=access.RUN_EDIT)
+def log_metric(req: MlflowRequest) -> dict:
+    metric = {
+        field: req.data.get(field)
+        for field in ("key", "value", "timestamp", "step", "model_id", "dataset_name",
+                      "dataset_digest")
+    }
+    services.run_log_batch(run_id=req.run_id(), metrics=[metric])
+    return {}
+
+
+@mlflow_route("runs/log-parameter", "POST", access=access.RUN_EDIT)
+def log_param(req: MlflowRequest) -> dict:
+    services.run_log_batch(
+        run_id=req.run_id(), params=[{"key": req.data.get("key"), "value": req.data.get("value")}]
+    )
+    return {}
+
+
+@mlflow_route("runs/set-tag", "POST", access=access.RUN_EDIT)
+def set_tag(req: MlflowRequest) -> dict:
+    services.run_log_batch(
+        run_id=req.run_id(), tags=[{"key": req.data.get("key"), "value": req.data.get("value")}]
+    )
+    return {}
+
+
+@mlflow_route("runs/delete-tag", "POST", access=access.RUN_EDIT)
+def delete_tag(req: MlflowRequest) -> dict:
+    services.run_delete_tag(run_id=req.run_id(), key=req.data.get("key"))
+    return {}
+
+
+@mlflow_route("runs/log-batch", "POST", access=access.RUN_EDIT)
+def log_batch(req: MlflowRequest) -> dict:
+    services.run_log_batch(
+        run_id=req.run_id(),
+        metrics=req.messages("metrics"),
+        params=req.messages("params"),
+        tags=req.messages("tags"),
+    )
+    return {}
+
+
+@mlflow_route("runs/log-inputs", "POST", access=access.RUN_EDIT)
+def log_inputs(req: MlflowRequest) -> dict:
+    services.run_log_inputs(
+        run_id=req.run_id(), datasets=req.messages("datasets"), models=req.messages("models")
+    )
+    return {}
+
+
+@mlflow_route("runs/outputs", "POST", access=access.RUN_EDIT)
+def log_outputs(req: MlflowRequest) -> dict:
+    services.run_log_outputs(run_id=req.run_id(), models=req.messages("models"))
+    return {}
+
+
+@mlflow_route("runs/log-model", "POST", access=access.RUN_EDIT)
+def log_model_legacy(req: MlflowRequest) -> dict:
+    services.run_append_log_model_history(run_id=req.run_id(), model_json=req.str("model_json"))
+    return {}
+
+
+@mlflow_route("runs/search", ["POST", "GET"], access=access.AUTHENTICATED)
+def search_runs(req: MlflowRequest) -> dict:
+    run_ids, token = selectors.runs_search(
+        experiment_ids=req.str_list("experiment_ids"),
+        filter_string=req.str("filter"),
+        view_type=req.enum("run_view_type", selectors.VIEW_TYPES, default="active"),
+        max_results=req.int64("max_results"),
+        order_by=req.str_list("order_by"),
+        page_token=req.str("page_token"),
+    )
+    result: dict[str, Any] = {"runs": selectors.run_payloads(run_ids)}
+    if token:
+        result["next_page_token"] = token
+    return result
+
+
+@mlflow_route("metrics/get-history", "GET", access=access.RUN_READ)
+def get_metric_history(req: MlflowRequest) -> dict:
+    metrics, token = selectors.metric_history(
+        run_id=req.run_id(),
+        key=req.str("metric_key", required=True),
+        max_results=req.int64("max_results"),
+        page_token=req.str("page_token"),
+    )
+    result: dict[str, Any] = {}
+    if metrics:
+        result["metrics"] = metrics
+    if token:
+        result["next_page_token"] = token
+    return result
+
+
+@mlflow_route(
+    "metrics/get-history-bulk-interval",
+    "GET",
+    access=access.RUN_READ,
+    prefixes=("api/2.0/mlflow/", "ajax-api/2.0/mlflow/"),
+)
+def get_metric_history_bulk_interval(req: MlflowRequest) -> dict:
+    run_ids = req.str_list("run_ids")
+    if not 1 <= len(run_ids) <= 100:
+        raise InvalidParameterValue("run_ids must name between 1 and 100 runs.")
+    start_step, end_step = req.int64("start_step"), req.int64("end_step")
+    if (start_step is None) != (end_step is None):
+        raise InvalidParameterValue("start_step and end_step must be given together or not at all.")
+    if start_step is not None and start_step > end_step:
+        raise InvalidParameterValue("start_step must not be greater than end_step.")
+    max_results = req.int64("max_results", default=2500)
+    if not 1 <= max_results <= 2500:
+        raise InvalidParameterValue("max_results must be between 1 and 2500.")
+    for run_id in run_ids:
+        selectors.run_get(run_id)
+    return {
+        "metrics": selectors.metric_history_bulk_interval(
+            run_ids=run_ids,
+            key=req.str("metric_key", required=True),
+            start_step=start_step,
+            end_step=end_step,
+            max_results=max_results,
+        )
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Logged models (MLflow 3)
+
+
+def _logged_model(model_id: str, *, allow_deleted: bool = False) -> dict:
+    model = selectors.logged_model_get(model_id, allow_deleted=allow_deleted)
+    return selectors.logged_model_payloads([model])[0]
+
+
+@mlflow_route("logged-models", "POST", access=access.EXPERIMENT_EDIT)
+def create_logged_model(req: MlflowRequest) -> dict:
+    model = services.logged_model_create(
+        experiment_id=req.str("experiment_id"),
+        name=req.str("name"),
+        model_type=req.str("model_type"),
+        source_run_id=req.str("source_run_id"),
+        params=req.messages("params"),
+        tags=req.messages("tags"),
+        creator_id=req.username,
+    )
+    return {"model": selectors.logged_model_payloads([model])[0]}
+
+
+@mlflow_route("logged-models/search", "POST", access=access.AUTHENTICATED)
+def search_logged_models(req: MlflowRequest) -> dict:
+    models, token = selectors.logged_models_search(
+        experiment_ids=req.str_list("experiment_ids"),
+        filter_string=req.str("filter"),
+        datasets=req.messages("datasets"),
+        max_results=req.int64("max_results"),
+        order_by=req.messages("order_by"),
+        page_token=req.str("page_token"),
+    )
+    result: dict[str, Any] = {"models": selectors.logged_model_payloads(models)}
+    if token:
+        result["next_page_token"] = token
+    return result
+
+
+@mlflow_route("logged-models/<str:model_id>", "GET", access=access.EXPERIMENT_READ)
+def get_logged_model(req: MlflowRequest) -> dict:
+    return {
+        "model": _logged_model(
+            req.kwargs["model_id"], allow_deleted=req.bool("allow_deleted", default=False)
+        )
+    }
+
+
+@mlflow_route("logged-models/<str:model_id>", "PATCH", access=access.EXPERIMENT_EDIT)
+def finalize_logged_model(req: MlflowRequest) -> dict:
+    model = services.logged_model_finalize(
+        model_id=req.kwargs["model_id"], status=req.data.get("status")
+    )
+    return {"model": selectors.logged_model_payloads([model])[0]}
+
+
+@mlflow_route("logged-models/<str:model_id>", "DELETE", access=access.EXPERIMENT_MANAGE)
+def delete_logged_model(req: MlflowRequest) -> dict:
+    services.logged_model_delete(model_id=req.kwargs["model_id"])
+    return {}
+
+
+@mlflow_route("logged-models/<str:model_id>/tags", "PATCH", access=access.EXPERIMENT_EDIT)
+def set_logged_model_tags(req: MlflowRequest) -> dict:
+    services.logged_model_set_tags(model_id=req.kwargs["model_id"], tags=req.messages("tags"))
+    return {}
+
+
+@mlflow_route(
+    "logged-models/<str:model_id>/tags/<str:tag_key>", "DELETE", access=access.EXPERIMENT_EDIT
+)
+def delete_logged_model_tag(req: MlflowRequest) -> dict:
+    services.logged_model_delete_tag(model_id=req.kwargs["model_id"], key=req.kwargs["tag_key"])
+    return {}
+
+
+@mlflow_route("logged-models/<str:model_id>/params", "POST", access=access.EXPERIMENT_EDIT)
+def log_logged_model_params(req: MlflowRequest) -> dict:
+    services.logged_model_log_params(
+        model_id=req.kwargs["model_id"], params=req.messages("params")
+    )
+    return {}

@@ -9,7 +9,7 @@ BEGIN
     IF TG_OP = 'TRUNCATE' AND current_setting('custody.allow_audit_truncate', true) = 'on' THEN
         RETURN NULL;
     END IF;
-    RAISE EXCEPTION 'audit_auditevent is append-only: % refused', TG_OP
+    RAISE EXCEPTION 'audit_auditevent is append-only: %% refused', TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END;
 $$ LANGUAGE plpgsql;

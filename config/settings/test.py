@@ -20,3 +20,5 @@ STORAGES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
     # Lets the test runner TRUNCATE the audit table between tests (see the audit migration).
     DATABASES["default"]["OPTIONS"]["options"] += " -c custody.allow_audit_truncate=on"  # noqa: F405
+
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  (whitenoise warns when it is missing)

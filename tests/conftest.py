@@ -1,0 +1,188 @@
+"""Shared fixtures.
+
+`mlflow_server` runs Custody the way users run it: gunicorn in a subprocess, on its own
+freshly migrated database of the kind DATABASE_URL names (PostgreSQL in CI, a SQLite file by
+default), with a local artifact directory. The real MLflow client talks to it over HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytest_plugins = ["tests.s3_server"] if (ROOT / "tests" / "s3_server.py").exists() else []
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _postgres_admin(url: str):
+    import psycopg
+
+    parts = urlsplit(url)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    return psycopg.connect(admin, autocommit=True)
+
+
+class LiveServer:
+    def __init__(self, workdir: Path, database_url: str, extra_env: dict[str, str] | None = None):
+        self.workdir = workdir
+        self.database_url = database_url
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.artifact_root = workdir / "artifacts"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.base",
+            "DATABASE_URL": database_url,
+            "CUSTODY_ARTIFACT_ROOT": str(self.artifact_root),
+            "CUSTODY_DATA_DIR": str(workdir),
+            "SECRET_KEY": "live-server-test-secret-" + uuid.uuid4().hex,
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        self.env.pop("REDIS_URL", None)
+        self.log_path = workdir / "gunicorn.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+        )
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn", "config.wsgi:application",
+                "--bind", f"127.0.0.1:{self.port}",
+                "--workers", "2", "--threads", "4", "--worker-class", "gthread",
+                "--timeout", "120",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited early:\n{self.log_path.read_text()}")
+            try:
+                if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not answer in time:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def server_log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> str:
+    """URL of a live Custody server (gunicorn) on a fresh database."""
+    workdir = tmp_path_factory.mktemp("custody-live")
+    base_url = os.environ.get("DATABASE_URL", "")
+    dbname = None
+    if base_url.startswith("postgres"):
+        dbname = f"custody_live_{os.getpid()}"
+        with _postgres_admin(base_url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+        database_url = urlunsplit(urlsplit(base_url)._replace(path=f"/{dbname}"))
+    else:
+        database_url = f"sqlite:///{workdir / 'live.sqlite3'}"
+    server = LiveServer(workdir, database_url)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        if dbname:
+            with _postgres_admin(base_url) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@pytest.fixture
+def mlflow_env(mlflow_server, monkeypatch) -> str:
+    """Points the real MLflow client at the live server, with few retries so that a
+    failure shows up as a failure rather than minutes of back-off."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    mlflow.set_tracking_uri(mlflow_server)
+    mlflow.set_registry_uri(mlflow_server)
+    yield mlflow_server
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+@pytest.fixture
+def unique_name() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def api(client):
+    """A JSON client for the MLflow REST routes (Django's test client, real URL table)."""
+    return MlflowApiClient(client)
+
+
+class MlflowApiClient:
+    def __init__(self, client):
+        self.client = client
+
+    def post(self, path: str, body: dict | None = None, **kwargs):
+        return self.client.post(
+            f"/api/2.0/mlflow/{path}", body or {}, content_type="application/json", **kwargs
+        )
+
+    def get(self, path: str, params: dict | None = None, **kwargs):
+        return self.client.get(f"/api/2.0/mlflow/{path}", params or {}, **kwargs)
+
+    def patch(self, path: str, body: dict | None = None):
+        return self.client.patch(
+            f"/api/2.0/mlflow/{path}", body or {}, content_type="application/json"
+        )
+
+    def delete(self, path: str, body: dict | None = None):
+        return self.client.delete(
+            f"/api/2.0/mlflow/{path}", body or {}, content_type="application/json"
+        )
+
+    def experiment(self, name: str | None = None) -> str:
+        response = self.post("experiments/create", {"name": name or f"e-{uuid.uuid4().hex}"})
+        assert response.status_code == 200, response.content
+        return response.json()["experiment_id"]
+
+    def run(self, experiment_id: str, **fields) -> dict:
+        body = {"experiment_id": experiment_id, "start_time": 1_700_000_000_000, **fields}
+        response = self.post("runs/create", body)
+        assert response.status_code == 200, response.content
+        return response.json()["run"]

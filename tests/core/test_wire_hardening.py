@@ -1,0 +1,98 @@
+"""Malformed requests to the MLflow API are 4xx JSON errors and change nothing
+(reference/security.md §2.4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tracking.models import Experiment
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/2.0/mlflow/experiments/create"
+
+
+def post_raw(client, body: bytes, content_type: str = "application/json"):
+    return client.generic("POST", URL, body, content_type=content_type)
+
+
+def assert_refused(response, status: int = 400) -> str:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["error_code"] and body["message"]
+    return body["message"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xff\xfe{}",
+        b'{"name": "\xc3"}',
+        b'{"name": "\xc0\xae"}',
+        b"{not json",
+        b"[1, 2]",
+        b'"just a string"',
+        b'{"name": NaN}',
+        b'{"name": "a", "name": "b"}',
+    ],
+)
+def test_malformed_json_bodies(client, raw):
+    count = Experiment.objects.count()
+    assert_refused(post_raw(client, raw))
+    assert Experiment.objects.count() == count
+
+
+def test_deeply_nested_json(client):
+    depth = 100_000
+    message = assert_refused(post_raw(client, b"[" * depth + b"]" * depth))
+    assert "nested" in message or "JSON" in message
+    nested = b'{"a":' * depth + b"1" + b"}" * depth
+    assert_refused(post_raw(client, nested))
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", '"><script>alert(1)</script>'],
+)
+def test_wrong_content_type(client, content_type):
+    response = post_raw(client, b'{"name": "x"}', content_type=content_type)
+    message = assert_refused(response)
+    assert "<script>" not in message
+    assert not Experiment.objects.filter(name="x").exists()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a\u0000b", "\ud800", "x" * 501],
+)
+def test_unstorable_strings(client, name):
+    import json
+
+    body = json.dumps({"name": name}).encode()
+    assert_refused(post_raw(client, body))
+    assert Experiment.objects.count() == 1
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, "abc", 1.5, True, [], {}])
+def test_int64_fields_reject_bad_values(client, value):
+    import json
+
+    response = client.post(
+        "/api/2.0/mlflow/runs/create",
+        json.dumps({"experiment_id": "0", "start_time": value}),
+        content_type="application/json",
+    )
+    assert_refused(response)
+
+
+def test_oversized_body_is_413(client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    response = post_raw(client, b'{"name": "' + b"x" * 2048 + b'"}')
+    assert_refused(response, status=413)
+
+
+def test_unknown_route_is_not_a_5xx(client):
+    response = client.post("/api/2.0/mlflow/nope", b"{}", content_type="application/json")
+    assert response.status_code == 404
+    assert response.json()["error_code"] == "ENDPOINT_NOT_FOUND"

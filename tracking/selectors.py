@@ -1,0 +1,476 @@
+"""Reads of tracking state. Payload builders fetch each related table once per page (a fixed
+number of queries whatever the page size) and build wire dicts from value rows, skipping model
+instantiation on the hot search path."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from django.db.models import QuerySet
+
+from core.errors import InvalidParameterValue, ResourceDoesNotExist
+from core.mlflow_api import encode_double
+from tracking.models import (
+    Experiment,
+    ExperimentTag,
+    LatestMetric,
+    LifecycleStage,
+    LoggedModel,
+    LoggedModelParam,
+    LoggedModelTag,
+    Metric,
+    Param,
+    Run,
+    RunInput,
+    RunInputTag,
+    RunModelInput,
+    RunOutput,
+    RunTag,
+)
+
+_EXPERIMENT_ID = re.compile(r"^\d{1,18}$")
+
+VIEW_TYPES = {
+    "ACTIVE_ONLY": "active",
+    "DELETED_ONLY": "deleted",
+    "ALL": "all",
+    "1": "active",
+    "2": "deleted",
+    "3": "all",
+}
+
+
+def _view_filter(qs: QuerySet, view: str) -> QuerySet:
+    if view == "active":
+        return qs.filter(lifecycle_stage=LifecycleStage.ACTIVE)
+    if view == "deleted":
+        return qs.filter(lifecycle_stage=LifecycleStage.DELETED)
+    return qs
+
+
+def parse_experiment_id(experiment_id: Any) -> int:
+    text = str(experiment_id) if experiment_id is not None else ""
+    if not _EXPERIMENT_ID.match(text):
+        raise InvalidParameterValue(
+            f"Invalid experiment id {text[:40]!r}: experiment ids are decimal integers."
+        )
+    return int(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiments
+
+
+def experiment_get(experiment_id: Any, *, for_update: bool = False) -> Experiment:
+    pk = parse_experiment_id(experiment_id)
+    qs = Experiment.objects.select_for_update() if for_update else Experiment.objects
+    experiment = qs.filter(pk=pk).first()
+    if experiment is None:
+        raise ResourceDoesNotExist(f"No Experiment with id={experiment_id} exists")
+    return experiment
+
+
+def experiment_get_by_name(name: str) -> Experiment:
+    experiment = Experiment.objects.filter(name=name).first()
+    if experiment is None:
+        raise ResourceDoesNotExist(f"Could not find experiment with name '{name}'")
+    return experiment
+
+
+def experiment_payloads(experiments: Sequence[Experiment]) -> list[dict[str, Any]]:
+    tags: dict[int, list[dict[str, str]]] = defaultdict(list)
+    for exp_id, key, value in ExperimentTag.objects.filter(
+        experiment_id__in=[e.experiment_id for e in experiments]
+    ).values_list("experiment_id", "key", "value"):
+        tags[exp_id].append({"key": key, "value": value})
+    result = []
+    for e in experiments:
+        payload: dict[str, Any] = {
+            "experiment_id": str(e.experiment_id),
+            "name": e.name,
+            "artifact_location": e.artifact_location,
+            "lifecycle_stage": e.lifecycle_stage,
+            "last_update_time": e.last_update_time,
+            "creation_time": e.creation_time,
+        }
+        if tags.get(e.experiment_id):
+            payload["tags"] = tags[e.experiment_id]
+        result.append(payload)
+    return result
+
+
+def experiments_search(
+    *,
+    view_type: str,
+    filter_string: str | None,
+    order_by: list[str],
+    max_results: Any,
+    page_token: str | None,
+) -> tuple[list[Experiment], str | None]:
+    from core.pagination import decode_page_token, encode_page_token, validate_max_results
+    from tracking import search
+
+    limit = validate_max_results(max_results, default=None, maximum=50000)
+    scope = {"endpoint": "experiments/search", "view": view_type, "filter": filter_string or "",
+             "order_by": order_by}
+    offset = decode_page_token(page_token, scope)
+    qs = _view_filter(Experiment.objects.all(), view_type)
+    qs = search.filter_experiments(qs, filter_string)
+    qs = search.order_experiments(qs, order_by)
+    rows = list(qs[offset : offset + limit + 1])
+    token = encode_page_token(offset + limit, scope) if len(rows) > limit else None
+    return rows[:limit], token
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+
+
+def run_get(run_id: str) -> Run:
+    run = Run.objects.select_related("experiment").filter(run_id=run_id).first()
+    if run is None:
+        raise ResourceDoesNotExist(f"Run with id={run_id} not found")
+    return run
+
+
+_RUN_FIELDS = (
+    "run_id",
+    "experiment_id",
+    "name",
+    "user_id",
+    "status",
+    "start_time",
+    "end_time",
+    "artifact_uri",
+    "lifecycle_stage",
+)
+
+
+def run_info_payload(row: dict[str, Any]) -> dict[str, Any]:
+    info = {
+        "run_id": row["run_id"],
+        "run_uuid": row["run_id"],
+        "run_name": row["name"],
+        "experiment_id": str(row["experiment_id"]),
+        "user_id": row["user_id"],
+        "status": row["status"],
+        "start_time": row["start_time"],
+        "artifact_uri": row["artifact_uri"],
+        "lifecycle_stage": row["lifecycle_stage"],
+    }
+    if row["end_time"] is not None:
+        info["end_time"] = row["end_time"]
+    return info
+
+
+def run_info_from_model(run: Run) -> dict[str, Any]:
+    return run_info_payload({field: getattr(run, field) for field in _RUN_FIELDS})
+
+
+def _metric_value(value: float, is_nan: bool) -> float | str:
+    return "NaN" if is_nan else encode_double(value)
+
+
+def run_payloads(run_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Full MLflow `Run` dicts for these runs, in the given order, in 8 queries."""
+    if not run_ids:
+        return []
+    rows = {r["run_id"]: r for r in Run.objects.filter(run_id__in=run_ids).values(*_RUN_FIELDS)}
+    metrics: dict[str, list] = defaultdict(list)
+    for run_id, key, value, is_nan, ts, step in LatestMetric.objects.filter(
+        run_id__in=run_ids
+    ).values_list("run_id", "key", "value", "is_nan", "timestamp", "step"):
+        metrics[run_id].append(
+            {"key": key, "value": _metric_value(value, is_nan), "timestamp": ts, "step": step}
+        )
+    params: dict[str, list] = defaultdict(list)
+    for run_id, key, value in Param.objects.filter(run_id__in=run_ids).values_list(
+        "run_id", "key", "value"
+    ):
+        params[run_id].append({"key": key, "value": value})
+    tags: dict[str, list] = defaultdict(list)
+    for run_id, key, value in RunTag.objects.filter(run_id__in=run_ids).values_list(
+        "run_id", "key", "value"
+    ):
+        tags[run_id].append({"key": key, "value": value})
+    inputs: dict[str, list] = defaultdict(list)
+    input_rows = list(
+        RunInput.objects.filter(run_id__in=run_ids).values_list(
+            "id",
+            "run_id",
+            "dataset__name",
+            "dataset__digest",
+            "dataset__source_type",
+            "dataset__source",
+            "dataset__schema",
+            "dataset__profile",
+        )
+    )
+    input_tags: dict[int, list] = defaultdict(list)
+    if input_rows:
+        for input_id, key, value in RunInputTag.objects.filter(
+            run_input_id__in=[r[0] for r in input_rows]
+        ).values_list("run_input_id", "key", "value"):
+            input_tags[input_id].append({"key": key, "value": value})
+    for input_id, run_id, name, digest, source_type, source, schema, profile in input_rows:
+        dataset = {"name": name, "digest": digest, "source_type": source_type, "source": source}
+        if schema:
+            dataset["schema"] = schema
+        if profile:
+            dataset["profile"] = profile
+        inputs[run_id].append({"tags": input_tags.get(input_id, []), "dataset": dataset})
+    model_inputs: dict[str, list] = defaultdict(list)
+    for run_id, model_id in RunModelInput.objects.filter(run_id__in=run_ids).values_list(
+        "run_id", "model_id"
+    ):
+        model_inputs[run_id].append({"model_id": model_id})
+    outputs: dict[str, list] = defaultdict(list)
+    for run_id, model_id, step in RunOutput.objects.filter(run_id__in=run_ids).values_list(
+        "run_id", "model_id", "step"
+    ):
+        outputs[run_id].append({"model_id": model_id, "step": step})
+
+    result = []
+    for run_id in run_ids:
+        row = rows.get(run_id)
+        if row is None:
+            continue
+        run_inputs: dict[str, Any] = {}
+        if inputs.get(run_id):
+            run_inputs["dataset_inputs"] = inputs[run_id]
+        if model_inputs.get(run_id):
+            run_inputs["model_inputs"] = model_inputs[run_id]
+        run_outputs: dict[str, Any] = {}
+        if outputs.get(run_id):
+            run_outputs["model_outputs"] = outputs[run_id]
+        result.append(
+            {
+                "info": run_info_payload(row),
+                "data": {
+                    "metrics": metrics.get(run_id, []),
+                    "params": params.get(run_id, []),
+                    "tags": tags.get(run_id, []),
+                },
+                "inputs": run_inputs,
+                "outputs": run_outputs,
+            }
+        )
+    return result
+
+
+def runs_search(
+    *,
+    experiment_ids: list[str],
+    filter_string: str | None,
+    view_type: str,
+    max_results: Any,
+    order_by: list[str],
+    page_token: str | None,
+) -> tuple[list[str], str | None]:
+    from core.pagination import decode_page_token, encode_page_token, validate_max_results
+    from tracking import search
+
+    limit = validate_max_results(max_results, default=1000, maximum=50000)
+    ids = sorted({parse_experiment_id(e) for e in experiment_ids})
+    scope = {
+        "endpoint": "runs/search",
+        "experiments": ids,
+        "view": view_type,
+        "filter": filter_string or "",
+        "order_by": order_by,
+    }
+    offset = decode_page_token(page_token, scope)
+    if not ids:
+        return [], None
+    qs = _view_filter(Run.objects.filter(experiment_id__in=ids), view_type)
+    qs = search.filter_runs(qs, filter_string)
+    qs = search.order_runs(qs, order_by)
+    run_ids = list(qs.values_list("run_id", flat=True)[offset : offset + limit + 1])
+    token = encode_page_token(offset + limit, scope) if len(run_ids) > limit else None
+    return run_ids[:limit], token
+
+
+def metric_history(
+    *, run_id: str, key: str, max_results: Any, page_token: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    from core.pagination import decode_page_token, encode_page_token, validate_max_results
+
+    run = run_get(run_id)
+    limit = (
+        validate_max_results(max_results, default=None, maximum=10**9)
+        if max_results not in (None, "")
+        else None
+    )
+    scope = {"endpoint": "metrics/get-history", "run": run.run_id, "key": key, "limit": limit}
+    offset = decode_page_token(page_token, scope)
+    qs = Metric.objects.filter(run_id=run.run_id, key=key).order_by(
+        "timestamp", "step", "value", "id"
+    )
+    fields = ("key", "value", "is_nan", "timestamp", "step", "model_id", "dataset_name",
+              "dataset_digest")
+    if limit is None:
+        rows = list(qs.values_list(*fields)[offset:])
+        token = None
+    else:
+        rows = list(qs.values_list(*fields)[offset : offset + limit + 1])
+        token = encode_page_token(offset + limit, scope) if len(rows) > limit else None
+        rows = rows[:limit]
+    metrics = []
+    for k, value, is_nan, ts, step, model_id, ds_name, ds_digest in rows:
+        point: dict[str, Any] = {
+            "key": k,
+            "value": _metric_value(value, is_nan),
+            "timestamp": ts,
+            "step": step,
+            "run_id": run.run_id,
+        }
+        if model_id:
+            point["model_id"] = model_id
+        if ds_name:
+            point["dataset_name"] = ds_name
+            point["dataset_digest"] = ds_digest
+        metrics.append(point)
+    return metrics, token
+
+
+def metric_history_bulk_interval(
+    *, run_ids: list[str], key: str, start_step: int | None, end_step: int | None, max_results: int
+) -> list[dict[str, Any]]:
+    """Up to `max_results` points per run, evenly spread over the steps logged (UI charts)."""
+    result = []
+    for run_id in run_ids:
+        qs = Metric.objects.filter(run_id=run_id, key=key)
+        if start_step is not None:
+            qs = qs.filter(step__gte=start_step, step__lte=end_step)
+        steps = sorted(set(qs.values_list("step", flat=True)))
+        if len(steps) > max_results:
+            stride = len(steps) / max_results
+            chosen = {steps[int(i * stride)] for i in range(max_results)} | {steps[-1]}
+        else:
+            chosen = set(steps)
+        for k, value, is_nan, ts, step in (
+            qs.filter(step__in=chosen)
+            .order_by("step", "timestamp")
+            .values_list("key", "value", "is_nan", "timestamp", "step")
+        ):
+            result.append(
+                {
+                    "key": k,
+                    "value": _metric_value(value, is_nan),
+                    "timestamp": ts,
+                    "step": step,
+                    "run_id": run_id,
+                }
+            )
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Logged models
+
+
+def logged_model_get(
+    model_id: str, *, for_update: bool = False, allow_deleted: bool = False
+) -> LoggedModel:
+    qs = LoggedModel.objects.select_for_update() if for_update else LoggedModel.objects
+    model = qs.filter(model_id=model_id).first()
+    if model is None or (model.lifecycle_stage == LifecycleStage.DELETED and not allow_deleted):
+        raise ResourceDoesNotExist(f"Logged model with id={model_id} not found")
+    return model
+
+
+def logged_model_payloads(models: Sequence[LoggedModel]) -> list[dict[str, Any]]:
+    ids = [m.model_id for m in models]
+    tags: dict[str, list] = defaultdict(list)
+    for model_id, key, value in LoggedModelTag.objects.filter(model_id__in=ids).values_list(
+        "model_id", "key", "value"
+    ):
+        tags[model_id].append({"key": key, "value": value})
+    params: dict[str, list] = defaultdict(list)
+    for model_id, key, value in LoggedModelParam.objects.filter(model_id__in=ids).values_list(
+        "model_id", "key", "value"
+    ):
+        params[model_id].append({"key": key, "value": value})
+    metrics: dict[str, list] = defaultdict(list)
+    for model_id, run_id, key, value, is_nan, ts, step, ds_name, ds_digest in (
+        Metric.objects.filter(model_id__in=ids)
+        .order_by("key", "step", "timestamp")
+        .values_list(
+            "model_id", "run_id", "key", "value", "is_nan", "timestamp", "step",
+            "dataset_name", "dataset_digest",
+        )
+    ):
+        point: dict[str, Any] = {
+            "key": key,
+            "value": _metric_value(value, is_nan),
+            "timestamp": ts,
+            "step": step,
+            "run_id": run_id,
+            "model_id": model_id,
+        }
+        if ds_name:
+            point["dataset_name"] = ds_name
+            point["dataset_digest"] = ds_digest
+        metrics[model_id].append(point)
+    result = []
+    for m in models:
+        info: dict[str, Any] = {
+            "model_id": m.model_id,
+            "experiment_id": str(m.experiment_id),
+            "name": m.name,
+            "creation_timestamp_ms": m.creation_timestamp,
+            "last_updated_timestamp_ms": m.last_updated_timestamp,
+            "artifact_uri": m.artifact_uri,
+            "status": m.status,
+            "tags": tags.get(m.model_id, []),
+        }
+        if m.model_type:
+            info["model_type"] = m.model_type
+        if m.source_run_id:
+            info["source_run_id"] = m.source_run_id
+        if m.creator_id:
+            info["creator_id"] = m.creator_id
+        if m.status_message:
+            info["status_message"] = m.status_message
+        result.append(
+            {
+                "info": info,
+                "data": {"params": params.get(m.model_id, []), "metrics": metrics.get(m.model_id, [])},
+            }
+        )
+    return result
+
+
+def logged_models_search(
+    *,
+    experiment_ids: list[str],
+    filter_string: str | None,
+    datasets: list[dict[str, Any]],
+    max_results: Any,
+    order_by: list[dict[str, Any]],
+    page_token: str | None,
+) -> tuple[list[LoggedModel], str | None]:
+    from core.pagination import decode_page_token, encode_page_token, validate_max_results
+    from tracking import search
+
+    limit = validate_max_results(max_results, default=50, maximum=50000)
+    ids = sorted({parse_experiment_id(e) for e in experiment_ids})
+    scope = {
+        "endpoint": "logged-models/search",
+        "experiments": ids,
+        "filter": filter_string or "",
+        "datasets": datasets,
+        "order_by": order_by,
+    }
+    offset = decode_page_token(page_token, scope)
+    qs = LoggedModel.objects.filter(lifecycle_stage=LifecycleStage.ACTIVE)
+    if ids:
+        qs = qs.filter(experiment_id__in=ids)
+    qs = search.filter_logged_models(qs, filter_string, datasets or None)
+    qs = search.order_logged_models(qs, order_by)
+    rows = list(qs[offset : offset + limit + 1])
+    token = encode_page_token(offset + limit, scope) if len(rows) > limit else None
+    return rows[:limit], token

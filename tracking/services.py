@@ -1,0 +1,796 @@
+"""Writes to tracking state. Each public function is one transaction; lifecycle changes of
+experiments, runs and logged models write their audit event in that same transaction."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from audit import services as audit
+from core.errors import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
+from core.mlflow_api import check_text, normalize_name, to_int64
+from tracking import selectors
+from tracking.models import (
+    Dataset,
+    Experiment,
+    ExperimentTag,
+    LatestMetric,
+    LifecycleStage,
+    LoggedModel,
+    LoggedModelParam,
+    LoggedModelStatus,
+    LoggedModelTag,
+    Metric,
+    Param,
+    Run,
+    RunInput,
+    RunInputTag,
+    RunModelInput,
+    RunOutput,
+    RunStatus,
+    RunTag,
+)
+from tracking.names import generate_name
+from tracking.validation import (
+    MAX_DATASET_DIGEST,
+    MAX_DATASET_NAME,
+    MAX_DATASET_PROFILE,
+    MAX_DATASET_SCHEMA,
+    MAX_DATASET_SOURCE,
+    MAX_EXPERIMENT_NAME_LENGTH,
+    MAX_EXPERIMENT_TAG_VALUE_LENGTH,
+    MAX_INPUT_TAG_KEY,
+    MAX_INPUT_TAG_VALUE,
+    MAX_PARAM_VALUE_LENGTH,
+    MAX_RUN_NAME_LENGTH,
+    MAX_RUN_TAG_VALUE_LENGTH,
+    check_batch_limits,
+    parse_key_values,
+    parse_metric,
+    validate_key,
+    value_as_text,
+)
+
+RUN_NAME_TAG = "mlflow.runName"
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+LOG_MODEL_HISTORY_TAG = "mlflow.log-model.history"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _experiment_snapshot(experiment: Experiment) -> dict[str, Any]:
+    return {
+        "name": experiment.name,
+        "lifecycle_stage": experiment.lifecycle_stage,
+        "artifact_location": experiment.artifact_location,
+    }
+
+
+def _run_snapshot(run: Run) -> dict[str, Any]:
+    return {
+        "experiment_id": str(run.experiment_id),
+        "name": run.name,
+        "status": run.status,
+        "lifecycle_stage": run.lifecycle_stage,
+        "user_id": run.user_id,
+    }
+
+
+def _require_active_experiment(experiment: Experiment, action: str) -> None:
+    if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
+        raise InvalidParameterValue(
+            f"The experiment {experiment.experiment_id} must be in the 'active' state to "
+            f"{action}. Current state is {experiment.lifecycle_stage}."
+        )
+
+
+def _require_active_run(run: Run) -> None:
+    if run.lifecycle_stage != LifecycleStage.ACTIVE:
+        raise InvalidParameterValue(
+            f"The run {run.run_id} must be in the 'active' state. "
+            f"Current state is {run.lifecycle_stage}."
+        )
+
+
+def _lock_run(run_id: str) -> Run:
+    # Writers to one run queue on its row, so the latest-metric upsert and the param
+    # "changed value" check see each other's committed rows.
+    run = Run.objects.select_for_update().filter(run_id=run_id).first()
+    if run is None:
+        raise ResourceDoesNotExist(f"Run with id={run_id} not found")
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiments
+
+
+def _clean_experiment_name(name: str | None) -> str:
+    if name is None or name.strip() == "":
+        raise InvalidParameterValue("Invalid experiment name: a non-empty name is required.")
+    name = normalize_name(check_text(name, "name"))
+    if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
+        raise InvalidParameterValue(
+            f"Experiment name exceeds the maximum length of {MAX_EXPERIMENT_NAME_LENGTH} "
+            f"characters (got {len(name)})."
+        )
+    return name
+
+
+@transaction.atomic
+def experiment_create(
+    *,
+    name: str | None,
+    artifact_location: str | None = None,
+    tags: Iterable[dict[str, Any]] = (),
+    created_by: str = "",
+) -> Experiment:
+    name = _clean_experiment_name(name)
+    if artifact_location:
+        # Storage locations are assigned by the server: a client-chosen location is how
+        # MLflow's file-read CVEs started (reference/security.md §1a).
+        raise InvalidParameterValue(
+            "artifact_location is assigned by the server and cannot be set by the client; "
+            "omit it to get mlflow-artifacts:/<experiment_id>."
+        )
+    parsed_tags = parse_key_values(
+        list(tags), "tag", value_limit=MAX_EXPERIMENT_TAG_VALUE_LENGTH, truncate_values=False
+    )
+    now = now_ms()
+    try:
+        with transaction.atomic():
+            experiment = Experiment.objects.create(
+                name=name,
+                artifact_location="",
+                creation_time=now,
+                last_update_time=now,
+                created_by=created_by,
+            )
+    except IntegrityError:
+        raise ResourceAlreadyExists(
+            f"Experiment(name={name}) already exists. Error: an experiment with this name "
+            "exists (deleted experiments keep their names until permanently removed)."
+        ) from None
+    experiment.artifact_location = f"mlflow-artifacts:/{experiment.experiment_id}"
+    experiment.save(update_fields=["artifact_location"])
+    ExperimentTag.objects.bulk_create(
+        [ExperimentTag(experiment=experiment, key=k, value=v) for k, v in dict(parsed_tags).items()]
+    )
+    audit.record(
+        action="experiment.create",
+        object_type="experiment",
+        object_id=experiment.experiment_id,
+        object_name=name,
+        after=_experiment_snapshot(experiment),
+    )
+    return experiment
+
+
+@transaction.atomic
+def experiment_rename(*, experiment_id: str, new_name: str | None) -> Experiment:
+    experiment = selectors.experiment_get(experiment_id, for_update=True)
+    _require_active_experiment(experiment, "be renamed")
+    new_name = _clean_experiment_name(new_name)
+    before = _experiment_snapshot(experiment)
+    experiment.name = new_name
+    experiment.last_update_time = now_ms()
+    try:
+        with transaction.atomic():
+            experiment.save(update_fields=["name", "last_update_time"])
+    except IntegrityError:
+        raise ResourceAlreadyExists(f"Experiment(name={new_name}) already exists.") from None
+    audit.record(
+        action="experiment.rename",
+        object_type="experiment",
+        object_id=experiment.experiment_id,
+        object_name=new_name,
+        before=before,
+        after=_experiment_snapshot(experiment),
+    )
+    return experiment
+
+
+@transaction.atomic
+def experiment_delete(*, experiment_id: str) -> None:
+    experiment = selectors.experiment_get(experiment_id, for_update=True)
+    if experiment.lifecycle_stage == LifecycleStage.DELETED:
+        return
+    before = _experiment_snapshot(experiment)
+    now = now_ms()
+    experiment.lifecycle_stage = LifecycleStage.DELETED
+    experiment.last_update_time = now
+    experiment.save(update_fields=["lifecycle_stage", "last_update_time"])
+    # Deleting an experiment deletes its active runs; the shared timestamp lets restore
+    # bring back exactly those runs and not ones deleted on their own before.
+    Run.objects.filter(experiment=experiment, lifecycle_stage=LifecycleStage.ACTIVE).update(
+        lifecycle_stage=LifecycleStage.DELETED, deleted_time=now
+    )
+    audit.record(
+        action="experiment.delete",
+        object_type="experiment",
+        object_id=experiment.experiment_id,
+        object_name=experiment.name,
+        before=before,
+        after=_experiment_snapshot(experiment),
+    )
+
+
+@transaction.atomic
+def experiment_restore(*, experiment_id: str) -> None:
+    experiment = selectors.experiment_get(experiment_id, for_update=True)
+    if experiment.lifecycle_stage == LifecycleStage.ACTIVE:
+        return
+    before = _experiment_snapshot(experiment)
+    deleted_at = experiment.last_update_time
+    experiment.lifecycle_stage = LifecycleStage.ACTIVE
+    experiment.last_update_time = now_ms()
+    experiment.save(update_fields=["lifecycle_stage", "last_update_time"])
+    Run.objects.filter(
+        experiment=experiment, lifecycle_stage=LifecycleStage.DELETED, deleted_time=deleted_at
+    ).update(lifecycle_stage=LifecycleStage.ACTIVE, deleted_time=None)
+    audit.record(
+        action="experiment.restore",
+        object_type="experiment",
+        object_id=experiment.experiment_id,
+        object_name=experiment.name,
+        before=before,
+        after=_experiment_snapshot(experiment),
+    )
+
+
+@transaction.atomic
+def experiment_set_tag(*, experiment_id: str, key: Any, value: Any) -> None:
+    experiment = selectors.experiment_get(experiment_id)
+    _require_active_experiment(experiment, "set tags")
+    ((key, value),) = parse_key_values(
+        [{"key": key, "value": value}],
+        "tag",
+        value_limit=MAX_EXPERIMENT_TAG_VALUE_LENGTH,
+        truncate_values=False,
+    )
+    ExperimentTag.objects.update_or_create(experiment=experiment, key=key, defaults={"value": value})
+
+
+@transaction.atomic
+def experiment_delete_tag(*, experiment_id: str, key: Any) -> None:
+    experiment = selectors.experiment_get(experiment_id)
+    _require_active_experiment(experiment, "delete tags")
+    key = validate_key(key, "tag")
+    deleted, _ = ExperimentTag.objects.filter(experiment=experiment, key=key).delete()
+    if not deleted:
+        raise ResourceDoesNotExist(
+            f"No tag with name: {key} in experiment with id {experiment.experiment_id}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+
+
+@transaction.atomic
+def run_create(
+    *,
+    experiment_id: str | None,
+    user_id: str,
+    run_name: str | None,
+    start_time: int | None,
+    tags: Iterable[dict[str, Any]] = (),
+) -> Run:
+    experiment = selectors.experiment_get(experiment_id if experiment_id not in (None, "") else "0")
+    _require_active_experiment(experiment, "create runs")
+    parsed_tags = dict(
+        parse_key_values(
+            list(tags), "tag", value_limit=MAX_RUN_TAG_VALUE_LENGTH, truncate_values=True
+        )
+    )
+    tag_name = parsed_tags.get(RUN_NAME_TAG)
+    if run_name and tag_name and run_name != tag_name:
+        raise InvalidParameterValue(
+            f"Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
+            f"different values (run_name='{run_name}', mlflow.runName='{tag_name}')."
+        )
+    name = run_name or tag_name or generate_name()
+    if len(name) > MAX_RUN_NAME_LENGTH:
+        raise InvalidParameterValue(
+            f"Run name exceeds the maximum length of {MAX_RUN_NAME_LENGTH} characters."
+        )
+    parsed_tags[RUN_NAME_TAG] = name
+    run_id = uuid.uuid4().hex
+    run = Run.objects.create(
+        run_id=run_id,
+        experiment=experiment,
+        name=name,
+        user_id=user_id,
+        status=RunStatus.RUNNING,
+        start_time=start_time if start_time is not None else now_ms(),
+        artifact_uri=f"{experiment.artifact_location}/{run_id}/artifacts",
+    )
+    RunTag.objects.bulk_create([RunTag(run=run, key=k, value=v) for k, v in parsed_tags.items()])
+    audit.record(
+        action="run.create",
+        object_type="run",
+        object_id=run_id,
+        object_name=name,
+        after=_run_snapshot(run),
+    )
+    return run
+
+
+@transaction.atomic
+def run_update(
+    *, run_id: str, status: str | None, end_time: int | None, run_name: str | None
+) -> Run:
+    run = _lock_run(run_id)
+    _require_active_run(run)
+    fields = []
+    if status is not None:
+        run.status = status
+        fields.append("status")
+    if end_time is not None:
+        run.end_time = end_time
+        fields.append("end_time")
+    if run_name:
+        if len(run_name) > MAX_RUN_NAME_LENGTH:
+            raise InvalidParameterValue(
+                f"Run name exceeds the maximum length of {MAX_RUN_NAME_LENGTH} characters."
+            )
+        run.name = run_name
+        fields.append("name")
+        _upsert_run_tags(run, [(RUN_NAME_TAG, run_name)])
+    if fields:
+        run.save(update_fields=fields)
+    return run
+
+
+def _set_run_lifecycle(run_id: str, stage: str, action: str) -> None:
+    run = _lock_run(run_id)
+    if run.lifecycle_stage == stage:
+        return
+    before = _run_snapshot(run)
+    run.lifecycle_stage = stage
+    run.deleted_time = now_ms() if stage == LifecycleStage.DELETED else None
+    run.save(update_fields=["lifecycle_stage", "deleted_time"])
+    audit.record(
+        action=action,
+        object_type="run",
+        object_id=run.run_id,
+        object_name=run.name,
+        before=before,
+        after=_run_snapshot(run),
+    )
+
+
+@transaction.atomic
+def run_delete(*, run_id: str) -> None:
+    _set_run_lifecycle(run_id, LifecycleStage.DELETED, "run.delete")
+
+
+@transaction.atomic
+def run_restore(*, run_id: str) -> None:
+    run = selectors.run_get(run_id)
+    if run.experiment.lifecycle_stage != LifecycleStage.ACTIVE:
+        raise InvalidParameterValue(
+            f"Cannot restore run {run_id}: its experiment {run.experiment_id} is deleted; "
+            "restore the experiment instead."
+        )
+    _set_run_lifecycle(run_id, LifecycleStage.ACTIVE, "run.restore")
+
+
+def _upsert_run_tags(run: Run, tags: list[tuple[str, str]]) -> None:
+    if not tags:
+        return
+    latest = dict(tags)
+    RunTag.objects.bulk_create(
+        [RunTag(run=run, key=k, value=v) for k, v in latest.items()],
+        update_conflicts=True,
+        unique_fields=["run", "key"],
+        update_fields=["value"],
+    )
+    if RUN_NAME_TAG in latest and latest[RUN_NAME_TAG] != run.name:
+        run.name = latest[RUN_NAME_TAG][:MAX_RUN_NAME_LENGTH]
+        run.save(update_fields=["name"])
+
+
+def _insert_params(run: Run, params: list[tuple[str, str]]) -> None:
+    if not params:
+        return
+    seen: dict[str, str] = {}
+    for key, value in params:
+        if key in seen and seen[key] != value:
+            raise InvalidParameterValue(
+                f"Duplicate parameter keys have been submitted: ['{key}']. Please ensure the "
+                "request contains only one param value per param key."
+            )
+        seen[key] = value
+    existing = dict(
+        Param.objects.filter(run=run, key__in=list(seen)).values_list("key", "value")
+    )
+    for key, value in seen.items():
+        if key in existing and existing[key] != value:
+            raise InvalidParameterValue(
+                f"Changing param values is not allowed. Param with key='{key}' was already "
+                f"logged with value='{existing[key]}' for run ID='{run.run_id}'. Attempted "
+                f"logging new value '{value}'."
+            )
+    Param.objects.bulk_create(
+        [Param(run=run, key=k, value=v) for k, v in seen.items() if k not in existing]
+    )
+
+
+def _metric_order(step: int, timestamp: int, value: float, is_nan: bool) -> tuple:
+    # "Latest" is the largest (step, timestamp, value); a NaN value ranks below numbers.
+    return (step, timestamp, not is_nan, -math.inf if is_nan else value)
+
+
+def _insert_metrics(run: Run, metrics: list[dict[str, Any]]) -> None:
+    if not metrics:
+        return
+    rows = []
+    newest: dict[str, dict[str, Any]] = {}
+    for m in metrics:
+        is_nan = math.isnan(m["value"])
+        value = 0.0 if is_nan else m["value"]
+        rows.append(
+            Metric(
+                run=run,
+                key=m["key"],
+                value=value,
+                is_nan=is_nan,
+                timestamp=m["timestamp"],
+                step=m["step"],
+                model_id=m["model_id"],
+                dataset_name=m["dataset_name"],
+                dataset_digest=m["dataset_digest"],
+            )
+        )
+        candidate = {
+            "value": value,
+            "is_nan": is_nan,
+            "timestamp": m["timestamp"],
+            "step": m["step"],
+        }
+        current = newest.get(m["key"])
+        if current is None or _metric_order(**candidate) > _metric_order(**current):
+            newest[m["key"]] = candidate
+    # A point identical to one already stored is the client re-sending it (with model_id,
+    # after log_model): it is accepted and not duplicated.
+    Metric.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    existing = {
+        lm.key: lm for lm in LatestMetric.objects.filter(run=run, key__in=list(newest))
+    }
+    to_create, to_update = [], []
+    for key, candidate in newest.items():
+        current = existing.get(key)
+        if current is None:
+            to_create.append(LatestMetric(run=run, key=key, **candidate))
+        elif _metric_order(**candidate) > _metric_order(
+            current.step, current.timestamp, current.value, current.is_nan
+        ):
+            for field, val in candidate.items():
+                setattr(current, field, val)
+            to_update.append(current)
+    if to_create:
+        LatestMetric.objects.bulk_create(to_create)
+    if to_update:
+        LatestMetric.objects.bulk_update(to_update, ["value", "is_nan", "timestamp", "step"])
+
+
+@transaction.atomic
+def run_log_batch(
+    *,
+    run_id: str,
+    metrics: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    params: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    tags: list[dict[str, Any]] = (),  # type: ignore[assignment]
+) -> None:
+    check_batch_limits(len(metrics), len(params), len(tags))
+    parsed_metrics = [parse_metric(m) for m in metrics]
+    parsed_params = parse_key_values(
+        list(params), "param", value_limit=MAX_PARAM_VALUE_LENGTH, truncate_values=True
+    )
+    parsed_tags = parse_key_values(
+        list(tags), "tag", value_limit=MAX_RUN_TAG_VALUE_LENGTH, truncate_values=True
+    )
+    run = _lock_run(run_id)
+    _require_active_run(run)
+    _insert_params(run, parsed_params)
+    _upsert_run_tags(run, parsed_tags)
+    _insert_metrics(run, parsed_metrics)
+
+
+@transaction.atomic
+def run_delete_tag(*, run_id: str, key: Any) -> None:
+    run = _lock_run(run_id)
+    _require_active_run(run)
+    key = validate_key(key, "tag")
+    deleted, _ = RunTag.objects.filter(run=run, key=key).delete()
+    if not deleted:
+        raise ResourceDoesNotExist(f"No tag with name: {key} in run with id {run_id}")
+
+
+@transaction.atomic
+def run_append_log_model_history(*, run_id: str, model_json: str | None) -> None:
+    """Legacy MLflow 2 `runs/log-model`: append the model description to a run tag."""
+    if not model_json:
+        raise InvalidParameterValue("Missing value for required parameter 'model_json'.")
+    try:
+        entry = json.loads(model_json)
+    except ValueError:
+        raise InvalidParameterValue("model_json is not valid JSON.") from None
+    run = _lock_run(run_id)
+    _require_active_run(run)
+    current = RunTag.objects.filter(run=run, key=LOG_MODEL_HISTORY_TAG).first()
+    history = json.loads(current.value) if current else []
+    history.append(entry)
+    value = json.dumps(history)
+    if len(value) > MAX_RUN_TAG_VALUE_LENGTH:
+        raise InvalidParameterValue("The model history of this run is full.")
+    _upsert_run_tags(run, [(LOG_MODEL_HISTORY_TAG, value)])
+
+
+def _clean_dataset(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise InvalidParameterValue("Each dataset input must carry a 'dataset' object.")
+
+    def text(field: str, limit: int, *, required: bool = False) -> str:
+        value = raw.get(field)
+        if value in (None, ""):
+            if required:
+                raise InvalidParameterValue(f"Dataset is missing the required field '{field}'.")
+            return ""
+        value = value_as_text(value, f"dataset {field}")
+        if len(value) > limit:
+            raise InvalidParameterValue(
+                f"Dataset {field} exceeds the maximum length of {limit} characters."
+            )
+        return value
+
+    return {
+        "name": text("name", MAX_DATASET_NAME, required=True),
+        "digest": text("digest", MAX_DATASET_DIGEST, required=True),
+        "source_type": text("source_type", 36),
+        "source": text("source", MAX_DATASET_SOURCE),
+        "schema": text("schema", MAX_DATASET_SCHEMA),
+        "profile": text("profile", MAX_DATASET_PROFILE),
+    }
+
+
+@transaction.atomic
+def run_log_inputs(
+    *, run_id: str, datasets: list[dict[str, Any]], models: list[dict[str, Any]]
+) -> None:
+    cleaned = []
+    for item in datasets:
+        if not isinstance(item, dict):
+            raise InvalidParameterValue("Each dataset input must be an object.")
+        dataset = _clean_dataset(item.get("dataset"))
+        tags = []
+        for tag in item.get("tags") or []:
+            if not isinstance(tag, dict):
+                raise InvalidParameterValue("Dataset input tags must be objects.")
+            key = check_text(tag.get("key") or "", "input tag key", max_length=MAX_INPUT_TAG_KEY)
+            if not key:
+                raise InvalidParameterValue("Dataset input tags need a non-empty key.")
+            value = value_as_text(tag.get("value"), "input tag value")
+            if len(value) > MAX_INPUT_TAG_VALUE:
+                raise InvalidParameterValue(
+                    f"Dataset input tag value exceeds the maximum length of "
+                    f"{MAX_INPUT_TAG_VALUE} characters."
+                )
+            tags.append((key, value))
+        cleaned.append((dataset, dict(tags)))
+    model_ids = []
+    for item in models:
+        model_id = item.get("model_id") if isinstance(item, dict) else None
+        if not model_id:
+            raise InvalidParameterValue("Each model input needs a 'model_id'.")
+        model_ids.append(check_text(model_id, "model_id", max_length=64))
+    run = _lock_run(run_id)
+    _require_active_run(run)
+    for dataset_fields, tags in cleaned:
+        dataset, _ = Dataset.objects.get_or_create(
+            experiment_id=run.experiment_id,
+            name=dataset_fields["name"],
+            digest=dataset_fields["digest"],
+            defaults=dataset_fields,
+        )
+        run_input, created = RunInput.objects.get_or_create(
+            run=run, dataset=dataset, defaults={"context": tags.get(DATASET_CONTEXT_TAG, "")}
+        )
+        if created and tags:
+            RunInputTag.objects.bulk_create(
+                [RunInputTag(run_input=run_input, key=k, value=v) for k, v in tags.items()]
+            )
+    if model_ids:
+        found = set(LoggedModel.objects.filter(model_id__in=model_ids).values_list("pk", flat=True))
+        missing = [m for m in model_ids if m not in found]
+        if missing:
+            raise ResourceDoesNotExist(f"Logged model with id={missing[0]} not found")
+        RunModelInput.objects.bulk_create(
+            [RunModelInput(run=run, model_id=m) for m in model_ids], ignore_conflicts=True
+        )
+
+
+@transaction.atomic
+def run_log_outputs(*, run_id: str, models: list[dict[str, Any]]) -> None:
+    outputs = []
+    for item in models:
+        if not isinstance(item, dict) or not item.get("model_id"):
+            raise InvalidParameterValue("Each model output needs a 'model_id'.")
+        outputs.append(
+            (check_text(item["model_id"], "model_id", max_length=64), to_int64(item.get("step") or 0, "step"))
+        )
+    run = _lock_run(run_id)
+    _require_active_run(run)
+    found = set(
+        LoggedModel.objects.filter(model_id__in=[m for m, _ in outputs]).values_list(
+            "pk", flat=True
+        )
+    )
+    for model_id, _ in outputs:
+        if model_id not in found:
+            raise ResourceDoesNotExist(f"Logged model with id={model_id} not found")
+    RunOutput.objects.bulk_create(
+        [RunOutput(run=run, model_id=m, step=s) for m, s in outputs], ignore_conflicts=True
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Logged models (MLflow 3)
+
+
+def _logged_model_snapshot(model: LoggedModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "experiment_id": str(model.experiment_id),
+        "source_run_id": model.source_run_id or "",
+        "status": model.status,
+        "lifecycle_stage": model.lifecycle_stage,
+    }
+
+
+@transaction.atomic
+def logged_model_create(
+    *,
+    experiment_id: str | None,
+    name: str | None,
+    model_type: str | None,
+    source_run_id: str | None,
+    params: list[dict[str, Any]],
+    tags: list[dict[str, Any]],
+    creator_id: str = "",
+) -> LoggedModel:
+    if experiment_id in (None, ""):
+        raise InvalidParameterValue("Missing value for required parameter 'experiment_id'.")
+    experiment = selectors.experiment_get(experiment_id)
+    _require_active_experiment(experiment, "create logged models")
+    name = normalize_name(check_text(name, "name", max_length=500)) if name else generate_name()
+    parsed_params = dict(
+        parse_key_values(params, "param", value_limit=MAX_PARAM_VALUE_LENGTH, truncate_values=True)
+    )
+    parsed_tags = dict(
+        parse_key_values(tags, "tag", value_limit=MAX_RUN_TAG_VALUE_LENGTH, truncate_values=True)
+    )
+    source_run = None
+    if source_run_id:
+        source_run = selectors.run_get(source_run_id)
+        if source_run.experiment_id != experiment.experiment_id:
+            raise InvalidParameterValue(
+                f"Run {source_run_id} belongs to experiment {source_run.experiment_id}, not "
+                f"{experiment.experiment_id}; a logged model lives in its run's experiment."
+            )
+    now = now_ms()
+    model_id = f"m-{uuid.uuid4().hex}"
+    model = LoggedModel.objects.create(
+        model_id=model_id,
+        experiment=experiment,
+        name=name,
+        model_type=check_text(model_type or "", "model_type", max_length=500),
+        source_run=source_run,
+        creation_timestamp=now,
+        last_updated_timestamp=now,
+        artifact_uri=f"{experiment.artifact_location}/models/{model_id}/artifacts",
+        creator_id=creator_id,
+    )
+    LoggedModelParam.objects.bulk_create(
+        [LoggedModelParam(model=model, key=k, value=v) for k, v in parsed_params.items()]
+    )
+    LoggedModelTag.objects.bulk_create(
+        [LoggedModelTag(model=model, key=k, value=v) for k, v in parsed_tags.items()]
+    )
+    audit.record(
+        action="logged_model.create",
+        object_type="logged_model",
+        object_id=model_id,
+        object_name=name,
+        after=_logged_model_snapshot(model),
+    )
+    return model
+
+
+_FINAL_STATUSES = {
+    "LOGGED_MODEL_READY": LoggedModelStatus.READY,
+    "LOGGED_MODEL_UPLOAD_FAILED": LoggedModelStatus.FAILED,
+    "2": LoggedModelStatus.READY,
+    "3": LoggedModelStatus.FAILED,
+}
+
+
+@transaction.atomic
+def logged_model_finalize(*, model_id: str, status: Any) -> LoggedModel:
+    key = str(status) if status is not None else ""
+    if key not in _FINAL_STATUSES:
+        raise InvalidParameterValue(
+            f"Invalid status {status!r} for finalizing a logged model. Allowed: "
+            "LOGGED_MODEL_READY, LOGGED_MODEL_UPLOAD_FAILED."
+        )
+    model = selectors.logged_model_get(model_id, for_update=True)
+    model.status = _FINAL_STATUSES[key]
+    model.last_updated_timestamp = now_ms()
+    model.save(update_fields=["status", "last_updated_timestamp"])
+    return model
+
+
+@transaction.atomic
+def logged_model_set_tags(*, model_id: str, tags: list[dict[str, Any]]) -> None:
+    model = selectors.logged_model_get(model_id, for_update=True)
+    parsed = dict(
+        parse_key_values(tags, "tag", value_limit=MAX_RUN_TAG_VALUE_LENGTH, truncate_values=True)
+    )
+    LoggedModelTag.objects.bulk_create(
+        [LoggedModelTag(model=model, key=k, value=v) for k, v in parsed.items()],
+        update_conflicts=True,
+        unique_fields=["model", "key"],
+        update_fields=["value"],
+    )
+    model.last_updated_timestamp = now_ms()
+    model.save(update_fields=["last_updated_timestamp"])
+
+
+@transaction.atomic
+def logged_model_delete_tag(*, model_id: str, key: str) -> None:
+    model = selectors.logged_model_get(model_id, for_update=True)
+    deleted, _ = LoggedModelTag.objects.filter(model=model, key=key).delete()
+    if not deleted:
+        raise ResourceDoesNotExist(f"No tag with key {key!r} on logged model {model_id}")
+
+
+@transaction.atomic
+def logged_model_log_params(*, model_id: str, params: list[dict[str, Any]]) -> None:
+    model = selectors.logged_model_get(model_id, for_update=True)
+    parsed = dict(
+        parse_key_values(params, "param", value_limit=MAX_PARAM_VALUE_LENGTH, truncate_values=True)
+    )
+    LoggedModelParam.objects.bulk_create(
+        [LoggedModelParam(model=model, key=k, value=v) for k, v in parsed.items()],
+        update_conflicts=True,
+        unique_fields=["model", "key"],
+        update_fields=["value"],
+    )
+
+
+@transaction.atomic
+def logged_model_delete(*, model_id: str) -> None:
+    model = selectors.logged_model_get(model_id, for_update=True)
+    if model.lifecycle_stage == LifecycleStage.DELETED:
+        return
+    before = _logged_model_snapshot(model)
+    model.lifecycle_stage = LifecycleStage.DELETED
+    model.last_updated_timestamp = now_ms()
+    model.save(update_fields=["lifecycle_stage", "last_updated_timestamp"])
+    audit.record(
+        action="logged_model.delete",
+        object_type="logged_model",
+        object_id=model.model_id,
+        object_name=model.name,
+        before=before,
+        after=_logged_model_snapshot(model),
+    )
