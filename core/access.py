@@ -3,11 +3,14 @@ only function that decides whether a request may proceed.
 
 The rules name what the request touches and how (read, edit, manage). Identity and
 per-object permissions plug in here (the identity-and-access issue); until then every
-declared rule admits the request and an undeclared rule is a programming error."""
+declared rule requires an authenticated caller (except PUBLIC) and an undeclared rule is a
+programming error."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest
+
+from core.errors import PermissionDenied, Unauthenticated
 
 PUBLIC = "public"
 AUTHENTICATED = "authenticated"
@@ -48,6 +51,29 @@ RULES = frozenset(
 )
 
 
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 def authorize(request: HttpRequest, rule: str) -> None:
     if rule not in RULES:
         raise RuntimeError(f"Route declares unknown access rule {rule!r}")
+    if rule == PUBLIC:
+        return
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        raise Unauthenticated(
+            "Authentication required: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD) or a bearer token (MLFLOW_TRACKING_TOKEN)."
+        )
+    if getattr(request, "custody_auth_method", None) == "session" and request.method in _UNSAFE:
+        _check_csrf(request)
+
+
+def _check_csrf(request: HttpRequest) -> None:
+    # The MLflow routes are CSRF-exempt for header-authenticated clients; a browser session
+    # writing through them must still prove the request came from our own pages.
+    from django.middleware.csrf import CsrfViewMiddleware
+
+    failure = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
+    if failure is not None:
+        raise PermissionDenied("CSRF verification failed: session requests need a CSRF token.")

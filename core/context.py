@@ -20,7 +20,7 @@ class RequestContext:
 
 
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
-    "custody_request_context", default=RequestContext()
+    "custody_request_context", default=RequestContext()  # noqa: B039 - frozen dataclass
 )
 
 

@@ -56,6 +56,8 @@ class LiveServer:
             **(extra_env or {}),
         }
         self.env.pop("REDIS_URL", None)
+        self.username = "live-admin"
+        self.password = "live-" + uuid.uuid4().hex
         self.log_path = workdir / "gunicorn.log"
         self.proc: subprocess.Popen | None = None
 
@@ -65,6 +67,16 @@ class LiveServer:
             cwd=ROOT,
             env=self.env,
             check=True,
+        )
+        subprocess.run(
+            [sys.executable, "manage.py", "create_user", self.username, "--role", "admin",
+             "--password-stdin"],
+            cwd=ROOT,
+            env=self.env,
+            input=self.password + "\n",
+            text=True,
+            check=True,
+            capture_output=True,
         )
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
@@ -103,8 +115,8 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory) -> str:
-    """URL of a live Custody server (gunicorn) on a fresh database."""
+def live_server_process(tmp_path_factory) -> LiveServer:
+    """A live Custody server (gunicorn) on a fresh database, with an admin user."""
     workdir = tmp_path_factory.mktemp("custody-live")
     base_url = os.environ.get("DATABASE_URL", "")
     dbname = None
@@ -119,7 +131,7 @@ def mlflow_server(tmp_path_factory) -> str:
     server = LiveServer(workdir, database_url)
     server.start()
     try:
-        yield server.url
+        yield server
     finally:
         server.stop()
         if dbname:
@@ -127,13 +139,21 @@ def mlflow_server(tmp_path_factory) -> str:
                 conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def mlflow_server(live_server_process) -> str:
+    return live_server_process.url
+
+
 @pytest.fixture
-def mlflow_env(mlflow_server, monkeypatch) -> str:
+def mlflow_env(live_server_process, monkeypatch) -> str:
     """Points the real MLflow client at the live server, with few retries so that a
     failure shows up as a failure rather than minutes of back-off."""
     import mlflow
 
+    mlflow_server = live_server_process.url
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", live_server_process.username)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", live_server_process.password)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     mlflow.set_tracking_uri(mlflow_server)
@@ -149,9 +169,31 @@ def unique_name() -> str:
 
 
 @pytest.fixture
-def api(client):
-    """A JSON client for the MLflow REST routes (Django's test client, real URL table)."""
-    return MlflowApiClient(client)
+def scientist(db):
+    from accounts import services
+
+    return services.user_create(username="alice", role="data-scientist", password="alice-pw-1")
+
+
+@pytest.fixture
+def scientist_token(scientist) -> str:
+    from accounts import services
+
+    return services.token_create(user=scientist, name="tests")[1]
+
+
+@pytest.fixture
+def auth_client(scientist_token):
+    from django.test import Client
+
+    return Client(HTTP_AUTHORIZATION=f"Bearer {scientist_token}")
+
+
+@pytest.fixture
+def api(auth_client):
+    """A JSON client for the MLflow REST routes (Django's test client, real URL table),
+    authenticated as the data scientist with a bearer token."""
+    return MlflowApiClient(auth_client)
 
 
 class MlflowApiClient:

@@ -111,6 +111,7 @@ def experiments_search(
     page_token: str | None,
 ) -> tuple[list[Experiment], str | None]:
     from core.pagination import decode_page_token, encode_page_token, validate_max_results
+
     from tracking import search
 
     limit = validate_max_results(max_results, default=None, maximum=50000)
@@ -271,6 +272,7 @@ def runs_search(
     page_token: str | None,
 ) -> tuple[list[str], str | None]:
     from core.pagination import decode_page_token, encode_page_token, validate_max_results
+
     from tracking import search
 
     limit = validate_max_results(max_results, default=1000, maximum=50000)
@@ -454,6 +456,7 @@ def logged_models_search(
     page_token: str | None,
 ) -> tuple[list[LoggedModel], str | None]:
     from core.pagination import decode_page_token, encode_page_token, validate_max_results
+
     from tracking import search
 
     limit = validate_max_results(max_results, default=50, maximum=50000)

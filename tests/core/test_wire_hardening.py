@@ -12,6 +12,11 @@ pytestmark = pytest.mark.django_db
 URL = "/api/2.0/mlflow/experiments/create"
 
 
+@pytest.fixture
+def client(auth_client):
+    return auth_client
+
+
 def post_raw(client, body: bytes, content_type: str = "application/json"):
     return client.generic("POST", URL, body, content_type=content_type)
 

@@ -1,0 +1,149 @@
+"""HTTP basic and bearer authentication for API clients (the MLflow client sends credentials
+on every request; the UI and admin use sessions).
+
+Basic passwords are checked with Django's slow password hasher once, then remembered per
+process against the stored hash: a password change or a disabled account takes effect on the
+very next request, and steady traffic does not pay a PBKDF2 round per call."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.utils import timezone
+
+from accounts.models import TOKEN_PREFIX, ApiToken, hash_token
+from core.errors import ApplicationError, Unauthenticated
+
+FAILED_LOGIN_LIMIT = 10
+FAILED_LOGIN_WINDOW_SECONDS = 300
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+class TooManyAttempts(ApplicationError):
+    error_code = "REQUEST_LIMIT_EXCEEDED"
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    user: object
+    method: str
+    token: ApiToken | None = None
+
+
+class _VerifiedPasswords:
+    """A small LRU of (user id, password digest) -> the stored hash it was verified against."""
+
+    def __init__(self, size: int = 4096):
+        self._items: OrderedDict[tuple[int, str], str] = OrderedDict()
+        self._lock = threading.Lock()
+        self._size = size
+
+    @staticmethod
+    def _digest(password: str) -> str:
+        return hmac.new(
+            settings.SECRET_KEY.encode(), password.encode("utf-8", "surrogatepass"), hashlib.sha256
+        ).hexdigest()
+
+    def is_verified(self, user, password: str) -> bool:
+        with self._lock:
+            stored = self._items.get((user.pk, self._digest(password)))
+            return stored is not None and stored == user.password
+
+    def remember(self, user, password: str) -> None:
+        with self._lock:
+            self._items[(user.pk, self._digest(password))] = user.password
+            self._items.move_to_end((user.pk, self._digest(password)))
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_verified = _VerifiedPasswords()
+
+
+def _throttle_key(username: str, client_ip: str) -> str:
+    digest = hashlib.sha256(f"{username}\x00{client_ip}".encode("utf-8", "replace")).hexdigest()
+    return f"custody:failed-login:{digest}"
+
+
+def check_not_throttled(username: str, client_ip: str) -> None:
+    if cache.get(_throttle_key(username, client_ip), 0) >= FAILED_LOGIN_LIMIT:
+        raise TooManyAttempts(
+            f"Too many failed sign-in attempts for this user from this address; try again in "
+            f"{FAILED_LOGIN_WINDOW_SECONDS // 60} minutes."
+        )
+
+
+def record_failed_login(username: str, client_ip: str) -> None:
+    key = _throttle_key(username, client_ip)
+    if cache.add(key, 1, FAILED_LOGIN_WINDOW_SECONDS):
+        return
+    try:
+        cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, FAILED_LOGIN_WINDOW_SECONDS)
+
+
+def _token_user(raw: str) -> AuthResult:
+    token = (
+        ApiToken.objects.select_related("user").filter(token_hash=hash_token(raw)).first()
+        if raw.startswith(TOKEN_PREFIX)
+        else None
+    )
+    if token is None or not token.is_usable or not token.user.is_active:
+        raise Unauthenticated("The API token is invalid, expired or revoked.")
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        # Recorded at minute resolution: a write per request would cost more than the request.
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return AuthResult(user=token.user, method="token", token=token)
+
+
+def _basic(credentials: str, client_ip: str) -> AuthResult:
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated("Malformed Basic credentials.") from None
+    username, sep, password = decoded.partition(":")
+    if not sep or not username:
+        raise Unauthenticated("Malformed Basic credentials: expected 'username:password'.")
+    check_not_throttled(username, client_ip)
+    if password.startswith(TOKEN_PREFIX):
+        try:
+            result = _token_user(password)
+        except Unauthenticated:
+            record_failed_login(username, client_ip)
+            raise
+        if result.user.get_username() != username:
+            record_failed_login(username, client_ip)
+            raise Unauthenticated("The API token does not belong to this user.")
+        return result
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None or not user.is_active:
+        record_failed_login(username, client_ip)
+        raise Unauthenticated("Invalid username or password.")
+    if not _verified.is_verified(user, password):
+        if not user.check_password(password):
+            record_failed_login(username, client_ip)
+            raise Unauthenticated("Invalid username or password.")
+        _verified.remember(user, password)
+    return AuthResult(user=user, method="basic")
+
+
+def authenticate_header(header: str, client_ip: str) -> AuthResult:
+    scheme, _, credentials = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "basic":
+        return _basic(credentials, client_ip)
+    if scheme == "bearer":
+        return _token_user(credentials.strip())
+    raise Unauthenticated("Unsupported Authorization scheme; use Basic or Bearer.")
