@@ -27,9 +27,7 @@ def _user_snapshot(user) -> dict:
 
 
 @transaction.atomic
-def user_create(
-    *, username: str, role: str, password: str | None = None, email: str = ""
-):
+def user_create(*, username: str, role: str, password: str | None = None, email: str = ""):
     if role not in Role.values:
         raise InvalidParameterValue(
             f"Unknown role {role!r}. Allowed roles: {', '.join(Role.values)}."
@@ -72,9 +70,7 @@ def token_create(*, user, name: str, expires_in_days: int | None = None) -> tupl
         name=name,
         token_hash=hash_token(raw),
         display_prefix=raw[: len(TOKEN_PREFIX) + 6],
-        expires_at=(
-            timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
-        ),
+        expires_at=(timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None),
     )
     audit.record(
         action="token.create",

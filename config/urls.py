@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core import mlflow_api
 from core.views import health, version
@@ -12,6 +13,9 @@ urlpatterns = [
     path("health", health),
     path("version", version),
     path("admin/", admin.site.urls),
+    path("api/v1/schema", SpectacularAPIView.as_view(), name="v1-schema"),
+    path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="v1-schema"), name="v1-docs"),
+    path("api/v1/", include("accounts.urls_v1")),
     *mlflow_api.urlpatterns(),
 ]
 

@@ -136,8 +136,9 @@ def test_create_user_command(capsys, monkeypatch):
     assert raw.startswith("cust_")
     assert get(f"Bearer {raw}").status_code == 200
     monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-pass-9\n"))
-    call_command("create_user", "dave", "--role", "data-scientist", "--password-stdin",
-                 stdout=io.StringIO())
+    call_command(
+        "create_user", "dave", "--role", "data-scientist", "--password-stdin", stdout=io.StringIO()
+    )
     assert get(basic("dave", "s3cret-pass-9")).status_code == 200
     with pytest.raises(CommandError, match="already exists"):
         call_command("create_user", "carol", "--role", "reviewer", stdout=io.StringIO())

@@ -25,7 +25,9 @@ class Command(BaseCommand):
         password = os.environ.get("CUSTODY_ADMIN_PASSWORD") or secrets.token_urlsafe(18)
         services.user_create(username=username, role=Role.ADMIN, password=password)
         url = options["url"] or f"http://127.0.0.1:{settings.PORT}"
-        shown = password if not os.environ.get("CUSTODY_ADMIN_PASSWORD") else "(CUSTODY_ADMIN_PASSWORD)"
+        shown = (
+            password if not os.environ.get("CUSTODY_ADMIN_PASSWORD") else "(CUSTODY_ADMIN_PASSWORD)"
+        )
         self.stdout.write(
             "\n".join(
                 [
