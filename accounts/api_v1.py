@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.models import ApiToken
+from core import access
 from core.errors import ResourceDoesNotExist
 
 
@@ -46,6 +47,8 @@ class TokenCreatedSerializer(TokenOutputSerializer):
 
 
 class MeApi(APIView):
+    access_rule = access.AUTHENTICATED
+
     class OutputSerializer(serializers.Serializer):
         username = serializers.CharField()
         roles = serializers.ListField(child=serializers.CharField())
@@ -64,6 +67,8 @@ class MeApi(APIView):
 
 
 class TokenListApi(APIView):
+    access_rule = access.AUTHENTICATED
+
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100)
         expires_in_days = serializers.IntegerField(
@@ -99,6 +104,8 @@ class TokenListApi(APIView):
 
 
 class TokenDetailApi(APIView):
+    access_rule = access.AUTHENTICATED
+
     @extend_schema(responses={204: None}, summary="Revoke an API token")
     def delete(self, request, token_id: int):
         token = ApiToken.objects.select_related("user").filter(pk=token_id).first()

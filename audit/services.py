@@ -15,7 +15,9 @@ from core import context
 def _jsonable(value: Any) -> Any:
     # Before/after snapshots go through JSON once so that the stored value and the hashed
     # value are identical (no datetimes or tuples that a JSONField would reshape).
-    return json.loads(json.dumps(value, default=str, allow_nan=False)) if value is not None else None
+    return (
+        json.loads(json.dumps(value, default=str, allow_nan=False)) if value is not None else None
+    )
 
 
 def record(
@@ -72,3 +74,15 @@ def record(
     head.last_hash = digest
     head.save(update_fields=["last_seq", "last_hash"])
     return event
+
+
+def record_denial(*, rule: str, path: str, reason: str) -> None:
+    """A refused write, recorded in its own transaction (the refused change has none)."""
+    with transaction.atomic():
+        record(
+            action=f"{rule}.denied",
+            object_type=rule.split(".")[0],
+            object_id=path[:255],
+            outcome=AuditEvent.Outcome.DENIED,
+            reason=reason,
+        )

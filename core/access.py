@@ -1,12 +1,19 @@
-"""The central access decision. Every route declares one of these rules; `authorize` is the
-only function that decides whether a request may proceed.
+"""The central access decision. Every route declares one rule; `authorize` is the only
+function that decides whether a request may proceed.
 
-The rules name what the request touches and how (read, edit, manage). Identity and
-per-object permissions plug in here (the identity-and-access issue); until then every
-declared rule requires an authenticated caller (except PUBLIC) and an undeclared rule is a
-programming error."""
+A rule is `<resource>.<level>`: what the request touches and how (read, edit, manage,
+create). The apps that own a resource register a resolver for it (tracking: experiments, runs,
+artifacts; registry: models), which finds the object the request names and compares the
+caller's effective level with the one required. `core` knows no app, so the one-way app
+dependencies hold.
+
+Unreadable objects answer exactly like missing ones (404), so ids and names leak nothing;
+readable objects the caller may not change answer 403."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest
 
@@ -14,6 +21,7 @@ from core.errors import PermissionDenied, Unauthenticated
 
 PUBLIC = "public"
 AUTHENTICATED = "authenticated"
+ADMIN = "admin.manage"
 EXPERIMENT_READ = "experiment.read"
 EXPERIMENT_EDIT = "experiment.edit"
 EXPERIMENT_MANAGE = "experiment.manage"
@@ -33,6 +41,7 @@ RULES = frozenset(
     {
         PUBLIC,
         AUTHENTICATED,
+        ADMIN,
         EXPERIMENT_READ,
         EXPERIMENT_EDIT,
         EXPERIMENT_MANAGE,
@@ -50,23 +59,115 @@ RULES = frozenset(
     }
 )
 
+# Permission levels, weakest first. NONE is an explicit "no access" grant.
+NONE, READ, EDIT, MANAGE = "NONE", "READ", "EDIT", "MANAGE"
+LEVELS = (NONE, READ, EDIT, MANAGE)
+RANK = {level: i for i, level in enumerate(LEVELS)}
+REQUIRED = {"read": READ, "edit": EDIT, "manage": MANAGE, "create": EDIT}
+
+ADMIN_ROLE = "admin"
+COMPLIANCE_ROLE = "compliance"
+
+# resource -> resolver(user, level_required, target) raising on refusal.
+Resolver = Callable[[Any, str, Any], None]
+_RESOLVERS: dict[str, Resolver] = {}
 
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def authorize(request: HttpRequest, rule: str) -> None:
-    if rule not in RULES:
-        raise RuntimeError(f"Route declares unknown access rule {rule!r}")
-    if rule == PUBLIC:
-        return
+_denial_recorders: list[Callable[..., None]] = []
+
+
+def register_resolver(resource: str, resolver: Resolver) -> None:
+    _RESOLVERS[resource] = resolver
+
+
+def on_write_denied(recorder: Callable[..., None]) -> None:
+    """The audit app registers here: refused writes are part of the trail."""
+    _denial_recorders.append(recorder)
+
+
+def roles(user) -> frozenset[str]:
+    """The caller's role names, cached on the user object for the request."""
+    cached = getattr(user, "_custody_roles", None)
+    if cached is None:
+        cached = frozenset(user.groups.values_list("name", flat=True))
+        user._custody_roles = cached
+    return cached
+
+
+def is_admin(user) -> bool:
+    return bool(user.is_superuser) or ADMIN_ROLE in roles(user)
+
+
+def is_compliance(user) -> bool:
+    return COMPLIANCE_ROLE in roles(user)
+
+
+def require_authenticated(request: HttpRequest):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         raise Unauthenticated(
             "Authentication required: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and "
             "MLFLOW_TRACKING_PASSWORD) or a bearer token (MLFLOW_TRACKING_TOKEN)."
         )
+    return user
+
+
+def authorize(request: HttpRequest, rule: str, target: Any = None) -> None:
+    """Decide one request. `target` is what the resolver needs to find the object (for the
+    MLflow API: the parsed request message)."""
+    if rule not in RULES:
+        raise RuntimeError(f"Route declares unknown access rule {rule!r}")
+    if rule == PUBLIC:
+        return
+    user = require_authenticated(request)
     if getattr(request, "custody_auth_method", None) == "session" and request.method in _UNSAFE:
         _check_csrf(request)
+    if rule == AUTHENTICATED:
+        return
+    try:
+        _decide(user, rule, target)
+    except PermissionDenied as exc:
+        if request.method in _UNSAFE:
+            for recorder in _denial_recorders:
+                recorder(rule=rule, path=request.path, reason=exc.message)
+        raise
+
+
+def _decide(user, rule: str, target: Any) -> None:
+    resource, level_name = rule.split(".")
+    required = REQUIRED[level_name]
+    if is_admin(user):
+        return
+    if is_compliance(user) and required != READ:
+        raise PermissionDenied(
+            "Compliance officers have read access to everything and change nothing."
+        )
+    if rule == ADMIN:
+        raise PermissionDenied("Only administrators may do this.")
+    if level_name == "create":
+        return  # creating a new experiment or model needs no grant on an existing object
+    _RESOLVERS[resource](user, required, target)
+
+
+def effective_level(user, grants: list[tuple[int | None, int | None, str]], default: str) -> str:
+    """The caller's level on one object from its grants [(user_id, group_id, level)]: an
+    explicit user grant wins; otherwise the strongest group grant; otherwise the default.
+    Admins manage everything; compliance officers read everything."""
+    if is_admin(user):
+        return MANAGE
+    level = None
+    for user_id, _, granted in grants:
+        if user_id == user.pk:
+            level = granted
+    if level is None:
+        group_ids = set(user.groups.values_list("id", flat=True)) if grants else set()
+        group_levels = [g for _, group_id, g in grants if group_id in group_ids]
+        level = max(group_levels, key=RANK.__getitem__) if group_levels else default
+    if is_compliance(user) and RANK[level] < RANK[READ]:
+        level = READ
+    return level
 
 
 def _check_csrf(request: HttpRequest) -> None:

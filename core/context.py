@@ -20,7 +20,8 @@ class RequestContext:
 
 
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
-    "custody_request_context", default=RequestContext()  # noqa: B039 - frozen dataclass
+    "custody_request_context",
+    default=RequestContext(),  # noqa: B039 - frozen dataclass
 )
 
 

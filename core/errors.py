@@ -102,7 +102,9 @@ def translate(exc: BaseException) -> ApplicationError | None:
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge("Request body is larger than this server accepts.")
     if isinstance(exc, SuspiciousOperation):
-        return InvalidParameterValue("The request was refused as malformed.", error_code="BAD_REQUEST")
+        return InvalidParameterValue(
+            "The request was refused as malformed.", error_code="BAD_REQUEST"
+        )
     if isinstance(exc, DjangoValidationError):
         return InvalidParameterValue("; ".join(exc.messages))
     return None

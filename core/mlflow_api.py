@@ -83,7 +83,7 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> float:
     raise InvalidParameterValue(
-        f"Bare {name} is not valid JSON; send doubles such as NaN as the string \"{name}\"."
+        f'Bare {name} is not valid JSON; send doubles such as NaN as the string "{name}".'
     )
 
 
@@ -184,9 +184,7 @@ class MlflowRequest:
             value = str(value)
         return check_text(value, name, max_length=max_length)
 
-    def int64(
-        self, name: str, *, required: bool = False, default: int | None = None
-    ) -> int | None:
+    def int64(self, name: str, *, required: bool = False, default: int | None = None) -> int | None:
         value = self._raw(name)
         if value is None or value == "":
             if required:
@@ -255,7 +253,9 @@ class MlflowRequest:
 
 def to_int64(value: Any, name: str) -> int:
     if isinstance(value, bool):
-        raise InvalidParameterValue(f"Invalid value {value!r} for parameter '{name}': expected an integer.")
+        raise InvalidParameterValue(
+            f"Invalid value {value!r} for parameter '{name}': expected an integer."
+        )
     if isinstance(value, int):
         result = value
     elif isinstance(value, float) and value.is_integer():
@@ -278,7 +278,9 @@ _DOUBLE_STRINGS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf
 
 def to_double(value: Any, name: str) -> float:
     if isinstance(value, bool):
-        raise InvalidParameterValue(f"Invalid value {value!r} for parameter '{name}': expected a number.")
+        raise InvalidParameterValue(
+            f"Invalid value {value!r} for parameter '{name}': expected a number."
+        )
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
@@ -290,7 +292,7 @@ def to_double(value: Any, name: str) -> float:
             pass
     raise InvalidParameterValue(
         f"Invalid value {_short(value)} for parameter '{name}': expected a number "
-        f"(NaN and infinities as the strings \"NaN\", \"Infinity\", \"-Infinity\")."
+        f'(NaN and infinities as the strings "NaN", "Infinity", "-Infinity").'
     )
 
 
@@ -312,9 +314,7 @@ def json_response(payload: dict[str, Any], status: int = 200) -> HttpResponse:
 
 
 def error_response(exc: errors.ApplicationError) -> HttpResponse:
-    return JsonResponse(
-        {"error_code": exc.error_code, "message": exc.message}, status=exc.status
-    )
+    return JsonResponse({"error_code": exc.error_code, "message": exc.message}, status=exc.status)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +361,7 @@ def mlflow_route(
 def _dispatch(route: Route):
     @csrf_exempt
     def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
-        from core.access import authorize
+        from core.access import authorize, require_authenticated
 
         entry = route.methods.get(request.method or "")
         if entry is None:
@@ -377,9 +377,14 @@ def _dispatch(route: Route):
             return response
         handler, access = entry
         try:
-            authorize(request, access)
+            if access != "public":
+                # Authenticate before reading a body; authorize once the message is parsed,
+                # since the object a request touches is named inside it.
+                require_authenticated(request)
             data = parse_request_data(request) if not getattr(handler, "raw_body", False) else {}
-            result = handler(MlflowRequest(request, data, kwargs))
+            message = MlflowRequest(request, data, kwargs)
+            authorize(request, access, message)
+            result = handler(message)
         except Exception as exc:  # noqa: BLE001 - the single mapping point for the MLflow API
             app_error = errors.translate(exc)
             if app_error is None:

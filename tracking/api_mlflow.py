@@ -42,6 +42,7 @@ def create_experiment(req: MlflowRequest) -> dict:
         artifact_location=req.str("artifact_location"),
         tags=req.messages("tags"),
         created_by=req.username,
+        owner=req.http.user,
     )
     return {"experiment_id": str(experiment.experiment_id)}
 
@@ -60,6 +61,7 @@ def get_experiment_by_name(req: MlflowRequest) -> dict:
 @mlflow_route("experiments/search", ["POST", "GET"], access=access.AUTHENTICATED)
 def search_experiments(req: MlflowRequest) -> dict:
     experiments, token = selectors.experiments_search(
+        user=req.http.user,
         view_type=req.enum("view_type", selectors.VIEW_TYPES, default="active"),
         filter_string=req.str("filter"),
         order_by=req.str_list("order_by"),
@@ -158,8 +160,15 @@ def restore_run(req: MlflowRequest) -> dict:
 def log_metric(req: MlflowRequest) -> dict:
     metric = {
         field: req.data.get(field)
-        for field in ("key", "value", "timestamp", "step", "model_id", "dataset_name",
-                      "dataset_digest")
+        for field in (
+            "key",
+            "value",
+            "timestamp",
+            "step",
+            "model_id",
+            "dataset_name",
+            "dataset_digest",
+        )
     }
     services.run_log_batch(run_id=req.run_id(), metrics=[metric])
     return {}
@@ -221,6 +230,7 @@ def log_model_legacy(req: MlflowRequest) -> dict:
 @mlflow_route("runs/search", ["POST", "GET"], access=access.AUTHENTICATED)
 def search_runs(req: MlflowRequest) -> dict:
     run_ids, token = selectors.runs_search(
+        user=req.http.user,
         experiment_ids=req.str_list("experiment_ids"),
         filter_string=req.str("filter"),
         view_type=req.enum("run_view_type", selectors.VIEW_TYPES, default="active"),
@@ -307,6 +317,7 @@ def create_logged_model(req: MlflowRequest) -> dict:
 @mlflow_route("logged-models/search", "POST", access=access.AUTHENTICATED)
 def search_logged_models(req: MlflowRequest) -> dict:
     models, token = selectors.logged_models_search(
+        user=req.http.user,
         experiment_ids=req.str_list("experiment_ids"),
         filter_string=req.str("filter"),
         datasets=req.messages("datasets"),
@@ -359,7 +370,5 @@ def delete_logged_model_tag(req: MlflowRequest) -> dict:
 
 @mlflow_route("logged-models/<str:model_id>/params", "POST", access=access.EXPERIMENT_EDIT)
 def log_logged_model_params(req: MlflowRequest) -> dict:
-    services.logged_model_log_params(
-        model_id=req.kwargs["model_id"], params=req.messages("params")
-    )
+    services.logged_model_log_params(model_id=req.kwargs["model_id"], params=req.messages("params"))
     return {}

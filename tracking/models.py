@@ -267,3 +267,47 @@ class RunModelInput(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "model"], name="uniq_run_model_input")
         ]
+
+
+class PermissionLevel(models.TextChoices):
+    NONE = "NONE"
+    READ = "READ"
+    EDIT = "EDIT"
+    MANAGE = "MANAGE"
+
+
+class ExperimentPermission(models.Model):
+    """A grant on one experiment to one user or one group (a role). Runs, their artifacts and
+    the experiment's logged models follow the experiment's grants."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="permissions")
+    user = models.ForeignKey(
+        "auth.User", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    group = models.ForeignKey(
+        "auth.Group", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    level = models.CharField(max_length=8, choices=PermissionLevel.choices)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, group__isnull=True)
+                | models.Q(user__isnull=True, group__isnull=False),
+                name="experiment_grant_user_xor_group",
+            ),
+            models.UniqueConstraint(
+                fields=["experiment", "user"],
+                condition=models.Q(user__isnull=False),
+                name="uniq_experiment_user_grant",
+            ),
+            models.UniqueConstraint(
+                fields=["experiment", "group"],
+                condition=models.Q(group__isnull=False),
+                name="uniq_experiment_group_grant",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = f"user {self.user_id}" if self.user_id else f"group {self.group_id}"
+        return f"{who}: {self.level} on experiment {self.experiment_id}"

@@ -30,6 +30,8 @@ from tracking.models import (
     RunOutput,
     RunTag,
 )
+from tracking.permissions import readable_experiments_q as permissions_q  # noqa: E402
+from tracking.permissions import unreadable_experiment_ids  # noqa: E402
 
 _EXPERIMENT_ID = re.compile(r"^\d{1,18}$")
 
@@ -104,6 +106,7 @@ def experiment_payloads(experiments: Sequence[Experiment]) -> list[dict[str, Any
 
 def experiments_search(
     *,
+    user: Any,
     view_type: str,
     filter_string: str | None,
     order_by: list[str],
@@ -115,10 +118,15 @@ def experiments_search(
     from tracking import search
 
     limit = validate_max_results(max_results, default=None, maximum=50000)
-    scope = {"endpoint": "experiments/search", "view": view_type, "filter": filter_string or "",
-             "order_by": order_by}
+    scope = {
+        "endpoint": "experiments/search",
+        "user": getattr(user, "pk", None),
+        "view": view_type,
+        "filter": filter_string or "",
+        "order_by": order_by,
+    }
     offset = decode_page_token(page_token, scope)
-    qs = _view_filter(Experiment.objects.all(), view_type)
+    qs = _view_filter(Experiment.objects.filter(permissions_q(user, "experiment_id")), view_type)
     qs = search.filter_experiments(qs, filter_string)
     qs = search.order_experiments(qs, order_by)
     rows = list(qs[offset : offset + limit + 1])
@@ -264,6 +272,7 @@ def run_payloads(run_ids: Sequence[str]) -> list[dict[str, Any]]:
 
 def runs_search(
     *,
+    user: Any,
     experiment_ids: list[str],
     filter_string: str | None,
     view_type: str,
@@ -277,8 +286,12 @@ def runs_search(
 
     limit = validate_max_results(max_results, default=1000, maximum=50000)
     ids = sorted({parse_experiment_id(e) for e in experiment_ids})
+    # Like MLflow: experiments the caller may not read are dropped from the request.
+    hidden = unreadable_experiment_ids(user) or set()
+    ids = [e for e in ids if e not in hidden]
     scope = {
         "endpoint": "runs/search",
+        "user": getattr(user, "pk", None),
         "experiments": ids,
         "view": view_type,
         "filter": filter_string or "",
@@ -311,8 +324,16 @@ def metric_history(
     qs = Metric.objects.filter(run_id=run.run_id, key=key).order_by(
         "timestamp", "step", "value", "id"
     )
-    fields = ("key", "value", "is_nan", "timestamp", "step", "model_id", "dataset_name",
-              "dataset_digest")
+    fields = (
+        "key",
+        "value",
+        "is_nan",
+        "timestamp",
+        "step",
+        "model_id",
+        "dataset_name",
+        "dataset_digest",
+    )
     if limit is None:
         rows = list(qs.values_list(*fields)[offset:])
         token = None
@@ -401,8 +422,15 @@ def logged_model_payloads(models: Sequence[LoggedModel]) -> list[dict[str, Any]]
         Metric.objects.filter(model_id__in=ids)
         .order_by("key", "step", "timestamp")
         .values_list(
-            "model_id", "run_id", "key", "value", "is_nan", "timestamp", "step",
-            "dataset_name", "dataset_digest",
+            "model_id",
+            "run_id",
+            "key",
+            "value",
+            "is_nan",
+            "timestamp",
+            "step",
+            "dataset_name",
+            "dataset_digest",
         )
     ):
         point: dict[str, Any] = {
@@ -440,7 +468,10 @@ def logged_model_payloads(models: Sequence[LoggedModel]) -> list[dict[str, Any]]
         result.append(
             {
                 "info": info,
-                "data": {"params": params.get(m.model_id, []), "metrics": metrics.get(m.model_id, [])},
+                "data": {
+                    "params": params.get(m.model_id, []),
+                    "metrics": metrics.get(m.model_id, []),
+                },
             }
         )
     return result
@@ -448,6 +479,7 @@ def logged_model_payloads(models: Sequence[LoggedModel]) -> list[dict[str, Any]]
 
 def logged_models_search(
     *,
+    user: Any,
     experiment_ids: list[str],
     filter_string: str | None,
     datasets: list[dict[str, Any]],
@@ -469,7 +501,9 @@ def logged_models_search(
         "order_by": order_by,
     }
     offset = decode_page_token(page_token, scope)
-    qs = LoggedModel.objects.filter(lifecycle_stage=LifecycleStage.ACTIVE)
+    qs = LoggedModel.objects.filter(
+        permissions_q(user, "experiment_id"), lifecycle_stage=LifecycleStage.ACTIVE
+    )
     if ids:
         qs = qs.filter(experiment_id__in=ids)
     qs = search.filter_logged_models(qs, filter_string, datasets or None)

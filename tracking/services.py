@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from audit import services as audit
 from core.errors import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
 from core.mlflow_api import check_text, normalize_name, to_int64
-from tracking import selectors
+from tracking import permissions, selectors
 from tracking.models import (
     Dataset,
     Experiment,
@@ -132,6 +132,7 @@ def experiment_create(
     artifact_location: str | None = None,
     tags: Iterable[dict[str, Any]] = (),
     created_by: str = "",
+    owner: Any = None,
 ) -> Experiment:
     name = _clean_experiment_name(name)
     if artifact_location:
@@ -164,6 +165,7 @@ def experiment_create(
     ExperimentTag.objects.bulk_create(
         [ExperimentTag(experiment=experiment, key=k, value=v) for k, v in dict(parsed_tags).items()]
     )
+    permissions.grant_creator(experiment, owner)
     audit.record(
         action="experiment.create",
         object_type="experiment",
@@ -256,7 +258,9 @@ def experiment_set_tag(*, experiment_id: str, key: Any, value: Any) -> None:
         value_limit=MAX_EXPERIMENT_TAG_VALUE_LENGTH,
         truncate_values=False,
     )
-    ExperimentTag.objects.update_or_create(experiment=experiment, key=key, defaults={"value": value})
+    ExperimentTag.objects.update_or_create(
+        experiment=experiment, key=key, defaults={"value": value}
+    )
 
 
 @transaction.atomic
@@ -410,9 +414,7 @@ def _insert_params(run: Run, params: list[tuple[str, str]]) -> None:
                 "request contains only one param value per param key."
             )
         seen[key] = value
-    existing = dict(
-        Param.objects.filter(run=run, key__in=list(seen)).values_list("key", "value")
-    )
+    existing = dict(Param.objects.filter(run=run, key__in=list(seen)).values_list("key", "value"))
     for key, value in seen.items():
         if key in existing and existing[key] != value:
             raise InvalidParameterValue(
@@ -463,9 +465,7 @@ def _insert_metrics(run: Run, metrics: list[dict[str, Any]]) -> None:
     # A point identical to one already stored is the client re-sending it (with model_id,
     # after log_model): it is accepted and not duplicated.
     Metric.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-    existing = {
-        lm.key: lm for lm in LatestMetric.objects.filter(run=run, key__in=list(newest))
-    }
+    existing = {lm.key: lm for lm in LatestMetric.objects.filter(run=run, key__in=list(newest))}
     to_create, to_update = [], []
     for key, candidate in newest.items():
         current = existing.get(key)
@@ -626,7 +626,10 @@ def run_log_outputs(*, run_id: str, models: list[dict[str, Any]]) -> None:
         if not isinstance(item, dict) or not item.get("model_id"):
             raise InvalidParameterValue("Each model output needs a 'model_id'.")
         outputs.append(
-            (check_text(item["model_id"], "model_id", max_length=64), to_int64(item.get("step") or 0, "step"))
+            (
+                check_text(item["model_id"], "model_id", max_length=64),
+                to_int64(item.get("step") or 0, "step"),
+            )
         )
     run = _lock_run(run_id)
     _require_active_run(run)

@@ -1,0 +1,29 @@
+"""DRF's side of the central access decision: every /api/v1 view declares `access_rule`
+(one rule, or one per HTTP method) and this permission class hands it to
+`core.access.authorize`. A view without a rule is refused (fail closed)."""
+
+from __future__ import annotations
+
+from rest_framework.permissions import BasePermission
+
+from core import access
+from core.errors import PermissionDenied
+
+
+def view_rule(view, method: str) -> str | None:
+    rule = getattr(view, "access_rule", None)
+    if isinstance(rule, dict):
+        return rule.get(method)
+    return rule
+
+
+class RuleAccess(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        rule = view_rule(view, request.method)
+        if rule is None:
+            if request.method == "OPTIONS":
+                rule = access.AUTHENTICATED
+            else:
+                raise PermissionDenied("This endpoint declares no access rule; refusing.")
+        access.authorize(request._request, rule, dict(view.kwargs))
+        return True
