@@ -63,6 +63,39 @@ def normalize_name(value: str) -> str:
     return unicodedata.normalize("NFC", value)
 
 
+_INVISIBLE_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
+
+
+def clean_name(value: Any, field_name: str, *, max_length: int) -> str:
+    """A user-given name (experiment, registered model): NFC, visible characters only, no
+    surrounding whitespace, so that what people see is what identifies the object."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        raise InvalidParameterValue(f"Invalid {field_name}: a non-empty name is required.")
+    value = normalize_name(check_text(value, field_name))
+    if value != value.strip():
+        raise InvalidParameterValue(
+            f"Invalid {field_name} {value!r}: leading or trailing whitespace is not allowed."
+        )
+    bad = [c for c in value if unicodedata.category(c) in _INVISIBLE_CATEGORIES]
+    if bad:
+        raise InvalidParameterValue(
+            f"Invalid {field_name}: it contains invisible or control characters "
+            f"({', '.join(f'U+{ord(c):04X}' for c in bad[:3])})."
+        )
+    if len(value) > max_length:
+        raise InvalidParameterValue(
+            f"Invalid {field_name}: it exceeds the maximum length of {max_length} characters "
+            f"(got {len(value)})."
+        )
+    return value
+
+
+def name_identity(value: str) -> str:
+    """The key two names must not share: NFKC folds look-alike compatibility forms
+    (fullwidth letters, ligatures) and casefold folds case."""
+    return unicodedata.normalize("NFKC", value).casefold()
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

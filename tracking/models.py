@@ -37,6 +37,8 @@ VALUE_INDEX_PREFIX = 200
 class Experiment(models.Model):
     experiment_id = models.BigAutoField(primary_key=True)
     name = models.CharField(max_length=500, unique=True)
+    # casefold(NFKC(name)): "Fraud", "fraud" and "ｆｒａｕｄ" are one identity.
+    name_key = models.CharField(max_length=500, unique=True, null=True)
     artifact_location = models.CharField(max_length=1000)
     lifecycle_stage = models.CharField(
         max_length=16, choices=LifecycleStage.choices, default=LifecycleStage.ACTIVE

@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
-from core.mlflow_api import encode_double
+from core.mlflow_api import encode_double, normalize_name
 from tracking.models import (
     Experiment,
     ExperimentTag,
@@ -76,7 +76,7 @@ def experiment_get(experiment_id: Any, *, for_update: bool = False) -> Experimen
 
 
 def experiment_get_by_name(name: str) -> Experiment:
-    experiment = Experiment.objects.filter(name=name).first()
+    experiment = Experiment.objects.filter(name=normalize_name(name)).first()
     if experiment is None:
         raise ResourceDoesNotExist(f"Could not find experiment with name '{name}'")
     return experiment

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 
 from audit import services as audit
 from core.errors import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
-from core.mlflow_api import check_text, normalize_name, to_int64
+from core.mlflow_api import check_text, clean_name, name_identity, normalize_name, to_int64
 from tracking import permissions, selectors
 from tracking.models import (
     Dataset,
@@ -114,15 +114,20 @@ def _lock_run(run_id: str) -> Run:
 
 
 def _clean_experiment_name(name: str | None) -> str:
-    if name is None or name.strip() == "":
-        raise InvalidParameterValue("Invalid experiment name: a non-empty name is required.")
-    name = normalize_name(check_text(name, "name"))
-    if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
-        raise InvalidParameterValue(
-            f"Experiment name exceeds the maximum length of {MAX_EXPERIMENT_NAME_LENGTH} "
-            f"characters (got {len(name)})."
-        )
-    return name
+    return clean_name(name, "experiment name", max_length=MAX_EXPERIMENT_NAME_LENGTH)
+
+
+def _name_taken(name: str) -> ResourceAlreadyExists:
+    existing = (
+        Experiment.objects.filter(name_key=name_identity(name))
+        .values_list("name", flat=True)
+        .first()
+    )
+    detail = f" (as '{existing}')" if existing and existing != name else ""
+    return ResourceAlreadyExists(
+        f"Experiment(name={name}) already exists{detail}. Names are unique regardless of case "
+        "and look-alike characters; deleted experiments keep their names."
+    )
 
 
 @transaction.atomic
@@ -150,16 +155,14 @@ def experiment_create(
         with transaction.atomic():
             experiment = Experiment.objects.create(
                 name=name,
+                name_key=name_identity(name),
                 artifact_location="",
                 creation_time=now,
                 last_update_time=now,
                 created_by=created_by,
             )
     except IntegrityError:
-        raise ResourceAlreadyExists(
-            f"Experiment(name={name}) already exists. Error: an experiment with this name "
-            "exists (deleted experiments keep their names until permanently removed)."
-        ) from None
+        raise _name_taken(name) from None
     experiment.artifact_location = f"mlflow-artifacts:/{experiment.experiment_id}"
     experiment.save(update_fields=["artifact_location"])
     ExperimentTag.objects.bulk_create(
@@ -183,12 +186,13 @@ def experiment_rename(*, experiment_id: str, new_name: str | None) -> Experiment
     new_name = _clean_experiment_name(new_name)
     before = _experiment_snapshot(experiment)
     experiment.name = new_name
+    experiment.name_key = name_identity(new_name)
     experiment.last_update_time = now_ms()
     try:
         with transaction.atomic():
-            experiment.save(update_fields=["name", "last_update_time"])
+            experiment.save(update_fields=["name", "name_key", "last_update_time"])
     except IntegrityError:
-        raise ResourceAlreadyExists(f"Experiment(name={new_name}) already exists.") from None
+        raise _name_taken(new_name) from None
     audit.record(
         action="experiment.rename",
         object_type="experiment",

@@ -202,17 +202,26 @@ def test_duplicate_metric_points_are_accepted_once(api):
 
 def test_params_are_immutable_and_truncated(api):
     run_id = api.run(api.experiment())["info"]["run_id"]
-    assert api.post("runs/log-parameter", {"run_id": run_id, "key": "p", "value": "1"}).status_code == 200
-    assert api.post("runs/log-parameter", {"run_id": run_id, "key": "p", "value": "1"}).status_code == 200
+    assert (
+        api.post("runs/log-parameter", {"run_id": run_id, "key": "p", "value": "1"}).status_code
+        == 200
+    )
+    assert (
+        api.post("runs/log-parameter", {"run_id": run_id, "key": "p", "value": "1"}).status_code
+        == 200
+    )
     status, code, message = error(
         api.post("runs/log-parameter", {"run_id": run_id, "key": "p", "value": "2"})
     )
     assert (status, code) == (400, "INVALID_PARAMETER_VALUE")
     assert "Changing param values is not allowed" in message
     long_value = "x" * 6001
-    assert api.post(
-        "runs/log-parameter", {"run_id": run_id, "key": "long", "value": long_value}
-    ).status_code == 200
+    assert (
+        api.post(
+            "runs/log-parameter", {"run_id": run_id, "key": "long", "value": long_value}
+        ).status_code
+        == 200
+    )
     assert len(Param.objects.get(run_id=run_id, key="long").value) == 6000
     status, code, message = error(
         api.post(
@@ -342,9 +351,12 @@ def test_log_inputs_dedupes_datasets(api):
     assert RunInput.objects.filter(run_id__in=runs).count() == 2
     assert RunInput.objects.filter(run_id=runs[0]).get().context == "training"
     too_long = {**dataset, "digest": "d" * 37}
-    assert api.post(
-        "runs/log-inputs", {"run_id": runs[0], "datasets": [{"dataset": too_long}]}
-    ).status_code == 400
+    assert (
+        api.post(
+            "runs/log-inputs", {"run_id": runs[0], "datasets": [{"dataset": too_long}]}
+        ).status_code
+        == 400
+    )
 
 
 def test_logged_model_lifecycle(api):
@@ -366,7 +378,12 @@ def test_logged_model_lifecycle(api):
     assert model_id.startswith("m-")
     assert info["status"] == "LOGGED_MODEL_PENDING"
     assert info["artifact_uri"] == f"mlflow-artifacts:/{exp_id}/models/{model_id}/artifacts"
-    assert api.post("runs/outputs", {"run_id": run_id, "models": [{"model_id": model_id, "step": 0}]}).status_code == 200
+    assert (
+        api.post(
+            "runs/outputs", {"run_id": run_id, "models": [{"model_id": model_id, "step": 0}]}
+        ).status_code
+        == 200
+    )
     api.post(
         "runs/log-batch",
         {
@@ -374,7 +391,9 @@ def test_logged_model_lifecycle(api):
             "metrics": [{"key": "acc", "value": 0.9, "timestamp": TS, "model_id": model_id}],
         },
     )
-    patched = api.patch(f"logged-models/{model_id}", {"model_id": model_id, "status": "LOGGED_MODEL_READY"})
+    patched = api.patch(
+        f"logged-models/{model_id}", {"model_id": model_id, "status": "LOGGED_MODEL_READY"}
+    )
     assert patched.json()["model"]["info"]["status"] == "LOGGED_MODEL_READY"
     api.patch(f"logged-models/{model_id}/tags", {"tags": [{"key": "k", "value": "v"}]})
     got = api.get(f"logged-models/{model_id}").json()["model"]
@@ -428,3 +447,33 @@ def test_camel_case_fields_are_accepted(api):
     assert response.json()["run"]["info"]["run_name"] == "camel"
     both = api.post("runs/create", {"experimentId": exp_id, "experiment_id": exp_id})
     assert error(both)[:2] == (400, "INVALID_PARAMETER_VALUE")
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["FRAUD-models", "ｆｒａｕｄ-models", "fraud-models"],
+)
+def test_experiment_names_have_one_identity(api, variant):
+    api.experiment("fraud-models")
+    status, code, message = error(api.post("experiments/create", {"name": variant}))
+    assert (status, code) == (400, "RESOURCE_ALREADY_EXISTS")
+    assert "fraud-models" in message
+
+
+@pytest.mark.parametrize(
+    "name",
+    [" padded", "padded ", "zero\u200bwidth", "rtl\u202eoverride", "line\u2028sep", "tab\tname"],
+)
+def test_experiment_names_refuse_invisible_characters(api, name):
+    status, code, _ = error(api.post("experiments/create", {"name": name}))
+    assert (status, code) == (400, "INVALID_PARAMETER_VALUE")
+
+
+def test_nfd_and_nfc_spellings_are_one_name(api):
+    exp_id = api.experiment("caf\u00e9")
+    got = api.get("experiments/get-by-name", {"experiment_name": "cafe\u0301"})
+    # The stored name is NFC; the decomposed spelling names the same experiment.
+    assert error(api.post("experiments/create", {"name": "cafe\u0301"}))[1] == (
+        "RESOURCE_ALREADY_EXISTS"
+    )
+    assert got.json()["experiment"]["experiment_id"] == exp_id
