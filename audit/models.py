@@ -83,3 +83,20 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain head at #{self.last_seq}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement "the chain reached event `seq` with hash `hash`". Deleting events
+    from the tail leaves the chain internally consistent; a checkpoint beyond the new tail,
+    or one whose hash no longer matches, shows it."""
+
+    seq = models.BigIntegerField(unique=True)
+    hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    signature = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"checkpoint at #{self.seq}"

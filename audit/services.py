@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.chain import event_hash, format_time
-from audit.models import AuditChainHead, AuditEvent
+from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from core import context
 
 
@@ -85,4 +85,23 @@ def record_denial(*, rule: str, path: str, reason: str) -> None:
             object_id=path[:255],
             outcome=AuditEvent.Outcome.DENIED,
             reason=reason,
+        )
+
+
+def checkpoint_create() -> AuditCheckpoint | None:
+    """Sign the current head of the chain (run periodically by Celery beat)."""
+    from audit.verify import sign_checkpoint
+
+    with transaction.atomic():
+        head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+        if head is None or head.last_seq == 0:
+            return None
+        existing = AuditCheckpoint.objects.filter(seq=head.last_seq).first()
+        if existing:
+            return existing
+        return AuditCheckpoint.objects.create(
+            seq=head.last_seq,
+            hash=head.last_hash,
+            created_at=timezone.now(),
+            signature=sign_checkpoint(head.last_seq, head.last_hash),
         )

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="v1-schema"), name="v1-docs"),
     path("api/v1/", include("accounts.urls_v1")),
     path("api/v1/", include("tracking.urls_v1")),
+    path("api/v1/", include("audit.urls_v1")),
     *mlflow_api.urlpatterns(),
 ]
 

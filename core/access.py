@@ -22,6 +22,7 @@ from core.errors import PermissionDenied, Unauthenticated
 PUBLIC = "public"
 AUTHENTICATED = "authenticated"
 ADMIN = "admin.manage"
+AUDIT_READ = "audit.read"
 EXPERIMENT_READ = "experiment.read"
 EXPERIMENT_EDIT = "experiment.edit"
 EXPERIMENT_MANAGE = "experiment.manage"
@@ -42,6 +43,7 @@ RULES = frozenset(
         PUBLIC,
         AUTHENTICATED,
         ADMIN,
+        AUDIT_READ,
         EXPERIMENT_READ,
         EXPERIMENT_EDIT,
         EXPERIMENT_MANAGE,

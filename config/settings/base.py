@@ -143,7 +143,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_TIME_LIMIT = 600
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 300.0},
+}
+# Signs audit checkpoints; defaults to a key derived from SECRET_KEY. Set it separately to let
+# auditors verify exports without the application's SECRET_KEY.
+CUSTODY_AUDIT_SIGNING_KEY = env_str("CUSTODY_AUDIT_SIGNING_KEY")
 
 if REDIS_URL:
     CACHES = {

@@ -25,10 +25,25 @@ def test_events_chain_and_recompute():
         content = {
             field: getattr(event, field)
             for field in (
-                "seq", "actor_user_id", "actor_username", "auth_method", "token_id", "action",
-                "outcome", "object_type", "object_id", "object_name", "model_name",
-                "model_version", "before", "after", "reason", "request_id", "client_ip",
-                "user_agent", "prev_hash",
+                "seq",
+                "actor_user_id",
+                "actor_username",
+                "auth_method",
+                "token_id",
+                "action",
+                "outcome",
+                "object_type",
+                "object_id",
+                "object_name",
+                "model_name",
+                "model_version",
+                "before",
+                "after",
+                "reason",
+                "request_id",
+                "client_ip",
+                "user_agent",
+                "prev_hash",
             )
         }
         content["created_at"] = format_time(event.created_at)
@@ -85,8 +100,10 @@ def test_application_refuses_to_change_events():
 )
 def test_postgres_refuses_changes_to_events(statement):
     if connection.vendor != "postgresql":
-        pytest.skip("database-level append-only triggers exist on PostgreSQL only; run with "
-                    "DATABASE_URL=postgres://... to exercise them")
+        pytest.skip(
+            "database-level append-only triggers exist on PostgreSQL only; run with "
+            "DATABASE_URL=postgres://... to exercise them"
+        )
     tracking_services.experiment_create(name="db-guarded")
     from django.db import DatabaseError
 

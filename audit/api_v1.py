@@ -1,0 +1,129 @@
+"""/api/v1/audit: the trail as JSON pages or streamed CSV / JSON Lines, and verification.
+Compliance officers and administrators only."""
+
+from __future__ import annotations
+
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit import selectors
+from audit.chain import format_time
+from audit.export import checkpoint_rows, csv_lines, event_rows, filtered_events, jsonl_lines
+from core import access
+from core.errors import InvalidParameterValue
+
+MAX_PAGE = 1000
+
+FILTER_PARAMETERS = [
+    OpenApiParameter("model", str, description="registered model name"),
+    OpenApiParameter("version", int, description="model version number"),
+    OpenApiParameter("actor", str, description="username of the actor"),
+    OpenApiParameter("action", str, description="an action, or a prefix ending in '.'"),
+    OpenApiParameter("object_type", str),
+    OpenApiParameter("outcome", str, enum=["success", "denied", "refused"]),
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description="inclusive, ISO 8601"),
+    OpenApiParameter("until", OpenApiTypes.DATETIME, description="exclusive, ISO 8601"),
+    OpenApiParameter("after_seq", int, description="page after this sequence number"),
+    OpenApiParameter("limit", int, description=f"page size, 1-{MAX_PAGE} (JSON only)"),
+    OpenApiParameter(
+        "export", str, enum=["csv", "jsonl"], description="stream every matching event as a file"
+    ),
+]
+
+
+def _int(params, name: str) -> int | None:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidParameterValue(f"{name} must be an integer, got {raw[:20]!r}.") from None
+
+
+def _time(params, name: str):
+    raw = params.get(name)
+    if raw in (None, ""):
+        return None
+    value = parse_datetime(raw)
+    if value is None:
+        raise InvalidParameterValue(f"{name} must be an ISO 8601 date-time, got {raw[:40]!r}.")
+    return value if timezone.is_aware(value) else timezone.make_aware(value, timezone.utc)
+
+
+def filters_from(params) -> dict:
+    return {
+        "model": params.get("model") or None,
+        "version": _int(params, "version"),
+        "actor": params.get("actor") or None,
+        "action": params.get("action") or None,
+        "object_type": params.get("object_type") or None,
+        "outcome": params.get("outcome") or None,
+        "since": _time(params, "since"),
+        "until": _time(params, "until"),
+        "after_seq": _int(params, "after_seq"),
+    }
+
+
+def export_response(filters: dict, fmt: str) -> StreamingHttpResponse:
+    qs = filtered_events(**filters)
+    contiguous = not any(
+        filters[k] for k in ("model", "version", "actor", "action", "object_type", "outcome")
+    )
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    if fmt == "csv":
+        response = StreamingHttpResponse(csv_lines(event_rows(qs)), content_type="text/csv")
+    else:
+        header = {
+            "exported_at": format_time(timezone.now()),
+            "filters": {k: (str(v) if v is not None else None) for k, v in filters.items()},
+            "contiguous": contiguous,
+            "checkpoints": checkpoint_rows(),
+        }
+        response = StreamingHttpResponse(
+            jsonl_lines(event_rows(qs), header=header), content_type="application/x-ndjson"
+        )
+    response["Content-Disposition"] = f'attachment; filename="custody-audit-{stamp}.{fmt}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+class AuditEventsApi(APIView):
+    access_rule = access.AUDIT_READ
+
+    @extend_schema(
+        parameters=FILTER_PARAMETERS,
+        responses={200: OpenApiTypes.OBJECT},
+        summary="Audit events: JSON pages, or a streamed CSV / JSON Lines export",
+    )
+    def get(self, request):
+        filters = filters_from(request.query_params)
+        fmt = request.query_params.get("export")
+        if fmt:
+            if fmt not in ("csv", "jsonl"):
+                raise InvalidParameterValue("export must be 'csv' or 'jsonl'.")
+            return export_response(filters, fmt)
+        limit = _int(request.query_params, "limit") or 100
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidParameterValue(f"limit must be between 1 and {MAX_PAGE}.")
+        events = list(filtered_events(**filters)[: limit + 1])
+        body = {"events": [selectors.event_payload(e) for e in events[:limit]]}
+        if len(events) > limit:
+            body["next_after_seq"] = events[limit - 1].seq
+        return Response(body)
+
+
+class AuditVerifyApi(APIView):
+    access_rule = access.AUDIT_READ
+
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT},
+        summary="Recompute the whole chain and the signed checkpoints",
+    )
+    def get(self, request):
+        return Response(selectors.verify_live_chain().as_dict())

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from typing import Any
+
+from audit.chain import format_time
+from audit.export import checkpoint_rows, event_rows
+from audit.models import AuditEvent
+from audit.verify import VerifyResult, verify_events
+
+
+def verify_live_chain() -> VerifyResult:
+    return verify_events(
+        event_rows(AuditEvent.objects.order_by("seq")),
+        contiguous=True,
+        checkpoints=checkpoint_rows(),
+    )
+
+
+def event_payload(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "created_at": format_time(event.created_at),
+        "actor": {
+            "user_id": event.actor_user_id,
+            "username": event.actor_username,
+            "auth_method": event.auth_method,
+            "token_id": event.token_id,
+        },
+        "action": event.action,
+        "outcome": event.outcome,
+        "object": {
+            "type": event.object_type,
+            "id": event.object_id,
+            "name": event.object_name,
+            "model_name": event.model_name,
+            "model_version": event.model_version,
+        },
+        "before": event.before,
+        "after": event.after,
+        "reason": event.reason,
+        "request_id": event.request_id,
+        "client_ip": event.client_ip,
+        "user_agent": event.user_agent,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
