@@ -42,7 +42,11 @@ INSTALLED_APPS = [
     "tracking",
     "registry",
     "governance",
+    "web",
 ]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/experiments/"
+LOGOUT_REDIRECT_URL = "/login/"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -1,0 +1,49 @@
+"""Page views go through the same access decision as the APIs: each declares its rule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.shortcuts import render
+
+from core import access
+from core.errors import ApplicationError, PermissionDenied, ResourceDoesNotExist
+
+
+def page(rule: str) -> Callable:
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(request, **kwargs):
+            if rule != access.PUBLIC and not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            try:
+                access.authorize(request, rule, dict(kwargs))
+                return view(request, **kwargs)
+            except ResourceDoesNotExist as exc:
+                return render(
+                    request,
+                    "web/error.html",
+                    {"title": "Not found", "message": exc.message},
+                    status=404,
+                )
+            except PermissionDenied as exc:
+                return render(
+                    request,
+                    "web/error.html",
+                    {"title": "Not allowed", "message": exc.message},
+                    status=403,
+                )
+            except ApplicationError as exc:
+                return render(
+                    request,
+                    "web/error.html",
+                    {"title": "Cannot do that", "message": exc.message},
+                    status=exc.status if exc.status < 500 else 400,
+                )
+
+        wrapper.access_rule = rule  # read by the route inventory test
+        return wrapper
+
+    return decorator

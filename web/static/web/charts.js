@@ -1,0 +1,52 @@
+// Draws one line chart per metric from the JSON the page embeds: {key: {run_id: [[step, value], ...]}}.
+// On the compare page every run is one line, so curves overlay on one chart per metric.
+(function () {
+  "use strict";
+  var holder = document.getElementById("charts");
+  var dataNode = document.getElementById("chart-data");
+  if (!holder || !dataNode || typeof Chart === "undefined") { return; }
+  var data = JSON.parse(dataNode.textContent);
+  var namesNode = document.getElementById("run-names");
+  var names = namesNode ? JSON.parse(namesNode.textContent) : {};
+  var palette = ["#1f5fae", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0f766e", "#a16207",
+                 "#be185d", "#4d7c0f", "#334155"];
+  Object.keys(data).sort().forEach(function (key) {
+    var figure = document.createElement("figure");
+    figure.className = "chart";
+    figure.setAttribute("data-metric", key);
+    var caption = document.createElement("figcaption");
+    caption.textContent = key;
+    var canvas = document.createElement("canvas");
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", "Chart of " + key + " over steps");
+    figure.appendChild(caption);
+    figure.appendChild(canvas);
+    holder.appendChild(figure);
+    var datasets = Object.keys(data[key]).map(function (runId, i) {
+      return {
+        label: names[runId] || key,
+        data: data[key][runId].map(function (p) { return {x: p[0], y: p[1]}; }),
+        borderColor: palette[i % palette.length],
+        backgroundColor: palette[i % palette.length],
+        pointRadius: data[key][runId].length > 50 ? 0 : 2,
+        borderWidth: 2,
+        tension: 0
+      };
+    });
+    new Chart(canvas, {
+      type: "line",
+      data: {datasets: datasets},
+      options: {
+        animation: false,
+        parsing: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        interaction: {mode: "nearest", intersect: false},
+        scales: {x: {type: "linear", title: {display: true, text: "step"}}},
+        plugins: {legend: {display: datasets.length > 1}}
+      }
+    });
+    figure.setAttribute("data-series", String(datasets.length));
+  });
+  holder.setAttribute("data-ready", "true");
+})();

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django import template
+from django.http import QueryDict
+
+register = template.Library()
+
+
+@register.filter
+def ms_datetime(value) -> str:
+    """Epoch milliseconds as a UTC date and time."""
+    if value in (None, ""):
+        return ""
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@register.filter
+def duration(info: dict) -> str:
+    start, end = info.get("start_time"), info.get("end_time")
+    if not start or not end:
+        return ""
+    seconds = max(0, (int(end) - int(start)) / 1000)
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+@register.filter
+def metric(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else str(value)
+
+
+@register.simple_tag(takes_context=True)
+def query_with(context, **changes) -> str:
+    """The current query string with some parameters replaced (None removes one)."""
+    params: QueryDict = context["request"].GET.copy()
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = value
+    return "?" + params.urlencode()
+
+
+@register.filter
+def sort_link_order(column: str, current: str) -> str:
+    """Clicking a column sorts by it descending, then ascending."""
+    return f"{column} ASC" if current == f"{column} DESC" else f"{column} DESC"

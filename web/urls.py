@@ -1,0 +1,17 @@
+from django.urls import path
+
+from web import views_account, views_tracking
+
+app_name = "web"
+
+urlpatterns = [
+    path("", views_tracking.home, name="home"),
+    path("login/", views_account.login, name="login"),
+    path("logout/", views_account.logout, name="logout"),
+    path("tokens/", views_account.tokens, name="tokens"),
+    path("tokens/<int:token_id>/revoke", views_account.token_revoke, name="token-revoke"),
+    path("experiments/", views_tracking.experiment_list, name="experiments"),
+    path("experiments/<str:experiment_id>/", views_tracking.experiment_detail, name="experiment"),
+    path("runs/<str:run_id>/", views_tracking.run_detail, name="run"),
+    path("compare/", views_tracking.compare, name="compare"),
+]

@@ -1,0 +1,51 @@
+"""Sign-in and the user's own API tokens."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.shortcuts import redirect, render
+
+from accounts import services
+from accounts.models import ApiToken
+from core import access
+from web.forms import ThrottledLoginForm, TokenForm
+from web.pages import page
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "web/login.html"
+    authentication_form = ThrottledLoginForm
+    redirect_authenticated_user = True
+
+
+login = LoginView.as_view()
+login.access_rule = access.PUBLIC
+logout = auth_views.LogoutView.as_view()
+logout.access_rule = access.PUBLIC
+
+
+@page(access.AUTHENTICATED)
+def tokens(request):
+    created = None
+    form = TokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        _, created = services.token_create(
+            user=request.user,
+            name=form.cleaned_data["name"],
+            expires_in_days=form.cleaned_data["expires_in_days"],
+        )
+        form = TokenForm()
+    rows = ApiToken.objects.filter(user=request.user).order_by("-created_at")
+    return render(request, "web/tokens.html", {"form": form, "tokens": rows, "created": created})
+
+
+@page(access.AUTHENTICATED)
+def token_revoke(request, token_id: int):
+    if request.method != "POST":
+        return redirect("web:tokens")
+    token = ApiToken.objects.filter(pk=token_id, user=request.user).first()
+    if token is not None:
+        services.token_revoke(token=token)
+        messages.success(request, f"Token “{token.name}” revoked.")
+    return redirect("web:tokens")

@@ -1,0 +1,209 @@
+"""Pages for experiments, runs and run comparison."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q
+from django.http import HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+
+from core import access
+from core.errors import InvalidParameterValue
+from tracking import selectors
+from tracking.models import Experiment, LatestMetric, LifecycleStage, Metric, Param, Run, RunTag
+from tracking.permissions import readable_experiments_q
+from web.pages import page
+
+PAGE_SIZE = 50
+MAX_CHART_POINTS = 2000
+MAX_COMPARE = 10
+
+
+@page(access.AUTHENTICATED)
+def home(request):
+    return HttpResponseRedirect(reverse("web:experiments"))
+
+
+@page(access.AUTHENTICATED)
+def experiment_list(request):
+    query = request.GET.get("q", "").strip()
+    experiments = (
+        Experiment.objects.filter(readable_experiments_q(request.user, "experiment_id"))
+        .filter(lifecycle_stage=LifecycleStage.ACTIVE)
+        .annotate(run_count=Count("runs", filter=Q(runs__lifecycle_stage=LifecycleStage.ACTIVE)))
+        .order_by("-creation_time")
+    )
+    if query:
+        experiments = experiments.filter(name__icontains=query)
+    return render(
+        request,
+        "web/experiment_list.html",
+        {"experiments": experiments[:500], "q": query},
+    )
+
+
+def _columns(request, experiment_id: int) -> tuple[list[str], dict[str, list[str]]]:
+    """Selected columns (e.g. "metrics.acc") and the keys available in this experiment."""
+    runs = Run.objects.filter(experiment_id=experiment_id)
+    available = {
+        "metrics": sorted(
+            set(LatestMetric.objects.filter(run__in=runs).values_list("key", flat=True)[:2000])
+        ),
+        "params": sorted(
+            set(Param.objects.filter(run__in=runs).values_list("key", flat=True)[:2000])
+        ),
+        "tags": sorted(
+            {
+                k
+                for k in RunTag.objects.filter(run__in=runs).values_list("key", flat=True)[:2000]
+                if not k.startswith("mlflow.")
+            }
+        ),
+    }
+    chosen = request.GET.getlist("col")
+    if not chosen:
+        chosen = [f"metrics.{k}" for k in available["metrics"][:4]] + [
+            f"params.{k}" for k in available["params"][:3]
+        ]
+    return chosen, available
+
+
+@page(access.EXPERIMENT_READ)
+def experiment_detail(request, experiment_id: str):
+    experiment = selectors.experiment_get(experiment_id)
+    filter_string = request.GET.get("filter", "").strip()
+    order = request.GET.get("order", "")
+    token = request.GET.get("page") or None
+    columns, available = _columns(request, experiment.experiment_id)
+    error = ""
+    run_rows, next_token = [], None
+    try:
+        run_ids, next_token = selectors.runs_search(
+            user=request.user,
+            experiment_ids=[str(experiment.experiment_id)],
+            filter_string=filter_string or None,
+            view_type="active",
+            max_results=PAGE_SIZE,
+            order_by=[order] if order else [],
+            page_token=token,
+        )
+        run_rows = selectors.run_payloads(run_ids)
+    except InvalidParameterValue as exc:
+        error = exc.message
+    rows = []
+    for run in run_rows:
+        data = run["data"]
+        values = {
+            **{f"metrics.{m['key']}": m["value"] for m in data["metrics"]},
+            **{f"params.{p['key']}": p["value"] for p in data["params"]},
+            **{f"tags.{t['key']}": t["value"] for t in data["tags"]},
+        }
+        rows.append({"info": run["info"], "cells": [values.get(c, "") for c in columns]})
+    return render(
+        request,
+        "web/experiment_detail.html",
+        {
+            "experiment": experiment,
+            "rows": rows,
+            "columns": columns,
+            "available": available,
+            "filter": filter_string,
+            "order": order,
+            "error": error,
+            "next_token": next_token,
+            "can_edit": access.RANK[_level(request, experiment.experiment_id)]
+            >= access.RANK[access.EDIT],
+        },
+    )
+
+
+def _level(request, experiment_id: int) -> str:
+    from tracking.permissions import experiment_level
+
+    return experiment_level(request.user, experiment_id)
+
+
+def _histories(run_ids: list[str], keys: list[str] | None = None) -> dict[str, dict[str, list]]:
+    """{metric key: {run id: [[step, value], ...]}} with at most MAX_CHART_POINTS per series."""
+    qs = Metric.objects.filter(run_id__in=run_ids, is_nan=False)
+    if keys is not None:
+        qs = qs.filter(key__in=keys)
+    series: dict[str, dict[str, list]] = {}
+    for run_id, key, step, value in qs.order_by("key", "run_id", "step", "timestamp").values_list(
+        "run_id", "key", "step", "value"
+    ):
+        points = series.setdefault(key, {}).setdefault(run_id, [])
+        if len(points) < MAX_CHART_POINTS:
+            points.append([step, value])
+    return series
+
+
+@page(access.RUN_READ)
+def run_detail(request, run_id: str):
+    run = selectors.run_get(run_id)
+    payload = selectors.run_payloads([run.run_id])[0]
+    tags = {t["key"]: t["value"] for t in payload["data"]["tags"]}
+    parent_id = tags.get("mlflow.parentRunId")
+    children = list(
+        Run.objects.filter(tags__key="mlflow.parentRunId", tags__value=run.run_id).values(
+            "run_id", "name", "status"
+        )[:100]
+    )
+    parent = (
+        Run.objects.filter(pk=parent_id).values("run_id", "name").first() if parent_id else None
+    )
+    return render(
+        request,
+        "web/run_detail.html",
+        {
+            "run": run,
+            "info": payload["info"],
+            "metrics": sorted(payload["data"]["metrics"], key=lambda m: m["key"]),
+            "params": sorted(payload["data"]["params"], key=lambda p: p["key"]),
+            "tags": sorted(payload["data"]["tags"], key=lambda t: t["key"]),
+            "datasets": payload["inputs"].get("dataset_inputs", []),
+            "outputs": payload["outputs"].get("model_outputs", []),
+            "parent": parent,
+            "children": children,
+            "chart_data": _histories([run.run_id]),
+        },
+    )
+
+
+@page(access.AUTHENTICATED)
+def compare(request):
+    run_ids = [r for r in request.GET.getlist("runs") if r][:MAX_COMPARE]
+    if len(run_ids) < 2:
+        raise InvalidParameterValue("Choose at least two runs to compare (up to 10).")
+    for run_id in run_ids:  # each run is checked like a page of its own
+        access.authorize(request, access.RUN_READ, {"run_id": run_id})
+    payloads = selectors.run_payloads(run_ids)
+    if len(payloads) != len(run_ids):
+        raise InvalidParameterValue("Some of these runs do not exist.")
+
+    def table(section: str) -> list[dict]:
+        keys = sorted({item["key"] for p in payloads for item in p["data"][section]})
+        rows = []
+        for key in keys:
+            values = [
+                next((i["value"] for i in p["data"][section] if i["key"] == key), None)
+                for p in payloads
+            ]
+            rows.append(
+                {"key": key, "values": values, "differs": len({str(v) for v in values}) > 1}
+            )
+        return rows
+
+    chart_data = _histories(run_ids)
+    return render(
+        request,
+        "web/compare.html",
+        {
+            "runs": [p["info"] for p in payloads],
+            "params": table("params"),
+            "metrics": table("metrics"),
+            "chart_data": chart_data,
+            "chart_keys": sorted(chart_data),
+            "names": {p["info"]["run_id"]: p["info"]["run_name"] for p in payloads},
+        },
+    )
