@@ -1,0 +1,70 @@
+"""Page tokens and page sizes for the MLflow search endpoints.
+
+A page token is an offset signed with the server's key and bound to the query it belongs to
+(endpoint, filter, order, experiments, view, caller). A forged or tampered token, or one
+replayed against another query, is refused instead of skipping filters or forcing huge
+offsets (reference/security.md §2.6)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.core import signing
+
+from core.errors import InvalidParameterValue
+
+_SALT = "custody.page-token"
+MAX_OFFSET = 10_000_000
+
+
+def _scope_digest(scope: dict[str, Any]) -> str:
+    canonical = json.dumps(scope, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def encode_page_token(offset: int, scope: dict[str, Any]) -> str:
+    return signing.dumps({"o": offset, "s": _scope_digest(scope)}, salt=_SALT, compress=False)
+
+
+def decode_page_token(token: str | None, scope: dict[str, Any]) -> int:
+    if not token:
+        return 0
+    try:
+        payload = signing.loads(token, salt=_SALT)
+    except signing.BadSignature:
+        raise InvalidParameterValue(
+            "Invalid page token: it was not issued by this server or has been altered."
+        ) from None
+    offset = payload.get("o") if isinstance(payload, dict) else None
+    if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+        raise InvalidParameterValue("Invalid page token: bad offset.")
+    if payload.get("s") != _scope_digest(scope):
+        raise InvalidParameterValue(
+            "Invalid page token: it belongs to a different query (filter, order, experiments "
+            "or caller changed)."
+        )
+    return offset
+
+
+def validate_max_results(
+    value: Any, *, default: int | None, maximum: int, name: str = "max_results"
+) -> int:
+    if value is None or value == "":
+        if default is None:
+            raise InvalidParameterValue(
+                f"Invalid value for '{name}': it must be a positive integer (got nothing)."
+            )
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidParameterValue(f"Invalid value {value!r} for '{name}': expected an integer.")
+    if value <= 0:
+        raise InvalidParameterValue(
+            f"Invalid value {value} for parameter '{name}' supplied. It must be a positive integer."
+        )
+    if value > maximum:
+        raise InvalidParameterValue(
+            f"Invalid value {value} for parameter '{name}' supplied. It must be at most {maximum}."
+        )
+    return value
