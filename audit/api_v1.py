@@ -3,6 +3,8 @@ Compliance officers and administrators only."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -50,10 +52,18 @@ def _time(params, name: str):
     raw = params.get(name)
     if raw in (None, ""):
         return None
-    value = parse_datetime(raw)
+    try:
+        value = parse_datetime(raw)
+        if value is not None:
+            if timezone.is_naive(value):
+                value = timezone.make_aware(value, UTC)
+            # Stored and compared in UTC; an exotic offset must not reach the database.
+            value = value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        value = None
     if value is None:
         raise InvalidParameterValue(f"{name} must be an ISO 8601 date-time, got {raw[:40]!r}.")
-    return value if timezone.is_aware(value) else timezone.make_aware(value, timezone.utc)
+    return value
 
 
 def filters_from(params) -> dict:

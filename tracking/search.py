@@ -62,7 +62,7 @@ _COMPARATOR = re.compile(
     r"|IS\s+NULL\b|BETWEEN\b)",
     re.IGNORECASE,
 )
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?(?=\s|$|\))")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?(?=\s|$|[),;])")
 _BARE = re.compile(r"[^\s=!<>()'\",;`]+")
 _AND = re.compile(r"AND\s", re.IGNORECASE)
 

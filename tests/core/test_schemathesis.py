@@ -16,6 +16,20 @@ schema = schemathesis.openapi.from_dict(SCHEMA)
 schema.app = get_wsgi_application()
 
 
+@pytest.fixture(autouse=True)
+def keep_test_connection():
+    # Calling the WSGI app directly fires request_started/finished, whose handler closes the
+    # database connection; Django's test client disconnects it the same way.
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
 @pytest.fixture
 def admin_header(db):
     user = services.user_create(username="fuzz-admin", role="admin")
