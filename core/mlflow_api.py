@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.urls import path as url_path
 from django.views.decorators.csrf import csrf_exempt
 
@@ -427,7 +428,7 @@ def _dispatch(route: Route):
                     error_code="INTERNAL_ERROR",
                 )
             return error_response(app_error)
-        if isinstance(result, HttpResponse):
+        if isinstance(result, HttpResponseBase):
             return result
         return json_response(result)
 

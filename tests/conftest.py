@@ -20,7 +20,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.s3_server"] if (ROOT / "tests" / "s3_server.py").exists() else []
+pytest_plugins = ["tests.s3_server"]
 
 
 def _free_port() -> int:
@@ -69,8 +69,15 @@ class LiveServer:
             check=True,
         )
         subprocess.run(
-            [sys.executable, "manage.py", "create_user", self.username, "--role", "admin",
-             "--password-stdin"],
+            [
+                sys.executable,
+                "manage.py",
+                "create_user",
+                self.username,
+                "--role",
+                "admin",
+                "--password-stdin",
+            ],
             cwd=ROOT,
             env=self.env,
             input=self.password + "\n",
@@ -81,10 +88,20 @@ class LiveServer:
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "gunicorn", "config.wsgi:application",
-                "--bind", f"127.0.0.1:{self.port}",
-                "--workers", "2", "--threads", "4", "--worker-class", "gthread",
-                "--timeout", "120",
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--worker-class",
+                "gthread",
+                "--timeout",
+                "120",
             ],
             cwd=ROOT,
             env=self.env,

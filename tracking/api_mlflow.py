@@ -309,7 +309,8 @@ def create_logged_model(req: MlflowRequest) -> dict:
         source_run_id=req.str("source_run_id"),
         params=req.messages("params"),
         tags=req.messages("tags"),
-        creator_id=req.username,
+        # The wire field is an int64 user id (MLflow's LoggedModel.creator_id).
+        creator_id=str(req.http.user.pk) if req.http.user.is_authenticated else "",
     )
     return {"model": selectors.logged_model_payloads([model])[0]}
 

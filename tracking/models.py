@@ -38,7 +38,7 @@ class Experiment(models.Model):
     experiment_id = models.BigAutoField(primary_key=True)
     name = models.CharField(max_length=500, unique=True)
     # casefold(NFKC(name)): "Fraud", "fraud" and "ｆｒａｕｄ" are one identity.
-    name_key = models.CharField(max_length=500, unique=True, null=True)
+    name_key = models.CharField(max_length=500, unique=True, null=True)  # noqa: DJ001 - NULL only before backfill
     artifact_location = models.CharField(max_length=1000)
     lifecycle_stage = models.CharField(
         max_length=16, choices=LifecycleStage.choices, default=LifecycleStage.ACTIVE

@@ -34,6 +34,4 @@ _ANIMALS = (
 
 
 def generate_name() -> str:
-    return (
-        f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_ANIMALS)}-{secrets.randbelow(1000)}"
-    )
+    return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_ANIMALS)}-{secrets.randbelow(1000)}"

@@ -114,7 +114,6 @@ def experiments_search(
     page_token: str | None,
 ) -> tuple[list[Experiment], str | None]:
     from core.pagination import decode_page_token, encode_page_token, validate_max_results
-
     from tracking import search
 
     limit = validate_max_results(max_results, default=None, maximum=50000)
@@ -281,7 +280,6 @@ def runs_search(
     page_token: str | None,
 ) -> tuple[list[str], str | None]:
     from core.pagination import decode_page_token, encode_page_token, validate_max_results
-
     from tracking import search
 
     limit = validate_max_results(max_results, default=1000, maximum=50000)
@@ -461,8 +459,8 @@ def logged_model_payloads(models: Sequence[LoggedModel]) -> list[dict[str, Any]]
             info["model_type"] = m.model_type
         if m.source_run_id:
             info["source_run_id"] = m.source_run_id
-        if m.creator_id:
-            info["creator_id"] = m.creator_id
+        if m.creator_id.isdigit():
+            info["creator_id"] = int(m.creator_id)
         if m.status_message:
             info["status_message"] = m.status_message
         result.append(
@@ -488,7 +486,6 @@ def logged_models_search(
     page_token: str | None,
 ) -> tuple[list[LoggedModel], str | None]:
     from core.pagination import decode_page_token, encode_page_token, validate_max_results
-
     from tracking import search
 
     limit = validate_max_results(max_results, default=50, maximum=50000)

@@ -72,7 +72,9 @@ def truncate(value: str, limit: int) -> str:
 def parse_metric(raw: dict[str, Any]) -> dict[str, Any]:
     key = validate_key(raw.get("key"), "metric")
     if "value" not in raw or raw["value"] is None:
-        raise InvalidParameterValue(f"Missing value for required parameter 'value' of metric '{key}'.")
+        raise InvalidParameterValue(
+            f"Missing value for required parameter 'value' of metric '{key}'."
+        )
     value = to_double(raw["value"], "value")
     if raw.get("timestamp") in (None, ""):
         raise InvalidParameterValue(

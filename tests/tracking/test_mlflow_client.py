@@ -156,9 +156,7 @@ def test_artifacts_round_trip(mlflow_env, unique_name, tmp_path):
     assert (Path(tree) / "nested" / "b.bin").read_bytes() == (
         source / "nested" / "b.bin"
     ).read_bytes()
-    assert mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/cfg/config.json") == {
-        "k": [1, 2]
-    }
+    assert mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/cfg/config.json") == {"k": [1, 2]}
     assert mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/notes/readme.txt") == "hello"
 
 
@@ -187,7 +185,8 @@ def test_sklearn_log_model_and_load_from_runs_uri(mlflow_env, unique_name):
     assert pyfunc.predict(pd.DataFrame(X)).tolist() == [0, 1, 0, 1]
 
     found = mlflow.search_logged_models(
-        experiment_ids=[run.info.experiment_id], filter_string="name = 'model'",
+        experiment_ids=[run.info.experiment_id],
+        filter_string="name = 'model'",
         output_format="list",
     )
     assert [m.model_id for m in found] == [info.model_id]
@@ -275,12 +274,18 @@ def test_mlflow_runs_cli(mlflow_env, unique_name):
     cli = [sys.executable, "-m", "mlflow"]
     listed = subprocess.run(
         [*cli, "runs", "list", "--experiment-id", run.info.experiment_id],
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "cli-run" in listed.stdout and run.info.run_id in listed.stdout
     described = subprocess.run(
         [*cli, "runs", "describe", "--run-id", run.info.run_id],
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     payload = json.loads(described.stdout)
     assert payload["info"]["run_id"] == run.info.run_id
