@@ -8,6 +8,7 @@ from core.views import health, version
 # Importing the handler modules registers their MLflow routes.
 import tracking.api_mlflow  # noqa: E402,F401  isort: skip
 import tracking.api_artifacts  # noqa: E402,F401  isort: skip
+import registry.api_mlflow  # noqa: E402,F401  isort: skip
 
 urlpatterns = [
     path("health", health),

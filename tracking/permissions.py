@@ -7,14 +7,13 @@ import re
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import Q
 
 from audit import services as audit
 from core import access
-from core.errors import InvalidParameterValue, PermissionDenied, ResourceDoesNotExist
+from core import grants as grant_helpers
+from core.errors import PermissionDenied, ResourceDoesNotExist
 from tracking.models import Experiment, ExperimentPermission, LoggedModel, Run
 
 _DIGITS = re.compile(r"^\d{1,18}$")
@@ -40,11 +39,7 @@ def _field(target: Any, *names: str) -> Any:
 
 
 def _grants(experiment_id: int) -> list[tuple[int | None, int | None, str]]:
-    return list(
-        ExperimentPermission.objects.filter(experiment_id=experiment_id).values_list(
-            "user_id", "group_id", "level"
-        )
-    )
+    return grant_helpers.grant_rows(ExperimentPermission, "experiment_id", experiment_id)
 
 
 def experiment_level(user, experiment_id: int) -> str:
@@ -130,27 +125,13 @@ def register() -> None:
 
 def unreadable_experiment_ids(user) -> set[int] | None:
     """Experiment ids hidden from this user, or None when nothing is hidden."""
-    if access.is_admin(user) or access.is_compliance(user):
-        return None
-    default = settings.CUSTODY_DEFAULT_PERMISSION
-    group_ids = set(user.groups.values_list("id", flat=True))
-    grants: dict[int, list] = {}
-    for row in ExperimentPermission.objects.filter(
-        Q(user_id=user.pk) | Q(group_id__in=group_ids)
-    ).values_list("experiment_id", "user_id", "group_id", "level"):
-        grants.setdefault(row[0], []).append(row[1:])
-    if access.RANK[default] >= access.RANK[access.READ]:
-        return {
-            exp_id
-            for exp_id, rows in grants.items()
-            if access.RANK[access.effective_level(user, rows, default)] < access.RANK[access.READ]
-        }
-    readable = {
-        exp_id
-        for exp_id, rows in grants.items()
-        if access.RANK[access.effective_level(user, rows, default)] >= access.RANK[access.READ]
-    }
-    return set(Experiment.objects.exclude(pk__in=readable).values_list("pk", flat=True))
+    return grant_helpers.hidden_ids(
+        user,
+        ExperimentPermission,
+        "experiment",
+        Experiment.objects.all(),
+        settings.CUSTODY_DEFAULT_PERMISSION,
+    )
 
 
 def readable_experiments_q(user, field: str = "experiment_id") -> Q:
@@ -163,18 +144,7 @@ def readable_experiments_q(user, field: str = "experiment_id") -> Q:
 
 
 def grants_payload(experiment_id: int) -> list[dict[str, str]]:
-    rows = ExperimentPermission.objects.filter(experiment_id=experiment_id).select_related(
-        "user", "group"
-    )
-    return sorted(
-        (
-            {"user": row.user.get_username(), "level": row.level}
-            if row.user_id
-            else {"group": row.group.name, "level": row.level}
-            for row in rows
-        ),
-        key=lambda g: (g.get("user", ""), g.get("group", "")),
-    )
+    return grant_helpers.grants_payload(ExperimentPermission, "experiment_id", experiment_id)
 
 
 @transaction.atomic
@@ -182,29 +152,7 @@ def experiment_grants_replace(*, experiment_id: int, grants: list[dict[str, str]
     experiment = Experiment.objects.select_for_update().filter(pk=experiment_id).first()
     if experiment is None:
         raise ResourceDoesNotExist(f"No Experiment with id={experiment_id} exists")
-    rows = []
-    User = get_user_model()
-    for grant in grants:
-        level = grant.get("level")
-        if level not in access.LEVELS:
-            raise InvalidParameterValue(
-                f"Invalid level {level!r}; allowed: {', '.join(access.LEVELS)}."
-            )
-        if bool(grant.get("user")) == bool(grant.get("group")):
-            raise InvalidParameterValue("Each grant names exactly one of 'user' or 'group'.")
-        if grant.get("user"):
-            user = User.objects.filter(username=grant["user"]).first()
-            if user is None:
-                raise InvalidParameterValue(f"No user named {grant['user']!r}.")
-            rows.append(ExperimentPermission(experiment=experiment, user=user, level=level))
-        else:
-            group = Group.objects.filter(name=grant["group"]).first()
-            if group is None:
-                raise InvalidParameterValue(f"No role or group named {grant['group']!r}.")
-            rows.append(ExperimentPermission(experiment=experiment, group=group, level=level))
-    keys = [(r.user_id, r.group_id) for r in rows]
-    if len(keys) != len(set(keys)):
-        raise InvalidParameterValue("A user or group appears twice in the grants.")
+    rows = grant_helpers.build_grants(ExperimentPermission, "experiment", experiment, grants)
     before = grants_payload(experiment_id)
     ExperimentPermission.objects.filter(experiment=experiment).delete()
     ExperimentPermission.objects.bulk_create(rows)

@@ -151,7 +151,14 @@ CELERY_TASK_TIME_LIMIT = 600
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict = {
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 300.0},
+    "registry-reconcile-superseded": {
+        "task": "registry.reconcile_superseded_versions",
+        "schedule": 600.0,
+    },
 }
+# After a promotion to Production, Staging versions older than it are archived once this many
+# seconds have passed (time for a canary on the old version).
+CUSTODY_ARCHIVE_GRACE_SECONDS = env_int("CUSTODY_ARCHIVE_GRACE_SECONDS", 0)
 # Signs audit checkpoints; defaults to a key derived from SECRET_KEY. Set it separately to let
 # auditors verify exports without the application's SECRET_KEY.
 CUSTODY_AUDIT_SIGNING_KEY = env_str("CUSTODY_AUDIT_SIGNING_KEY")

@@ -1,0 +1,85 @@
+"""Grants on one object to users or groups (roles), shared by experiments and registered
+models: read them, replace them (audited), and give a creator MANAGE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import models
+
+from core import access
+from core.errors import InvalidParameterValue
+
+
+def grant_rows(permission_model: type[models.Model], owner_field: str, owner_id: Any) -> list:
+    return list(
+        permission_model.objects.filter(**{owner_field: owner_id}).values_list(
+            "user_id", "group_id", "level"
+        )
+    )
+
+
+def grants_payload(permission_model, owner_field: str, owner_id: Any) -> list[dict[str, str]]:
+    rows = permission_model.objects.filter(**{owner_field: owner_id}).select_related(
+        "user", "group"
+    )
+    return sorted(
+        (
+            {"user": row.user.get_username(), "level": row.level}
+            if row.user_id
+            else {"group": row.group.name, "level": row.level}
+            for row in rows
+        ),
+        key=lambda g: (g.get("user", ""), g.get("group", "")),
+    )
+
+
+def build_grants(permission_model, owner_field: str, owner, grants: list[dict[str, str]]) -> list:
+    """Validated, unsaved permission rows for `grants` ([{user|group, level}])."""
+    rows = []
+    User = get_user_model()
+    for grant in grants:
+        level = grant.get("level")
+        if level not in access.LEVELS:
+            raise InvalidParameterValue(
+                f"Invalid level {level!r}; allowed: {', '.join(access.LEVELS)}."
+            )
+        if bool(grant.get("user")) == bool(grant.get("group")):
+            raise InvalidParameterValue("Each grant names exactly one of 'user' or 'group'.")
+        if grant.get("user"):
+            user = User.objects.filter(username=grant["user"]).first()
+            if user is None:
+                raise InvalidParameterValue(f"No user named {grant['user']!r}.")
+            rows.append(permission_model(**{owner_field: owner}, user=user, level=level))
+        else:
+            group = Group.objects.filter(name=grant["group"]).first()
+            if group is None:
+                raise InvalidParameterValue(f"No role or group named {grant['group']!r}.")
+            rows.append(permission_model(**{owner_field: owner}, group=group, level=level))
+    keys = [(r.user_id, r.group_id) for r in rows]
+    if len(keys) != len(set(keys)):
+        raise InvalidParameterValue("A user or group appears twice in the grants.")
+    return rows
+
+
+def hidden_ids(user, permission_model, owner_field: str, all_ids_qs, default: str) -> set | None:
+    """Ids of objects this user may not read, or None when nothing is hidden."""
+    if access.is_admin(user) or access.is_compliance(user):
+        return None
+    group_ids = set(user.groups.values_list("id", flat=True))
+    by_owner: dict[Any, list] = {}
+    for row in permission_model.objects.filter(
+        models.Q(user_id=user.pk) | models.Q(group_id__in=group_ids)
+    ).values_list(f"{owner_field}_id", "user_id", "group_id", "level"):
+        by_owner.setdefault(row[0], []).append(row[1:])
+
+    def readable(rows) -> bool:
+        level = access.effective_level(user, rows, default)
+        return access.RANK[level] >= access.RANK[access.READ]
+
+    if access.RANK[default] >= access.RANK[access.READ]:
+        return {owner for owner, rows in by_owner.items() if not readable(rows)}
+    allowed = {owner for owner, rows in by_owner.items() if readable(rows)}
+    return set(all_ids_qs.exclude(pk__in=allowed).values_list("pk", flat=True))

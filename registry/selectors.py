@@ -1,0 +1,307 @@
+"""Reads of the registry: lookups, `models:/` resolution, searches and MLflow wire payloads
+(a fixed number of queries per page)."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+
+from core.errors import InvalidParameterValue, ResourceDoesNotExist
+from core.mlflow_api import normalize_name
+from core.pagination import decode_page_token, encode_page_token, validate_max_results
+from registry.models import (
+    ModelVersion,
+    ModelVersionTag,
+    RegisteredModel,
+    RegisteredModelAlias,
+    RegisteredModelTag,
+)
+from registry.transitions import Stage, canonical_stage
+from tracking import search
+
+PROMPT_TAG = "mlflow.prompt.is_prompt"
+
+
+def registered_model_get(name: Any, *, for_update: bool = False) -> RegisteredModel:
+    if not isinstance(name, str) or not name:
+        raise InvalidParameterValue("Missing value for required parameter 'name'.")
+    qs = RegisteredModel.objects.select_for_update() if for_update else RegisteredModel.objects
+    model = qs.filter(name=normalize_name(name)).first()
+    if model is None:
+        raise ResourceDoesNotExist(f"Registered Model with name={name} not found")
+    return model
+
+
+def parse_version(version: Any) -> int:
+    text = str(version) if version is not None else ""
+    if not re.fullmatch(r"\d{1,9}", text):
+        raise InvalidParameterValue(f"Parameter 'version' must be an integer, got {text[:20]!r}.")
+    return int(text)
+
+
+def model_version_get(model: RegisteredModel, version: Any) -> ModelVersion:
+    number = parse_version(version)
+    mv = ModelVersion.objects.filter(registered_model=model, version=number, deleted=False).first()
+    if mv is None:
+        raise ResourceDoesNotExist(f"Model Version (name={model.name}, version={number}) not found")
+    return mv
+
+
+def model_version_by_name(name: Any, version: Any) -> ModelVersion:
+    number = parse_version(version)
+    mv = (
+        ModelVersion.objects.select_related("registered_model")
+        .filter(registered_model__name=name, version=number, deleted=False)
+        .first()
+    )
+    if mv is None:
+        registered_model_get(name)
+        raise ResourceDoesNotExist(f"Model Version (name={name}, version={number}) not found")
+    return mv
+
+
+def latest_versions(model: RegisteredModel, stages: list[str]) -> list[ModelVersion]:
+    """For each stage (every stage when none is given), the highest non-deleted version."""
+    wanted = [canonical_stage(s) for s in stages] if stages else [s.value for s in Stage]
+    newest: dict[str, ModelVersion] = {}
+    for mv in ModelVersion.objects.filter(
+        registered_model=model, deleted=False, current_stage__in=wanted
+    ).order_by("-version"):
+        newest.setdefault(mv.current_stage, mv)
+    return sorted(newest.values(), key=lambda mv: mv.version)
+
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<ref>[^/@]+)|@(?P<alias>[\w\-]+))$")
+
+
+def resolve_model_uri(uri: Any, *, include_archived: bool = False) -> ModelVersion:
+    """`models:/name/<Stage>`, `models:/name/latest`, `models:/name/<N>`, `models:/name@alias`
+    to one version with one indexed lookup. Archived versions are never resolved by stage,
+    `latest` or alias."""
+    if not isinstance(uri, str):
+        raise InvalidParameterValue("A models:/ URI is required.")
+    match = _MODELS_URI.match(uri.strip())
+    if match is None:
+        raise InvalidParameterValue(
+            f"Invalid model URI {uri[:200]!r}: use models:/<name>/<stage>, models:/<name>/latest, "
+            "models:/<name>/<version> or models:/<name>@<alias>."
+        )
+    name = normalize_name(match["name"])
+    base = ModelVersion.objects.select_related("registered_model").filter(
+        registered_model__name=name, deleted=False
+    )
+    ref, alias = match["ref"], match["alias"]
+    if alias:
+        mv = base.filter(aliases__alias=alias).first()
+        what = f"alias '{alias}'"
+    elif ref.isdigit():
+        mv = base.filter(version=int(ref)).first()
+        if mv is not None and mv.current_stage == Stage.ARCHIVED and not include_archived:
+            mv = None
+        what = f"version {ref}"
+    elif ref.lower() == "latest":
+        mv = base.exclude(current_stage=Stage.ARCHIVED).order_by("-version").first()
+        what = "a non-archived version"
+    else:
+        stage = canonical_stage(ref)
+        if stage == Stage.ARCHIVED:
+            raise InvalidParameterValue("Archived versions are never resolved by stage.")
+        mv = base.filter(current_stage=stage).order_by("-version").first()
+        what = f"a version in stage {stage}"
+    if mv is None:
+        if not RegisteredModel.objects.filter(name=name).exists():
+            raise ResourceDoesNotExist(f"Registered Model with name={name} not found")
+        raise ResourceDoesNotExist(f"Registered model '{name}' has no {what} to serve.")
+    return mv
+
+
+# ---------------------------------------------------------------------------------------------
+# Wire payloads
+
+
+def version_payloads(versions: Sequence[ModelVersion]) -> list[dict[str, Any]]:
+    ids = [v.pk for v in versions]
+    tags: dict[int, list] = defaultdict(list)
+    for vid, key, value in ModelVersionTag.objects.filter(version_id__in=ids).values_list(
+        "version_id", "key", "value"
+    ):
+        tags[vid].append({"key": key, "value": value})
+    aliases: dict[int, list] = defaultdict(list)
+    for vid, alias in RegisteredModelAlias.objects.filter(version_id__in=ids).values_list(
+        "version_id", "alias"
+    ):
+        aliases[vid].append(alias)
+    names = dict(
+        RegisteredModel.objects.filter(
+            pk__in={v.registered_model_id for v in versions}
+        ).values_list("pk", "name")
+    )
+    result = []
+    for v in versions:
+        payload: dict[str, Any] = {
+            "name": names[v.registered_model_id],
+            "version": str(v.version),
+            "creation_timestamp": v.creation_timestamp,
+            "last_updated_timestamp": v.last_updated_timestamp,
+            "user_id": v.user_id,
+            "current_stage": v.current_stage,
+            "description": v.description,
+            "source": v.source,
+            "status": "READY",
+            "tags": tags.get(v.pk, []),
+            "aliases": sorted(aliases.get(v.pk, [])),
+        }
+        if v.run_id:
+            payload["run_id"] = v.run_id
+        if v.run_link:
+            payload["run_link"] = v.run_link
+        if v.model_id:
+            payload["model_id"] = v.model_id
+        result.append(payload)
+    return result
+
+
+def model_payloads(models: Sequence[RegisteredModel]) -> list[dict[str, Any]]:
+    ids = [m.pk for m in models]
+    tags: dict[int, list] = defaultdict(list)
+    for mid, key, value in RegisteredModelTag.objects.filter(model_id__in=ids).values_list(
+        "model_id", "key", "value"
+    ):
+        tags[mid].append({"key": key, "value": value})
+    aliases: dict[int, list] = defaultdict(list)
+    for mid, alias, version in RegisteredModelAlias.objects.filter(model_id__in=ids).values_list(
+        "model_id", "alias", "version__version"
+    ):
+        aliases[mid].append({"alias": alias, "version": str(version)})
+    # The highest version per stage, for every model of the page in one query.
+    latest: dict[int, dict[str, ModelVersion]] = defaultdict(dict)
+    for mv in ModelVersion.objects.filter(registered_model_id__in=ids, deleted=False).order_by(
+        "registered_model_id", "-version"
+    ):
+        latest[mv.registered_model_id].setdefault(mv.current_stage, mv)
+    latest_versions_all = [mv for stages in latest.values() for mv in stages.values()]
+    version_dicts = {
+        mv.pk: {k: v for k, v in d.items() if k != "aliases"}
+        for mv, d in zip(latest_versions_all, version_payloads(latest_versions_all), strict=True)
+    }
+    result = []
+    for m in models:
+        payload: dict[str, Any] = {
+            "name": m.name,
+            "creation_timestamp": m.creation_timestamp,
+            "last_updated_timestamp": m.last_updated_timestamp,
+            "user_id": m.user_id,
+            "description": m.description,
+            "latest_versions": [
+                version_dicts[mv.pk]
+                for mv in sorted(latest.get(m.pk, {}).values(), key=lambda v: v.version)
+            ],
+            "tags": tags.get(m.pk, []),
+            "aliases": aliases.get(m.pk, []),
+        }
+        result.append(payload)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Searches
+
+
+def _tag_condition(tag_model, owner: str, c: search.Comparison) -> Q:
+    rows = tag_model.objects.filter(**{owner: OuterRef("pk")}, key=c.key)
+    if c.key == PROMPT_TAG and (
+        (c.comparator == "!=" and c.value == "true") or (c.comparator == "=" and c.value == "false")
+    ):
+        # Prompts share the table; a model without the tag is not a prompt.
+        return ~Q(Exists(rows.filter(value="true")))
+    return Q(Exists(rows.filter(search.string_condition("value", c.comparator, c.value))))
+
+
+def models_search(
+    *,
+    filter_string: str | None,
+    max_results: Any,
+    order_by: list[str],
+    page_token: str | None,
+    readable: Q,
+) -> tuple[list[RegisteredModel], str | None]:
+    limit = validate_max_results(max_results, default=100, maximum=1000)
+    scope = {
+        "endpoint": "registered-models/search",
+        "filter": filter_string or "",
+        "order_by": order_by,
+        "readable": str(readable),
+    }
+    offset = decode_page_token(page_token, scope)
+    qs: QuerySet = RegisteredModel.objects.filter(readable)
+    for c in search.registry_comparisons(filter_string, "registered_model"):
+        if c.entity == "tag":
+            qs = qs.filter(_tag_condition(RegisteredModelTag, "model", c))
+        else:
+            qs = qs.filter(search.string_condition("name", c.comparator, c.value))
+    ordering = search.parse_registry_order_by(
+        order_by,
+        {
+            "name": "name",
+            "timestamp": "last_updated_timestamp",
+            "last_updated_timestamp": "last_updated_timestamp",
+        },
+    )
+    fields = [F(col).asc() if asc else F(col).desc() for col, asc in ordering]
+    if not any(col == "name" for col, _ in ordering):
+        fields.append(F("name").asc())
+    rows = list(qs.order_by(*fields)[offset : offset + limit + 1])
+    token = encode_page_token(offset + limit, scope) if len(rows) > limit else None
+    return rows[:limit], token
+
+
+def versions_search(
+    *,
+    filter_string: str | None,
+    max_results: Any,
+    order_by: list[str],
+    page_token: str | None,
+    readable: Q,
+) -> tuple[list[ModelVersion], str | None]:
+    limit = validate_max_results(max_results, default=200_000, maximum=200_000)
+    scope = {
+        "endpoint": "model-versions/search",
+        "filter": filter_string or "",
+        "order_by": order_by,
+        "readable": str(readable),
+    }
+    offset = decode_page_token(page_token, scope)
+    qs: QuerySet = ModelVersion.objects.filter(readable, deleted=False)
+    columns = {"name": "registered_model__name", "run_id": "run_id", "source_path": "source"}
+    for c in search.registry_comparisons(filter_string, "model_version"):
+        if c.entity == "tag":
+            qs = qs.filter(_tag_condition(ModelVersionTag, "version", c))
+        elif c.key == "version_number":
+            qs = qs.filter(search.number_condition("version", c.comparator, c.value))
+        else:
+            qs = qs.filter(search.string_condition(columns[c.key], c.comparator, c.value))
+    ordering = search.parse_registry_order_by(
+        order_by,
+        {
+            "name": "registered_model__name",
+            "version_number": "version",
+            "creation_timestamp": "creation_timestamp",
+            "last_updated_timestamp": "last_updated_timestamp",
+            "timestamp": "last_updated_timestamp",
+        },
+    )
+    fields = [F(col).asc() if asc else F(col).desc() for col, asc in ordering]
+    if not ordering:
+        fields = [
+            F("last_updated_timestamp").desc(),
+            F("registered_model__name").asc(),
+            F("version").desc(),
+        ]
+    fields.append(F("pk").asc())
+    rows = list(qs.order_by(*fields)[offset : offset + limit + 1])
+    token = encode_page_token(offset + limit, scope) if len(rows) > limit else None
+    return rows[:limit], token

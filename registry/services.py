@@ -1,0 +1,568 @@
+"""Writes to the registry. Each function is one transaction that writes its audit event;
+stage changes happen only in `model_version_transition_stage`, holding the registered
+model's row lock."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit import services as audit
+from core import access
+from core.errors import (
+    Conflict,
+    InvalidParameterValue,
+    ResourceAlreadyExists,
+    ResourceDoesNotExist,
+)
+from core.mlflow_api import check_text, clean_name, name_identity, normalize_name
+from registry import permissions, selectors
+from registry.models import (
+    Deployment,
+    ModelVersion,
+    ModelVersionTag,
+    RegisteredModel,
+    RegisteredModelAlias,
+    RegisteredModelTag,
+)
+from registry.source import resolve_source
+from registry.transitions import ALLOWED, Stage, allowed_targets, canonical_stage
+from tracking.permissions import check_experiment
+from tracking.services import now_ms
+from tracking.validation import parse_key_values
+
+MAX_NAME = 500
+MAX_TAG_VALUE = 100_000
+MAX_DESCRIPTION = 20_000
+_ALIAS = re.compile(r"^[\w\-]*$")
+_RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
+
+
+def _clean_model_name(name: Any) -> str:
+    name = clean_name(name, "registered model name", max_length=MAX_NAME)
+    if "/" in name or ":" in name:
+        raise InvalidParameterValue(
+            f"Invalid registered model name {name!r}: it must not contain '/' or ':'."
+        )
+    return name
+
+
+def _description(value: Any) -> str:
+    return check_text(value or "", "description", max_length=MAX_DESCRIPTION)
+
+
+def _model_snapshot(model: RegisteredModel) -> dict[str, Any]:
+    return {"name": model.name, "description": model.description}
+
+
+def _version_snapshot(version: ModelVersion) -> dict[str, Any]:
+    return {
+        "version": version.version,
+        "current_stage": version.current_stage,
+        "description": version.description,
+        "source": version.source,
+        "run_id": version.run_id,
+        "deleted": version.deleted,
+    }
+
+
+def _audit_model(action: str, model: RegisteredModel, **kwargs: Any) -> None:
+    audit.record(
+        action=action,
+        object_type="registered_model",
+        object_id=model.pk,
+        object_name=model.name,
+        model_name=model.name,
+        **kwargs,
+    )
+
+
+def _audit_version(action: str, version: ModelVersion, model_name: str, **kwargs: Any) -> None:
+    audit.record(
+        action=action,
+        object_type="model_version",
+        object_id=version.pk,
+        object_name=f"{model_name}/{version.version}",
+        model_name=model_name,
+        model_version=version.version,
+        **kwargs,
+    )
+
+
+def _touch(model: RegisteredModel) -> None:
+    model.last_updated_timestamp = now_ms()
+    model.save(update_fields=["last_updated_timestamp"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Registered models
+
+
+@transaction.atomic
+def registered_model_create(
+    *,
+    name: Any,
+    description: Any = "",
+    tags: list[dict] = (),
+    user=None,  # type: ignore[assignment]
+) -> RegisteredModel:
+    name = _clean_model_name(name)
+    parsed_tags = dict(
+        parse_key_values(list(tags), "tag", value_limit=MAX_TAG_VALUE, truncate_values=False)
+    )
+    now = now_ms()
+    try:
+        with transaction.atomic():
+            model = RegisteredModel.objects.create(
+                name=name,
+                name_key=name_identity(name),
+                description=_description(description),
+                creation_timestamp=now,
+                last_updated_timestamp=now,
+                user_id=user.get_username() if user is not None else "",
+            )
+    except IntegrityError:
+        existing = (
+            RegisteredModel.objects.filter(name_key=name_identity(name))
+            .values_list("name", flat=True)
+            .first()
+        )
+        detail = f" (as '{existing}')" if existing and existing != name else ""
+        raise ResourceAlreadyExists(
+            f"Registered Model (name={name}) already exists{detail}."
+        ) from None
+    RegisteredModelTag.objects.bulk_create(
+        [RegisteredModelTag(model=model, key=k, value=v) for k, v in parsed_tags.items()]
+    )
+    permissions.grant_creator(model, user)
+    _audit_model("registered_model.create", model, after=_model_snapshot(model))
+    return model
+
+
+@transaction.atomic
+def registered_model_rename(*, name: str, new_name: Any) -> RegisteredModel:
+    model = selectors.registered_model_get(name, for_update=True)
+    new_name = _clean_model_name(new_name)
+    if ModelVersion.objects.filter(
+        registered_model=model, current_stage=Stage.PRODUCTION, deleted=False
+    ).exists():
+        raise InvalidParameterValue(
+            f"Cannot rename '{name}': version in Production is served under this name. "
+            "Move it out of Production first."
+        )
+    before = _model_snapshot(model)
+    model.name, model.name_key = new_name, name_identity(new_name)
+    model.last_updated_timestamp = now_ms()
+    try:
+        with transaction.atomic():
+            model.save(update_fields=["name", "name_key", "last_updated_timestamp"])
+    except IntegrityError:
+        raise ResourceAlreadyExists(f"Registered Model (name={new_name}) already exists.") from None
+    _audit_model("registered_model.rename", model, before=before, after=_model_snapshot(model))
+    return model
+
+
+@transaction.atomic
+def registered_model_update(*, name: str, description: Any) -> RegisteredModel:
+    model = selectors.registered_model_get(name, for_update=True)
+    before = _model_snapshot(model)
+    model.description = _description(description)
+    model.last_updated_timestamp = now_ms()
+    model.save(update_fields=["description", "last_updated_timestamp"])
+    _audit_model("registered_model.update", model, before=before, after=_model_snapshot(model))
+    return model
+
+
+@transaction.atomic
+def registered_model_delete(*, name: str) -> None:
+    model = selectors.registered_model_get(name, for_update=True)
+    if ModelVersion.objects.filter(
+        registered_model=model, current_stage=Stage.PRODUCTION, deleted=False
+    ).exists():
+        raise InvalidParameterValue(
+            f"Cannot delete '{name}': it has a version in Production. Archive it first."
+        )
+    if Deployment.objects.filter(version__registered_model=model, until__isnull=True).exists():
+        raise InvalidParameterValue(f"Cannot delete '{name}': one of its versions is deployed.")
+    before = _model_snapshot(model)
+    _audit_model("registered_model.delete", model, before=before)
+    Deployment.objects.filter(version__registered_model=model).delete()
+    model.delete()
+
+
+@transaction.atomic
+def registered_model_set_tag(*, name: str, key: Any, value: Any) -> None:
+    model = selectors.registered_model_get(name, for_update=True)
+    ((key, value),) = parse_key_values(
+        [{"key": key, "value": value}], "tag", value_limit=MAX_TAG_VALUE, truncate_values=False
+    )
+    previous = RegisteredModelTag.objects.filter(model=model, key=key).first()
+    RegisteredModelTag.objects.update_or_create(model=model, key=key, defaults={"value": value})
+    _touch(model)
+    _audit_model(
+        "registered_model.tag.set",
+        model,
+        before={key: previous.value} if previous else None,
+        after={key: value},
+    )
+
+
+@transaction.atomic
+def registered_model_delete_tag(*, name: str, key: Any) -> None:
+    model = selectors.registered_model_get(name, for_update=True)
+    tag = RegisteredModelTag.objects.filter(model=model, key=key).first()
+    if tag is None:
+        raise ResourceDoesNotExist(f"No tag with key {key!r} on registered model {name!r}.")
+    tag.delete()
+    _touch(model)
+    _audit_model("registered_model.tag.delete", model, before={key: tag.value})
+
+
+def _clean_alias(alias: Any) -> str:
+    alias = check_text(alias or "", "alias", max_length=255)
+    if not alias or not _ALIAS.match(alias):
+        raise InvalidParameterValue(
+            f"Invalid alias {alias!r}: aliases are 1-255 letters, digits, '_' or '-'."
+        )
+    if _RESERVED_ALIAS.match(alias):
+        raise InvalidParameterValue(
+            f"Invalid alias {alias!r}: 'latest' and 'v<number>' are reserved."
+        )
+    return alias
+
+
+@transaction.atomic
+def registered_model_set_alias(*, name: str, alias: Any, version: Any) -> None:
+    model = selectors.registered_model_get(name, for_update=True)
+    alias = _clean_alias(alias)
+    target = selectors.model_version_get(model, version)
+    if target.current_stage == Stage.ARCHIVED:
+        raise InvalidParameterValue(
+            f"Cannot point alias '{alias}' at version {target.version}: it is Archived, and "
+            "archived versions are never served. Choose a version that is not archived."
+        )
+    existing = RegisteredModelAlias.objects.filter(model=model, alias=alias).first()
+    before = {"alias": alias, "version": existing.version.version} if existing else None
+    RegisteredModelAlias.objects.update_or_create(
+        model=model, alias=alias, defaults={"version": target}
+    )
+    _touch(model)
+    _audit_version(
+        "model_version.alias.set",
+        target,
+        model.name,
+        before=before,
+        after={"alias": alias, "version": target.version},
+    )
+
+
+@transaction.atomic
+def registered_model_delete_alias(*, name: str, alias: Any) -> None:
+    model = selectors.registered_model_get(name, for_update=True)
+    row = (
+        RegisteredModelAlias.objects.select_related("version")
+        .filter(model=model, alias=alias)
+        .first()
+    )
+    if row is None:
+        raise InvalidParameterValue(f"Registered model alias {alias} not found.")
+    row.delete()
+    _touch(model)
+    _audit_version(
+        "model_version.alias.delete",
+        row.version,
+        model.name,
+        before={"alias": alias, "version": row.version.version},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Model versions
+
+
+@transaction.atomic
+def model_version_create(
+    *,
+    name: str,
+    source: str | None,
+    run_id: str | None = None,
+    model_id: str | None = None,
+    description: Any = "",
+    run_link: str | None = None,
+    tags: list[dict] = (),  # type: ignore[assignment]
+    user=None,
+) -> ModelVersion:
+    resolved = resolve_source(source, run_id=run_id, model_id=model_id)
+    if user is not None:
+        # Registering someone else's hidden run would leak it through the registry.
+        check_experiment(
+            user,
+            access.READ,
+            resolved.experiment_id,
+            f"Run with id={resolved.run_id or source} not found",
+        )
+    parsed_tags = dict(
+        parse_key_values(list(tags), "tag", value_limit=MAX_TAG_VALUE, truncate_values=False)
+    )
+    model = selectors.registered_model_get(name, for_update=True)
+    model.last_version += 1
+    now = now_ms()
+    version = ModelVersion.objects.create(
+        registered_model=model,
+        version=model.last_version,
+        source=resolved.source,
+        storage_location=resolved.storage_location,
+        run_id=resolved.run_id,
+        model_id=resolved.model_id,
+        run_link=check_text(run_link or "", "run_link", max_length=1000),
+        description=_description(description),
+        user_id=user.get_username() if user is not None else "",
+        creation_timestamp=now,
+        last_updated_timestamp=now,
+    )
+    model.last_updated_timestamp = now
+    model.save(update_fields=["last_version", "last_updated_timestamp"])
+    ModelVersionTag.objects.bulk_create(
+        [ModelVersionTag(version=version, key=k, value=v) for k, v in parsed_tags.items()]
+    )
+    _audit_version("model_version.create", version, model.name, after=_version_snapshot(version))
+    return version
+
+
+@transaction.atomic
+def model_version_update(*, name: str, version: Any, description: Any) -> ModelVersion:
+    model = selectors.registered_model_get(name, for_update=True)
+    mv = selectors.model_version_get(model, version)
+    before = _version_snapshot(mv)
+    mv.description = _description(description)
+    mv.last_updated_timestamp = now_ms()
+    mv.save(update_fields=["description", "last_updated_timestamp"])
+    _audit_version(
+        "model_version.update", mv, model.name, before=before, after=_version_snapshot(mv)
+    )
+    return mv
+
+
+@transaction.atomic
+def model_version_delete(*, name: str, version: Any) -> None:
+    model = selectors.registered_model_get(name, for_update=True)
+    mv = selectors.model_version_get(model, version)
+    if mv.current_stage == Stage.PRODUCTION:
+        raise InvalidParameterValue(
+            f"Cannot delete version {mv.version} of '{name}': it is in Production. "
+            "Archive it first."
+        )
+    if Deployment.objects.filter(version=mv, until__isnull=True).exists():
+        raise InvalidParameterValue(f"Cannot delete version {mv.version}: it is deployed.")
+    before = _version_snapshot(mv)
+    RegisteredModelAlias.objects.filter(version=mv).delete()
+    mv.deleted = True
+    mv.last_updated_timestamp = now_ms()
+    mv.save(update_fields=["deleted", "last_updated_timestamp"])
+    _touch(model)
+    _audit_version(
+        "model_version.delete", mv, model.name, before=before, after=_version_snapshot(mv)
+    )
+
+
+@transaction.atomic
+def model_version_set_tag(*, name: str, version: Any, key: Any, value: Any) -> None:
+    model = selectors.registered_model_get(name, for_update=True)
+    mv = selectors.model_version_get(model, version)
+    ((key, value),) = parse_key_values(
+        [{"key": key, "value": value}], "tag", value_limit=MAX_TAG_VALUE, truncate_values=False
+    )
+    previous = ModelVersionTag.objects.filter(version=mv, key=key).first()
+    ModelVersionTag.objects.update_or_create(version=mv, key=key, defaults={"value": value})
+    mv.last_updated_timestamp = now_ms()
+    mv.save(update_fields=["last_updated_timestamp"])
+    _audit_version(
+        "model_version.tag.set",
+        mv,
+        model.name,
+        before={key: previous.value} if previous else None,
+        after={key: value},
+    )
+
+
+@transaction.atomic
+def model_version_delete_tag(*, name: str, version: Any, key: Any) -> None:
+    model = selectors.registered_model_get(name, for_update=True)
+    mv = selectors.model_version_get(model, version)
+    tag = ModelVersionTag.objects.filter(version=mv, key=key).first()
+    if tag is None:
+        raise ResourceDoesNotExist(f"No tag with key {key!r} on {name} version {mv.version}.")
+    tag.delete()
+    _audit_version("model_version.tag.delete", mv, model.name, before={key: tag.value})
+
+
+def _move(mv: ModelVersion, target: str, model_name: str, *, reason: str = "") -> None:
+    """One audited FSM move; the caller holds the registered model's row lock."""
+    before = _version_snapshot(mv)
+    getattr(mv, ModelVersion.TRANSITION_METHODS[target])()
+    mv.last_updated_timestamp = now_ms()
+    mv.save(update_fields=["current_stage", "last_updated_timestamp"])
+    if target == Stage.ARCHIVED:
+        # Archived versions are never served: no alias may keep pointing at one.
+        for alias in RegisteredModelAlias.objects.filter(version=mv):
+            alias.delete()
+            _audit_version(
+                "model_version.alias.delete",
+                mv,
+                model_name,
+                before={"alias": alias.alias, "version": mv.version},
+                reason="the version was archived",
+            )
+    _audit_version(
+        "model_version.transition",
+        mv,
+        model_name,
+        before=before,
+        after=_version_snapshot(mv),
+        reason=reason,
+    )
+
+
+@transaction.atomic
+def model_version_transition_stage(
+    *, name: str, version: Any, stage: Any, archive_existing_versions: bool = False
+) -> ModelVersion:
+    """The only way a version's stage changes.
+
+    The registered model's row is locked for the whole move, so concurrent promotions of one
+    model queue; a previous Production version leaves Production in this same transaction,
+    and the partial unique index refuses a second Production row whatever happens."""
+    target = canonical_stage(stage)
+    if archive_existing_versions and target in (Stage.NONE, Stage.ARCHIVED):
+        raise InvalidParameterValue(
+            f"archive_existing_versions applies only to Staging and Production, not {target}."
+        )
+    model = selectors.registered_model_get(name, for_update=True)
+    mv = selectors.model_version_get(model, version)
+    if mv.current_stage == target:
+        return mv
+    if mv.current_stage not in ALLOWED[target]:
+        raise InvalidParameterValue(
+            f"Cannot move version {mv.version} of '{name}' from {mv.current_stage} to "
+            f"{target}. From {mv.current_stage} it may move to: "
+            f"{', '.join(allowed_targets(mv.current_stage)) or 'nothing'}."
+        )
+    others = ModelVersion.objects.filter(
+        registered_model=model, deleted=False, current_stage=target
+    ).exclude(pk=mv.pk)
+    if target == Stage.PRODUCTION:
+        for previous in others:
+            _move(
+                previous,
+                Stage.ARCHIVED,
+                model.name,
+                reason=f"superseded in Production by version {mv.version}",
+            )
+    elif archive_existing_versions:
+        for previous in others:
+            _move(
+                previous,
+                Stage.ARCHIVED,
+                model.name,
+                reason=f"archive_existing_versions: version {mv.version} entered {target}",
+            )
+    try:
+        with transaction.atomic():
+            _move(mv, target, model.name)
+    except IntegrityError:
+        raise Conflict(
+            f"Another version of '{name}' entered Production at the same moment; try again."
+        ) from None
+    _touch(model)
+    if target == Stage.PRODUCTION:
+        from registry.tasks import archive_superseded_versions
+
+        model_pk, version_pk = model.pk, mv.pk
+        transaction.on_commit(
+            lambda: archive_superseded_versions.apply_async(
+                args=[model_pk, version_pk], countdown=settings.CUSTODY_ARCHIVE_GRACE_SECONDS
+            )
+        )
+    return mv
+
+
+@transaction.atomic
+def archive_superseded(*, registered_model_id: int, production_version_id: int) -> list[int]:
+    """Archive Staging versions older than the Production version, once the grace period has
+    passed. Idempotent: it re-reads everything and does nothing when nothing is left."""
+    model = RegisteredModel.objects.select_for_update().filter(pk=registered_model_id).first()
+    if model is None:
+        return []
+    production = ModelVersion.objects.filter(
+        pk=production_version_id, current_stage=Stage.PRODUCTION, deleted=False
+    ).first()
+    if production is None:
+        return []  # something else was promoted since; its own task handles it
+    cutoff = now_ms() - settings.CUSTODY_ARCHIVE_GRACE_SECONDS * 1000
+    archived = []
+    for stale in ModelVersion.objects.filter(
+        registered_model=model,
+        current_stage=Stage.STAGING,
+        deleted=False,
+        version__lt=production.version,
+        last_updated_timestamp__lte=max(cutoff, production.last_updated_timestamp),
+    ):
+        _move(
+            stale,
+            Stage.ARCHIVED,
+            model.name,
+            reason=f"superseded: version {production.version} is in Production",
+        )
+        archived.append(stale.version)
+    return archived
+
+
+# ---------------------------------------------------------------------------------------------
+# Deployments
+
+
+@transaction.atomic
+def deployment_record(*, endpoint: str, model_uri: str, user=None) -> Deployment:
+    endpoint = check_text(endpoint or "", "endpoint", max_length=255)
+    if not endpoint.strip():
+        raise InvalidParameterValue("An endpoint name such as '/predict' is required.")
+    mv = selectors.resolve_model_uri(model_uri, include_archived=True)
+    if mv.current_stage == Stage.ARCHIVED:
+        raise InvalidParameterValue(
+            f"{model_uri} resolves to version {mv.version}, which is Archived; archived "
+            "versions cannot be deployed."
+        )
+    now = timezone.now()
+    closed = []
+    for current in Deployment.objects.select_for_update().filter(
+        endpoint=endpoint, until__isnull=True
+    ):
+        current.until = now
+        current.save(update_fields=["until"])
+        closed.append(current.pk)
+    deployment = Deployment.objects.create(
+        endpoint=endpoint,
+        version=mv,
+        model_uri=normalize_name(model_uri),
+        since=now,
+        recorded_by=user.get_username() if user is not None else "",
+    )
+    audit.record(
+        action="deployment.record",
+        object_type="deployment",
+        object_id=deployment.pk,
+        object_name=endpoint,
+        model_name=mv.registered_model.name,
+        model_version=mv.version,
+        after={
+            "endpoint": endpoint,
+            "model_uri": model_uri,
+            "version": mv.version,
+            "closed": closed,
+        },
+    )
+    return deployment
