@@ -69,7 +69,7 @@ class MeApi(APIView):
 class TokenListApi(APIView):
     access_rule = access.AUTHENTICATED
 
-    class InputSerializer(serializers.Serializer):
+    class TokenCreateInputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100)
         expires_in_days = serializers.IntegerField(
             required=False, allow_null=True, min_value=1, max_value=3650
@@ -86,12 +86,12 @@ class TokenListApi(APIView):
         return Response(TokenOutputSerializer(tokens, many=True).data)
 
     @extend_schema(
-        request=InputSerializer,
+        request=TokenCreateInputSerializer,
         responses={201: TokenCreatedSerializer},
         summary="Create an API token; the token is shown once",
     )
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.TokenCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         token, raw = services.token_create(
             user=request.user,

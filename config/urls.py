@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/v1/", include("accounts.urls_v1")),
     path("api/v1/", include("tracking.urls_v1")),
     path("api/v1/", include("audit.urls_v1")),
+    path("api/v1/", include("registry.urls_v1")),
     *mlflow_api.urlpatterns(),
     path("", include("web.urls")),
 ]

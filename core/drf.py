@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 
 from core import access
@@ -27,3 +28,15 @@ class RuleAccess(BasePermission):
                 raise PermissionDenied("This endpoint declares no access rule; refusing.")
         access.authorize(request._request, rule, dict(view.kwargs))
         return True
+
+
+class GrantSerializer(serializers.Serializer):
+    user = serializers.CharField(required=False)
+    group = serializers.CharField(required=False, help_text="a role or group name")
+    level = serializers.ChoiceField(choices=list(access.LEVELS))
+
+
+class GrantsSerializer(serializers.Serializer):
+    """Grants on an experiment or a registered model."""
+
+    grants = GrantSerializer(many=True)

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import access
+from core.drf import GrantsSerializer
 from tracking import permissions, selectors
-
-
-class GrantSerializer(serializers.Serializer):
-    user = serializers.CharField(required=False)
-    group = serializers.CharField(required=False, help_text="a role or group name")
-    level = serializers.ChoiceField(choices=list(access.LEVELS))
-
-
-class GrantsSerializer(serializers.Serializer):
-    grants = GrantSerializer(many=True)
 
 
 class ExperimentPermissionsApi(APIView):

@@ -1,0 +1,174 @@
+"""/api/v1 registry endpoints: deployments, `models:/` resolution and model permissions."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.http import HttpResponseNotModified
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core import access
+from core.drf import GrantsSerializer
+from core.errors import InvalidParameterValue
+from registry import permissions, selectors, services
+from registry.models import Deployment, ModelVersion
+
+
+def _model_name_of(uri: str) -> str:
+    mv_name = uri.removeprefix("models:/").split("/")[0].split("@")[0]
+    if not mv_name:
+        raise InvalidParameterValue("A models:/ URI is required.")
+    return mv_name
+
+
+def _resolution(mv: ModelVersion) -> dict:
+    return {
+        "name": mv.registered_model.name,
+        "version": mv.version,
+        "stage": mv.current_stage,
+        "run_id": mv.run_id or None,
+        "model_id": mv.model_id or None,
+        "source": mv.source,
+        "download_uri": mv.storage_location,
+        "last_updated_timestamp": mv.last_updated_timestamp,
+    }
+
+
+class ResolutionSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+    stage = serializers.CharField()
+    run_id = serializers.CharField(allow_null=True)
+    model_id = serializers.CharField(allow_null=True)
+    source = serializers.CharField()
+    download_uri = serializers.CharField()
+    last_updated_timestamp = serializers.IntegerField()
+
+
+class ResolveApi(APIView):
+    access_rule = access.AUTHENTICATED  # and MODEL_READ on the model named in the URI
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "uri",
+                str,
+                required=True,
+                description="models:/name/<stage|latest|N> or models:/name@alias",
+            )
+        ],
+        responses={200: ResolutionSerializer, 304: None},
+        summary="Resolve a models:/ URI to one model version (ETag-cached)",
+    )
+    def get(self, request):
+        uri = request.query_params.get("uri", "")
+        access.authorize(request._request, access.MODEL_READ, {"name": _model_name_of(uri)})
+        mv = selectors.resolve_model_uri(uri)
+        body = _resolution(mv)
+        # The ETag changes with any move of the version or of the stage/alias it answers.
+        etag = (
+            '"'
+            + hashlib.sha256(
+                f"{uri}|{mv.pk}|{mv.current_stage}|{mv.last_updated_timestamp}".encode()
+            ).hexdigest()[:32]
+            + '"'
+        )
+        if request.headers.get("If-None-Match") == etag:
+            response = HttpResponseNotModified()
+        else:
+            response = Response(body)
+        response["ETag"] = etag
+        response["Cache-Control"] = "private, no-cache"
+        return response
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="version.registered_model.name")
+    version = serializers.IntegerField(source="version.version")
+
+    class Meta:
+        model = Deployment
+        fields = [
+            "id",
+            "endpoint",
+            "model",
+            "version",
+            "model_uri",
+            "since",
+            "until",
+            "recorded_by",
+        ]
+
+
+class DeploymentsApi(APIView):
+    access_rule = access.AUTHENTICATED  # and MODEL_EDIT / MODEL_READ per model, below
+
+    class DeploymentInputSerializer(serializers.Serializer):
+        endpoint = serializers.CharField(max_length=255)
+        model_uri = serializers.CharField(max_length=1000)
+
+    @extend_schema(
+        request=DeploymentInputSerializer,
+        responses={201: DeploymentSerializer},
+        summary="Record that an endpoint now serves a model URI",
+    )
+    def post(self, request):
+        data = self.DeploymentInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        uri = data.validated_data["model_uri"]
+        access.authorize(request._request, access.MODEL_EDIT, {"name": _model_name_of(uri)})
+        deployment = services.deployment_record(
+            endpoint=data.validated_data["endpoint"], model_uri=uri, user=request.user
+        )
+        return Response(DeploymentSerializer(deployment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("endpoint", str),
+            OpenApiParameter("model", str),
+            OpenApiParameter("version", int),
+            OpenApiParameter("current", bool, description="only open deployments"),
+        ],
+        responses=DeploymentSerializer(many=True),
+        summary="Current and past deployments, per endpoint or per model version",
+    )
+    def get(self, request):
+        qs = (
+            Deployment.objects.select_related("version__registered_model")
+            .filter(permissions.readable_models_q(request.user, "version__registered_model_id"))
+            .order_by("endpoint", "-since")
+        )
+        params = request.query_params
+        if params.get("endpoint"):
+            qs = qs.filter(endpoint=params["endpoint"])
+        if params.get("model"):
+            qs = qs.filter(version__registered_model__name=params["model"])
+        if params.get("version"):
+            qs = qs.filter(version__version=selectors.parse_version(params["version"]))
+        if params.get("current") == "true":
+            qs = qs.filter(until__isnull=True)
+        return Response(DeploymentSerializer(qs[:1000], many=True).data)
+
+
+class ModelPermissionsApi(APIView):
+    access_rule = {"GET": access.MODEL_READ, "PUT": access.MODEL_MANAGE}
+
+    @extend_schema(responses=GrantsSerializer, summary="Grants on a registered model")
+    def get(self, request, name: str):
+        model = selectors.registered_model_get(name)
+        return Response({"grants": permissions.grants_payload(model.pk)})
+
+    @extend_schema(
+        request=GrantsSerializer,
+        responses=GrantsSerializer,
+        summary="Replace the grants on a registered model (needs MANAGE)",
+    )
+    def put(self, request, name: str):
+        data = GrantsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        permissions.model_grants_replace(name=name, grants=data.validated_data["grants"])
+        model = selectors.registered_model_get(name)
+        return Response({"grants": permissions.grants_payload(model.pk)})

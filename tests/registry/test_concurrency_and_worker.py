@@ -1,0 +1,183 @@
+"""The single-Production invariant under concurrent promotions (PostgreSQL, a live gunicorn
+server, many threads), and the archiving task on a real Celery worker with Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+
+
+def _session(server) -> requests.Session:
+    session = requests.Session()
+    session.auth = (server.username, server.password)
+    return session
+
+
+@pytest.mark.postgres
+def test_concurrent_promotions_leave_exactly_one_production(live_server_process, run_in_live):
+    server = live_server_process
+    if not server.database_url.startswith("postgres"):
+        pytest.skip("needs PostgreSQL row locks; run with DATABASE_URL=postgres://...")
+    import psycopg
+
+    api = f"{server.url}/api/2.0/mlflow"
+    http = _session(server)
+    name = f"race-{int(time.time() * 1000)}"
+    assert http.post(f"{api}/registered-models/create", json={"name": name}).ok
+    threads_n, rounds = 6, 5
+    for _ in range(threads_n):
+        created = http.post(
+            f"{api}/model-versions/create",
+            json={"name": name, "source": f"runs:/{run_in_live}/model"},
+        )
+        assert created.ok, created.text
+    versions = [str(v) for v in range(1, threads_n + 1)]
+
+    def transition(version: str, stage: str, session=http) -> requests.Response:
+        return session.post(
+            f"{api}/model-versions/transition-stage",
+            json={
+                "name": name,
+                "version": version,
+                "stage": stage,
+                "archive_existing_versions": False,
+            },
+        )
+
+    violations, samples = [], [0]
+    stop = threading.Event()
+    conninfo = server.database_url.replace("postgres://", "postgresql://")
+
+    def sampler():
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            while not stop.is_set():
+                (count,) = conn.execute(
+                    "SELECT count(*) FROM registry_modelversion mv JOIN "
+                    "registry_registeredmodel rm ON rm.id = mv.registered_model_id "
+                    "WHERE rm.name = %s AND mv.current_stage = 'Production'",
+                    [name],
+                ).fetchone()
+                samples[0] += 1
+                if count > 1:
+                    violations.append(count)
+
+    watcher = threading.Thread(target=sampler)
+    watcher.start()
+    statuses = []
+    try:
+        for _ in range(rounds):
+            for version in versions:  # every version back to Staging for the round
+                stage = http.get(
+                    f"{api}/model-versions/get", params={"name": name, "version": version}
+                ).json()
+                current = stage["model_version"]["current_stage"]
+                if current == "Archived":
+                    assert transition(version, "None").ok
+                    current = "None"
+                if current in ("None", "Production"):
+                    assert transition(version, "Staging").ok
+            barrier = threading.Barrier(threads_n)
+
+            def promote(version: str):
+                session = _session(server)
+                barrier.wait()
+                statuses.append(transition(version, "Production", session).status_code)
+
+            workers = [threading.Thread(target=promote, args=(v,)) for v in versions]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            stages = [
+                http.get(f"{api}/model-versions/get", params={"name": name, "version": v}).json()[
+                    "model_version"
+                ]["current_stage"]
+                for v in versions
+            ]
+            assert stages.count("Production") == 1, stages
+    finally:
+        stop.set()
+        watcher.join()
+    assert not violations, f"two Production versions seen {len(violations)} times"
+    assert samples[0] > 10
+    assert all(s == 200 or 400 <= s < 500 for s in statuses), statuses
+    assert len(statuses) == threads_n * rounds
+
+
+@pytest.fixture
+def run_in_live(live_server_process) -> str:
+    http = _session(live_server_process)
+    api = f"{live_server_process.url}/api/2.0/mlflow"
+    created = http.post(f"{api}/runs/create", json={"experiment_id": "0"})
+    assert created.ok, created.text
+    return created.json()["run"]["info"]["run_id"]
+
+
+@pytest.fixture
+def redis_broker():
+    import redis
+
+    url = "redis://127.0.0.1:6379/14"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip("needs Redis on 127.0.0.1:6379 (make test starts it; CI has it)")
+    return url
+
+
+def _reset_producers(app) -> None:
+    # Eager mode already built producers on the in-memory broker; drop them so messages go to
+    # the broker configured now (kombu caches both the connection pool and the producer pool).
+    app.close()
+    app.amqp._producer_pool = None
+
+
+@pytest.mark.celery
+@pytest.mark.django_db(transaction=True)
+def test_archiving_runs_on_a_real_worker(redis_broker, settings):
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+    from registry import services
+    from registry.models import ModelVersion
+    from tracking import services as tracking
+
+    previous = dict(app.conf)
+    app.conf.update(task_always_eager=False, broker_url=redis_broker, result_backend=redis_broker)
+    _reset_producers(app)
+    try:
+        run = tracking.run_create(
+            experiment_id="0", user_id="t", run_name="r", start_time=1, tags=[]
+        )
+        services.registered_model_create(name="worker-model")
+        for _ in range(3):
+            services.model_version_create(name="worker-model", source=f"runs:/{run.run_id}/m")
+        services.model_version_transition_stage(name="worker-model", version=1, stage="Staging")
+        services.model_version_transition_stage(name="worker-model", version=2, stage="Staging")
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            services.model_version_transition_stage(
+                name="worker-model", version=2, stage="Production"
+            )
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                stage = ModelVersion.objects.get(
+                    registered_model__name="worker-model", version=1
+                ).current_stage
+                if stage == "Archived":
+                    break
+                time.sleep(0.2)
+        assert stage == "Archived"
+        assert (
+            ModelVersion.objects.get(registered_model__name="worker-model", version=2).current_stage
+            == "Production"
+        )
+    finally:
+        app.conf.update(
+            task_always_eager=previous["task_always_eager"],
+            broker_url=previous["broker_url"],
+            result_backend=previous["result_backend"],
+        )
+        _reset_producers(app)

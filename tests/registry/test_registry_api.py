@@ -1,0 +1,376 @@
+"""The registry over HTTP: protocol, the stage table, the single-Production invariant,
+aliases, source validation, resolution, deployments and the archiving task."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.test import Client
+
+from accounts import services as accounts
+from audit.models import AuditEvent
+from registry.models import ModelVersion
+from registry.transitions import ALLOWED, Stage
+from tracking import services as tracking
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def run_id(api):
+    exp_id = api.experiment()
+    return api.run(exp_id)["info"]["run_id"]
+
+
+@pytest.fixture
+def model(api, run_id):
+    """A registered model 'fraud' with versions 1..3 from one run."""
+    assert api.post("registered-models/create", {"name": "fraud"}).status_code == 200
+    for _ in range(3):
+        response = api.post(
+            "model-versions/create",
+            {"name": "fraud", "source": f"runs:/{run_id}/model", "run_id": run_id},
+        )
+        assert response.status_code == 200, response.content
+    return "fraud"
+
+
+def move(api, version, stage, archive=False):
+    return api.post(
+        "model-versions/transition-stage",
+        {
+            "name": "fraud",
+            "version": str(version),
+            "stage": stage,
+            "archive_existing_versions": archive,
+        },
+    )
+
+
+def stage_of(version: int) -> str:
+    return ModelVersion.objects.get(registered_model__name="fraud", version=version).current_stage
+
+
+def test_create_and_get(api, model):
+    got = api.get("registered-models/get", {"name": "fraud"}).json()["registered_model"]
+    assert got["name"] == "fraud"
+    assert [v["version"] for v in got["latest_versions"]] == ["3"]
+    version = api.get("model-versions/get", {"name": "fraud", "version": "2"}).json()
+    assert version["model_version"]["status"] == "READY"
+    assert version["model_version"]["current_stage"] == "None"
+    assert api.get("model-versions/get", {"name": "fraud", "version": "x"}).status_code == 400
+    missing = api.get("registered-models/get", {"name": "nope"})
+    assert missing.status_code == 404
+    assert missing.json()["message"] == "Registered Model with name=nope not found"
+
+
+@pytest.mark.parametrize("name", ["FRAUD", "ｆｒａｕｄ", "fraud"])
+def test_confusable_names_are_one_identity(api, model, name):
+    response = api.post("registered-models/create", {"name": name})
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "RESOURCE_ALREADY_EXISTS"
+
+
+@pytest.mark.parametrize("name", ["a/b", "a:b", " padded", "zero\u200bwidth", ""])
+def test_bad_model_names(api, name):
+    response = api.post("registered-models/create", {"name": name})
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+BAD_SOURCES = [
+    "file:///etc/",
+    "file://./etc",
+    "file://localhost/../../../../",
+    "file:/etc",
+    "/etc",
+    "//proc/self/root",
+    "\\\\?\\C:\\",
+    "http:///?/../../../../etc/",
+    "http:///#/../../../../etc/",
+    "http://host#/../../etc/",
+    "dbfs:/",
+    "mlflow-artifacts://h/..%2f..%2f..%2f",
+    "mlflow-artifacts:/../../",
+    "http://h/api/2.0/mlflow-artifacts/artifacts%00",
+    "s3://bucket/prefix/../../other",
+    "runs:/abc/../../",
+    "models:/fraud/1",
+    "models:/fraud@champion",
+    "http://169.254.169.254/latest/meta-data/",
+    "gopher://x",
+    "mlflow-artifacts:/1/loose.txt",
+]
+
+
+@pytest.mark.parametrize("source", BAD_SOURCES)
+def test_sources_custody_did_not_assign_are_refused(api, model, source):
+    count = ModelVersion.objects.count()
+    response = api.post("model-versions/create", {"name": "fraud", "source": source})
+    assert 400 <= response.status_code < 500, source
+    assert ModelVersion.objects.count() == count
+
+
+def test_source_with_prompt_tag_gets_the_same_validation(api, model):
+    response = api.post(
+        "model-versions/create",
+        {
+            "name": "fraud",
+            "source": "file:///etc/",
+            "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}],
+        },
+    )
+    assert response.status_code == 400
+
+
+STAGES = [s.value for s in Stage]
+
+
+@pytest.mark.parametrize("source", STAGES)
+@pytest.mark.parametrize("target", STAGES)
+def test_the_transition_table(api, model, source, target):
+    # Walk version 1 to `source` along allowed moves, then try `target`.
+    path = {
+        "None": [],
+        "Staging": ["Staging"],
+        "Production": ["Staging", "Production"],
+        "Archived": ["Archived"],
+    }[source]
+    for step in path:
+        assert move(api, 1, step).status_code == 200
+    response = move(api, 1, target)
+    if target == source or source in ALLOWED[target]:
+        assert response.status_code == 200, response.content
+        assert stage_of(1) == target
+    else:
+        assert response.status_code == 400
+        message = response.json()["message"]
+        assert f"from {source} to {target}" in message and "may move to" in message
+        assert stage_of(1) == source
+
+
+def test_stage_names_are_case_insensitive_and_checked(api, model):
+    assert move(api, 1, "staging").json()["model_version"]["current_stage"] == "Staging"
+    for bad in ["Prod", "Deleted", "Staging\u200b", " Production "]:
+        response = move(api, 1, bad)
+        assert response.status_code == 400 and "must be one of" in response.json()["message"]
+    response = move(api, 1, "Archived", archive=True)
+    assert response.status_code == 400  # MLflow answers 500 here; Custody a clear 400
+
+
+def test_one_production_version_at_a_time(api, model):
+    for version in (1, 2):
+        move(api, version, "Staging")
+    move(api, 1, "Production")
+    move(api, 2, "Production")
+    assert (stage_of(1), stage_of(2)) == ("Archived", "Production")
+    event = AuditEvent.objects.filter(action="model_version.transition", model_version=1).latest(
+        "seq"
+    )
+    assert "superseded in Production by version 2" in event.reason
+    # The database itself refuses a second Production row, whatever code tries.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ModelVersion.objects.filter(registered_model__name="fraud", version=3).update(
+            current_stage="Production"
+        )
+
+
+def test_stage_field_is_protected():
+    mv = ModelVersion(version=1)
+    with pytest.raises(AttributeError):
+        mv.current_stage = "Production"
+
+
+def test_archive_existing_versions_in_staging(api, model):
+    move(api, 1, "Staging")
+    move(api, 2, "Staging", archive=True)
+    assert (stage_of(1), stage_of(2)) == ("Archived", "Staging")
+
+
+def test_aliases(api, model):
+    def alias(name, version):
+        return api.post(
+            "registered-models/alias", {"name": "fraud", "alias": name, "version": str(version)}
+        )
+
+    assert alias("champion", 1).status_code == 200
+    assert alias("champion", 2).status_code == 200  # moves it
+    got = api.get("registered-models/alias", {"name": "fraud", "alias": "champion"}).json()
+    assert got["model_version"]["version"] == "2"
+    assert got["model_version"]["aliases"] == ["champion"]
+    for bad in ["latest", "LATEST", "v1", "V12", "has space", "a" * 256, ""]:
+        assert alias(bad, 1).status_code == 400, bad
+    assert alias("x", 99).status_code == 404
+    missing = api.get("registered-models/alias", {"name": "fraud", "alias": "nope"})
+    assert (missing.status_code, missing.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    move(api, 2, "Archived")
+    assert (
+        api.get("registered-models/alias", {"name": "fraud", "alias": "champion"}).status_code
+        == 400
+    )
+    refused = alias("champion", 2)
+    assert refused.status_code == 400 and "Archived" in refused.json()["message"]
+    assert (
+        api.delete("registered-models/alias", {"name": "fraud", "alias": "gone"}).status_code == 400
+    )
+
+
+def test_get_latest_versions(api, model):
+    move(api, 1, "Staging")
+    move(api, 2, "Staging")
+    move(api, 2, "Production")
+    body = api.post(
+        "registered-models/get-latest-versions",
+        {"name": "fraud", "stages": ["production", "STAGING"]},
+    ).json()
+    assert {(v["current_stage"], v["version"]) for v in body["model_versions"]} == {
+        ("Production", "2"),
+        ("Staging", "1"),
+    }
+    every = api.get("registered-models/get-latest-versions", {"name": "fraud"}).json()
+    assert {v["current_stage"] for v in every["model_versions"]} == {
+        "Production",
+        "Staging",
+        "None",
+    }
+
+
+def test_delete_rules(api, model):
+    move(api, 1, "Staging")
+    move(api, 1, "Production")
+    refused = api.delete("model-versions/delete", {"name": "fraud", "version": "1"})
+    assert refused.status_code == 400 and "Production" in refused.json()["message"]
+    assert api.delete("registered-models/delete", {"name": "fraud"}).status_code == 400
+    rename = api.post("registered-models/rename", {"name": "fraud", "new_name": "other"})
+    assert rename.status_code == 400
+    assert api.delete("model-versions/delete", {"name": "fraud", "version": "3"}).status_code == 200
+    created = api.post(
+        "model-versions/create", {"name": "fraud", "source": ModelVersion.objects.first().source}
+    )
+    assert created.json()["model_version"]["version"] == "4"  # numbers are never reused
+
+
+def test_search(api, model, run_id):
+    api.post(
+        "registered-models/create",
+        {"name": "prompt-x", "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]},
+    )
+    found = api.get(
+        "registered-models/search",
+        {"filter": "tags.`mlflow.prompt.is_prompt` != 'true'", "max_results": 100},
+    )
+    assert [m["name"] for m in found.json()["registered_models"]] == ["fraud"]
+    by_run = api.get("model-versions/search", {"filter": f"run_id = '{run_id}'"}).json()
+    assert sorted(v["version"] for v in by_run["model_versions"]) == ["1", "2", "3"]
+    newer = api.get(
+        "model-versions/search", {"filter": "name = 'fraud' AND version_number >= 2"}
+    ).json()
+    assert sorted(v["version"] for v in newer["model_versions"]) == ["2", "3"]
+    for bad in ["version = 1", "tags.k IS NULL", "current_stage = 'Production'"]:
+        assert api.get("model-versions/search", {"filter": bad}).status_code == 400
+    assert api.get("registered-models/search", {"max_results": 1001}).status_code == 400
+
+
+def test_resolve_api_with_etags(api, model, auth_client, django_assert_max_num_queries):
+    move(api, 1, "Staging")
+    move(api, 1, "Production")
+    url = "/api/v1/resolve"
+    with django_assert_max_num_queries(8):
+        first = auth_client.get(url, {"uri": "models:/fraud/Production"})
+    assert first.status_code == 200
+    assert first.json()["version"] == 1 and first.json()["stage"] == "Production"
+    etag = first["ETag"]
+    again = auth_client.get(url, {"uri": "models:/fraud/Production"}, HTTP_IF_NONE_MATCH=etag)
+    assert again.status_code == 304
+    move(api, 2, "Staging")
+    move(api, 2, "Production")
+    after = auth_client.get(url, {"uri": "models:/fraud/Production"}, HTTP_IF_NONE_MATCH=etag)
+    assert after.status_code == 200 and after.json()["version"] == 2
+    assert auth_client.get(url, {"uri": "models:/fraud/1"}).status_code == 404  # archived
+    assert auth_client.get(url, {"uri": "models:/fraud/latest"}).json()["version"] == 3
+    assert auth_client.get(url, {"uri": "file:///etc"}).status_code == 400
+    assert auth_client.get(url, {"uri": "models:/fraud/Archived"}).status_code == 400
+
+
+def test_deployments(api, model, auth_client):
+    move(api, 1, "Staging")
+    move(api, 1, "Production")
+
+    def deploy(uri, endpoint="/predict"):
+        return auth_client.post(
+            "/api/v1/deployments",
+            {"endpoint": endpoint, "model_uri": uri},
+            content_type="application/json",
+        )
+
+    first = deploy("models:/fraud/Production")
+    assert first.status_code == 201 and first.json()["version"] == 1
+    move(api, 2, "Staging")
+    second = deploy("models:/fraud/Staging")
+    assert second.json()["version"] == 2
+    history = auth_client.get("/api/v1/deployments", {"endpoint": "/predict"}).json()
+    assert [(d["version"], d["until"] is None) for d in history] == [(2, True), (1, False)]
+    move(api, 3, "Archived")
+    refused = deploy("models:/fraud/3")
+    assert refused.status_code in (400, 404)
+    assert auth_client.get("/api/v1/deployments", {"current": "true"}).json()[0]["version"] == 2
+
+
+def test_archiving_task_runs_at_commit(api, model, django_capture_on_commit_callbacks):
+    move(api, 1, "Staging")
+    move(api, 2, "Staging")
+    with django_capture_on_commit_callbacks(execute=True):
+        move(api, 2, "Production")
+    # Version 1 was in Staging and older than the new Production version: archived.
+    assert (stage_of(1), stage_of(2), stage_of(3)) == ("Archived", "Production", "None")
+    from registry.tasks import reconcile_superseded_versions
+
+    assert reconcile_superseded_versions() == {}  # idempotent: nothing left
+
+
+def test_model_permissions(api, model):
+    bob = accounts.user_create(username="bob", role="data-scientist")
+    bob_client = Client(HTTP_AUTHORIZATION=f"Bearer {accounts.token_create(user=bob, name='t')[1]}")
+    assert (
+        bob_client.get("/api/2.0/mlflow/registered-models/get", {"name": "fraud"}).status_code
+        == 200
+    )
+    refused = bob_client.post(
+        "/api/2.0/mlflow/model-versions/transition-stage",
+        {"name": "fraud", "version": "1", "stage": "Staging"},
+        content_type="application/json",
+    )
+    assert refused.status_code == 403
+    api.client.put(
+        "/api/v1/models/fraud/permissions",
+        {"grants": [{"user": "alice", "level": "MANAGE"}, {"user": "bob", "level": "NONE"}]},
+        content_type="application/json",
+    )
+    hidden = bob_client.get("/api/2.0/mlflow/registered-models/get", {"name": "fraud"})
+    assert hidden.status_code == 404
+    assert hidden.json()["message"] == "Registered Model with name=fraud not found"
+    search = bob_client.get("/api/2.0/mlflow/registered-models/search").json()
+    assert search.get("registered_models", []) == []
+    assert bob_client.get("/api/v1/resolve", {"uri": "models:/fraud/latest"}).status_code == 404
+
+
+def test_registering_someone_elses_hidden_run_is_refused(api, model):
+    bob = accounts.user_create(username="bob", role="data-scientist")
+    experiment = tracking.experiment_create(name="bobs-private", owner=bob)
+    from tracking.permissions import experiment_grants_replace
+
+    experiment_grants_replace(
+        experiment_id=experiment.experiment_id,
+        grants=[{"user": "bob", "level": "MANAGE"}, {"group": "data-scientist", "level": "NONE"}],
+    )
+    hidden_run = tracking.run_create(
+        experiment_id=str(experiment.experiment_id),
+        user_id="bob",
+        run_name="x",
+        start_time=1,
+        tags=[],
+    )
+    response = api.post(
+        "model-versions/create", {"name": "fraud", "source": f"runs:/{hidden_run.run_id}/model"}
+    )
+    assert response.status_code == 404
