@@ -81,7 +81,7 @@ def test_concurrent_promotions_leave_exactly_one_production(live_server_process,
                     assert transition(version, "Staging").ok
             barrier = threading.Barrier(threads_n)
 
-            def promote(version: str):
+            def promote(version: str, barrier: threading.Barrier = barrier):
                 session = _session(server)
                 barrier.wait()
                 statuses.append(transition(version, "Production", session).status_code)
