@@ -13,10 +13,6 @@ from core import access
 from core.errors import ResourceDoesNotExist
 
 
-def _is_admin(user) -> bool:
-    return user.is_superuser or user.groups.filter(name="admin").exists()
-
-
 class TokenOutputSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username", read_only=True)
     revoked = serializers.SerializerMethodField()
@@ -61,7 +57,7 @@ class MeApi(APIView):
             {
                 "username": user.get_username(),
                 "roles": sorted(user.groups.values_list("name", flat=True)),
-                "is_admin": _is_admin(user),
+                "is_admin": access.is_admin(user),
             }
         )
 
@@ -81,7 +77,7 @@ class TokenListApi(APIView):
     )
     def get(self, request):
         tokens = ApiToken.objects.select_related("user").order_by("-created_at")
-        if not (request.query_params.get("all") == "true" and _is_admin(request.user)):
+        if not (request.query_params.get("all") == "true" and access.is_admin(request.user)):
             tokens = tokens.filter(user=request.user)
         return Response(TokenOutputSerializer(tokens, many=True).data)
 
@@ -110,7 +106,9 @@ class TokenDetailApi(APIView):
     def delete(self, request, token_id: int):
         token = ApiToken.objects.select_related("user").filter(pk=token_id).first()
         # Someone else's token answers like a missing one: ids reveal nothing.
-        if token is None or (token.user_id != request.user.pk and not _is_admin(request.user)):
+        if token is None or (
+            token.user_id != request.user.pk and not access.is_admin(request.user)
+        ):
             raise ResourceDoesNotExist(f"No token with id {token_id}.")
         services.token_revoke(token=token)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -89,13 +89,21 @@ def on_write_denied(recorder: Callable[..., None]) -> None:
     _denial_recorders.append(recorder)
 
 
-def roles(user) -> frozenset[str]:
-    """The caller's role names, cached on the user object for the request."""
-    cached = getattr(user, "_custody_roles", None)
+def _groups(user) -> dict[int, str]:
+    """The caller's groups (id -> name), read once per request and kept on the user object."""
+    cached = getattr(user, "_custody_groups", None)
     if cached is None:
-        cached = frozenset(user.groups.values_list("name", flat=True))
-        user._custody_roles = cached
+        cached = dict(user.groups.values_list("id", "name"))
+        user._custody_groups = cached
     return cached
+
+
+def roles(user) -> frozenset[str]:
+    return frozenset(_groups(user).values())
+
+
+def group_ids(user) -> set[int]:
+    return set(_groups(user))
 
 
 def is_admin(user) -> bool:
@@ -164,8 +172,8 @@ def effective_level(user, grants: list[tuple[int | None, int | None, str]], defa
         if user_id == user.pk:
             level = granted
     if level is None:
-        group_ids = set(user.groups.values_list("id", flat=True)) if grants else set()
-        group_levels = [g for _, group_id, g in grants if group_id in group_ids]
+        member_of = group_ids(user) if grants else set()
+        group_levels = [g for _, group_id, g in grants if group_id in member_of]
         level = max(group_levels, key=RANK.__getitem__) if group_levels else default
     if is_compliance(user) and RANK[level] < RANK[READ]:
         level = READ

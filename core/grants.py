@@ -68,7 +68,7 @@ def hidden_ids(user, permission_model, owner_field: str, all_ids_qs, default: st
     """Ids of objects this user may not read, or None when nothing is hidden."""
     if access.is_admin(user) or access.is_compliance(user):
         return None
-    group_ids = set(user.groups.values_list("id", flat=True))
+    group_ids = access.group_ids(user)
     by_owner: dict[Any, list] = {}
     for row in permission_model.objects.filter(
         models.Q(user_id=user.pk) | models.Q(group_id__in=group_ids)

@@ -278,6 +278,7 @@ _RUN_NUMBER_ATTRIBUTES = {
     "Created": "start_time",
     "end_time": "end_time",
 }
+_NOT_NULL_RUN_COLUMNS = {"run_id", "name", "status", "user_id", "artifact_uri", "start_time"}
 _DATASET_KEYS = {"name": "dataset__name", "digest": "dataset__digest", "context": "context"}
 
 
@@ -534,11 +535,15 @@ def order_runs(qs: QuerySet[Run], order_by: list[str]) -> QuerySet[Run]:
                 f"{sorted({*_RUN_STRING_ATTRIBUTES, *_RUN_NUMBER_ATTRIBUTES})}."
             )
         expression = F(alias)
-        ordering.append(
-            expression.asc(nulls_last=True) if ascending else expression.desc(nulls_last=True)
-        )
+        if alias in _NOT_NULL_RUN_COLUMNS:
+            # No NULLs to place: a plain ORDER BY lets PostgreSQL walk the index.
+            ordering.append(expression.asc() if ascending else expression.desc())
+        else:
+            ordering.append(
+                expression.asc(nulls_last=True) if ascending else expression.desc(nulls_last=True)
+            )
     if not has_start_time:
-        ordering.append(F("start_time").desc(nulls_last=True))
+        ordering.append(F("start_time").desc())
     ordering.append(F("run_id").asc())
     return qs.order_by(*ordering)
 
