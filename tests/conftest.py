@@ -175,6 +175,10 @@ def mlflow_env(live_server_process, monkeypatch) -> str:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     mlflow.set_tracking_uri(mlflow_server)
     mlflow.set_registry_uri(mlflow_server)
+    # Each test starts with no active experiment, as a fresh process would.
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     yield mlflow_server
     while mlflow.active_run():
         mlflow.end_run()
