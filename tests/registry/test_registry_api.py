@@ -374,3 +374,17 @@ def test_registering_someone_elses_hidden_run_is_refused(api, model):
         "model-versions/create", {"name": "fraud", "source": f"runs:/{hidden_run.run_id}/model"}
     )
     assert response.status_code == 404
+
+
+def test_resolve_command(api, model):
+    import io
+    import json
+
+    from django.core.management import CommandError, call_command
+
+    move(api, 2, "Staging")
+    out = io.StringIO()
+    call_command("resolve_model_uri", "models:/fraud/Staging", stdout=out)
+    assert json.loads(out.getvalue())["version"] == 2
+    with pytest.raises(CommandError, match="no a version in stage Production|no"):
+        call_command("resolve_model_uri", "models:/fraud/Production", stdout=io.StringIO())
