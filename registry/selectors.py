@@ -97,7 +97,7 @@ def resolve_model_uri(uri: Any, *, include_archived: bool = False) -> ModelVersi
     ref, alias = match["ref"], match["alias"]
     if alias:
         mv = base.filter(aliases__alias=alias).first()
-        what = f"alias '{alias}'"
+        what = f"version with alias '{alias}'"
     elif ref.isdigit():
         mv = base.filter(version=int(ref)).first()
         if mv is not None and mv.current_stage == Stage.ARCHIVED and not include_archived:
@@ -105,13 +105,13 @@ def resolve_model_uri(uri: Any, *, include_archived: bool = False) -> ModelVersi
         what = f"version {ref}"
     elif ref.lower() == "latest":
         mv = base.exclude(current_stage=Stage.ARCHIVED).order_by("-version").first()
-        what = "a non-archived version"
+        what = "version that is not archived"
     else:
         stage = canonical_stage(ref)
         if stage == Stage.ARCHIVED:
             raise InvalidParameterValue("Archived versions are never resolved by stage.")
         mv = base.filter(current_stage=stage).order_by("-version").first()
-        what = f"a version in stage {stage}"
+        what = f"version in stage {stage}"
     if mv is None:
         if not RegisteredModel.objects.filter(name=name).exists():
             raise ResourceDoesNotExist(f"Registered Model with name={name} not found")
