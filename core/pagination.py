@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from django.core import signing
@@ -17,6 +18,7 @@ from core.errors import InvalidParameterValue
 
 _SALT = "custody.page-token"
 MAX_OFFSET = 10_000_000
+MAX_TOKEN_LENGTH = 1000
 
 
 def _scope_digest(scope: dict[str, Any]) -> str:
@@ -25,20 +27,30 @@ def _scope_digest(scope: dict[str, Any]) -> str:
 
 
 def encode_page_token(offset: int, scope: dict[str, Any]) -> str:
+    """A token for the page starting at `offset` of the query described by `scope`."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+        # Paging this deep is refused up front rather than handing out an unusable token.
+        raise InvalidParameterValue(
+            f"Cannot page beyond {MAX_OFFSET} results; narrow the search with a filter."
+        )
     return signing.dumps({"o": offset, "s": _scope_digest(scope)}, salt=_SALT, compress=False)
 
 
 def decode_page_token(token: str | None, scope: dict[str, Any]) -> int:
-    if not token:
+    """The offset in `token`; 0 without one. Anything not issued by this server for this very
+    scope is an InvalidParameterValue("Invalid page token: ...")."""
+    if token is None or token == "":
         return 0
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidParameterValue("Invalid page token: not a token issued by this server.")
     try:
         payload = signing.loads(token, salt=_SALT)
-    except signing.BadSignature:
+    except (signing.BadSignature, ValueError, TypeError):
         raise InvalidParameterValue(
             "Invalid page token: it was not issued by this server or has been altered."
         ) from None
     offset = payload.get("o") if isinstance(payload, dict) else None
-    if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
         raise InvalidParameterValue("Invalid page token: bad offset.")
     if payload.get("s") != _scope_digest(scope):
         raise InvalidParameterValue(
@@ -51,12 +63,16 @@ def decode_page_token(token: str | None, scope: dict[str, Any]) -> int:
 def validate_max_results(
     value: Any, *, default: int | None, maximum: int, name: str = "max_results"
 ) -> int:
+    """The page size: `default` when absent (None: required), else a positive integer at most
+    `maximum`, with MLflow's messages."""
     if value is None or value == "":
         if default is None:
             raise InvalidParameterValue(
                 f"Invalid value for '{name}': it must be a positive integer (got nothing)."
             )
         return default
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,20}", value.strip()):
+        value = int(value)  # from a query string
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidParameterValue(f"Invalid value {value!r} for '{name}': expected an integer.")
     if value <= 0:
