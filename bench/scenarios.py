@@ -1176,13 +1176,19 @@ def scenario_registry(ctx: Ctx) -> None:
     if last != str(N_VERSIONS):
         raise OpError(f"setup: last version is {last}, expected {N_VERSIONS}")
     setup_missing = []
-    for v in ("10", PROD_VERSION):
+    # Through Staging: Custody refuses None -> Production (MLflow accepts either path).
+    for v, stage in (
+        ("10", "Staging"),
+        ("10", "Production"),
+        (PROD_VERSION, "Staging"),
+        (PROD_VERSION, "Production"),
+    ):
         resp = c.post(
             f"{API}/model-versions/transition-stage",
             {
                 "name": model,
                 "version": v,
-                "stage": "Production",
+                "stage": stage,
                 "archive_existing_versions": False,
             },
         )

@@ -290,3 +290,29 @@ def test_mlflow_runs_cli(mlflow_env, unique_name):
     payload = json.loads(described.stdout)
     assert payload["info"]["run_id"] == run.info.run_id
     assert payload["data"]["params"] == {"p": "v"}
+
+
+def test_bearer_token_and_no_credentials(mlflow_env, live_server_process, monkeypatch, unique_name):
+    import requests
+
+    created = requests.post(
+        f"{mlflow_env}/api/v1/tokens",
+        json={"name": "client"},
+        auth=(live_server_process.username, live_server_process.password),
+    )
+    assert created.status_code == 201
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", created.json()["token"])
+    client = MlflowClient()
+    exp_id = client.create_experiment(unique_name)
+    run = client.create_run(exp_id)
+    assert run.info.user_id == live_server_process.username
+    monkeypatch.delenv("MLFLOW_TRACKING_TOKEN")
+    with pytest.raises(MlflowException) as excinfo:
+        MlflowClient().get_experiment(exp_id)
+    assert excinfo.value.error_code == "UNAUTHENTICATED"
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "cust_not-a-real-token")
+    with pytest.raises(MlflowException) as excinfo:
+        MlflowClient().get_experiment(exp_id)
+    assert excinfo.value.error_code == "UNAUTHENTICATED"
