@@ -281,7 +281,7 @@ def versions_search(
         if c.entity == "tag":
             qs = qs.filter(_tag_condition(ModelVersionTag, "version", c))
         elif c.key == "version_number":
-            qs = qs.filter(search.number_condition("version", c.comparator, c.value))
+            qs = qs.filter(search.number_condition("version", c.comparator, c.value, integer=True))
         else:
             qs = qs.filter(search.string_condition(columns[c.key], c.comparator, c.value))
     ordering = search.parse_registry_order_by(
