@@ -1,68 +1,160 @@
 """The MLflow artifact proxy (`/api/2.0/mlflow-artifacts/...`), the run artifact listing and
-server-info. Paths are relative to the artifact root, as in `mlflow-artifacts:/<path>`."""
+server-info. Paths are relative to the artifact root, as in `mlflow-artifacts:/<path>`.
+
+Locations are server-assigned: writes and deletes must fall inside an existing run's or
+logged model's artifact directory (`<exp>/<run>/artifacts/...`,
+`<exp>/models/<model>/artifacts/...`); reads may also name the experiment directory and
+the directories above those, and administrators may list the root. Every path goes through
+`clean_artifact_path` before anything touches storage."""
 
 from __future__ import annotations
 
 import mimetypes
 import posixpath
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.http import StreamingHttpResponse
+from django.utils.http import content_disposition_header
 
 from core import access
 from core.errors import InvalidParameterValue, NotImplementedOnServer, ResourceDoesNotExist
 from core.mlflow_api import MlflowRequest, mlflow_route, raw_body
 from tracking import selectors
 from tracking.artifacts import clean_artifact_path, get_artifact_store
-from tracking.models import LoggedModel, Run
+from tracking.models import Experiment, LifecycleStage, LoggedModel, Run
 
 ARTIFACTS = ("api/2.0/mlflow-artifacts/", "ajax-api/2.0/mlflow-artifacts/")
-_OWNED = re.compile(
-    r"^(?P<exp>\d{1,18})/(?:(?P<run>[0-9a-f]{32})|models/(?P<model>m-[0-9a-f]{32}))/artifacts"
-    r"(?:/(?P<rest>.+))?$"
-)
+_SCHEME = "mlflow-artifacts:/"
+_EXP = r"(?P<exp>0|[1-9]\d{0,17})"
+_OWNER = r"(?:(?P<run>[0-9a-f]{32})|models/(?P<model>m-[0-9a-f]{32}))"
+# Where files may be written: inside an owner's `artifacts` directory.
+_OWNED = re.compile(rf"^{_EXP}/{_OWNER}/artifacts(?:/(?P<rest>.+))?$")
+# What may be read or listed: the owned locations and the directories above them.
+_READABLE = re.compile(rf"^{_EXP}(?:/models|/{_OWNER}(?:/artifacts(?:/(?P<rest>.+))?)?)?$")
+# Browsers must never render an artifact on our origin; these are served as plain text.
+_ACTIVE_TYPES = re.compile(r"html|xml|svg|javascript|ecmascript", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ArtifactLocation:
+    """What an artifact path belongs to. `owner` is None for the experiment directory and
+    `<exp>/models`; `rest` is the path below the owner's `artifacts` directory."""
+
+    experiment: Experiment
+    owner: Run | LoggedModel | None
+    rest: str
+
+
+def _not_a_location(path: str) -> InvalidParameterValue:
+    return InvalidParameterValue(
+        f"Invalid path: {path[:200]!r} is not inside a run's or a logged model's artifact "
+        "location (<experiment>/<run>/artifacts/... or <experiment>/models/<model>/"
+        "artifacts/...)."
+    )
+
+
+def resolve_artifact_location(path: str, *, write: bool) -> ArtifactLocation:
+    """The experiment and run/logged model a (cleaned) artifact path belongs to.
+
+    `write=True` requires an owner's artifact directory (PUT, DELETE, multipart); reads may
+    name the directories above it. A wrong shape is 400; a well-formed path whose experiment,
+    run or model does not exist is 404. The access layer can use this to decide
+    per-experiment permissions."""
+    match = (_OWNED if write else _READABLE).match(path)
+    if match is None:
+        raise _not_a_location(path)
+    missing = ResourceDoesNotExist(f"No such artifact: {path}")
+    experiment = Experiment.objects.filter(pk=int(match["exp"])).first()
+    if experiment is None:
+        raise missing
+    owner: Run | LoggedModel | None = None
+    if match["run"]:
+        owner = Run.objects.filter(pk=match["run"], experiment=experiment).first()
+    elif match["model"]:
+        owner = LoggedModel.objects.filter(pk=match["model"], experiment=experiment).first()
+    if (match["run"] or match["model"]) and owner is None:
+        raise missing
+    if owner is not None:
+        # The row's own artifact_uri is the authority for where its files live.
+        kind = match["run"] or f"models/{match['model']}"
+        if owner.artifact_uri != f"{_SCHEME}{match['exp']}/{kind}/artifacts":
+            raise _not_a_location(path)
+    return ArtifactLocation(experiment, owner, match["rest"] or "")
 
 
 def artifact_owner(path: str) -> Run | LoggedModel:
-    """The run or logged model whose storage `path` lies in; the server assigned it."""
-    match = _OWNED.match(path)
-    if match is None:
-        raise InvalidParameterValue(
-            f"Invalid path: {path!r} is not inside a run's or a logged model's artifact "
-            "location (<experiment>/<run>/artifacts/... or <experiment>/models/<model>/"
-            "artifacts/...)."
-        )
-    exp = int(match["exp"])
-    if match["run"]:
-        owner = Run.objects.filter(pk=match["run"], experiment_id=exp).first()
-    else:
-        owner = LoggedModel.objects.filter(pk=match["model"], experiment_id=exp).first()
-    if owner is None:
-        raise ResourceDoesNotExist(f"No run or logged model owns the artifact path {path!r}.")
-    return owner
+    """The run or logged model whose artifact directory holds `path` (registry sources use
+    this). Raises 400 for paths outside any owner's directory, 404 for a missing owner."""
+    location = resolve_artifact_location(path, write=True)
+    assert location.owner is not None
+    return location.owner
+
+
+def artifact_experiment_and_owner(path: str) -> tuple[Experiment, Run | LoggedModel | None]:
+    """(experiment, run or logged model or None) for any readable artifact path."""
+    location = resolve_artifact_location(path, write=False)
+    return location.experiment, location.owner
+
+
+def _content_type(name: str) -> str:
+    guessed = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return "text/plain" if _ACTIVE_TYPES.search(guessed) else guessed
 
 
 def _download(path: str) -> StreamingHttpResponse:
     chunks, size = get_artifact_store().open(path)
     name = posixpath.basename(path)
-    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    response = StreamingHttpResponse(chunks, content_type=content_type)
+    response = StreamingHttpResponse(chunks, content_type=_content_type(name))
     response["Content-Length"] = str(size)
-    # The name was validated (no control characters); quotes are escaped for the header.
-    safe = name.replace("\\", "_").replace('"', "_")
-    response["Content-Disposition"] = f'attachment; filename="{safe}"'
+    # Django quotes `"` and `\` and switches to filename*=utf-8''... for anything not plain
+    # ASCII; the validator already refused control characters, so no header can be split.
+    response["Content-Disposition"] = content_disposition_header(True, name)
     response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
+
+
+def _path_kwarg(req: MlflowRequest) -> str:
+    return clean_artifact_path(req.kwargs["artifact_path"])
+
+
+def _path_param(req: MlflowRequest, name: str) -> str:
+    """A path from the query or body, straight to the one validator (which also refuses NUL
+    and lone surrogates with the same "Invalid path" message)."""
+    value = req.data.get(name)
+    if isinstance(value, list) and req.http.method == "GET":
+        value = value[0] if value else None
+    return "" if value is None else clean_artifact_path(value, allow_empty=True)
 
 
 @mlflow_route(
     "artifacts/<path:artifact_path>", "GET", access=access.ARTIFACT_READ, prefixes=ARTIFACTS
 )
 def download_artifact(req: MlflowRequest):
-    path = clean_artifact_path(req.kwargs["artifact_path"])
+    path = _path_kwarg(req)
+    resolve_artifact_location(path, write=False)
     return _download(path)
+
+
+def _body_stream(req: MlflowRequest) -> tuple[Any, int | None]:
+    """The request body as a stream and its announced length. Django reads nothing of a
+    body without Content-Length, so a chunked upload (empty files from the MLflow client
+    come that way) is read from the WSGI input, which the server has de-chunked."""
+    meta = req.http.META
+    raw_length = meta.get("CONTENT_LENGTH")
+    if raw_length not in (None, ""):
+        try:
+            length = int(raw_length)
+        except ValueError:
+            raise InvalidParameterValue("Invalid Content-Length header.") from None
+        if length < 0:
+            raise InvalidParameterValue("Invalid Content-Length header.")
+        return req.http, length
+    if "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return meta["wsgi.input"], None
+    return req.http, 0
 
 
 @raw_body
@@ -70,13 +162,14 @@ def download_artifact(req: MlflowRequest):
     "artifacts/<path:artifact_path>", "PUT", access=access.ARTIFACT_EDIT, prefixes=ARTIFACTS
 )
 def upload_artifact(req: MlflowRequest) -> dict:
-    path = clean_artifact_path(req.kwargs["artifact_path"])
-    owner = artifact_owner(path)
-    if not _OWNED.match(path)["rest"]:
+    path = _path_kwarg(req)
+    location = resolve_artifact_location(path, write=True)
+    if not location.rest:
         raise InvalidParameterValue("Invalid path: name a file inside the artifact directory.")
-    if getattr(owner, "lifecycle_stage", "active") != "active":
+    if getattr(location.owner, "lifecycle_stage", LifecycleStage.ACTIVE) != LifecycleStage.ACTIVE:
         raise InvalidParameterValue(f"Cannot upload to {path!r}: its run or model is deleted.")
-    get_artifact_store().put(path, req.http, settings.CUSTODY_MAX_ARTIFACT_BYTES)
+    stream, length = _body_stream(req)
+    get_artifact_store().put(path, stream, length)
     return {}
 
 
@@ -84,15 +177,20 @@ def upload_artifact(req: MlflowRequest) -> dict:
     "artifacts/<path:artifact_path>", "DELETE", access=access.ARTIFACT_MANAGE, prefixes=ARTIFACTS
 )
 def delete_artifact(req: MlflowRequest) -> dict:
-    path = clean_artifact_path(req.kwargs["artifact_path"])
-    artifact_owner(path)
+    path = _path_kwarg(req)
+    resolve_artifact_location(path, write=True)
     get_artifact_store().delete(path)
     return {}
 
 
 @mlflow_route("artifacts", "GET", access=access.ARTIFACT_READ, prefixes=ARTIFACTS)
 def list_artifacts(req: MlflowRequest) -> dict:
-    path = clean_artifact_path(req.str("path") or "", allow_empty=True)
+    path = _path_param(req, "path")
+    if path:
+        try:
+            resolve_artifact_location(path, write=False)
+        except ResourceDoesNotExist:
+            return {}  # MLflow answers a missing path with an empty listing
     entries = get_artifact_store().list_dir(path)
     if not entries:
         return {}
@@ -104,11 +202,22 @@ def list_artifacts(req: MlflowRequest) -> dict:
     }
 
 
-def _not_implemented(req: MlflowRequest) -> dict:
-    raise NotImplementedOnServer(
+def _not_implemented() -> NotImplementedOnServer:
+    return NotImplementedOnServer(
         "Multipart and presigned transfers are not enabled on this server; upload and download "
         "through the artifact proxy (PUT/GET)."
     )
+
+
+def _multipart(req: MlflowRequest) -> dict:
+    # Validate exactly as a PUT would (the path, the file name in the body, the owner), so
+    # these endpoints refuse the same payloads before saying they are not implemented.
+    path = _path_kwarg(req)
+    name = _path_param(req, "path")
+    if name:
+        path = clean_artifact_path(f"{path}/{name}")
+    resolve_artifact_location(path, write=True)
+    raise _not_implemented()
 
 
 for _route in (
@@ -116,17 +225,24 @@ for _route in (
     "mpu/complete/<path:artifact_path>",
     "mpu/abort/<path:artifact_path>",
 ):
-    mlflow_route(_route, "POST", access=access.ARTIFACT_EDIT, prefixes=ARTIFACTS)(_not_implemented)
-mlflow_route(
+    mlflow_route(_route, "POST", access=access.ARTIFACT_EDIT, prefixes=ARTIFACTS)(_multipart)
+
+
+@mlflow_route(
     "presigned/<path:artifact_path>", "GET", access=access.ARTIFACT_READ, prefixes=ARTIFACTS
-)(_not_implemented)
+)
+def presigned_download(req: MlflowRequest) -> dict:
+    resolve_artifact_location(_path_kwarg(req), write=False)
+    raise _not_implemented()
 
 
 @mlflow_route("artifacts/list", "GET", access=access.RUN_READ)
 def list_run_artifacts(req: MlflowRequest) -> dict:
     run = selectors.run_get(req.run_id())
-    sub = clean_artifact_path(req.str("path") or "", allow_empty=True)
-    root = run.artifact_uri.removeprefix("mlflow-artifacts:/")
+    sub = _path_param(req, "path")
+    if not run.artifact_uri.startswith(_SCHEME):
+        return {"root_uri": run.artifact_uri, "files": []}
+    root = run.artifact_uri.removeprefix(_SCHEME)
     entries = get_artifact_store().list_dir(f"{root}/{sub}" if sub else root) or []
     files: list[dict[str, Any]] = []
     for e in entries:
@@ -139,6 +255,8 @@ def list_run_artifacts(req: MlflowRequest) -> dict:
 
 @mlflow_route("server-info", "GET", access=access.AUTHENTICATED, prefixes=("api/3.0/mlflow/",))
 def server_info(req: MlflowRequest) -> dict:
+    # Multipart and presigned transfers answer 501, so they are never advertised: the
+    # client then uses plain PUT/GET through the proxy.
     return {
         "store_type": "SqlStore",
         "workspaces_enabled": False,
