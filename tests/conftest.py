@@ -20,7 +20,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.s3_server"]
+pytest_plugins = ["tests.s3_server", "tests.browser"]
 
 
 def _free_port() -> int:
@@ -64,6 +64,13 @@ class LiveServer:
     def start(self) -> None:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+        )
+        # Pages need the hashed static files, as `make run` serves them.
+        subprocess.run(
+            [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
             cwd=ROOT,
             env=self.env,
             check=True,
@@ -118,6 +125,27 @@ class LiveServer:
             except requests.RequestException:
                 time.sleep(0.2)
         raise RuntimeError(f"gunicorn did not answer in time:\n{self.log_path.read_text()}")
+
+    def manage(self, *args: str, stdin: str | None = None) -> str:
+        """Runs a management command against the live server's database."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            input=stdin,
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+        return done.stdout
+
+    def create_user(self, username: str, role: str) -> str:
+        """A user with a role on the live server; answers the password."""
+        password = f"{username}-" + uuid.uuid4().hex[:12]
+        self.manage(
+            "create_user", username, "--role", role, "--password-stdin", stdin=password + "\n"
+        )
+        return password
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
