@@ -9,6 +9,7 @@ from core.views import health, version
 import tracking.api_mlflow  # noqa: E402,F401  isort: skip
 import tracking.api_artifacts  # noqa: E402,F401  isort: skip
 import registry.api_mlflow  # noqa: E402,F401  isort: skip
+import governance.api_mlflow  # noqa: E402,F401  isort: skip
 
 urlpatterns = [
     path("health", health),
@@ -20,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include("tracking.urls_v1")),
     path("api/v1/", include("audit.urls_v1")),
     path("api/v1/", include("registry.urls_v1")),
+    path("api/v1/", include("governance.urls_v1")),
     *mlflow_api.urlpatterns(),
     path("", include("web.urls")),
 ]

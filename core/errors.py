@@ -13,6 +13,7 @@ MLFLOW_STATUS = {
     "INVALID_PARAMETER_VALUE": 400,
     "BAD_REQUEST": 400,
     "RESOURCE_ALREADY_EXISTS": 400,
+    "INVALID_STATE": 400,
     "RESOURCE_DOES_NOT_EXIST": 404,
     "NOT_FOUND": 404,
     "ENDPOINT_NOT_FOUND": 404,
@@ -77,6 +78,13 @@ class Unauthenticated(ApplicationError):
 
 class Conflict(ApplicationError):
     error_code = "RESOURCE_CONFLICT"
+
+
+class InvalidState(ApplicationError):
+    """The object is not in a state that allows this yet (e.g. a promotion awaiting
+    approvals); the message says what is missing."""
+
+    error_code = "INVALID_STATE"
 
 
 class PayloadTooLarge(ApplicationError):

@@ -195,14 +195,3 @@ def delete_model_version_tag(req: MlflowRequest) -> dict:
 def get_download_uri(req: MlflowRequest) -> dict:
     mv = selectors.model_version_by_name(_name(req), req.str("version"))
     return {"artifact_uri": mv.storage_location}
-
-
-@mlflow_route("model-versions/transition-stage", "POST", access=access.MODEL_EDIT)
-def transition_stage(req: MlflowRequest) -> dict:
-    mv = services.model_version_transition_stage(
-        name=_name(req),
-        version=req.str("version", required=True),
-        stage=req.str("stage", required=True),
-        archive_existing_versions=req.bool("archive_existing_versions"),
-    )
-    return {"model_version": _version(mv)}

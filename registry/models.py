@@ -56,6 +56,9 @@ class ModelVersion(FSMModelMixin, models.Model):
     user_id = models.CharField(max_length=256, blank=True)
     creation_timestamp = models.BigIntegerField()
     last_updated_timestamp = models.BigIntegerField()
+    # When the version entered its current stage (ms): the archiving grace period counts
+    # from the Production version's stage_since, whatever else touches the row.
+    stage_since = models.BigIntegerField(default=0)
     deleted = models.BooleanField(default=False)
 
     class Meta:

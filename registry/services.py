@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -20,7 +19,7 @@ from core.errors import (
     ResourceDoesNotExist,
 )
 from core.mlflow_api import check_text, clean_name, name_identity, normalize_name
-from registry import permissions, selectors
+from registry import hooks, permissions, selectors
 from registry.models import (
     Deployment,
     ModelVersion,
@@ -240,6 +239,7 @@ def registered_model_set_alias(*, name: str, alias: Any, version: Any) -> None:
     model = selectors.registered_model_get(name, for_update=True)
     alias = _clean_alias(alias)
     target = selectors.model_version_get(model, version)
+    hooks.check_alias(model, alias, target)
     if target.current_stage == Stage.ARCHIVED:
         raise InvalidParameterValue(
             f"Cannot point alias '{alias}' at version {target.version}: it is Archived, and "
@@ -309,6 +309,7 @@ def model_version_create(
         parse_key_values(list(tags), "tag", value_limit=MAX_TAG_VALUE, truncate_values=False)
     )
     model = selectors.registered_model_get(name, for_update=True)
+    hooks.check_registration(model, resolved.run_id)
     model.last_version += 1
     now = now_ms()
     version = ModelVersion.objects.create(
@@ -323,6 +324,7 @@ def model_version_create(
         user_id=user.get_username() if user is not None else "",
         creation_timestamp=now,
         last_updated_timestamp=now,
+        stage_since=now,
     )
     model.last_updated_timestamp = now
     model.save(update_fields=["last_version", "last_updated_timestamp"])
@@ -400,12 +402,20 @@ def model_version_delete_tag(*, name: str, version: Any, key: Any) -> None:
     _audit_version("model_version.tag.delete", mv, model.name, before={key: tag.value})
 
 
-def _move(mv: ModelVersion, target: str, model_name: str, *, reason: str = "") -> None:
-    """One audited FSM move; the caller holds the registered model's row lock."""
+def _move(
+    mv: ModelVersion,
+    target: str,
+    model_name: str,
+    *,
+    reason: str = "",
+    approval: dict[str, Any] | None = None,
+) -> None:
+    """One audited FSM move; the caller holds the registered model's row lock. `approval`
+    (the transition request and who approved it) goes into the event's `after`."""
     before = _version_snapshot(mv)
     getattr(mv, ModelVersion.TRANSITION_METHODS[target])()
-    mv.last_updated_timestamp = now_ms()
-    mv.save(update_fields=["current_stage", "last_updated_timestamp"])
+    mv.last_updated_timestamp = mv.stage_since = now_ms()
+    mv.save(update_fields=["current_stage", "last_updated_timestamp", "stage_since"])
     if target == Stage.ARCHIVED:
         # Archived versions are never served: no alias may keep pointing at one.
         for alias in RegisteredModelAlias.objects.filter(version=mv):
@@ -422,16 +432,24 @@ def _move(mv: ModelVersion, target: str, model_name: str, *, reason: str = "") -
         mv,
         model_name,
         before=before,
-        after=_version_snapshot(mv),
+        after={**_version_snapshot(mv), **(approval or {})},
         reason=reason,
     )
 
 
 @transaction.atomic
 def model_version_transition_stage(
-    *, name: str, version: Any, stage: Any, archive_existing_versions: bool = False
+    *,
+    name: str,
+    version: Any,
+    stage: Any,
+    archive_existing_versions: bool = False,
+    approval: dict[str, Any] | None = None,
+    reason: str = "",
 ) -> ModelVersion:
-    """The only way a version's stage changes.
+    """The only way a version's stage changes. Called by governance, which decides whether
+    the move is allowed by the model's policy; this function keeps the state machine and the
+    single-Production invariant.
 
     The registered model's row is locked for the whole move, so concurrent promotions of one
     model queue; a previous Production version leaves Production in this same transaction,
@@ -472,7 +490,7 @@ def model_version_transition_stage(
             )
     try:
         with transaction.atomic():
-            _move(mv, target, model.name)
+            _move(mv, target, model.name, approval=approval, reason=reason)
     except IntegrityError:
         raise Conflict(
             f"Another version of '{name}' entered Production at the same moment; try again."
@@ -482,9 +500,10 @@ def model_version_transition_stage(
         from registry.tasks import archive_superseded_versions
 
         model_pk, version_pk = model.pk, mv.pk
+        grace = hooks.archive_grace_seconds(model)
         transaction.on_commit(
             lambda: archive_superseded_versions.apply_async(
-                args=[model_pk, version_pk], countdown=settings.CUSTODY_ARCHIVE_GRACE_SECONDS
+                args=[model_pk, version_pk], countdown=grace + 1 if grace else 0
             )
         )
     return mv
@@ -502,14 +521,19 @@ def archive_superseded(*, registered_model_id: int, production_version_id: int) 
     ).first()
     if production is None:
         return []  # something else was promoted since; its own task handles it
-    cutoff = now_ms() - settings.CUSTODY_ARCHIVE_GRACE_SECONDS * 1000
+    # The grace period counts from the promotion; until it has passed nothing is archived
+    # (the delayed task or the periodic reconciliation comes back later).
+    if now_ms() < production.stage_since + hooks.archive_grace_seconds(model) * 1000:
+        return []
     archived = []
     for stale in ModelVersion.objects.filter(
         registered_model=model,
         current_stage=Stage.STAGING,
         deleted=False,
         version__lt=production.version,
-        last_updated_timestamp__lte=max(cutoff, production.last_updated_timestamp),
+        # Only what was already waiting when the promotion happened; a version put back into
+        # Staging afterwards (say, for a rollback) was put there on purpose.
+        stage_since__lte=production.stage_since,
     ):
         _move(
             stale,

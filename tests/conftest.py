@@ -56,6 +56,7 @@ class LiveServer:
             **(extra_env or {}),
         }
         self.env.pop("REDIS_URL", None)
+        self.env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         self.username = "live-admin"
         self.password = "live-" + uuid.uuid4().hex
         self.log_path = workdir / "gunicorn.log"
@@ -210,6 +211,25 @@ def mlflow_env(live_server_process, monkeypatch) -> str:
     yield mlflow_server
     while mlflow.active_run():
         mlflow.end_run()
+
+
+def set_open_policy(name: str) -> None:
+    """Gives model `name` a policy that asks for nothing (no tags, gates, approvals or card),
+    for tests of the registry's own rules. Governance tests use the real default."""
+    from governance.models import ModelPolicy
+    from registry.models import RegisteredModel
+
+    ModelPolicy.objects.update_or_create(
+        model=RegisteredModel.objects.get(name=name),
+        defaults={
+            "required_tags": [],
+            "metric_gates": [],
+            "staging_approvals": 0,
+            "production_approvals": 0,
+            "require_model_card": False,
+            "protected_aliases": [],
+        },
+    )
 
 
 @pytest.fixture

@@ -159,6 +159,21 @@ CELERY_BEAT_SCHEDULE: dict = {
 # After a promotion to Production, Staging versions older than it are archived once this many
 # seconds have passed (time for a canary on the old version).
 CUSTODY_ARCHIVE_GRACE_SECONDS = env_int("CUSTODY_ARCHIVE_GRACE_SECONDS", 0)
+# The promotion policy every registered model starts with (each model may then change its
+# own through /api/v1/models/<name>/policy: admins freely, the model's managers only stricter).
+CUSTODY_DEFAULT_POLICY = {
+    "required_tags": env_list(
+        "CUSTODY_POLICY_REQUIRED_TAGS", ["dataset_version", "git_commit", "triggered_by"]
+    ),
+    "require_tags_at_registration": env_bool("CUSTODY_POLICY_TAGS_AT_REGISTRATION", False),
+    "metric_gates": [],
+    "staging_approvals": env_int("CUSTODY_POLICY_STAGING_APPROVALS", 0),
+    "production_approvals": env_int("CUSTODY_POLICY_PRODUCTION_APPROVALS", 1),
+    "exclude_run_author": env_bool("CUSTODY_POLICY_EXCLUDE_RUN_AUTHOR", True),
+    "require_model_card": env_bool("CUSTODY_POLICY_REQUIRE_MODEL_CARD", True),
+    "protected_aliases": env_list("CUSTODY_POLICY_PROTECTED_ALIASES", []),
+    "archive_grace_seconds": None,
+}
 # Signs audit checkpoints; defaults to a key derived from SECRET_KEY. Set it separately to let
 # auditors verify exports without the application's SECRET_KEY.
 CUSTODY_AUDIT_SIGNING_KEY = env_str("CUSTODY_AUDIT_SIGNING_KEY")

@@ -8,6 +8,7 @@ from django.test import Client
 
 from accounts import services as accounts
 from registry import services as registry
+from tests.conftest import set_open_policy
 from tracking import services as tracking
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +41,7 @@ def world():
     )
     registry.registered_model_create(name="owned-model", user=owner)
     registry.model_version_create(name="owned-model", source=f"runs:/{run.run_id}/m", user=owner)
+    set_open_policy("owned-model")  # access is under test here, not the promotion policy
     prefix = run.artifact_uri.removeprefix("mlflow-artifacts:/")
     return {
         "clients": clients,

@@ -23,6 +23,7 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
         "ALLOWED_HOSTS": "custody.example.com",
         "CUSTODY_DATA_DIR": str(tmp_path),
     }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the browser tests' own process only
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,

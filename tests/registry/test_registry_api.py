@@ -11,6 +11,7 @@ from accounts import services as accounts
 from audit.models import AuditEvent
 from registry.models import ModelVersion
 from registry.transitions import ALLOWED, Stage
+from tests.conftest import set_open_policy
 from tracking import services as tracking
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +33,7 @@ def model(api, run_id):
             {"name": "fraud", "source": f"runs:/{run_id}/model", "run_id": run_id},
         )
         assert response.status_code == 200, response.content
+    set_open_policy("fraud")
     return "fraud"
 
 

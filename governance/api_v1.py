@@ -1,0 +1,310 @@
+"""/api/v1 governance endpoints: policies, transition requests and reviews, comments and
+model cards. Thin: validate the input, call a service or selector, shape the answer."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core import access
+from core.errors import InvalidParameterValue
+from governance import policy as rules
+from governance import selectors, services
+from registry import selectors as registry_selectors
+
+MAX_PAGE = 200
+
+
+def _outcome(outcome: services.Outcome) -> dict:
+    body = {
+        "applied": outcome.applied,
+        "current_stage": outcome.version.current_stage,
+        "missing": [m.as_dict() for m in outcome.missing],
+    }
+    if outcome.request is not None:
+        body["request"] = selectors.request_payloads([outcome.request])[0]
+        body["id"] = outcome.request.pk
+        body["status"] = body["request"]["status"]
+    return body
+
+
+class PolicyApi(APIView):
+    access_rule = {"GET": access.MODEL_READ, "PUT": access.MODEL_MANAGE}
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="A registered model's promotion policy")
+    def get(self, request, name: str):
+        model = registry_selectors.registered_model_get(name)
+        return Response(rules.payload(rules.policy_for(model)))
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+        summary="Change the policy (admins: anything; the model's managers: only stricter)",
+        description=(
+            "Fields: required_tags, require_tags_at_registration, metric_gates "
+            '([{"metric","op","value"}]), staging_approvals, production_approvals, reviewers '
+            "(usernames; admins only), exclude_run_author, require_model_card, "
+            "protected_aliases, archive_grace_seconds. Fields left out keep their value."
+        ),
+    )
+    def put(self, request, name: str):
+        policy = services.policy_update(user=request.user, name=name, data=request.data)
+        return Response(rules.payload(policy))
+
+
+class TransitionRequestInput(serializers.Serializer):
+    model = serializers.CharField(max_length=500)
+    version = serializers.CharField(max_length=12)
+    stage = serializers.CharField(max_length=16)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+    archive_existing_versions = serializers.BooleanField(required=False, default=False)
+
+
+class TransitionRequestsApi(APIView):
+    access_rule = access.AUTHENTICATED  # and MODEL_EDIT on the model, checked below
+
+    @extend_schema(
+        request=TransitionRequestInput,
+        responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
+        summary="Ask for a version to enter a stage",
+        description=(
+            "Applied at once (200, applied=true) when the model's policy needs no approvals "
+            "and every condition holds; otherwise the request stays open (201) and `missing` "
+            "lists what it still needs, in plain words."
+        ),
+    )
+    def post(self, request):
+        data = TransitionRequestInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        access.authorize(request._request, access.MODEL_EDIT, {"name": values["model"]})
+        outcome = services.request_transition(
+            user=request.user,
+            name=values["model"],
+            version=values["version"],
+            stage=values["stage"],
+            comment=values.get("comment", ""),
+            archive_existing_versions=values["archive_existing_versions"],
+        )
+        code = status.HTTP_200_OK if outcome.applied else status.HTTP_201_CREATED
+        return Response(_outcome(outcome), status=code)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=selectors.STATUSES),
+            OpenApiParameter("model", str),
+            OpenApiParameter("version", int),
+            OpenApiParameter("stage", str),
+            OpenApiParameter("requester", str),
+            OpenApiParameter(
+                "queue",
+                bool,
+                description="the caller's review queue: open requests of the models they "
+                "review, not their own (the default when no other filter is given)",
+            ),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+        ],
+        responses=OpenApiTypes.OBJECT,
+        operation_id="transition_requests_list",
+        summary="Transition requests (by default, the caller's review queue)",
+    )
+    def get(self, request):
+        params = request.query_params
+        filters = {k: params.get(k) for k in ("status", "model", "stage", "requester", "version")}
+        queue = params.get("queue")
+        as_queue = queue == "true" or (queue is None and not any(filters.values()))
+        qs = selectors.requests_list(request.user, **filters, queue=as_queue)
+        limit, offset = _int_param(params, "limit", 50, MAX_PAGE), _int_param(params, "offset", 0)
+        page = list(qs[offset : offset + limit + 1])
+        return Response(
+            {
+                "requests": selectors.request_payloads(page[:limit]),
+                "next_offset": offset + limit if len(page) > limit else None,
+                "queue": as_queue,
+            }
+        )
+
+
+def _int_param(params, name: str, default: int, maximum: int | None = None) -> int:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidParameterValue(f"'{name}' must be a whole number.") from None
+    if value < 0 or (maximum is not None and value > maximum):
+        raise InvalidParameterValue(f"'{name}' must be from 0 to {maximum or 'any'}.")
+    return value if maximum is None or value else default
+
+
+class TransitionRequestApi(APIView):
+    access_rule = access.AUTHENTICATED  # requests of unreadable models look missing
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="One request with checks and history")
+    def get(self, request, request_id: int):
+        req = selectors.request_get(request.user, request_id)
+        return Response(selectors.request_payloads([req], detail=True)[0])
+
+
+class ReviewInput(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+
+
+class RejectInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=10_000, help_text="required: why it is rejected")
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+
+
+class ApproveApi(APIView):
+    access_rule = access.AUTHENTICATED  # reviewer eligibility is the service's decision
+
+    @extend_schema(
+        request=ReviewInput,
+        responses=OpenApiTypes.OBJECT,
+        summary="Approve; the approval that completes the quorum applies the transition",
+    )
+    def post(self, request, request_id: int):
+        data = ReviewInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        outcome = services.approve(
+            user=request.user, request_id=request_id, comment=data.validated_data.get("comment")
+        )
+        return Response(_outcome(outcome))
+
+
+class RejectApi(APIView):
+    access_rule = access.AUTHENTICATED
+
+    @extend_schema(
+        request=RejectInput, responses=OpenApiTypes.OBJECT, summary="Reject, with a reason"
+    )
+    def post(self, request, request_id: int):
+        data = RejectInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        outcome = services.reject(
+            user=request.user,
+            request_id=request_id,
+            reason=data.validated_data["reason"],
+            comment=data.validated_data.get("comment"),
+        )
+        return Response(_outcome(outcome))
+
+
+class CancelApi(APIView):
+    access_rule = access.AUTHENTICATED
+
+    @extend_schema(request=ReviewInput, responses=OpenApiTypes.OBJECT, summary="Cancel (requester)")
+    def post(self, request, request_id: int):
+        data = ReviewInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        outcome = services.cancel(
+            user=request.user, request_id=request_id, comment=data.validated_data.get("comment")
+        )
+        return Response(_outcome(outcome))
+
+
+class CommentInput(serializers.Serializer):
+    text = serializers.CharField(max_length=10_000)
+
+
+class RequestCommentsApi(APIView):
+    access_rule = access.AUTHENTICATED
+
+    @extend_schema(
+        request=CommentInput, responses={201: OpenApiTypes.OBJECT}, summary="Comment on a request"
+    )
+    def post(self, request, request_id: int):
+        data = CommentInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        req = selectors.request_get(request.user, request_id)
+        comment = services.comment_create(
+            user=request.user,
+            name=req.version.registered_model.name,
+            version=req.version.version,
+            text=data.validated_data["text"],
+            request_id=req.pk,
+        )
+        return Response(
+            {"id": comment.pk, "author": request.user.get_username(), "text": comment.text},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class ReviewScreenApi(APIView):
+    access_rule = access.AUTHENTICATED
+
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary="Everything a reviewer needs: checks, card, and a comparison with Production",
+    )
+    def get(self, request, request_id: int):
+        req = selectors.request_get(request.user, request_id)
+        return Response(selectors.review_screen(req))
+
+
+class ModelCardApi(APIView):
+    access_rule = {"GET": access.MODEL_READ, "PUT": access.MODEL_EDIT}
+
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary="A version's model card (a draft pre-filled from lineage until first saved)",
+    )
+    def get(self, request, name: str, version: str):
+        mv = registry_selectors.model_version_by_name(name, version)
+        card, saved = selectors.card_get(mv)
+        return Response(selectors.card_payload(card, saved))
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+        summary="Save the card; fields left out keep their value",
+    )
+    def put(self, request, name: str, version: str):
+        card = services.card_update(
+            user=request.user, name=name, version=version, fields=request.data
+        )
+        return Response(selectors.card_payload(card, True))
+
+
+class ModelCardMarkdownApi(APIView):
+    access_rule = access.MODEL_READ
+
+    @extend_schema(
+        responses={(200, "text/markdown"): OpenApiTypes.STR},
+        summary="The card as Markdown with Hugging Face YAML front matter",
+    )
+    def get(self, request, name: str, version: str):
+        mv = registry_selectors.model_version_by_name(name, version)
+        card, _ = selectors.card_get(mv)
+        response = HttpResponse(
+            selectors.card_markdown(card), content_type="text/markdown; charset=utf-8"
+        )
+        filename = f"{mv.registered_model.name}-v{mv.version}-README.md"
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in filename)
+        response["Content-Disposition"] = f'attachment; filename="{safe}"'
+        return response
+
+
+class ReviewChainApi(APIView):
+    access_rule = access.MODEL_READ
+
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary="Is this version approved: every request on it with reviewers, times, comments",
+    )
+    def get(self, request, name: str, version: str):
+        mv = registry_selectors.model_version_by_name(name, version)
+        return Response(
+            {
+                "model": mv.registered_model.name,
+                "version": mv.version,
+                "current_stage": mv.current_stage,
+                "requests": selectors.review_chain(mv),
+            }
+        )
