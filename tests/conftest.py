@@ -148,6 +148,17 @@ class LiveServer:
         )
         return password
 
+    def open_policy(self, name: str) -> None:
+        """As the admin: a policy for model `name` that asks for nothing (see
+        set_open_policy), for tests of the registry's own mechanics over HTTP."""
+        response = requests.put(
+            f"{self.url}/api/v1/models/{name}/policy",
+            json=OPEN_POLICY,
+            auth=(self.username, self.password),
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
@@ -213,6 +224,16 @@ def mlflow_env(live_server_process, monkeypatch) -> str:
         mlflow.end_run()
 
 
+OPEN_POLICY = {
+    "required_tags": [],
+    "metric_gates": [],
+    "staging_approvals": 0,
+    "production_approvals": 0,
+    "require_model_card": False,
+    "protected_aliases": [],
+}
+
+
 def set_open_policy(name: str) -> None:
     """Gives model `name` a policy that asks for nothing (no tags, gates, approvals or card),
     for tests of the registry's own rules. Governance tests use the real default."""
@@ -220,15 +241,7 @@ def set_open_policy(name: str) -> None:
     from registry.models import RegisteredModel
 
     ModelPolicy.objects.update_or_create(
-        model=RegisteredModel.objects.get(name=name),
-        defaults={
-            "required_tags": [],
-            "metric_gates": [],
-            "staging_approvals": 0,
-            "production_approvals": 0,
-            "require_model_card": False,
-            "protected_aliases": [],
-        },
+        model=RegisteredModel.objects.get(name=name), defaults=OPEN_POLICY
     )
 
 

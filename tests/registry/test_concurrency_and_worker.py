@@ -27,6 +27,7 @@ def test_concurrent_promotions_leave_exactly_one_production(live_server_process,
     http = _session(server)
     name = f"race-{int(time.time() * 1000)}"
     assert http.post(f"{api}/registered-models/create", json={"name": name}).ok
+    server.open_policy(name)  # the race is under test, not the review workflow
     threads_n, rounds = 6, 5
     for _ in range(threads_n):
         created = http.post(

@@ -23,11 +23,14 @@ def train(flip: bool = False):
     return LogisticRegression().fit(X, y)
 
 
-def test_register_transition_alias_and_load_every_uri(mlflow_env, unique_name):
+def test_register_transition_alias_and_load_every_uri(mlflow_env, unique_name, live_server_process):
+    """The registry's mechanics under a policy that asks for nothing; the review workflow
+    with the real client is in tests/governance/test_mlflow_client_workflow.py."""
     name = f"fraud-{unique_name}"
     mlflow.set_experiment(unique_name)
     with mlflow.start_run() as run:
         mlflow.sklearn.log_model(train(), name="model", registered_model_name=name)
+    live_server_process.open_policy(name)
     with mlflow.start_run() as run2:
         mlflow.sklearn.log_model(train(flip=True), name="model")
     second = mlflow.register_model(f"runs:/{run2.info.run_id}/model", name)

@@ -1,0 +1,160 @@
+"""The review workflow as an MLflow user meets it: the unmodified client's
+transition_model_version_stage to Production answers with the open request and what it
+needs; a reviewer approves over /api/v1; the client then sees Production and loads
+models:/name/Production. Plus concurrent approvals on PostgreSQL (a live gunicorn server)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import requests
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+X = np.array([[0.0, 1.0], [1.0, 0.0], [0.1, 0.9], [0.9, 0.1]])
+CARD = {
+    "intended_use": "u",
+    "out_of_scope_uses": "o",
+    "training_data": "t",
+    "evaluation_results": "e",
+    "evaluation_by_group": "g",
+    "known_biases": "b",
+    "limitations": "l",
+    "ethical_considerations": "c",
+    "caveats": "v",
+}
+
+
+@pytest.mark.mlflow_client
+def test_promotion_through_review_with_the_real_client(
+    mlflow_env, unique_name, live_server_process
+):
+    from sklearn.linear_model import LogisticRegression
+
+    server = live_server_process
+    name = f"gov-{unique_name}"
+    mlflow.set_experiment(unique_name)
+    with mlflow.start_run():
+        mlflow.set_tags({"dataset_version": "orders_v2.1", "git_commit": "b7d9e4a"})
+        mlflow.log_metric("val_auc", 0.93)
+        model = LogisticRegression().fit(X, np.array([0, 1, 0, 1]))
+        mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
+    client = MlflowClient()
+
+    # Staging needs the lineage tags: the client is told which one is missing.
+    with pytest.raises(MlflowException) as excinfo:
+        client.transition_model_version_stage(name, "1", "Staging")
+    assert excinfo.value.error_code == "INVALID_STATE"
+    assert "lineage tag 'triggered_by' is missing" in excinfo.value.message
+    client.set_tag(client.get_model_version(name, "1").run_id, "triggered_by", "ci")
+    assert client.transition_model_version_stage(name, "1", "Staging").current_stage == "Staging"
+
+    # Production needs a reviewer's approval: the error names the request.
+    with pytest.raises(MlflowException) as excinfo:
+        client.transition_model_version_stage(name, "1", "Production")
+    message = excinfo.value.message
+    assert "1 more approval needed" in message and "model card is missing" in message
+    request_id = int(message.split("transition request ")[1].split(" ")[0])
+    assert client.get_model_version(name, "1").current_stage == "Staging"
+
+    admin = (server.username, server.password)
+    assert requests.put(
+        f"{server.url}/api/v1/models/{name}/versions/1/card", json=CARD, auth=admin, timeout=30
+    ).ok
+    reviewer = (f"rev-{unique_name}", server.create_user(f"rev-{unique_name}", "reviewer"))
+    approved = requests.post(
+        f"{server.url}/api/v1/transition-requests/{request_id}/approve",
+        json={"comment": "metrics and card checked"},
+        auth=reviewer,
+        timeout=30,
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["applied"] is True
+
+    assert client.get_model_version(name, "1").current_stage == "Production"
+    loaded = mlflow.sklearn.load_model(f"models:/{name}/Production")
+    assert loaded.predict(X).tolist() == [0, 1, 0, 1]
+    chain = requests.get(
+        f"{server.url}/api/v1/models/{name}/versions/1/reviews", auth=admin, timeout=30
+    ).json()
+    production = [r for r in chain["requests"] if r["to_stage"] == "Production"]
+    assert production[0]["reviews"][0]["reviewer"] == reviewer[0]
+    assert production[0]["status"] == "applied"
+
+
+@pytest.mark.postgres
+def test_concurrent_approvals_apply_the_move_exactly_once(live_server_process, unique_name):
+    server = live_server_process
+    if not server.database_url.startswith("postgres"):
+        pytest.skip("needs PostgreSQL row locks; run with DATABASE_URL=postgres://...")
+    admin = requests.Session()
+    admin.auth = (server.username, server.password)
+    api, v1 = f"{server.url}/api/2.0/mlflow", f"{server.url}/api/v1"
+    name = f"quorum-{unique_name}"
+    run = admin.post(f"{api}/runs/create", json={"experiment_id": "0"}).json()["run"]["info"]
+    for key in ("dataset_version", "git_commit", "triggered_by"):
+        admin.post(f"{api}/runs/set-tag", json={"run_id": run["run_id"], "key": key, "value": "x"})
+    assert admin.post(f"{api}/registered-models/create", json={"name": name}).ok
+    assert admin.post(
+        f"{api}/model-versions/create",
+        json={"name": name, "source": f"runs:/{run['run_id']}/model"},
+    ).ok
+    assert admin.put(f"{v1}/models/{name}/policy", json={"production_approvals": 2}).ok
+    assert admin.put(f"{v1}/models/{name}/versions/1/card", json=CARD).ok
+    requester = (f"req-{unique_name}", server.create_user(f"req-{unique_name}", "data-scientist"))
+    grant = {"grants": [{"user": requester[0], "level": "EDIT"}]}
+    assert admin.put(f"{v1}/models/{name}/permissions", json=grant).ok
+    ask = requests.post(
+        f"{v1}/transition-requests",
+        json={"model": name, "version": "1", "stage": "Staging"},
+        auth=requester,
+        timeout=30,
+    )
+    assert ask.status_code == 200 and ask.json()["applied"], ask.text
+    ask = requests.post(
+        f"{v1}/transition-requests",
+        json={"model": name, "version": "1", "stage": "Production"},
+        auth=requester,
+        timeout=30,
+    )
+    assert ask.status_code == 201, ask.text
+    request_id = ask.json()["id"]
+
+    reviewers = [
+        (f"r{i}-{unique_name}", server.create_user(f"r{i}-{unique_name}", "reviewer"))
+        for i in range(4)
+    ]
+    barrier = threading.Barrier(len(reviewers) * 2)
+    answers: list[tuple[int, dict]] = []
+
+    def approve(auth):
+        barrier.wait()
+        response = requests.post(
+            f"{v1}/transition-requests/{request_id}/approve", json={}, auth=auth, timeout=60
+        )
+        answers.append((response.status_code, response.json()))
+
+    # Each reviewer approves twice at the same instant (a double-submitted form).
+    threads = [threading.Thread(target=approve, args=(r,)) for r in reviewers for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(code in (200, 409) for code, _ in answers), answers
+    assert sum(1 for code, body in answers if code == 200 and body.get("applied")) >= 1
+    detail = admin.get(f"{v1}/transition-requests/{request_id}").json()
+    assert detail["status"] == "applied"
+    version = admin.get(f"{api}/model-versions/get", params={"name": name, "version": "1"})
+    assert version.json()["model_version"]["current_stage"] == "Production"
+    events = admin.get(
+        f"{v1}/audit/events",
+        params={"model": name, "action": "model_version.transition", "limit": 100},
+    ).json()
+    rows = events.get("events", events.get("results", []))
+    to_production = [e for e in rows if (e.get("after") or {}).get("current_stage") == "Production"]
+    assert len(to_production) == 1, rows
+    assert len(to_production[0]["after"]["approved_by"]) == 2
