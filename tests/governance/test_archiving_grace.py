@@ -37,7 +37,9 @@ def model(settings):
         services.model_version_transition_stage(name="m", version=version, stage="Staging")
 
 
-def test_grace_period_from_the_policy_holds_back_archiving(model, django_capture_on_commit_callbacks):
+def test_grace_period_from_the_policy_holds_back_archiving(
+    model, django_capture_on_commit_callbacks
+):
     ModelPolicy.objects.filter(model__name="m").update(archive_grace_seconds=3600)
     with django_capture_on_commit_callbacks(execute=True):
         services.model_version_transition_stage(name="m", version=2, stage="Production")

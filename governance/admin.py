@@ -1,0 +1,261 @@
+"""The reviewers' console: an approval queue and, for each request, one screen with
+everything needed to decide (source run, policy checks, model card, comparison with the
+current Production version) and approve/reject buttons that call the same services as the
+API. Nothing here writes a stage or a review directly."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from core import access
+from core.errors import ApplicationError, ResourceDoesNotExist
+from governance import selectors, services
+from governance.models import CARD_FIELDS, ModelCard, ModelPolicy, TransitionRequest
+from registry import permissions as model_permissions
+
+CONSOLE_ROLES = {"reviewer", "compliance"}
+
+
+def console_user(request) -> bool:
+    user = request.user
+    return bool(
+        user.is_active
+        and user.is_staff
+        and (access.is_admin(user) or CONSOLE_ROLES & set(access.roles(user)))
+    )
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [(s, s) for s in selectors.STATUSES]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(status=self.value()) if self.value() else queryset
+
+
+@admin.register(TransitionRequest)
+class TransitionRequestAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "model_name",
+        "version_number",
+        "move",
+        "status",
+        "requested_by",
+        "created_at",
+        "review_link",
+    )
+    list_filter = (StatusFilter, "to_stage")
+    search_fields = ("version__registered_model__name", "requested_by__username")
+    list_select_related = ("version__registered_model", "requested_by")
+    ordering = ("-created_at",)
+
+    # -- who sees what: reviewers the models they review, compliance and admins everything
+    def get_queryset(self, request):
+        qs = selectors.requests_qs(request.user)
+        user = request.user
+        if not (access.is_admin(user) or access.is_compliance(user)):
+            qs = qs.filter(selectors.reviewable_q(user))
+        return qs
+
+    def get_changelist_instance(self, request):
+        if "status" not in request.GET and "status__exact" not in request.GET:
+            # The queue: open requests first is what a reviewer came for.
+            request.GET = request.GET.copy()
+            request.GET["status"] = "open"
+        return super().get_changelist_instance(request)
+
+    def has_module_permission(self, request):
+        return console_user(request)
+
+    def has_view_permission(self, request, obj=None):
+        return console_user(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="model", ordering="version__registered_model__name")
+    def model_name(self, obj):
+        return obj.version.registered_model.name
+
+    @admin.display(description="version", ordering="version__version")
+    def version_number(self, obj):
+        return obj.version.version
+
+    @admin.display(description="move")
+    def move(self, obj):
+        return f"{obj.from_stage} → {obj.to_stage}"
+
+    @admin.display(description="")
+    def review_link(self, obj):
+        url = reverse("admin:governance_transitionrequest_change", args=[obj.pk])
+        return format_html('<a href="{}">Review</a>', url)
+
+    # -- the review screen
+    def get_urls(self):
+        extra = [
+            path(
+                "<int:request_id>/decide/",
+                self.admin_site.admin_view(self.decide_view),
+                name="governance_transitionrequest_decide",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if not console_user(request):
+            raise DjangoPermissionDenied
+        try:
+            req = self.get_queryset(request).get(pk=int(object_id))
+        except (TransitionRequest.DoesNotExist, ValueError):
+            messages.error(request, f"Transition request {object_id} not found.")
+            return redirect("admin:governance_transitionrequest_changelist")
+        screen = selectors.review_screen(req)
+        policy = services.rules.policy_for(req.version.registered_model)
+        refusal = services.review_refusal(request.user, policy, req)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Review request #{req.pk}: {req.version.registered_model.name} "
+            f"v{req.version.version} → {req.to_stage}",
+            "req": req,
+            "screen": screen,
+            "card_fields": [(label, screen["card"][name]) for name, label in CARD_FIELDS.items()],
+            "can_decide": screen["request"]["status"] == "open" and refusal is None,
+            "why_not": refusal,
+            "decide_url": reverse("admin:governance_transitionrequest_decide", args=[req.pk]),
+        }
+        return TemplateResponse(request, "admin/governance/review.html", context)
+
+    def decide_view(self, request, request_id: int):
+        if request.method != "POST" or not console_user(request):
+            raise DjangoPermissionDenied
+        decision = request.POST.get("decision")
+        comment = request.POST.get("comment", "")
+        back = reverse("admin:governance_transitionrequest_change", args=[request_id])
+        try:
+            if decision == "approve":
+                outcome = services.approve(
+                    user=request.user, request_id=request_id, comment=comment
+                )
+                if outcome.applied:
+                    messages.success(
+                        request,
+                        f"Approved: version {outcome.version.version} is now "
+                        f"{outcome.version.current_stage}.",
+                    )
+                else:
+                    messages.warning(
+                        request,
+                        "Approval recorded; still missing: "
+                        + "; ".join(m.message for m in outcome.missing),
+                    )
+            elif decision == "reject":
+                services.reject(
+                    user=request.user,
+                    request_id=request_id,
+                    reason=request.POST.get("reason", ""),
+                    comment=comment,
+                )
+                messages.success(request, f"Request #{request_id} rejected.")
+            else:
+                messages.error(request, "Choose approve or reject.")
+        except ResourceDoesNotExist:
+            messages.error(request, f"Transition request {request_id} not found.")
+            return redirect("admin:governance_transitionrequest_changelist")
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        return redirect(back)
+
+
+@admin.register(ModelPolicy)
+class ModelPolicyAdmin(admin.ModelAdmin):
+    """Policies are shown here; they change through /api/v1/models/<name>/policy, which
+    enforces "managers only stricter" and audits every change."""
+
+    list_display = ("model", "production_approvals", "staging_approvals", "require_model_card")
+    readonly_fields = (
+        "model",
+        "required_tags",
+        "require_tags_at_registration",
+        "metric_gates",
+        "staging_approvals",
+        "production_approvals",
+        "reviewers",
+        "exclude_run_author",
+        "require_model_card",
+        "protected_aliases",
+        "archive_grace_seconds",
+    )
+
+    def has_module_permission(self, request):
+        return console_user(request)
+
+    def has_view_permission(self, request, obj=None):
+        return console_user(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ModelCard)
+class ModelCardAdmin(admin.ModelAdmin):
+    """Cards are edited here through the same service as the API (audited), by users who
+    may edit the model."""
+
+    list_display = ("version", "updated_by", "updated_at", "complete")
+    list_select_related = ("version__registered_model",)
+    fields = ("version", *CARD_FIELDS, "updated_by", "updated_at")
+    readonly_fields = ("version", "updated_by", "updated_at")
+
+    @admin.display(boolean=True)
+    def complete(self, obj):
+        return not obj.missing_fields()
+
+    def has_module_permission(self, request):
+        return console_user(request)
+
+    def has_view_permission(self, request, obj=None):
+        return console_user(request)
+
+    def has_add_permission(self, request):
+        return False  # a card starts from its version (the API or the web UI)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return console_user(request) and not access.is_compliance(request.user)
+        level = model_permissions.model_level(request.user, obj.version.registered_model_id)
+        return access.RANK[level] >= access.RANK[access.EDIT] and not (
+            access.is_compliance(request.user) and not access.is_admin(request.user)
+        )
+
+    def save_model(self, request, obj, form, change):
+        services.card_update(
+            user=request.user,
+            name=obj.version.registered_model.name,
+            version=obj.version.version,
+            fields={name: form.cleaned_data.get(name, "") for name in CARD_FIELDS},
+        )

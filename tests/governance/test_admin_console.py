@@ -1,0 +1,110 @@
+"""The reviewers' console in the Django admin, through the test client: the queue, the
+review screen with everything on it, approve/reject through the same services, and who
+sees what."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from governance.models import TransitionRequest
+from registry.models import ModelVersion
+from tests.governance.test_workflow import FULL_CARD, fraud, people, to_production_request  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+QUEUE = "/admin/governance/transitionrequest/"
+
+
+def browser_for(persona) -> Client:
+    client = Client()
+    client.force_login(persona.user)
+    return client
+
+
+def test_a_reviewer_takes_a_promotion_to_production_in_the_admin(people, fraud):  # noqa: F811
+    alice = people["alice"]
+    alice.put("models/fraud/versions/1/card", FULL_CARD)
+    request_id = to_production_request(people)
+    rita = browser_for(people["rita"])
+
+    queue = rita.get(QUEUE)
+    assert queue.status_code == 200
+    assert f"{QUEUE}{request_id}/change/" in queue.content.decode()
+
+    screen = rita.get(f"{QUEUE}{request_id}/change/").content.decode()
+    for expected in (
+        "Policy checks",
+        "lineage tag git_commit",
+        "model card complete",
+        "Compared with Production",
+        'id="compare-metrics"',
+        "val_auc",
+        "Score card transactions for fraud review.",
+        'value="approve"',
+    ):
+        assert expected in screen, expected
+
+    decided = rita.post(
+        f"{QUEUE}{request_id}/decide/", {"decision": "approve", "comment": "ok"}, follow=True
+    )
+    assert "Approved: version 1 is now Production." in decided.content.decode()
+    assert ModelVersion.objects.get(version=1).current_stage == "Production"
+    assert TransitionRequest.objects.get(pk=request_id).status == "applied"
+
+
+def test_reject_in_the_admin_needs_a_reason(people, fraud):  # noqa: F811
+    request_id = to_production_request(people)
+    rita = browser_for(people["rita"])
+    page = rita.post(f"{QUEUE}{request_id}/decide/", {"decision": "reject"}, follow=True)
+    assert "A reason for the rejection is required." in page.content.decode()
+    assert TransitionRequest.objects.get(pk=request_id).status == "open"
+    rita.post(f"{QUEUE}{request_id}/decide/", {"decision": "reject", "reason": "no"})
+    assert TransitionRequest.objects.get(pk=request_id).status == "rejected"
+
+
+def test_who_sees_the_console(people, fraud):  # noqa: F811
+    request_id = to_production_request(people)
+    # Data scientists are not staff: the admin sends them to sign in.
+    assert browser_for(people["alice"]).get(QUEUE).status_code == 302
+    # Compliance sees the request but cannot decide; the refusal is explained.
+    carl = browser_for(people["carl"])
+    page = carl.get(f"{QUEUE}{request_id}/change/").content.decode()
+    assert "You cannot review this request" in page and 'value="approve"' not in page
+    answer = carl.post(f"{QUEUE}{request_id}/decide/", {"decision": "approve"}, follow=True)
+    assert "reviewer or admin role" in answer.content.decode()
+    assert ModelVersion.objects.get(version=1).current_stage == "Staging"
+    # Designated reviewers: the others no longer see the model's requests.
+    people["admin"].put("models/fraud/policy", {"reviewers": ["rob"]})
+    assert (
+        f"{QUEUE}{request_id}/change/"
+        not in browser_for(people["rita"]).get(QUEUE).content.decode()
+    )
+    assert f"{QUEUE}{request_id}/change/" in browser_for(people["rob"]).get(QUEUE).content.decode()
+    assert (
+        f"{QUEUE}{request_id}/change/" in browser_for(people["admin"]).get(QUEUE).content.decode()
+    )
+
+
+def test_the_stage_cannot_be_edited_in_the_admin(people, fraud):  # noqa: F811
+    admin = browser_for(people["admin"])
+    version = ModelVersion.objects.get(version=1)
+    url = f"/admin/registry/modelversion/{version.pk}/change/"
+    page = admin.get(url)
+    assert page.status_code == 200 and 'name="current_stage"' not in page.content.decode()
+    admin.post(url, {"current_stage": "Production"})
+    assert ModelVersion.objects.get(version=1).current_stage == "None"
+
+
+def test_model_cards_are_edited_in_the_admin_through_the_service(people, fraud):  # noqa: F811
+    from audit.models import AuditEvent
+
+    people["alice"].put("models/fraud/versions/1/card", {"intended_use": "x"})
+    card = ModelVersion.objects.get(version=1).card
+    admin = browser_for(people["admin"])
+    url = f"/admin/governance/modelcard/{card.pk}/change/"
+    assert admin.get(url).status_code == 200
+    answer = admin.post(url, {**FULL_CARD})
+    assert answer.status_code == 302
+    card.refresh_from_db()
+    assert card.limitations == FULL_CARD["limitations"] and card.updated_by == "boss"
+    assert AuditEvent.objects.filter(action="model_card.update", actor_username="boss").exists()
