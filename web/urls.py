@@ -1,6 +1,6 @@
 from django.urls import path
 
-from web import views_account, views_tracking
+from web import views_account, views_governance, views_tracking
 
 app_name = "web"
 
@@ -14,4 +14,17 @@ urlpatterns = [
     path("experiments/<str:experiment_id>/", views_tracking.experiment_detail, name="experiment"),
     path("runs/<str:run_id>/", views_tracking.run_detail, name="run"),
     path("compare/", views_tracking.compare, name="compare"),
+    path("reviews/", views_governance.queue, name="reviews"),
+    path("reviews/<int:request_id>/", views_governance.review, name="review"),
+    path("reviews/<int:request_id>/act", views_governance.review_act, name="review-act"),
+    path(
+        "models/<str:name>/versions/<str:version>/card/",
+        views_governance.card,
+        name="card",
+    ),
+    path(
+        "models/<str:name>/versions/<str:version>/request",
+        views_governance.request_promotion,
+        name="request-promotion",
+    ),
 ]

@@ -1,0 +1,216 @@
+"""Pages for the promotion workflow: the approval queue, the review page with one-click
+approve/reject, requesting a promotion, and the model card form. Every action calls the same
+governance services as the API; the pages only offer what the user may do."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+
+from core import access
+from core.errors import ApplicationError
+from governance import policy as rules
+from governance import selectors, services
+from governance.models import CARD_FIELDS
+from governance.models import TransitionRequest as TR
+from registry import permissions as model_permissions
+from registry import selectors as registry_selectors
+from registry.models import ModelVersion
+from registry.transitions import allowed_targets
+from web.pages import page
+
+
+def _level(user, mv: ModelVersion) -> str:
+    return model_permissions.model_level(user, mv.registered_model_id)
+
+
+def governance_context(user, mv: ModelVersion) -> dict:
+    """What the version page shows about governance and which actions it offers."""
+    policy = rules.policy_for(mv.registered_model)
+    chain = selectors.review_chain(mv)
+    card, saved = selectors.card_get(mv)
+    can_edit = access.RANK[_level(user, mv)] >= access.RANK[access.EDIT] and not (
+        access.is_compliance(user) and not access.is_admin(user)
+    )
+    open_requests = [r for r in chain if r["status"] == TR.Status.OPEN]
+    decidable = []
+    for item in open_requests:
+        req = TR.objects.select_related("version__registered_model", "requested_by").get(
+            pk=item["id"]
+        )
+        if services.review_refusal(user, policy, req) is None:
+            decidable.append(item["id"])
+    return {
+        "mv": mv,
+        "policy": rules.payload(policy),
+        "review_chain": chain,
+        "open_requests": open_requests,
+        "decidable": decidable,
+        "card": selectors.card_payload(card, saved),
+        "can_edit": can_edit,
+        "targets": allowed_targets(mv.current_stage) if can_edit and not mv.deleted else [],
+    }
+
+
+@page(access.AUTHENTICATED)
+def queue(request):
+    to_review = list(selectors.requests_list(request.user, queue=True)[:200])
+    mine = list(selectors.requests_list(request.user, requester=request.user.get_username())[:50])
+    return render(
+        request,
+        "web/review_queue.html",
+        {
+            "nav": "reviews",
+            "to_review": selectors.request_payloads(to_review),
+            "mine": selectors.request_payloads(mine),
+            "is_reviewer": "reviewer" in access.roles(request.user)
+            or access.is_admin(request.user),
+        },
+    )
+
+
+@page(access.AUTHENTICATED)
+def review(request, request_id: int):
+    req = selectors.request_get(request.user, request_id)
+    screen = selectors.review_screen(req)
+    policy = rules.policy_for(req.version.registered_model)
+    is_open = screen["request"]["status"] == TR.Status.OPEN
+    refusal = services.review_refusal(request.user, policy, req)
+    return render(
+        request,
+        "web/review.html",
+        {
+            "nav": "reviews",
+            "req": req,
+            "screen": screen,
+            "card_fields": [(label, screen["card"][name]) for name, label in CARD_FIELDS.items()],
+            "can_decide": is_open and refusal is None,
+            "why_not": refusal if is_open else None,
+            "can_cancel": is_open
+            and (req.requested_by_id == request.user.pk or access.is_admin(request.user)),
+        },
+    )
+
+
+@page(access.AUTHENTICATED)
+def review_act(request, request_id: int):
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    back = reverse("web:review", args=[request_id])
+    action = request.POST.get("action")
+    comment = request.POST.get("comment", "")
+    try:
+        if action == "approve":
+            outcome = services.approve(user=request.user, request_id=request_id, comment=comment)
+            if outcome.applied:
+                messages.success(
+                    request,
+                    f"Approved. Version {outcome.version.version} is now "
+                    f"{outcome.version.current_stage}.",
+                )
+            else:
+                messages.info(
+                    request,
+                    "Approval recorded. Still missing: "
+                    + "; ".join(m.message for m in outcome.missing),
+                )
+        elif action == "reject":
+            services.reject(
+                user=request.user,
+                request_id=request_id,
+                reason=request.POST.get("reason", ""),
+                comment=comment,
+            )
+            messages.success(request, "Rejected.")
+        elif action == "cancel":
+            services.cancel(user=request.user, request_id=request_id, comment=comment)
+            messages.success(request, "Request cancelled.")
+        elif action == "comment":
+            req = selectors.request_get(request.user, request_id)
+            services.comment_create(
+                user=request.user,
+                name=req.version.registered_model.name,
+                version=req.version.version,
+                text=comment,
+                request_id=req.pk,
+            )
+            messages.success(request, "Comment added.")
+        else:
+            messages.error(request, "Choose approve, reject, cancel or comment.")
+    except ApplicationError as exc:
+        if exc.status == 404:
+            raise
+        messages.error(request, exc.message)
+    return HttpResponseRedirect(back)
+
+
+def _version_url(mv: ModelVersion) -> str:
+    try:
+        return reverse("web:version", args=[mv.registered_model.name, mv.version])
+    except Exception:  # noqa: BLE001 - the version page may not be routed
+        return reverse("web:card", args=[mv.registered_model.name, mv.version])
+
+
+@page(access.MODEL_EDIT)
+def request_promotion(request, name: str, version: str):
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    mv = registry_selectors.model_version_by_name(name, version)
+    try:
+        outcome = services.request_transition(
+            user=request.user,
+            name=name,
+            version=version,
+            stage=request.POST.get("stage", ""),
+            comment=request.POST.get("comment", ""),
+        )
+    except ApplicationError as exc:
+        if exc.status == 404:
+            raise
+        messages.error(request, exc.message)
+        return HttpResponseRedirect(_version_url(mv))
+    if outcome.applied:
+        messages.success(request, f"Version {mv.version} is now {outcome.version.current_stage}.")
+        return HttpResponseRedirect(_version_url(mv))
+    messages.info(
+        request,
+        f"Transition request {outcome.request.pk} is open. Still missing: "
+        + "; ".join(m.message for m in outcome.missing),
+    )
+    return HttpResponseRedirect(reverse("web:review", args=[outcome.request.pk]))
+
+
+@page(access.MODEL_READ)
+def card(request, name: str, version: str):
+    mv = registry_selectors.model_version_by_name(name, version)
+    context = governance_context(request.user, mv)
+    if request.method == "POST":
+        access.authorize(request, access.MODEL_EDIT, {"name": name})
+        try:
+            services.card_update(
+                user=request.user,
+                name=name,
+                version=version,
+                fields={f: request.POST.get(f, "") for f in CARD_FIELDS},
+            )
+            messages.success(request, "Model card saved.")
+            return HttpResponseRedirect(reverse("web:card", args=[name, mv.version]))
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+    current, _ = selectors.card_get(mv)
+    fields = [
+        {
+            "name": f,
+            "label": label,
+            "value": getattr(current, f),
+            "filled": bool(getattr(current, f).strip()),
+        }
+        for f, label in CARD_FIELDS.items()
+    ]
+    return render(
+        request,
+        "web/model_card.html",
+        {**context, "nav": "models", "fields": fields, "version_url": _version_url(mv)},
+    )
