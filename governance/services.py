@@ -313,7 +313,18 @@ def request_transition(
             created_at=timezone.now(),
             updated_at=timezone.now(),
         )
-    return _apply_if_ready(req, policy, model, user)
+    outcome = _apply_if_ready(req, policy, model, user)
+    if not outcome.applied:
+        # A promotion the policy refused (for now) is part of the record, with the reasons.
+        _audit_request(
+            "model_version.transition.refused",
+            req,
+            model.name,
+            outcome=AuditEvent.Outcome.DENIED,
+            after={"missing": [m.as_dict() for m in outcome.missing]},
+            reason="; ".join(m.message for m in outcome.missing)[:2000],
+        )
+    return outcome
 
 
 def _locked_request(request_id: Any) -> tuple[TR, RegisteredModel]:

@@ -142,6 +142,8 @@ def test_staging_needs_the_lineage_tags_and_reuses_one_request(people):
     assert "lineage tag 'triggered_by' is missing" in body["message"]
     assert "dataset_version" not in body["message"].split("Still missing:")[1]
     assert stage(1) == "None"
+    refused = AuditEvent.objects.get(action="model_version.transition.refused")
+    assert refused.outcome == "denied" and "git_commit" in refused.reason
     # Asking again reuses the open request; once the run carries the tags the move happens.
     assert alice.transition(1, "Staging").status_code == 400
     assert TransitionRequest.objects.count() == 1
@@ -204,6 +206,8 @@ def test_production_needs_a_reviewer_who_is_not_the_requester_and_a_complete_car
     assert detail["status"] == "applied"
     assert [h["action"] for h in detail["history"]] == [
         "transition_request.create",
+        "model_version.transition.refused",
+        "model_version.transition.refused",
         "transition_request.approve.denied",
         "transition_request.approve.denied",
         "transition_request.approve",
