@@ -53,7 +53,7 @@ class Outcome:
     missing: list[rules.Missing] = field(default_factory=list)
 
 
-def _refusals_audited(action: str) -> Callable[[F], F]:
+def _refusals_audited(action: str, object_type: str = "transition_request") -> Callable[[F], F]:
     """A refused call (4xx) leaves a `<action>.denied` event in a transaction of its own."""
 
     def decorator(fn: F) -> F:
@@ -66,7 +66,7 @@ def _refusals_audited(action: str) -> Callable[[F], F]:
                     with transaction.atomic():
                         audit.record(
                             action=f"{action}.denied",
-                            object_type="transition_request",
+                            object_type=object_type,
                             object_id=str(kwargs.get("request_id") or ""),
                             object_name=str(kwargs.get("name") or ""),
                             model_name=str(kwargs.get("name") or ""),
@@ -76,7 +76,7 @@ def _refusals_audited(action: str) -> Callable[[F], F]:
                             after={
                                 k: v
                                 for k, v in kwargs.items()
-                                if k in ("stage", "request_id", "comment")
+                                if k in ("stage", "request_id", "comment", "data")
                             },
                         )
                 raise
@@ -570,6 +570,7 @@ def _policy_values(policy: ModelPolicy) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k not in ("model", "is_default")}
 
 
+@_refusals_audited("policy.update", "model_policy")
 @transaction.atomic
 def policy_update(*, user, name: str, data: Any) -> ModelPolicy:
     """Admins may set anything; the model's managers may only make the policy stricter."""

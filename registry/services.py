@@ -568,13 +568,20 @@ def deployment_record(*, endpoint: str, model_uri: str, user=None) -> Deployment
         current.until = now
         current.save(update_fields=["until"])
         closed.append(current.pk)
-    deployment = Deployment.objects.create(
-        endpoint=endpoint,
-        version=mv,
-        model_uri=normalize_name(model_uri),
-        since=now,
-        recorded_by=user.get_username() if user is not None else "",
-    )
+    try:
+        with transaction.atomic():
+            deployment = Deployment.objects.create(
+                endpoint=endpoint,
+                version=mv,
+                model_uri=normalize_name(model_uri),
+                since=now,
+                recorded_by=user.get_username() if user is not None else "",
+            )
+    except IntegrityError:
+        # Two first deployments of one endpoint at the same instant: the index kept one.
+        raise Conflict(
+            f"Another deployment of {endpoint!r} was recorded at the same moment; try again."
+        ) from None
     audit.record(
         action="deployment.record",
         object_type="deployment",

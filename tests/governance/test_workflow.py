@@ -316,6 +316,8 @@ def test_managers_may_only_make_the_policy_stricter(people, fraud):
     looser = alice.put("models/fraud/policy", {"production_approvals": 0})
     assert looser.status_code == 403
     assert "production_approvals from 1 to 0" in looser.json()["error"]["message"]
+    denied = AuditEvent.objects.get(action="policy.update.denied")
+    assert denied.actor_username == "alice" and denied.after["data"] == {"production_approvals": 0}
     for change in (
         {"required_tags": ["dataset_version"]},
         {"require_model_card": False},
