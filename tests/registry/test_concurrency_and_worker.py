@@ -182,3 +182,40 @@ def test_archiving_runs_on_a_real_worker(redis_broker, settings):
             result_backend=previous["result_backend"],
         )
         _reset_producers(app)
+
+
+@pytest.mark.postgres
+def test_concurrent_deployments_of_one_endpoint_leave_one_open(live_server_process, run_in_live):
+    server = live_server_process
+    if not server.database_url.startswith("postgres"):
+        pytest.skip("needs PostgreSQL row locks; run with DATABASE_URL=postgres://...")
+    api, v1 = f"{server.url}/api/2.0/mlflow", f"{server.url}/api/v1"
+    http = _session(server)
+    name = f"deploy-{int(time.time() * 1000)}"
+    assert http.post(f"{api}/registered-models/create", json={"name": name}).ok
+    for _ in range(2):
+        assert http.post(
+            f"{api}/model-versions/create",
+            json={"name": name, "source": f"runs:/{run_in_live}/model"},
+        ).ok
+    endpoint = f"/predict-{name}"
+    barrier = threading.Barrier(8)
+    statuses = []
+
+    def deploy(version: int):
+        session = _session(server)
+        barrier.wait()
+        response = session.post(
+            f"{v1}/deployments",
+            json={"endpoint": endpoint, "model_uri": f"models:/{name}/{version}"},
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=deploy, args=(1 + i % 2,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(statuses) <= {201, 409} and 201 in statuses, statuses
+    current = http.get(f"{v1}/deployments", params={"endpoint": endpoint, "current": "true"})
+    assert len(current.json()) == 1
