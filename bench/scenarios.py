@@ -1176,6 +1176,9 @@ def scenario_registry(ctx: Ctx) -> None:
     if last != str(N_VERSIONS):
         raise OpError(f"setup: last version is {last}, expected {N_VERSIONS}")
     setup_missing = []
+    # Custody's default policy wants the lineage tags on the source run before Staging.
+    for key in ("dataset_version", "git_commit", "triggered_by"):
+        c.post(f"{API}/runs/set-tag", {"run_id": run_id, "key": key, "value": "bench"})
     # Through Staging: Custody refuses None -> Production (MLflow accepts either path).
     for v, stage in (
         ("10", "Staging"),

@@ -184,6 +184,10 @@ def start_custody(workdir: Path, python: str, log, user: str, password: str, rol
         DJANGO_SETTINGS_MODULE=env.get("BENCH_DJANGO_SETTINGS", "config.settings.base"),
         DEBUG="false",
         LOG_LEVEL="WARNING",
+        # The registry scenario measures the registry, not the review: promotions need the
+        # lineage tags (the setup sets them) but no approval or model card.
+        CUSTODY_POLICY_PRODUCTION_APPROVALS="0",
+        CUSTODY_POLICY_REQUIRE_MODEL_CARD="0",
         PORT=str(port),
         PYTHONUNBUFFERED="1",
     )
