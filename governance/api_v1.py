@@ -308,3 +308,40 @@ class ReviewChainApi(APIView):
                 "requests": selectors.review_chain(mv),
             }
         )
+
+
+class TimelineApi(APIView):
+    access_rule = access.MODEL_READ
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "at",
+                str,
+                description="an ISO 8601 time (UTC if no offset): also answer what was in each "
+                "stage and under each alias at that instant",
+            )
+        ],
+        responses=OpenApiTypes.OBJECT,
+        summary="Which version was in Production, Staging and under each alias over time, "
+        "who moved it and on whose approval (read from the audit trail)",
+    )
+    def get(self, request, name: str):
+        from django.utils.dateparse import parse_datetime
+
+        from governance.timeline import model_timeline
+
+        model = registry_selectors.registered_model_get(name)
+        at = None
+        raw = request.query_params.get("at")
+        if raw:
+            at = parse_datetime(raw.strip().replace(" ", "+", 1) if "T" in raw else raw.strip())
+            if at is None:
+                raise InvalidParameterValue(
+                    f"'at' must be an ISO 8601 time such as 2026-03-03T12:00:00Z, not {raw[:40]!r}."
+                )
+            if at.tzinfo is None:
+                from datetime import UTC
+
+                at = at.replace(tzinfo=UTC)
+        return Response(model_timeline(model, at))

@@ -4,6 +4,7 @@ from governance import api_v1
 
 urlpatterns = [
     path("models/<str:name>/policy", api_v1.PolicyApi.as_view(), name="v1-model-policy"),
+    path("models/<str:name>/timeline", api_v1.TimelineApi.as_view(), name="v1-model-timeline"),
     path(
         "models/<str:name>/versions/<str:version>/card",
         api_v1.ModelCardApi.as_view(),

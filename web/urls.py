@@ -1,6 +1,6 @@
 from django.urls import path
 
-from web import views_account, views_governance, views_tracking
+from web import views_account, views_governance, views_registry, views_tracking
 
 app_name = "web"
 
@@ -14,6 +14,13 @@ urlpatterns = [
     path("experiments/<str:experiment_id>/", views_tracking.experiment_detail, name="experiment"),
     path("runs/<str:run_id>/", views_tracking.run_detail, name="run"),
     path("compare/", views_tracking.compare, name="compare"),
+    path("models/", views_registry.model_list, name="models"),
+    path("models/<str:name>/", views_registry.model_detail, name="model"),
+    path(
+        "models/<str:name>/versions/<str:version>/",
+        views_registry.version_detail,
+        name="version",
+    ),
     path("reviews/", views_governance.queue, name="reviews"),
     path("reviews/<int:request_id>/", views_governance.review, name="review"),
     path("reviews/<int:request_id>/act", views_governance.review_act, name="review-act"),

@@ -147,10 +147,7 @@ def review_act(request, request_id: int):
 
 
 def _version_url(mv: ModelVersion) -> str:
-    try:
-        return reverse("web:version", args=[mv.registered_model.name, mv.version])
-    except Exception:  # noqa: BLE001 - the version page may not be routed
-        return reverse("web:card", args=[mv.registered_model.name, mv.version])
+    return reverse("web:version", args=[mv.registered_model.name, mv.version])
 
 
 @page(access.MODEL_EDIT)

@@ -1,0 +1,99 @@
+"""Registry pages through Django's test client: the models list, a model's page with its
+versions, deployments and timeline, a version's page with its governance section; what a
+user may not read does not appear; lists cost a fixed number of queries."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from tests.governance.test_workflow import LINEAGE, fraud, new_run, people  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+
+def signed_in(persona) -> Client:
+    client = Client()
+    client.force_login(persona.user)
+    return client
+
+
+def test_models_list_model_and_version_pages(people, fraud):  # noqa: F811
+    alice = people["alice"]
+    people["admin"].put(
+        "models/fraud/policy", {"production_approvals": 0, "require_model_card": False}
+    )
+    alice.transition(1, "Staging")
+    alice.transition(1, "Production")
+    alice.transition(2, "Staging")
+    alice.mlflow("registered-models/alias", {"name": "fraud", "alias": "champion", "version": "1"})
+    alice.post("deployments", {"endpoint": "/predict", "model_uri": "models:/fraud/Production"})
+    browser = signed_in(alice)
+    listing = browser.get("/models/").content.decode()
+    assert 'href="/models/fraud/versions/1/"' in listing and "stage-production" in listing
+    assert "@champion → v1" in listing
+    page = browser.get("/models/fraud/").content.decode()
+    for expected in ('id="versions"', "/predict", 'id="timeline"', "Production", "v2"):
+        assert expected in page, expected
+    version = browser.get("/models/fraud/versions/1/").content.decode()
+    for expected in (
+        'id="version-stage">Production',
+        'id="review-chain"',
+        "@champion",
+        'id="lineage-link"',
+        "/predict",
+        "Edit the model card",
+    ):
+        assert expected in version, expected
+    assert browser.get("/models/fraud/versions/9/").status_code == 404
+
+
+def test_unreadable_models_do_not_appear(people, fraud):  # noqa: F811
+    grants = {
+        "grants": [
+            {"user": "alice", "level": "MANAGE"},
+            {"group": "data-scientist", "level": "NONE"},
+        ]
+    }
+    people["admin"].put("models/fraud/permissions", grants)
+    bob = signed_in(people["bob"])
+    assert "/models/fraud/" not in bob.get("/models/").content.decode()
+    assert bob.get("/models/fraud/").status_code == 404
+    assert bob.get("/models/fraud/versions/1/").status_code == 404
+    assert bob.get("/models/fraud/versions/1/card/").status_code == 404
+
+
+def test_read_only_users_are_not_offered_actions(people, fraud):  # noqa: F811
+    page = signed_in(people["bob"]).get("/models/fraud/versions/1/").content.decode()
+    assert 'id="request-form"' not in page and "Read the model card" in page
+    mine = signed_in(people["alice"]).get("/models/fraud/versions/1/").content.decode()
+    assert 'id="request-form"' in mine and '<option value="Staging">' in mine
+
+
+def test_registry_lists_cost_the_same_for_many_rows(people, fraud):  # noqa: F811
+    alice = people["alice"]
+    browser = signed_in(alice)
+    run_id = new_run(alice, LINEAGE)
+
+    def grow(start: int, count: int) -> None:
+        for i in range(start, start + count):
+            alice.mlflow("registered-models/create", {"name": f"m{i}"})
+            alice.mlflow("model-versions/create", {"name": f"m{i}", "source": f"runs:/{run_id}/m"})
+            alice.mlflow("model-versions/create", {"name": "fraud", "source": f"runs:/{run_id}/m"})
+            alice.mlflow("registered-models/alias", {"name": f"m{i}", "alias": "a", "version": "1"})
+
+    grow(0, 2)
+    with CaptureQueriesContext(connection) as few_list:
+        browser.get("/models/")
+    with CaptureQueriesContext(connection) as few_model:
+        browser.get("/models/fraud/")
+    grow(2, 6)
+    with CaptureQueriesContext(connection) as many_list:
+        listing = browser.get("/models/").content.decode()
+    with CaptureQueriesContext(connection) as many_model:
+        browser.get("/models/fraud/")
+    assert listing.count('href="/models/m') >= 8
+    assert len(many_list) == len(few_list)
+    assert len(many_model) == len(few_model)

@@ -1,0 +1,120 @@
+"""Pages for the registry: the models list, a model's page and a version's page. Each list
+is a fixed number of queries whatever its length."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from django.shortcuts import render
+
+from core import access
+from governance.timeline import model_timeline
+from registry import permissions as model_permissions
+from registry import selectors as registry_selectors
+from registry.models import (
+    Deployment,
+    ModelVersion,
+    ModelVersionTag,
+    RegisteredModel,
+    RegisteredModelAlias,
+    RegisteredModelTag,
+)
+from registry.transitions import Stage
+from web.pages import page
+from web.views_governance import governance_context
+
+MAX_MODELS = 500
+
+
+@page(access.AUTHENTICATED)
+def model_list(request):
+    query = request.GET.get("q", "").strip()[:200]
+    models = RegisteredModel.objects.filter(
+        model_permissions.readable_models_q(request.user)
+    ).order_by("name")
+    if query:
+        models = models.filter(name__icontains=query)
+    models = list(models[:MAX_MODELS])
+    ids = [m.pk for m in models]
+    serving: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for model_id, stage, version in (
+        ModelVersion.objects.filter(
+            registered_model_id__in=ids,
+            deleted=False,
+            current_stage__in=[Stage.PRODUCTION, Stage.STAGING],
+        )
+        .order_by("-version")
+        .values_list("registered_model_id", "current_stage", "version")
+    ):
+        serving[model_id][stage].append(version)
+    aliases: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for model_id, alias, version in (
+        RegisteredModelAlias.objects.filter(model_id__in=ids)
+        .order_by("alias")
+        .values_list("model_id", "alias", "version__version")
+    ):
+        aliases[model_id].append((alias, version))
+    rows = [
+        {
+            "model": m,
+            "production": serving[m.pk][Stage.PRODUCTION],
+            "staging": serving[m.pk][Stage.STAGING],
+            "aliases": aliases[m.pk],
+        }
+        for m in models
+    ]
+    return render(
+        request,
+        "web/model_list.html",
+        {"nav": "models", "rows": rows, "q": query, "truncated": len(models) == MAX_MODELS},
+    )
+
+
+@page(access.MODEL_READ)
+def model_detail(request, name: str):
+    from governance import policy as rules
+
+    model = registry_selectors.registered_model_get(name)
+    versions = list(
+        ModelVersion.objects.filter(registered_model=model, deleted=False).order_by("-version")
+    )
+    aliases: dict[int, list[str]] = defaultdict(list)
+    for version_id, alias in RegisteredModelAlias.objects.filter(model=model).values_list(
+        "version_id", "alias"
+    ):
+        aliases[version_id].append(alias)
+    deployments = list(
+        Deployment.objects.filter(version__registered_model=model, until__isnull=True)
+        .select_related("version")
+        .order_by("endpoint")
+    )
+    context = {
+        "nav": "models",
+        "model": model,
+        "versions": [{"mv": mv, "aliases": sorted(aliases[mv.pk])} for mv in versions],
+        "tags": sorted(RegisteredModelTag.objects.filter(model=model).values_list("key", "value")),
+        "deployments": deployments,
+        "policy": rules.payload(rules.policy_for(model)),
+        "can_manage": access.RANK[model_permissions.model_level(request.user, model.pk)]
+        >= access.RANK[access.MANAGE],
+    }
+    context["timeline"] = model_timeline(model)
+    return render(request, "web/model_detail.html", context)
+
+
+@page(access.MODEL_READ)
+def version_detail(request, name: str, version: str):
+    mv = registry_selectors.model_version_by_name(name, version)
+    context = governance_context(request.user, mv)
+    context.update(
+        {
+            "nav": "models",
+            "model": mv.registered_model,
+            "tags": sorted(ModelVersionTag.objects.filter(version=mv).values_list("key", "value")),
+            "aliases": sorted(
+                RegisteredModelAlias.objects.filter(version=mv).values_list("alias", flat=True)
+            ),
+            "deployments": list(Deployment.objects.filter(version=mv).order_by("-since")),
+        }
+    )
+    return render(request, "web/version_detail.html", context)
