@@ -38,11 +38,35 @@ class AuditEventAdmin(ReadOnlyAdmin):
         "model_name",
         "model_version",
     )
-    list_filter = ("outcome", "object_type", "auth_method")
+    list_filter = ("outcome", "object_type", "action", "auth_method")
     search_fields = ("actor_username", "action", "object_name", "model_name", "object_id")
     date_hierarchy = "created_at"
     ordering = ("-seq",)
     show_full_result_count = False
+    actions = ["export_csv", "export_jsonl"]
+
+    def _export(self, queryset, fmt: str):
+        from django.http import StreamingHttpResponse
+
+        from audit.export import csv_lines, event_rows, jsonl_lines
+
+        rows = event_rows(queryset.order_by("seq"))
+        if fmt == "csv":
+            body, kind = csv_lines(rows), "text/csv"
+        else:
+            body = jsonl_lines(rows, header={"source": "admin selection", "contiguous": False})
+            kind = "application/x-ndjson"
+        response = StreamingHttpResponse(body, content_type=kind)
+        response["Content-Disposition"] = f'attachment; filename="custody-audit-selection.{fmt}"'
+        return response
+
+    @admin.action(description="Export the selected events as CSV")
+    def export_csv(self, request, queryset):
+        return self._export(queryset, "csv")
+
+    @admin.action(description="Export the selected events as JSON Lines")
+    def export_jsonl(self, request, queryset):
+        return self._export(queryset, "jsonl")
 
 
 @admin.register(AuditCheckpoint)

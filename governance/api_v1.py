@@ -345,3 +345,81 @@ class TimelineApi(APIView):
 
                 at = at.replace(tzinfo=UTC)
         return Response(model_timeline(model, at))
+
+
+class AuditExportInput(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["csv", "jsonl"])
+    model = serializers.CharField(required=False, allow_blank=True)
+    version = serializers.IntegerField(required=False, allow_null=True)
+    actor = serializers.CharField(required=False, allow_blank=True)
+    action = serializers.CharField(required=False, allow_blank=True)
+    object_type = serializers.CharField(required=False, allow_blank=True)
+    outcome = serializers.CharField(required=False, allow_blank=True)
+    since = serializers.DateTimeField(required=False, allow_null=True)
+    until = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class AuditExportsApi(APIView):
+    access_rule = access.AUDIT_READ
+
+    @extend_schema(
+        request=AuditExportInput,
+        responses={202: OpenApiTypes.OBJECT},
+        summary="Export the audit trail in the background (a Celery task writes the file to "
+        "the artifact store); poll the export for its download link",
+    )
+    def post(self, request):
+        from governance import exports
+
+        data = AuditExportInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        fmt = values.pop("format")
+        filters = {k: (v or None) if not isinstance(v, int) else v for k, v in values.items()}
+        export = exports.export_create(user=request.user, filters=filters, fmt=fmt)
+        export.refresh_from_db()
+        return Response(exports.export_payload(export), status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Recent audit exports")
+    def get(self, request):
+        from governance import exports
+        from governance.models import AuditExport
+
+        recent = AuditExport.objects.select_related("requested_by").order_by("-pk")[:50]
+        return Response({"exports": [exports.export_payload(e) for e in recent]})
+
+
+class AuditExportApi(APIView):
+    access_rule = access.AUDIT_READ
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="One audit export: status, size, hash")
+    def get(self, request, export_id: int):
+        from governance import exports
+
+        return Response(exports.export_payload(exports.export_get(export_id)))
+
+
+class AuditExportDownloadApi(APIView):
+    access_rule = access.AUDIT_READ
+
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        summary="Download a finished audit export",
+    )
+    def get(self, request, export_id: int):
+        from django.http import StreamingHttpResponse
+
+        from governance import exports
+
+        export = exports.export_get(export_id)
+        response = StreamingHttpResponse(
+            exports.export_chunks(export),
+            content_type="text/csv" if export.format == "csv" else "application/x-ndjson",
+        )
+        response["Content-Disposition"] = (
+            f'attachment; filename="custody-audit-export-{export.pk}.{export.format}"'
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        if export.sha256:
+            response["X-Content-SHA256"] = export.sha256
+        return response

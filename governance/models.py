@@ -151,3 +151,35 @@ class ModelCard(models.Model):
 
     def missing_fields(self) -> list[str]:
         return [field for field in CARD_FIELDS if not getattr(self, field).strip()]
+
+
+class AuditExport(models.Model):
+    """A large audit export written by a Celery task to the artifact store. It lives here,
+    above tracking, because the artifact store does; the audit app stays at the bottom."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    format = models.CharField(max_length=8)
+    filters = models.JSONField(default=dict)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    row_count = models.BigIntegerField(null=True, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"audit export #{self.pk} ({self.format}, {self.status})"
+
+    @property
+    def storage_path(self) -> str:
+        # Server-chosen; no user input reaches the path.
+        return f"audit-exports/{self.pk}.{self.format}"

@@ -20,6 +20,17 @@ urlpatterns = [
         api_v1.ReviewChainApi.as_view(),
         name="v1-review-chain",
     ),
+    path("audit/exports", api_v1.AuditExportsApi.as_view(), name="v1-audit-exports"),
+    path(
+        "audit/exports/<int:export_id>",
+        api_v1.AuditExportApi.as_view(),
+        name="v1-audit-export",
+    ),
+    path(
+        "audit/exports/<int:export_id>/download",
+        api_v1.AuditExportDownloadApi.as_view(),
+        name="v1-audit-export-download",
+    ),
     path("transition-requests", api_v1.TransitionRequestsApi.as_view(), name="v1-requests"),
     path(
         "transition-requests/<int:request_id>",

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from web import views_account, views_governance, views_registry, views_tracking
+from web import views_account, views_audit, views_governance, views_registry, views_tracking
 
 app_name = "web"
 
@@ -21,6 +21,7 @@ urlpatterns = [
         views_registry.version_detail,
         name="version",
     ),
+    path("audit/", views_audit.audit_page, name="audit"),
     path("reviews/", views_governance.queue, name="reviews"),
     path("reviews/<int:request_id>/", views_governance.review, name="review"),
     path("reviews/<int:request_id>/act", views_governance.review_act, name="review-act"),

@@ -1,0 +1,157 @@
+"""Large audit exports: queued on commit, written by a Celery task to the artifact store in
+constant memory, downloaded by compliance officers and admins."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit import services as audit
+from audit.chain import format_time
+from audit.export import checkpoint_rows, csv_lines, event_rows, filtered_events, jsonl_lines
+from core.errors import InvalidParameterValue, ResourceDoesNotExist
+from governance.models import AuditExport
+from tracking.artifacts import get_artifact_store
+
+FORMATS = ("csv", "jsonl")
+
+
+def _jsonable_filters(filters: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (v.isoformat() if isinstance(v, datetime) else v)
+        for k, v in filters.items()
+        if v is not None
+    }
+
+
+def _filters_back(stored: dict[str, Any]) -> dict[str, Any]:
+    out = dict(stored)
+    for key in ("since", "until"):
+        if out.get(key):
+            out[key] = datetime.fromisoformat(out[key])
+    return out
+
+
+@transaction.atomic
+def export_create(*, user, filters: dict[str, Any], fmt: str) -> AuditExport:
+    if fmt not in FORMATS:
+        raise InvalidParameterValue(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
+    export = AuditExport.objects.create(
+        requested_by=user,
+        format=fmt,
+        filters=_jsonable_filters(filters),
+        created_at=timezone.now(),
+    )
+    audit.record(
+        action="audit.export.create",
+        object_type="audit_export",
+        object_id=export.pk,
+        after={"format": fmt, "filters": export.filters},
+    )
+    from governance.tasks import run_audit_export
+
+    export_id = export.pk
+    transaction.on_commit(lambda: run_audit_export.delay(export_id))
+    return export
+
+
+def export_run(export_id: int) -> AuditExport | None:
+    """Write the file. Idempotent: a finished export is left as it is; a re-delivered task
+    for a running one rewrites the same path atomically."""
+    with transaction.atomic():
+        export = AuditExport.objects.select_for_update().filter(pk=export_id).first()
+        if export is None or export.status == AuditExport.Status.DONE:
+            return export
+        export.status = AuditExport.Status.RUNNING
+        export.save(update_fields=["status"])
+    filters = _filters_back(export.filters)
+    qs = filtered_events(**filters)
+    digest, rows, size = hashlib.sha256(), 0, 0
+
+    def counted(source):
+        nonlocal rows
+        for row in source:
+            rows += 1
+            yield row
+
+    if export.format == "csv":
+        lines = csv_lines(counted(event_rows(qs)))
+    else:
+        contiguous = not any(
+            filters.get(k)
+            for k in ("model", "version", "actor", "action", "object_type", "outcome")
+        )
+        header = {
+            "exported_at": format_time(timezone.now()),
+            "filters": export.filters,
+            "contiguous": contiguous,
+            "checkpoints": checkpoint_rows(),
+        }
+        lines = jsonl_lines(counted(event_rows(qs)), header=header)
+    try:
+        with tempfile.TemporaryFile() as spool:
+            for line in lines:
+                data = line.encode("utf-8")
+                digest.update(data)
+                size += len(data)
+                spool.write(data)
+            spool.seek(0)
+            get_artifact_store().put(export.storage_path, spool, size, limit=size)
+    except Exception as exc:
+        AuditExport.objects.filter(pk=export.pk).update(
+            status=AuditExport.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+        raise
+    AuditExport.objects.filter(pk=export.pk).update(
+        status=AuditExport.Status.DONE,
+        finished_at=timezone.now(),
+        row_count=rows,
+        size_bytes=size,
+        sha256=digest.hexdigest(),
+    )
+    export.refresh_from_db()
+    return export
+
+
+def export_get(export_id: Any) -> AuditExport:
+    try:
+        number = int(str(export_id))
+    except ValueError:
+        number = 0
+    export = AuditExport.objects.select_related("requested_by").filter(pk=number).first()
+    if export is None:
+        raise ResourceDoesNotExist(f"Audit export {export_id} not found.")
+    return export
+
+
+def export_payload(export: AuditExport) -> dict[str, Any]:
+    return {
+        "id": export.pk,
+        "format": export.format,
+        "filters": export.filters,
+        "status": export.status,
+        "requested_by": export.requested_by.get_username(),
+        "created_at": export.created_at.isoformat(),
+        "finished_at": export.finished_at.isoformat() if export.finished_at else None,
+        "rows": export.row_count,
+        "size_bytes": export.size_bytes,
+        "sha256": export.sha256 or None,
+        "error": export.error or None,
+        "download": f"/api/v1/audit/exports/{export.pk}/download"
+        if export.status == AuditExport.Status.DONE
+        else None,
+    }
+
+
+def export_chunks(export: AuditExport):
+    if export.status != AuditExport.Status.DONE:
+        raise InvalidParameterValue(
+            f"Audit export {export.pk} is {export.status}; download it once it is done."
+        )
+    chunks, _ = get_artifact_store().open(export.storage_path)
+    return chunks

@@ -1,0 +1,158 @@
+"""Audit exports and pages for compliance officers: a background export written by the task
+to the artifact store and downloaded, verified from the file alone; the audit page with
+filters, export links and verification; the admin's export action; who may do what."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from governance.models import AuditExport
+from tests.governance.test_workflow import fraud, people, to_production_request  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+
+def signed_in(persona) -> Client:
+    client = Client()
+    client.force_login(persona.user)
+    return client
+
+
+def test_background_export_matches_the_stream_and_verifies_from_the_file(
+    people,
+    fraud,
+    tmp_path,
+    django_capture_on_commit_callbacks,  # noqa: F811
+):
+    to_production_request(people)
+    carl = people["carl"]
+    with django_capture_on_commit_callbacks(execute=True):
+        queued = carl.post("audit/exports", {"format": "csv"})
+    assert queued.status_code == 202, queued.content
+    export_id = queued.json()["id"]
+    shown = carl.get(f"audit/exports/{export_id}").json()
+    assert shown["status"] == "done" and shown["rows"] > 10
+    assert shown["download"] == f"/api/v1/audit/exports/{export_id}/download"
+    download = carl.client.get(shown["download"])
+    body = b"".join(download.streaming_content)
+    streamed = b"".join(
+        carl.client.get("/api/v1/audit/events", {"export": "csv"}).streaming_content
+    )
+    assert body == streamed
+    import hashlib
+
+    assert hashlib.sha256(body).hexdigest() == shown["sha256"] == download["X-Content-SHA256"]
+    path = tmp_path / "export.csv"
+    path.write_bytes(body)
+    from io import StringIO
+
+    out = StringIO()
+    call_command("verify_audit", "--file", str(path), stdout=out)
+    assert out.getvalue().startswith("OK:")
+    # Tampering with the downloaded file is detected from the file alone.
+    path.write_bytes(body.replace(b"alice", b"mallory", 1))
+    with pytest.raises(SystemExit):
+        call_command("verify_audit", "--file", str(path), stdout=StringIO())
+    # Re-running the task changes nothing (idempotent).
+    from governance.tasks import run_audit_export
+
+    run_audit_export(export_id)
+    assert AuditExport.objects.get(pk=export_id).sha256 == shown["sha256"]
+
+
+def test_exports_are_for_compliance_and_admins_only(people, fraud):  # noqa: F811
+    alice = people["alice"]
+    assert alice.post("audit/exports", {"format": "csv"}).status_code == 403
+    export = AuditExport.objects.create(
+        requested_by=people["carl"].user, format="csv", created_at="2026-01-01T00:00:00Z"
+    )
+    assert alice.get(f"audit/exports/{export.pk}/download").status_code == 403
+    bad = people["carl"].post("audit/exports", {"format": "xml"})
+    assert bad.status_code == 400
+    not_yet = people["carl"].get(f"audit/exports/{export.pk}/download")
+    assert not_yet.status_code == 400 and "queued" in not_yet.json()["error"]["message"]
+    # The export file is not reachable through the artifact proxy.
+    proxied = alice.client.get(f"/api/2.0/mlflow-artifacts/artifacts/audit-exports/{export.pk}.csv")
+    assert proxied.status_code in (400, 403, 404)
+
+
+def test_the_audit_page(people, fraud):  # noqa: F811
+    to_production_request(people)
+    carl = signed_in(people["carl"])
+    page = carl.get("/audit/", {"model": "fraud"}).content.decode()
+    assert "transition_request.create" in page and 'id="export-csv"' in page
+    assert "/api/v1/audit/events?model=fraud&amp;export=csv" in page
+    verified = carl.get("/audit/", {"verify": "1"}).content.decode()
+    assert "The chain verifies" in verified
+    bad = carl.get("/audit/", {"since": "last tuesday"}).content.decode()
+    assert 'id="audit-error"' in bad and "ISO 8601" in bad
+    assert signed_in(people["alice"]).get("/audit/").status_code == 403
+    assert signed_in(people["rita"]).get("/audit/").status_code == 403
+    queued = carl.post("/audit/", {"format": "jsonl", "model": "fraud"}, follow=True)
+    assert "queued" in queued.content.decode()
+    assert AuditExport.objects.get().filters == {"model": "fraud"}
+
+
+def test_admin_shows_the_trail_read_only_with_an_export_action(people, fraud):  # noqa: F811
+    from audit.models import AuditEvent
+
+    carl = signed_in(people["carl"])
+    changelist = carl.get("/admin/audit/auditevent/")
+    assert changelist.status_code == 200
+    event = AuditEvent.objects.order_by("seq").first()
+    exported = carl.post(
+        "/admin/audit/auditevent/",
+        {"action": "export_csv", "_selected_action": [event.pk]},
+    )
+    assert exported.status_code == 200
+    body = b"".join(exported.streaming_content).decode()
+    assert body.splitlines()[0].startswith("seq,") and len(body.splitlines()) == 2
+    change = carl.post(f"/admin/audit/auditevent/{event.pk}/change/", {"action": "x"})
+    assert change.status_code == 403
+    assert carl.post(f"/admin/audit/auditevent/{event.pk}/delete/").status_code == 403
+
+
+@pytest.mark.celery
+@pytest.mark.django_db(transaction=True)
+def test_export_on_a_real_worker():
+    import redis
+    from celery.contrib.testing.worker import start_worker
+
+    from accounts import services as accounts
+    from config.celery import app
+    from governance import exports
+    from tests.registry.test_concurrency_and_worker import _reset_producers
+
+    url = "redis://127.0.0.1:6379/14"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip("needs Redis on 127.0.0.1:6379 (make test starts it; CI has it)")
+    previous = dict(app.conf)
+    app.conf.update(task_always_eager=False, broker_url=url, result_backend=url)
+    _reset_producers(app)
+    try:
+        carl = accounts.user_create(username="carl", role="compliance")
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            export = exports.export_create(user=carl, filters={}, fmt="jsonl")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                export.refresh_from_db()
+                if export.status in ("done", "failed"):
+                    break
+                time.sleep(0.2)
+        assert export.status == "done", export.error
+        from tracking.artifacts import get_artifact_store
+
+        assert get_artifact_store().is_file(export.storage_path)
+    finally:
+        app.conf.update(
+            task_always_eager=previous["task_always_eager"],
+            broker_url=previous["broker_url"],
+            result_backend=previous["result_backend"],
+        )
+        _reset_producers(app)
