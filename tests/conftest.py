@@ -20,7 +20,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.s3_server", "tests.browser"]
+pytest_plugins = ["tests.s3_server", "tests.browser", "tests.personas"]
 
 
 def _free_port() -> int:

@@ -9,7 +9,7 @@ from django.test import Client
 
 from governance.models import TransitionRequest
 from registry.models import ModelVersion
-from tests.governance.test_workflow import FULL_CARD, fraud, people, to_production_request  # noqa: F401
+from tests.personas import FULL_CARD, to_production_request
 
 pytestmark = pytest.mark.django_db
 QUEUE = "/admin/governance/transitionrequest/"
@@ -21,7 +21,7 @@ def browser_for(persona) -> Client:
     return client
 
 
-def test_a_reviewer_takes_a_promotion_to_production_in_the_admin(people, fraud):  # noqa: F811
+def test_a_reviewer_takes_a_promotion_to_production_in_the_admin(people, fraud):
     alice = people["alice"]
     alice.put("models/fraud/versions/1/card", FULL_CARD)
     request_id = to_production_request(people)
@@ -52,7 +52,7 @@ def test_a_reviewer_takes_a_promotion_to_production_in_the_admin(people, fraud):
     assert TransitionRequest.objects.get(pk=request_id).status == "applied"
 
 
-def test_reject_in_the_admin_needs_a_reason(people, fraud):  # noqa: F811
+def test_reject_in_the_admin_needs_a_reason(people, fraud):
     request_id = to_production_request(people)
     rita = browser_for(people["rita"])
     page = rita.post(f"{QUEUE}{request_id}/decide/", {"decision": "reject"}, follow=True)
@@ -62,7 +62,7 @@ def test_reject_in_the_admin_needs_a_reason(people, fraud):  # noqa: F811
     assert TransitionRequest.objects.get(pk=request_id).status == "rejected"
 
 
-def test_who_sees_the_console(people, fraud):  # noqa: F811
+def test_who_sees_the_console(people, fraud):
     request_id = to_production_request(people)
     # Data scientists are not staff: the admin sends them to sign in.
     assert browser_for(people["alice"]).get(QUEUE).status_code == 302
@@ -85,7 +85,7 @@ def test_who_sees_the_console(people, fraud):  # noqa: F811
     )
 
 
-def test_the_stage_cannot_be_edited_in_the_admin(people, fraud):  # noqa: F811
+def test_the_stage_cannot_be_edited_in_the_admin(people, fraud):
     admin = browser_for(people["admin"])
     version = ModelVersion.objects.get(version=1)
     url = f"/admin/registry/modelversion/{version.pk}/change/"
@@ -95,7 +95,7 @@ def test_the_stage_cannot_be_edited_in_the_admin(people, fraud):  # noqa: F811
     assert ModelVersion.objects.get(version=1).current_stage == "None"
 
 
-def test_model_cards_are_edited_in_the_admin_through_the_service(people, fraud):  # noqa: F811
+def test_model_cards_are_edited_in_the_admin_through_the_service(people, fraud):
     from audit.models import AuditEvent
 
     people["alice"].put("models/fraud/versions/1/card", {"intended_use": "x"})

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from governance.models import AuditExport
-from tests.governance.test_workflow import fraud, people, to_production_request  # noqa: F401
+from tests.personas import to_production_request
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ def test_background_export_matches_the_stream_and_verifies_from_the_file(
     people,
     fraud,
     tmp_path,
-    django_capture_on_commit_callbacks,  # noqa: F811
+    django_capture_on_commit_callbacks,
 ):
     to_production_request(people)
     carl = people["carl"]
@@ -64,7 +64,7 @@ def test_background_export_matches_the_stream_and_verifies_from_the_file(
     assert AuditExport.objects.get(pk=export_id).sha256 == shown["sha256"]
 
 
-def test_exports_are_for_compliance_and_admins_only(people, fraud):  # noqa: F811
+def test_exports_are_for_compliance_and_admins_only(people, fraud):
     alice = people["alice"]
     assert alice.post("audit/exports", {"format": "csv"}).status_code == 403
     export = AuditExport.objects.create(
@@ -80,7 +80,7 @@ def test_exports_are_for_compliance_and_admins_only(people, fraud):  # noqa: F81
     assert proxied.status_code in (400, 403, 404)
 
 
-def test_the_audit_page(people, fraud):  # noqa: F811
+def test_the_audit_page(people, fraud):
     to_production_request(people)
     carl = signed_in(people["carl"])
     page = carl.get("/audit/", {"model": "fraud"}).content.decode()
@@ -97,7 +97,7 @@ def test_the_audit_page(people, fraud):  # noqa: F811
     assert AuditExport.objects.get().filters == {"model": "fraud"}
 
 
-def test_admin_shows_the_trail_read_only_with_an_export_action(people, fraud):  # noqa: F811
+def test_admin_shows_the_trail_read_only_with_an_export_action(people, fraud):
     from audit.models import AuditEvent
 
     carl = signed_in(people["carl"])

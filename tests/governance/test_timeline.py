@@ -10,12 +10,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.governance.test_workflow import FULL_CARD, fraud, people, to_production_request  # noqa: F401
+from tests.personas import FULL_CARD, to_production_request
 
 pytestmark = pytest.mark.django_db
 
 
-def test_timeline_shows_who_moved_what_and_on_whose_approval(people, fraud):  # noqa: F811
+def test_timeline_shows_who_moved_what_and_on_whose_approval(people, fraud):
     alice, rita, carl = people["alice"], people["rita"], people["carl"]
     for version in (1, 2):
         alice.put(f"models/fraud/versions/{version}/card", FULL_CARD)
@@ -52,7 +52,7 @@ def test_timeline_shows_who_moved_what_and_on_whose_approval(people, fraud):  # 
     assert bad.status_code == 400 and "ISO 8601" in bad.json()["error"]["message"]
 
 
-def test_timeline_survives_a_rename_and_respects_permissions(people, fraud):  # noqa: F811
+def test_timeline_survives_a_rename_and_respects_permissions(people, fraud):
     alice, admin = people["alice"], people["admin"]
     admin.put(
         "models/fraud/policy",

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from governance.models import ModelCard, TransitionRequest
 from registry.models import ModelVersion
-from tests.governance.test_workflow import FULL_CARD, fraud, people  # noqa: F401
+from tests.personas import FULL_CARD
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +22,7 @@ def signed_in(persona) -> Client:
     return client
 
 
-def test_request_review_and_approve_in_the_browser_pages(people, fraud):  # noqa: F811
+def test_request_review_and_approve_in_the_browser_pages(people, fraud):
     alice, rita = signed_in(people["alice"]), signed_in(people["rita"])
     people["alice"].put("models/fraud/versions/1/card", FULL_CARD)
     staged = alice.post("/models/fraud/versions/1/request", {"stage": "Staging"}, follow=True)
@@ -54,7 +54,7 @@ def test_request_review_and_approve_in_the_browser_pages(people, fraud):  # noqa
     assert ModelVersion.objects.get(version=1).current_stage == "Production"
 
 
-def test_what_is_not_offered_is_refused(people, fraud):  # noqa: F811
+def test_what_is_not_offered_is_refused(people, fraud):
     bob, carl = signed_in(people["bob"]), signed_in(people["carl"])
     # Bob may read alice's model but not change it: the form is refused.
     refused = bob.post("/models/fraud/versions/1/request", {"stage": "Staging"})
@@ -75,7 +75,7 @@ def test_what_is_not_offered_is_refused(people, fraud):  # noqa: F811
     assert carl.post("/models/fraud/versions/1/card/", FULL_CARD).status_code == 403
 
 
-def test_the_model_card_form(people, fraud):  # noqa: F811
+def test_the_model_card_form(people, fraud):
     alice = signed_in(people["alice"])
     form = alice.get("/models/fraud/versions/1/card/").content.decode()
     assert "pre-filled from the version" in form and "val_auc: 0.95" in form
@@ -85,9 +85,9 @@ def test_the_model_card_form(people, fraud):  # noqa: F811
     assert "complete" in saved.content.decode()
 
 
-def test_the_queue_costs_the_same_for_many_requests(people):  # noqa: F811
+def test_the_queue_costs_the_same_for_many_requests(people):
     alice = people["alice"]
-    from tests.governance.test_workflow import LINEAGE, new_run
+    from tests.personas import LINEAGE, new_run
 
     run_id = new_run(alice, LINEAGE)
     rita = signed_in(people["rita"])

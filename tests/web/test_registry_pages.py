@@ -9,7 +9,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from tests.governance.test_workflow import LINEAGE, fraud, new_run, people  # noqa: F401
+from tests.personas import LINEAGE, new_run
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +20,7 @@ def signed_in(persona) -> Client:
     return client
 
 
-def test_models_list_model_and_version_pages(people, fraud):  # noqa: F811
+def test_models_list_model_and_version_pages(people, fraud):
     alice = people["alice"]
     people["admin"].put(
         "models/fraud/policy", {"production_approvals": 0, "require_model_card": False}
@@ -50,7 +50,7 @@ def test_models_list_model_and_version_pages(people, fraud):  # noqa: F811
     assert browser.get("/models/fraud/versions/9/").status_code == 404
 
 
-def test_unreadable_models_do_not_appear(people, fraud):  # noqa: F811
+def test_unreadable_models_do_not_appear(people, fraud):
     grants = {
         "grants": [
             {"user": "alice", "level": "MANAGE"},
@@ -65,14 +65,14 @@ def test_unreadable_models_do_not_appear(people, fraud):  # noqa: F811
     assert bob.get("/models/fraud/versions/1/card/").status_code == 404
 
 
-def test_read_only_users_are_not_offered_actions(people, fraud):  # noqa: F811
+def test_read_only_users_are_not_offered_actions(people, fraud):
     page = signed_in(people["bob"]).get("/models/fraud/versions/1/").content.decode()
     assert 'id="request-form"' not in page and "Read the model card" in page
     mine = signed_in(people["alice"]).get("/models/fraud/versions/1/").content.decode()
     assert 'id="request-form"' in mine and '<option value="Staging">' in mine
 
 
-def test_registry_lists_cost_the_same_for_many_rows(people, fraud):  # noqa: F811
+def test_registry_lists_cost_the_same_for_many_rows(people, fraud):
     alice = people["alice"]
     browser = signed_in(alice)
     run_id = new_run(alice, LINEAGE)
