@@ -1,0 +1,221 @@
+"""Audit benchmark, one command:
+
+    .venv/bin/python bench/audit_bench.py                    # SQLite file in a temp dir
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/custody_bench_audit \\
+        .venv/bin/python bench/audit_bench.py --events 1000000
+
+(a) What the audit write adds to a stage transition: the registry's transition service
+    (None <-> Staging on one version, each a full transaction with the row lock) timed with
+    auditing on, then with `audit.services.record` replaced by a no-op. p50/p95 in ms.
+(b) Export throughput: N events with a valid chain are bulk-inserted (not timed), then the
+    CSV export the API and `export_audit` use is streamed and counted; events/s and the
+    process's peak RSS before and after the stream (constant memory: it must not grow with N).
+    Then the same stream is verified (events/s).
+
+The database named by DATABASE_URL is dropped and recreated (PostgreSQL) or a fresh SQLite
+file is used. Prints a Markdown table."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _fresh_database(url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup(workdir: Path) -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith("postgres"):
+        _fresh_database(url)
+    else:
+        url = f"sqlite:///{workdir / 'audit-bench.sqlite3'}"
+        os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    os.environ.setdefault("CUSTODY_DATA_DIR", str(workdir))
+    os.environ.setdefault("SECRET_KEY", "audit-bench-" + "x" * 40)
+    os.environ.pop("REDIS_URL", None)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return url.split("@")[-1] if "@" in url else url
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bench_transitions(rounds: int) -> dict[str, tuple[float, float]]:
+    from unittest import mock
+
+    from audit import services as audit_services
+    from governance.models import ModelPolicy
+    from registry import services
+    from tracking import services as tracking
+
+    run = tracking.run_create(experiment_id="0", user_id="b", run_name="r", start_time=1, tags=[])
+    services.registered_model_create(name="bench")
+    services.model_version_create(name="bench", source=f"runs:/{run.run_id}/m")
+    ModelPolicy.objects.create(model_id=1, required_tags=[], production_approvals=0)
+
+    def timed() -> list[float]:
+        samples = []
+        for i in range(rounds):
+            target = "Staging" if i % 2 == 0 else "None"
+            start = time.perf_counter()
+            services.model_version_transition_stage(name="bench", version=1, stage=target)
+            samples.append((time.perf_counter() - start) * 1000)
+        return samples
+
+    timed()  # warm-up
+    with_audit = timed()
+    with mock.patch.object(audit_services, "record", lambda **kwargs: None):
+        without = timed()
+    return {
+        "with audit": (statistics.median(with_audit), percentile(with_audit, 0.95)),
+        "without audit (record patched to a no-op)": (
+            statistics.median(without),
+            percentile(without, 0.95),
+        ),
+    }
+
+
+def insert_events(count: int) -> None:
+    """A valid chain of `count` events, bulk-inserted past the service (setup only)."""
+    from datetime import UTC, datetime, timedelta
+
+    from django.db import transaction
+
+    from audit.chain import event_hash, format_time
+    from audit.models import AuditChainHead, AuditEvent
+
+    head = AuditChainHead.objects.get(pk=1)
+    seq, prev = head.last_seq, head.last_hash
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    batch: list[AuditEvent] = []
+    for i in range(count):
+        seq += 1
+        created = base + timedelta(milliseconds=i)
+        content = {
+            "seq": seq,
+            "created_at": format_time(created),
+            "actor_user_id": 1,
+            "actor_username": "bench",
+            "auth_method": "token",
+            "token_id": 1,
+            "action": "model_version.tag.set",
+            "outcome": "success",
+            "object_type": "model_version",
+            "object_id": str(i % 5000),
+            "object_name": f"fraud/{i % 5000}",
+            "model_name": f"model-{i % 50}",
+            "model_version": i % 5000,
+            "before": None,
+            "after": {"stage_note": f"value {i}"},
+            "reason": "",
+            "request_id": f"req-{i}",
+            "client_ip": "127.0.0.1",
+            "user_agent": "bench",
+            "prev_hash": prev,
+        }
+        prev = event_hash(content)
+        batch.append(AuditEvent(**{**content, "created_at": created}, hash=prev))
+        if len(batch) == 5000:
+            AuditEvent.objects.bulk_create(batch)
+            batch = []
+    if batch:
+        AuditEvent.objects.bulk_create(batch)
+    with transaction.atomic():
+        AuditChainHead.objects.filter(pk=1).update(last_seq=seq, last_hash=prev)
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_export(count: int) -> dict[str, float]:
+    from audit.export import csv_lines, event_rows, filtered_events, parse_csv
+    from audit.verify import verify_events
+
+    start = time.perf_counter()
+    insert_events(count)
+    seeded = time.perf_counter() - start
+    rss_before = rss_mb()
+    start = time.perf_counter()
+    total_bytes, lines = 0, 0
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
+        for line in csv_lines(event_rows(filtered_events())):
+            total_bytes += len(line)
+            lines += 1
+            spool.write(line)
+        exported = time.perf_counter() - start
+        rss_after = rss_mb()
+        spool.seek(0)
+        start = time.perf_counter()
+        result = verify_events(parse_csv(spool), contiguous=True)
+        verified = time.perf_counter() - start
+    if not result.ok:
+        raise SystemExit(f"the exported chain does not verify: {result.as_dict()}")
+    events = lines - 1
+    return {
+        "events": events,
+        "seed_s": seeded,
+        "export_s": exported,
+        "export_events_per_s": events / exported,
+        "export_mb": total_bytes / 1e6,
+        "verify_events_per_s": result.checked / verified,
+        "peak_rss_before_mb": rss_before,
+        "peak_rss_after_mb": rss_after,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=400)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        database = setup(Path(tmp))
+        transitions = bench_transitions(args.rounds)
+        export = bench_export(args.events)
+    print(f"# Audit benchmark ({database}, {args.rounds} transitions, {args.events:,} events)\n")
+    print("| measurement | p50 ms | p95 ms |\n|---|---|---|")
+    for label, (p50, p95) in transitions.items():
+        print(f"| transition None<->Staging, {label} | {p50:.2f} | {p95:.2f} |")
+    p50_on, p50_off = transitions["with audit"][0], next(iter(list(transitions.values())[1:]))[0]
+    print(f"\nThe audit write adds {p50_on - p50_off:.2f} ms at p50 ({p50_on / p50_off:.2f}x).\n")
+    print("| export | value |\n|---|---|")
+    print(f"| events exported | {export['events']:,} ({export['export_mb']:.0f} MB of CSV) |")
+    print(f"| seeding (setup, not measured) | {export['seed_s']:.0f} s |")
+    print(f"| CSV export throughput | {export['export_events_per_s']:,.0f} events/s |")
+    print(f"| verification of the exported file | {export['verify_events_per_s']:,.0f} events/s |")
+    print(
+        f"| peak RSS before / after the export | {export['peak_rss_before_mb']:.0f} MB / "
+        f"{export['peak_rss_after_mb']:.0f} MB |"
+    )
+
+
+if __name__ == "__main__":
+    main()
