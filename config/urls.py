@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/v1/", include("audit.urls_v1")),
     path("api/v1/", include("registry.urls_v1")),
     path("api/v1/", include("governance.urls_v1")),
+    path("api/v1/", include("lineage.urls_v1")),
     *mlflow_api.urlpatterns(),
     path("", include("web.urls")),
 ]

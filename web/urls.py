@@ -1,6 +1,13 @@
 from django.urls import path
 
-from web import views_account, views_audit, views_governance, views_registry, views_tracking
+from web import (
+    views_account,
+    views_audit,
+    views_governance,
+    views_lineage,
+    views_registry,
+    views_tracking,
+)
 
 app_name = "web"
 
@@ -22,6 +29,7 @@ urlpatterns = [
         name="version",
     ),
     path("audit/", views_audit.audit_page, name="audit"),
+    path("lineage/", views_lineage.lineage_page, name="lineage"),
     path("reviews/", views_governance.queue, name="reviews"),
     path("reviews/<int:request_id>/", views_governance.review, name="review"),
     path("reviews/<int:request_id>/act", views_governance.review_act, name="review-act"),

@@ -166,7 +166,20 @@ def run_detail(request, run_id: str):
             "parent": parent,
             "children": children,
             "chart_data": _histories([run.run_id]),
+            "produced_versions": _produced_versions(request.user, run.run_id),
         },
+    )
+
+
+def _produced_versions(user, run_id: str) -> list:
+    from registry.models import ModelVersion
+    from registry.permissions import readable_models_q
+
+    return list(
+        ModelVersion.objects.filter(run_id=run_id, deleted=False)
+        .filter(readable_models_q(user, "registered_model"))
+        .select_related("registered_model")
+        .order_by("registered_model__name", "version")[:50]
     )
 
 

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "tracking",
     "registry",
     "governance",
+    "lineage",
     "web",
 ]
 LOGIN_URL = "/login/"

@@ -1,0 +1,103 @@
+"""What differs between two versions of a model: datasets, code, params, metrics, tags,
+model card and approvals. The "why did it regress" query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from governance import selectors as governance
+from governance.models import CARD_FIELDS
+from lineage.graph import up
+from registry.models import ModelVersion, ModelVersionTag
+from tracking.models import LatestMetric, Param, RunTag
+
+
+def _facts(mv: ModelVersion) -> dict[str, Any]:
+    run_id = mv.run_id
+    datasets = (
+        sorted(
+            {
+                s.removeprefix("dataset:")
+                for s, _, _ in up({f"run:{run_id}"})
+                if s.startswith("dataset:")
+            }
+        )
+        if run_id
+        else []
+    )
+    tags = dict(RunTag.objects.filter(run_id=run_id).values_list("key", "value")) if run_id else {}
+    card, saved = governance.card_get(mv)
+    return {
+        "version": mv.version,
+        "stage": mv.current_stage,
+        "run_id": run_id or None,
+        "datasets": datasets,
+        "commit": tags.get("git_commit") or tags.get("mlflow.source.git.commit") or None,
+        "params": dict(Param.objects.filter(run_id=run_id).values_list("key", "value")),
+        "metrics": {
+            k: (None if nan else v)
+            for k, v, nan in LatestMetric.objects.filter(run_id=run_id).values_list(
+                "key", "value", "is_nan"
+            )
+        },
+        "tags": {
+            **{k: v for k, v in tags.items() if not k.startswith("mlflow.")},
+            **{
+                f"version.{k}": v
+                for k, v in ModelVersionTag.objects.filter(version=mv).values_list("key", "value")
+            },
+        },
+        "card": {f: getattr(card, f) for f in CARD_FIELDS} if saved else None,
+        "approvals": [
+            {
+                "request": r["id"],
+                "to_stage": r["to_stage"],
+                "status": r["status"],
+                "reviews": r["reviews"],
+            }
+            for r in governance.review_chain(mv)
+        ],
+    }
+
+
+def _mapping_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    keys = sorted(set(a) | set(b))
+    return {
+        "added": {k: b[k] for k in keys if k not in a},
+        "removed": {k: a[k] for k in keys if k not in b},
+        "changed": {
+            k: {"from": a[k], "to": b[k]} for k in keys if k in a and k in b and a[k] != b[k]
+        },
+        "same": sorted(k for k in keys if k in a and k in b and a[k] == b[k]),
+    }
+
+
+def version_diff(a: ModelVersion, b: ModelVersion) -> dict[str, Any]:
+    fa, fb = _facts(a), _facts(b)
+    metric_changes = {}
+    for key in sorted(set(fa["metrics"]) & set(fb["metrics"])):
+        va, vb = fa["metrics"][key], fb["metrics"][key]
+        if va != vb:
+            metric_changes[key] = {
+                "from": va,
+                "to": vb,
+                "delta": None if va is None or vb is None else vb - va,
+            }
+    metrics = _mapping_diff(fa["metrics"], fb["metrics"])
+    metrics["changed"] = metric_changes
+    return {
+        "model": a.registered_model.name,
+        "a": {k: fa[k] for k in ("version", "stage", "run_id")},
+        "b": {k: fb[k] for k in ("version", "stage", "run_id")},
+        "datasets": {
+            "only_in_a": sorted(set(fa["datasets"]) - set(fb["datasets"])),
+            "only_in_b": sorted(set(fb["datasets"]) - set(fa["datasets"])),
+            "both": sorted(set(fa["datasets"]) & set(fb["datasets"])),
+        },
+        "commit": {"a": fa["commit"], "b": fb["commit"], "changed": fa["commit"] != fb["commit"]},
+        "params": _mapping_diff(fa["params"], fb["params"]),
+        "metrics": metrics,
+        "tags": _mapping_diff(fa["tags"], fb["tags"]),
+        "card": _mapping_diff(fa["card"] or {}, fb["card"] or {}),
+        "approvals": {"a": fa["approvals"], "b": fb["approvals"]},
+    }

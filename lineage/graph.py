@@ -1,0 +1,430 @@
+"""The lineage graph, read from what clients already send: datasets (log_input, and the
+`dataset_version` tag or param), code commits (tags), runs, logged models, model versions
+and deployments, plus declared links. Edges point downstream (input -> output).
+
+Traversal is breadth-first and set-based: each hop runs a fixed number of queries for the
+whole frontier, never one per node. Nodes the caller may not read are redacted."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q
+
+from core import grants as grant_helpers
+from core.errors import InvalidParameterValue
+from lineage.models import LineageLink
+from registry.models import Deployment, ModelVersion, RegisteredModel, RegisteredModelPermission
+from tracking.models import LatestMetric, LoggedModel, Param, Run, RunInput, RunOutput, RunTag
+from tracking.permissions import unreadable_experiment_ids
+
+KINDS = ("dataset", "commit", "run", "logged-model", "version", "deployment")
+MAX_DEPTH = 10
+MAX_NODES = 2000
+COMMIT_TAGS = ("git_commit", "mlflow.source.git.commit")
+DATASET_KEY = "dataset_version"
+# "orders_v2.1" -> dataset "orders", version "v2.1"; several joined by "+".
+_TOKEN = re.compile(r"^(?P<name>.+?)_(?P<version>v\d[\w.\-]*)$")
+_ID = re.compile(r"^(?P<kind>[a-z\-]+):(?P<key>.+)$")
+
+
+def parse_dataset_tokens(value: str) -> list[tuple[str, str]]:
+    """[(name, version)] named by a dataset_version value; version "" when none is given."""
+    out = []
+    for token in (t.strip() for t in value.split("+")):
+        if not token:
+            continue
+        match = _TOKEN.match(token)
+        out.append((match["name"], match["version"]) if match else (token, ""))
+    return out
+
+
+def dataset_id(name: str, version: str) -> str:
+    return f"dataset:{name}@{version}" if version else f"dataset:{name}"
+
+
+def parse_node(node_id: Any) -> tuple[str, str]:
+    if not isinstance(node_id, str) or len(node_id) > 600:
+        raise InvalidParameterValue("A node id such as 'version:fraud/3' is required.")
+    match = _ID.match(node_id)
+    if not match or match["kind"] not in KINDS:
+        raise InvalidParameterValue(
+            f"Invalid node id {node_id[:80]!r}: use one of {', '.join(k + ':…' for k in KINDS)}, "
+            "e.g. dataset:orders@v2.1, commit:b7d9e4, run:<run_id>, logged-model:m-…, "
+            "version:fraud/3, deployment:/predict."
+        )
+    kind, key = match["kind"], match["key"]
+    if kind == "version" and not re.match(r"^.+/\d{1,9}$", key):
+        raise InvalidParameterValue(f"A version node is version:<model>/<number>, not {node_id!r}.")
+    return kind, key
+
+
+@dataclass
+class Graph:
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    edges: set[tuple[str, str, str]] = field(default_factory=set)
+    truncated: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "nodes": list(self.nodes.values()),
+            "edges": [{"from": s, "to": t, "kind": k} for s, t, k in sorted(self.edges)],
+            "truncated": self.truncated,
+        }
+
+
+class Access:
+    """What the caller may read, computed once per query."""
+
+    def __init__(self, user):
+        self.hidden_experiments = set(unreadable_experiment_ids(user) or ())
+        self.hidden_models = set(
+            grant_helpers.hidden_ids(
+                user,
+                RegisteredModelPermission,
+                "model",
+                RegisteredModel.objects.all(),
+                settings.CUSTODY_DEFAULT_PERMISSION,
+            )
+            or ()
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# One hop for a whole frontier. Each function answers edges (source, target, kind).
+
+
+def _split(frontier: set[str]) -> dict[str, set[str]]:
+    by_kind: dict[str, set[str]] = defaultdict(set)
+    for node in frontier:
+        kind, key = parse_node(node)
+        by_kind[kind].add(key)
+    return by_kind
+
+
+def _runs_with_tag_values(keys: tuple[str, ...], values: set[str]) -> list[tuple[str, str, str]]:
+    """(run_id, key, value) of runs whose tag or param `key` equals one of `values`."""
+    rows = list(
+        RunTag.objects.filter(key__in=keys, value__in=values).values_list("run_id", "key", "value")
+    )
+    rows += Param.objects.filter(key__in=keys, value__in=values).values_list(
+        "run_id", "key", "value"
+    )
+    return rows
+
+
+def _dataset_tag_runs(tokens: set[str], names: set[str]) -> list[tuple[str, str]]:
+    """(run_id, dataset_version value) of runs naming one of `tokens` (alone or joined with
+    '+'), or any version of one of `names`; the caller re-parses to keep exact matches."""
+    if not tokens and not names:
+        return []
+    query = Q()
+    for token in tokens:
+        query |= (
+            Q(value=token)
+            | Q(value__startswith=f"{token}+")
+            | Q(value__endswith=f"+{token}")
+            | Q(value__contains=f"+{token}+")
+        )
+    for name in names:
+        query |= Q(value__contains=name)
+    rows = list(RunTag.objects.filter(query, key=DATASET_KEY).values_list("run_id", "value"))
+    rows += Param.objects.filter(query, key=DATASET_KEY).values_list("run_id", "value")
+    return rows
+
+
+def down(frontier: set[str]) -> set[tuple[str, str, str]]:
+    edges: set[tuple[str, str, str]] = set()
+    by_kind = _split(frontier)
+    datasets = by_kind.get("dataset", set())
+    if datasets:
+        named = defaultdict(set)
+        tokens = {}
+        for key in datasets:
+            name, _, version = key.partition("@")
+            named[name].add(version)
+            tokens[f"{name}_{version}" if version else name] = key
+        for run_id, name, digest, context in RunInput.objects.filter(
+            dataset__name__in=list(named)
+        ).values_list("run_id", "dataset__name", "dataset__digest", "context"):
+            if "" in named[name] or digest in named[name]:
+                source = dataset_id(name, digest if digest in named[name] else "")
+                edges.add((source, f"run:{run_id}", context or "input"))
+        any_version = {name for name, versions in named.items() if "" in versions}
+        exact = {t for t, key in tokens.items() if "@" in key}
+        for run_id, value in _dataset_tag_runs(exact, any_version):
+            for name, version in parse_dataset_tokens(value):
+                token = f"{name}_{version}" if version else name
+                if token in exact:
+                    edges.add((dataset_id(name, version), f"run:{run_id}", DATASET_KEY))
+                elif name in any_version:
+                    edges.add((dataset_id(name, ""), f"run:{run_id}", DATASET_KEY))
+    commits = by_kind.get("commit", set())
+    if commits:
+        query = Q()
+        for sha in commits:
+            query |= Q(value__startswith=sha) if len(sha) < 40 else Q(value=sha)
+        for run_id, value in RunTag.objects.filter(query, key__in=COMMIT_TAGS).values_list(
+            "run_id", "value"
+        ):
+            sha = next(c for c in commits if value.startswith(c))
+            edges.add((f"commit:{sha}", f"run:{run_id}", "code"))
+    runs = by_kind.get("run", set())
+    if runs:
+        for model_id, run_id in LoggedModel.objects.filter(source_run_id__in=runs).values_list(
+            "model_id", "source_run_id"
+        ):
+            edges.add((f"run:{run_id}", f"logged-model:{model_id}", "output"))
+        for run_id, model_id in RunOutput.objects.filter(run_id__in=runs).values_list(
+            "run_id", "model_id"
+        ):
+            edges.add((f"run:{run_id}", f"logged-model:{model_id}", "output"))
+        for name, number, run_id in ModelVersion.objects.filter(
+            run_id__in=runs, deleted=False
+        ).values_list("registered_model__name", "version", "run_id"):
+            edges.add((f"run:{run_id}", f"version:{name}/{number}", "registered"))
+    logged = by_kind.get("logged-model", set())
+    if logged:
+        for name, number, model_id in ModelVersion.objects.filter(
+            model_id__in=logged, deleted=False
+        ).values_list("registered_model__name", "version", "model_id"):
+            edges.add((f"logged-model:{model_id}", f"version:{name}/{number}", "registered"))
+    versions = by_kind.get("version", set())
+    if versions:
+        for name, number, endpoint in Deployment.objects.filter(
+            _version_q(versions, "version__")
+        ).values_list("version__registered_model__name", "version__version", "endpoint"):
+            edges.add((f"version:{name}/{number}", f"deployment:{endpoint}", "serves"))
+    edges |= _declared(frontier, "source")
+    return edges
+
+
+def up(frontier: set[str]) -> set[tuple[str, str, str]]:
+    edges: set[tuple[str, str, str]] = set()
+    by_kind = _split(frontier)
+    deployments = by_kind.get("deployment", set())
+    if deployments:
+        for endpoint, name, number in Deployment.objects.filter(
+            endpoint__in=deployments
+        ).values_list("endpoint", "version__registered_model__name", "version__version"):
+            edges.add((f"version:{name}/{number}", f"deployment:{endpoint}", "serves"))
+    versions = by_kind.get("version", set())
+    if versions:
+        for name, number, run_id, model_id in ModelVersion.objects.filter(
+            _version_q(versions, "")
+        ).values_list("registered_model__name", "version", "run_id", "model_id"):
+            if run_id:
+                edges.add((f"run:{run_id}", f"version:{name}/{number}", "registered"))
+            if model_id:
+                edges.add((f"logged-model:{model_id}", f"version:{name}/{number}", "registered"))
+    logged = by_kind.get("logged-model", set())
+    if logged:
+        for model_id, run_id in LoggedModel.objects.filter(
+            model_id__in=logged, source_run__isnull=False
+        ).values_list("model_id", "source_run_id"):
+            edges.add((f"run:{run_id}", f"logged-model:{model_id}", "output"))
+    runs = by_kind.get("run", set())
+    if runs:
+        for run_id, name, digest, context in RunInput.objects.filter(run_id__in=runs).values_list(
+            "run_id", "dataset__name", "dataset__digest", "context"
+        ):
+            edges.add((dataset_id(name, digest), f"run:{run_id}", context or "input"))
+        tag_rows = list(
+            RunTag.objects.filter(run_id__in=runs, key__in=(DATASET_KEY, *COMMIT_TAGS)).values_list(
+                "run_id", "key", "value"
+            )
+        )
+        tag_rows += Param.objects.filter(run_id__in=runs, key=DATASET_KEY).values_list(
+            "run_id", "key", "value"
+        )
+        for run_id, key, value in tag_rows:
+            if key == DATASET_KEY:
+                for name, version in parse_dataset_tokens(value):
+                    edges.add((dataset_id(name, version), f"run:{run_id}", DATASET_KEY))
+            elif value.strip():
+                edges.add((f"commit:{value.strip()[:40]}", f"run:{run_id}", "code"))
+    edges |= _declared(frontier, "target")
+    return edges
+
+
+def _version_q(versions: set[str], prefix: str) -> Q:
+    query = Q()
+    for key in versions:
+        name, _, number = key.rpartition("/")
+        query |= Q(**{f"{prefix}registered_model__name": name, f"{prefix}version": int(number)})
+    return query & Q(**{f"{prefix}deleted": False})
+
+
+def _declared(frontier: set[str], side: str) -> set[tuple[str, str, str]]:
+    rows = LineageLink.objects.filter(**{f"{side}__in": frontier}).values_list(
+        "source", "target", "kind"
+    )
+    return set(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Facts about nodes, batched per kind, with redaction.
+
+
+def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
+    by_kind = _split(node_ids)
+    facts: dict[str, dict[str, Any]] = {}
+    for key in by_kind.get("dataset", ()):
+        name, _, version = key.partition("@")
+        facts[f"dataset:{key}"] = {
+            "kind": "dataset",
+            "label": key,
+            "name": name,
+            "version": version,
+        }
+    for key in by_kind.get("commit", ()):
+        facts[f"commit:{key}"] = {"kind": "commit", "label": key[:12], "commit": key}
+    runs = by_kind.get("run", set())
+    if runs:
+        metrics = defaultdict(dict)
+        for run_id, metric, value in LatestMetric.objects.filter(
+            run_id__in=runs, is_nan=False
+        ).values_list("run_id", "key", "value")[: 20 * len(runs)]:
+            metrics[run_id][metric] = value
+        for run in Run.objects.filter(run_id__in=runs).values(
+            "run_id", "name", "experiment_id", "user_id", "status", "start_time"
+        ):
+            node = f"run:{run['run_id']}"
+            if run["experiment_id"] in access.hidden_experiments:
+                continue
+            facts[node] = {
+                "kind": "run",
+                "label": run["name"] or run["run_id"][:8],
+                "run_id": run["run_id"],
+                "experiment_id": str(run["experiment_id"]),
+                "user": run["user_id"],
+                "status": run["status"],
+                "start_time": run["start_time"],
+                "metrics": dict(sorted(metrics[run["run_id"]].items())[:10]),
+            }
+    logged = by_kind.get("logged-model", set())
+    if logged:
+        for model in LoggedModel.objects.filter(model_id__in=logged).values(
+            "model_id", "name", "experiment_id", "source_run_id"
+        ):
+            if model["experiment_id"] in access.hidden_experiments:
+                continue
+            facts[f"logged-model:{model['model_id']}"] = {
+                "kind": "logged-model",
+                "label": model["name"] or model["model_id"],
+                "model_id": model["model_id"],
+                "source_run": model["source_run_id"],
+            }
+    versions = by_kind.get("version", set())
+    if versions:
+        for mv in ModelVersion.objects.filter(_version_q(versions, "")).values(
+            "registered_model_id", "registered_model__name", "version", "current_stage", "run_id"
+        ):
+            if mv["registered_model_id"] in access.hidden_models:
+                continue
+            name = mv["registered_model__name"]
+            facts[f"version:{name}/{mv['version']}"] = {
+                "kind": "version",
+                "label": f"{name} v{mv['version']}",
+                "model": name,
+                "version": mv["version"],
+                "stage": mv["current_stage"],
+                "run_id": mv["run_id"] or None,
+            }
+    deployments = by_kind.get("deployment", set())
+    if deployments:
+        rows = Deployment.objects.filter(endpoint__in=deployments).order_by("endpoint", "-since")
+        decided: set[str] = set()
+        for d in rows.values(
+            "endpoint",
+            "until",
+            "since",
+            "version__registered_model_id",
+            "version__registered_model__name",
+            "version__version",
+        ):
+            node = f"deployment:{d['endpoint']}"
+            if node in decided:
+                continue  # the newest deployment decides
+            decided.add(node)
+            if d["version__registered_model_id"] in access.hidden_models:
+                continue  # a hidden model hides the endpoint
+            serving = f"{d['version__registered_model__name']} v{d['version__version']}"
+            facts[node] = {
+                "kind": "deployment",
+                "label": d["endpoint"],
+                "endpoint": d["endpoint"],
+                "serving": serving if d["until"] is None else None,
+                "since": d["since"].isoformat(),
+            }
+    return facts
+
+
+def traverse(start: str, direction: str, depth: int, user) -> Graph:
+    if direction not in ("up", "down", "both"):
+        raise InvalidParameterValue("direction must be 'up', 'down' or 'both'.")
+    if not 0 <= depth <= MAX_DEPTH:
+        raise InvalidParameterValue(f"depth must be from 0 to {MAX_DEPTH}.")
+    parse_node(start)
+    access = Access(user)
+    graph = Graph()
+    seen = {start}
+    frontiers = {"up": {start}, "down": {start}}
+    for _ in range(depth):
+        for way in ("up", "down"):
+            if direction not in (way, "both") or not frontiers[way]:
+                continue
+            edges = (up if way == "up" else down)(frontiers[way])
+            nxt = set()
+            for edge in edges:
+                graph.edges.add(edge)
+                other = edge[0] if way == "up" else edge[1]
+                if other not in seen:
+                    seen.add(other)
+                    nxt.add(other)
+            frontiers[way] = nxt
+        if len(seen) > MAX_NODES:
+            graph.truncated = True
+            break
+    facts = describe(seen, access)
+    redacted: dict[str, str] = {}
+    for node in sorted(seen):
+        if node in facts:
+            graph.nodes[node] = {"id": node, **facts[node]}
+        elif parse_node(node)[0] in ("run", "logged-model", "version", "deployment"):
+            placeholder = f"redacted:{len(redacted) + 1}"
+            redacted[node] = placeholder
+            graph.nodes[placeholder] = {
+                "id": placeholder,
+                "kind": parse_node(node)[0],
+                "redacted": True,
+                "label": "not visible to you",
+            }
+        else:
+            graph.nodes[node] = {"id": node, "kind": parse_node(node)[0], "label": node}
+    if redacted:
+        graph.edges = {(redacted.get(s, s), redacted.get(t, t), k) for s, t, k in graph.edges}
+    graph.nodes[redacted.get(start, start)]["root"] = True
+    return graph
+
+
+def impact(dataset: str, version: str | None, user) -> dict[str, Any]:
+    """Everything downstream of a dataset: runs, model versions (with stage), deployments."""
+    if not dataset or len(dataset) > 500:
+        raise InvalidParameterValue("A dataset name is required.")
+    start = dataset_id(dataset, version or "")
+    graph = traverse(start, "down", MAX_DEPTH, user)
+    groups: dict[str, list[dict[str, Any]]] = {"runs": [], "versions": [], "deployments": []}
+    for node in graph.nodes.values():
+        kind = node["kind"]
+        if kind == "run":
+            groups["runs"].append(node)
+        elif kind == "version":
+            groups["versions"].append(node)
+        elif kind == "deployment":
+            groups["deployments"].append(node)
+    return {"dataset": start, **groups, "truncated": graph.truncated}

@@ -1,0 +1,204 @@
+"""Lineage over HTTP: from an endpoint back to datasets and code, impact of a dataset,
+version diffs, declared links, redaction of what the caller may not read, bounded queries
+per hop, and the lineage page."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from audit.models import AuditEvent
+from lineage.graph import parse_dataset_tokens
+from tests.personas import LINEAGE, new_run
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def served(people, fraud):
+    """fraud v1 (run with orders_v2.1, commit b7d9e4a) serves /predict; v2 comes from a run
+    trained on orders_v2.1+users_v3.0 at another commit."""
+    alice, admin = people["alice"], people["admin"]
+    alice.mlflow(
+        "runs/log-inputs",
+        {
+            "run_id": fraud,
+            "datasets": [
+                {
+                    "dataset": {
+                        "name": "orders",
+                        "digest": "d1g35t",
+                        "source_type": "local",
+                        "source": "{}",
+                    },
+                    "tags": [{"key": "mlflow.data.context", "value": "training"}],
+                }
+            ],
+        },
+    )
+    other = new_run(
+        alice,
+        {**LINEAGE, "dataset_version": "orders_v2.1+users_v3.0", "git_commit": "c0ffee1"},
+        {"val_auc": 0.91},
+    )
+    alice.mlflow("runs/log-batch", {"run_id": other, "params": [{"key": "depth", "value": "8"}]})
+    alice.mlflow("runs/log-batch", {"run_id": fraud, "params": [{"key": "depth", "value": "6"}]})
+    ModelVersionRun = __import__("registry.models", fromlist=["ModelVersion"]).ModelVersion
+    ModelVersionRun.objects.filter(version=2).update(run_id=other)
+    admin.put("models/fraud/policy", {"production_approvals": 0, "require_model_card": False})
+    alice.transition(1, "Staging")
+    alice.transition(1, "Production")
+    assert (
+        alice.post(
+            "deployments", {"endpoint": "/predict", "model_uri": "models:/fraud/Production"}
+        ).status_code
+        == 201
+    )
+    return {"v1_run": fraud, "v2_run": other}
+
+
+def ids(body) -> set[str]:
+    return {n["id"] for n in body["nodes"]}
+
+
+def test_dataset_version_values_name_several_datasets():
+    assert parse_dataset_tokens("orders_v2.1+users_v3.0") == [("orders", "v2.1"), ("users", "v3.0")]
+    assert parse_dataset_tokens("snapshot-2026") == [("snapshot-2026", "")]
+    assert parse_dataset_tokens(" a_v1 + ") == [("a", "v1")]
+
+
+def test_from_an_endpoint_back_to_its_datasets_and_code(people, served):
+    body = (
+        people["carl"]
+        .get("lineage", {"node": "deployment:/predict", "direction": "up", "depth": "5"})
+        .json()
+    )
+    nodes = ids(body)
+    for expected in (
+        "deployment:/predict",
+        "version:fraud/1",
+        f"run:{served['v1_run']}",
+        "dataset:orders@v2.1",
+        "dataset:orders@d1g35t",
+        "commit:b7d9e4a",
+    ):
+        assert expected in nodes, expected
+    assert f"run:{served['v2_run']}" not in nodes  # v2 is not deployed
+    kinds = {(e["from"], e["to"]): e["kind"] for e in body["edges"]}
+    assert kinds[("version:fraud/1", "deployment:/predict")] == "serves"
+    assert kinds[("dataset:orders@d1g35t", f"run:{served['v1_run']}")] == "training"
+    assert kinds[("commit:b7d9e4a", f"run:{served['v1_run']}")] == "code"
+    version = next(n for n in body["nodes"] if n["id"] == "version:fraud/1")
+    assert version["stage"] == "Production"
+    deployment = next(n for n in body["nodes"] if n["id"] == "deployment:/predict")
+    assert deployment["serving"] == "fraud v1" and deployment["root"] is True
+
+
+def test_impact_of_a_dataset(people, served):
+    carl = people["carl"]
+    body = carl.get("lineage/impact", {"dataset": "orders", "version": "v2.1"}).json()
+    assert {n["run_id"] for n in body["runs"]} == {served["v1_run"], served["v2_run"]}
+    assert {(v["model"], v["version"], v["stage"]) for v in body["versions"]} == {
+        ("fraud", 1, "Production"),
+        ("fraud", 2, "None"),
+    }
+    assert [d["endpoint"] for d in body["deployments"]] == ["/predict"]
+    users = carl.get("lineage/impact", {"dataset": "users", "version": "v3.0"}).json()
+    assert [v["version"] for v in users["versions"]] == [2] and users["deployments"] == []
+    every = carl.get("lineage/impact", {"dataset": "orders"}).json()
+    assert len(every["runs"]) == 2
+    assert carl.get("lineage/impact", {"dataset": "nothing"}).json()["runs"] == []
+
+
+def test_diff_of_two_versions(people, served):
+    body = people["carl"].get("models/fraud/versions/1/diff/2").json()
+    assert body["commit"] == {"a": "b7d9e4a", "b": "c0ffee1", "changed": True}
+    assert "users@v3.0" in body["datasets"]["only_in_b"]
+    assert "orders@v2.1" in body["datasets"]["both"]
+    assert body["params"]["changed"]["depth"] == {"from": "6", "to": "8"}
+    auc = body["metrics"]["changed"]["val_auc"]
+    assert auc["from"] == 0.95 and auc["to"] == 0.91 and round(auc["delta"], 2) == -0.04
+    assert body["approvals"]["a"][-1]["to_stage"] == "Production"
+    assert body["approvals"]["b"] == []
+    assert people["carl"].get("models/fraud/versions/1/diff/9").status_code == 404
+
+
+def test_unreadable_nodes_are_redacted(people, served):
+    grants = {
+        "grants": [
+            {"user": "alice", "level": "MANAGE"},
+            {"group": "data-scientist", "level": "NONE"},
+        ]
+    }
+    people["admin"].put("models/fraud/permissions", grants)
+    body = (
+        people["bob"]
+        .get("lineage", {"node": f"run:{served['v1_run']}", "direction": "down", "depth": "3"})
+        .json()
+    )
+    redacted = [n for n in body["nodes"] if n.get("redacted")]
+    assert {n["kind"] for n in redacted} == {"version", "deployment"}
+    assert all(set(n) == {"id", "kind", "redacted", "label"} for n in redacted)
+    text = str(body)
+    assert "fraud" not in text and "/predict" not in text
+
+
+def test_traversal_costs_a_fixed_number_of_queries_per_hop(people, served):
+    alice, carl = people["alice"], people["carl"]
+    params = {"dataset": "orders", "version": "v2.1"}
+    with CaptureQueriesContext(connection) as few:
+        carl.get("lineage/impact", params)
+    for _ in range(8):
+        new_run(alice, LINEAGE)
+    with CaptureQueriesContext(connection) as many:
+        body = carl.get("lineage/impact", params).json()
+    assert len(body["runs"]) == 10
+    assert len(many) == len(few), len(many)
+
+
+def test_bad_requests_are_explained(people, served):
+    carl = people["carl"]
+    for params, words in (
+        ({"node": "model:fraud"}, "Invalid node id"),
+        ({"node": "version:fraud"}, "version:<model>/<number>"),
+        ({"node": "run:x", "depth": "11"}, "depth must be from 0 to 10"),
+        ({"node": "run:x", "direction": "sideways"}, "direction must be"),
+        ({"node": "run:x", "depth": "deep"}, "whole number"),
+    ):
+        response = carl.get("lineage", params)
+        assert response.status_code == 400 and words in response.json()["error"]["message"]
+
+
+def test_declared_links(people, served):
+    alice = people["alice"]
+    link = {
+        "source": "dataset:raw_orders@v7",
+        "target": "dataset:orders@v2.1",
+        "kind": "derived_from",
+    }
+    assert alice.post("lineage/links", link).status_code == 201
+    assert alice.post("lineage/links", link).status_code == 400
+    assert AuditEvent.objects.filter(action="lineage.link.create").count() == 1
+    body = alice.get(
+        "lineage", {"node": f"run:{served['v1_run']}", "direction": "up", "depth": "2"}
+    ).json()
+    assert "dataset:raw_orders@v7" in ids(body)
+    refused = people["bob"].post(
+        "lineage/links",
+        {"source": f"run:{served['v1_run']}", "target": "dataset:x@v1", "kind": "wrote"},
+    )
+    assert refused.status_code == 403
+
+
+def test_the_lineage_page(people, served):
+    client = Client()
+    client.force_login(people["carl"].user)
+    page = client.get("/lineage/", {"node": "deployment:/predict"}).content.decode()
+    assert "<svg" in page and 'href="/lineage/?node=version:fraud/1"' in page
+    assert 'data-node="dataset:orders@v2.1"' in page
+    bad = client.get("/lineage/", {"node": "nonsense"}).content.decode()
+    assert 'id="lineage-error"' in bad and "Invalid node id" in bad
+    run_page = client.get(f"/runs/{served['v1_run']}/").content.decode()
+    assert f"/lineage/?node=run:{served['v1_run']}" in run_page and "fraud v1" in run_page
