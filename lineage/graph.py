@@ -124,12 +124,7 @@ def _dataset_tag_runs(tokens: set[str], names: set[str]) -> list[tuple[str, str]
         return []
     query = Q()
     for token in tokens:
-        query |= (
-            Q(value=token)
-            | Q(value__startswith=f"{token}+")
-            | Q(value__endswith=f"+{token}")
-            | Q(value__contains=f"+{token}+")
-        )
+        query |= Q(value__contains=token)  # a superset: the caller keeps exact tokens only
     for name in names:
         query |= Q(value__contains=name)
     rows = list(RunTag.objects.filter(query, key=DATASET_KEY).values_list("run_id", "value"))
@@ -198,7 +193,8 @@ def down(frontier: set[str]) -> set[tuple[str, str, str]]:
         for name, number, endpoint in Deployment.objects.filter(
             _version_q(versions, "version__")
         ).values_list("version__registered_model__name", "version__version", "endpoint"):
-            edges.add((f"version:{name}/{number}", f"deployment:{endpoint}", "serves"))
+            if _wanted(versions, name, number):
+                edges.add((f"version:{name}/{number}", f"deployment:{endpoint}", "serves"))
     edges |= _declared(frontier, "source")
     return edges
 
@@ -217,6 +213,8 @@ def up(frontier: set[str]) -> set[tuple[str, str, str]]:
         for name, number, run_id, model_id in ModelVersion.objects.filter(
             _version_q(versions, "")
         ).values_list("registered_model__name", "version", "run_id", "model_id"):
+            if not _wanted(versions, name, number):
+                continue
             if run_id:
                 edges.add((f"run:{run_id}", f"version:{name}/{number}", "registered"))
             if model_id:
@@ -252,11 +250,24 @@ def up(frontier: set[str]) -> set[tuple[str, str, str]]:
 
 
 def _version_q(versions: set[str], prefix: str) -> Q:
-    query = Q()
+    """Versions named "model/number": two IN lists (a superset, one index-friendly query)
+    instead of one OR per version; callers keep the exact pairs with `_wanted`."""
+    names, numbers = set(), set()
     for key in versions:
         name, _, number = key.rpartition("/")
-        query |= Q(**{f"{prefix}registered_model__name": name, f"{prefix}version": int(number)})
-    return query & Q(**{f"{prefix}deleted": False})
+        names.add(name)
+        numbers.add(int(number))
+    return Q(
+        **{
+            f"{prefix}registered_model__name__in": names,
+            f"{prefix}version__in": numbers,
+            f"{prefix}deleted": False,
+        }
+    )
+
+
+def _wanted(versions: set[str], name: str, number: int) -> bool:
+    return f"{name}/{number}" in versions
 
 
 def _declared(frontier: set[str], side: str) -> set[tuple[str, str, str]]:
@@ -324,6 +335,8 @@ def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
         for mv in ModelVersion.objects.filter(_version_q(versions, "")).values(
             "registered_model_id", "registered_model__name", "version", "current_stage", "run_id"
         ):
+            if not _wanted(versions, mv["registered_model__name"], mv["version"]):
+                continue
             if mv["registered_model_id"] in access.hidden_models:
                 continue
             name = mv["registered_model__name"]
