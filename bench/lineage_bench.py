@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from audit_bench import percentile, setup  # noqa: E402
+from audit_bench import analyze, percentile, setup  # noqa: E402
 
 
 def seed(runs: int, datasets: int, versions: int, deployments: int) -> None:
@@ -127,6 +127,7 @@ def main() -> None:
         database = setup(Path(tmp))
         started = time.perf_counter()
         seed(args.runs, args.datasets, args.versions, args.deployments)
+        analyze()
         seeded = time.perf_counter() - started
         from accounts import services as accounts
         from lineage import graph

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from audit_bench import percentile, setup  # noqa: E402
+from audit_bench import analyze, percentile, setup  # noqa: E402
 
 
 def seed(runs: int) -> int:
@@ -74,6 +74,7 @@ def main() -> None:
         call_command("collectstatic", "--noinput", verbosity=0)  # pages use hashed names
         started = time.perf_counter()
         exp_id = seed(args.runs)
+        analyze()
         seeded = time.perf_counter() - started
         from django.test import Client
 
