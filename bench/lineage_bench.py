@@ -40,8 +40,10 @@ def seed(runs: int, datasets: int, versions: int, deployments: int) -> None:
     User.objects.create_user("owner")
     experiments = [
         Experiment.objects.create(
-            name=f"exp-{i}", artifact_location=f"mlflow-artifacts:/{i + 1}",
-            creation_time=1, last_update_time=1,
+            name=f"exp-{i}",
+            artifact_location=f"mlflow-artifacts:/{i + 1}",
+            creation_time=1,
+            last_update_time=1,
         )
         for i in range(10)
     ]
@@ -56,8 +58,12 @@ def seed(runs: int, datasets: int, versions: int, deployments: int) -> None:
         for start in range(0, runs, batch):
             rows = [
                 Run(
-                    run_id=f"{i:032x}", experiment=experiments[i % 10], name=f"run-{i}",
-                    user_id="owner", start_time=i, artifact_uri="mlflow-artifacts:/x",
+                    run_id=f"{i:032x}",
+                    experiment=experiments[i % 10],
+                    name=f"run-{i}",
+                    user_id="owner",
+                    start_time=i,
+                    artifact_uri="mlflow-artifacts:/x",
                 )
                 for i in range(start, min(runs, start + batch))
             ]
@@ -73,14 +79,20 @@ def seed(runs: int, datasets: int, versions: int, deployments: int) -> None:
                 tags.append(RunTag(run_id=f"{i:032x}", key="dataset_version", value=value))
                 tags.append(RunTag(run_id=f"{i:032x}", key="git_commit", value=f"{i % 5000:040x}"))
                 if i % 5 == 0:
-                    inputs.append(RunInput(run_id=f"{i:032x}", dataset=dataset_rows[d],
-                                           context="training"))
+                    inputs.append(
+                        RunInput(run_id=f"{i:032x}", dataset=dataset_rows[d], context="training")
+                    )
             RunTag.objects.bulk_create(tags)
             RunInput.objects.bulk_create(inputs)
         models = RegisteredModel.objects.bulk_create(
             [
-                RegisteredModel(name=f"model-{m}", name_key=f"model-{m}", creation_timestamp=1,
-                                last_updated_timestamp=1, last_version=versions // 500)
+                RegisteredModel(
+                    name=f"model-{m}",
+                    name_key=f"model-{m}",
+                    creation_timestamp=1,
+                    last_updated_timestamp=1,
+                    last_version=versions // 500,
+                )
                 for m in range(500)
             ]
         )
@@ -88,9 +100,12 @@ def seed(runs: int, datasets: int, versions: int, deployments: int) -> None:
         mvs = ModelVersion.objects.bulk_create(
             [
                 ModelVersion(
-                    registered_model=models[v % 500], version=v // 500 + 1,
-                    source=f"runs:/{v * stride:032x}/model", storage_location="x",
-                    run_id=f"{v * stride:032x}", creation_timestamp=1,
+                    registered_model=models[v % 500],
+                    version=v // 500 + 1,
+                    source=f"runs:/{v * stride:032x}/model",
+                    storage_location="x",
+                    run_id=f"{v * stride:032x}",
+                    creation_timestamp=1,
                     last_updated_timestamp=1,
                 )
                 for v in range(versions)
@@ -99,8 +114,12 @@ def seed(runs: int, datasets: int, versions: int, deployments: int) -> None:
         now = timezone.now()
         Deployment.objects.bulk_create(
             [
-                Deployment(endpoint=f"/predict-{e}", version=mvs[e * (versions // deployments)],
-                           model_uri="models:/x/1", since=now)
+                Deployment(
+                    endpoint=f"/predict-{e}",
+                    version=mvs[e * (versions // deployments)],
+                    model_uri="models:/x/1",
+                    since=now,
+                )
                 for e in range(deployments)
             ]
         )
@@ -159,8 +178,10 @@ def main() -> None:
         f"{len(sizes['runs'])} runs, {len(sizes['versions'])} versions, "
         f"{len(sizes['deployments'])} deployments |"
     )
-    print(f"| depth-5 ancestry of a deployment | {ancestry[0]:.1f} | {ancestry[1]:.1f} | "
-          f"{nodes} nodes |")
+    print(
+        f"| depth-5 ancestry of a deployment | {ancestry[0]:.1f} | {ancestry[1]:.1f} | "
+        f"{nodes} nodes |"
+    )
 
 
 if __name__ == "__main__":

@@ -38,26 +38,46 @@ def seed(runs: int) -> int:
             ids = range(start, min(runs, start + batch))
             Run.objects.bulk_create(
                 [
-                    Run(run_id=f"{i:032x}", experiment=experiment, name=f"run-{i}",
-                        user_id="scientist", start_time=1_700_000_000_000 + i,
-                        artifact_uri="mlflow-artifacts:/x", status="FINISHED")
+                    Run(
+                        run_id=f"{i:032x}",
+                        experiment=experiment,
+                        name=f"run-{i}",
+                        user_id="scientist",
+                        start_time=1_700_000_000_000 + i,
+                        artifact_uri="mlflow-artifacts:/x",
+                        status="FINISHED",
+                    )
                     for i in ids
                 ]
             )
             Param.objects.bulk_create(
-                [Param(run_id=f"{i:032x}", key=k, value=str(v))
-                 for i in ids for k, v in (("lr", i % 7 / 100), ("depth", i % 9),
-                                           ("optimizer", "adam" if i % 3 else "sgd"))]
+                [
+                    Param(run_id=f"{i:032x}", key=k, value=str(v))
+                    for i in ids
+                    for k, v in (
+                        ("lr", i % 7 / 100),
+                        ("depth", i % 9),
+                        ("optimizer", "adam" if i % 3 else "sgd"),
+                    )
+                ]
             )
             LatestMetric.objects.bulk_create(
-                [LatestMetric(run_id=f"{i:032x}", key=k, value=v, timestamp=1, step=0)
-                 for i in ids for k, v in (("loss", (i % 1000) / 1000),
-                                           ("accuracy", ((i * 7) % 1000) / 1000),
-                                           ("val_auc", ((i * 13) % 1000) / 1000))]
+                [
+                    LatestMetric(run_id=f"{i:032x}", key=k, value=v, timestamp=1, step=0)
+                    for i in ids
+                    for k, v in (
+                        ("loss", (i % 1000) / 1000),
+                        ("accuracy", ((i * 7) % 1000) / 1000),
+                        ("val_auc", ((i * 13) % 1000) / 1000),
+                    )
+                ]
             )
             RunTag.objects.bulk_create(
-                [RunTag(run_id=f"{i:032x}", key=k, value=v)
-                 for i in ids for k, v in (("team", f"t{i % 5}"), ("cohort", f"c{i % 200}"))]
+                [
+                    RunTag(run_id=f"{i:032x}", key=k, value=v)
+                    for i in ids
+                    for k, v in (("team", f"t{i % 5}"), ("cohort", f"c{i % 200}"))
+                ]
             )
     return experiment.experiment_id
 
@@ -88,16 +108,21 @@ def main() -> None:
             "runs table, first page (newest first)": (f"/experiments/{exp_id}/", {}),
             "runs table with 3 metric columns, sorted by a metric": (
                 f"/experiments/{exp_id}/",
-                {"col": ["metrics.val_auc", "metrics.loss", "params.lr"],
-                 "order": "metrics.val_auc DESC"},
+                {
+                    "col": ["metrics.val_auc", "metrics.loss", "params.lr"],
+                    "order": "metrics.val_auc DESC",
+                },
             ),
             "runs table filtered (metric and param)": (
                 f"/experiments/{exp_id}/",
-                {"filter": "metrics.loss < 0.5 and params.optimizer = 'adam'",
-                 "col": ["metrics.loss"]},
+                {
+                    "filter": "metrics.loss < 0.5 and params.optimizer = 'adam'",
+                    "col": ["metrics.loss"],
+                },
             ),
             "runs table filtered by tag": (
-                f"/experiments/{exp_id}/", {"filter": "tags.cohort = 'c42'"}
+                f"/experiments/{exp_id}/",
+                {"filter": "tags.cohort = 'c42'"},
             ),
             "models list": ("/models/", {}),
         }
@@ -111,8 +136,10 @@ def main() -> None:
                 client.get(path, params)
                 samples.append((time.perf_counter() - start) * 1000)
             rows.append((label, statistics.median(samples), percentile(samples, 0.95)))
-    print(f"# Page loads ({database}; {args.runs:,} runs in one experiment, seeded in "
-          f"{seeded:.0f} s; Django test client, signed in)\n")
+    print(
+        f"# Page loads ({database}; {args.runs:,} runs in one experiment, seeded in "
+        f"{seeded:.0f} s; Django test client, signed in)\n"
+    )
     print("| page | p50 ms | p95 ms |\n|---|---|---|")
     for label, p50, p95 in rows:
         print(f"| {label} | {p50:.1f} | {p95:.1f} |")

@@ -20,6 +20,11 @@ urlpatterns = [
     path("experiments/", views_tracking.experiment_list, name="experiments"),
     path("experiments/<str:experiment_id>/", views_tracking.experiment_detail, name="experiment"),
     path("runs/<str:run_id>/", views_tracking.run_detail, name="run"),
+    path(
+        "runs/<str:run_id>/artifact-image",
+        views_tracking.run_artifact_image,
+        name="run-artifact-image",
+    ),
     path("compare/", views_tracking.compare, name="compare"),
     path("models/", views_registry.model_list, name="models"),
     path("models/<str:name>/", views_registry.model_detail, name="model"),
@@ -30,6 +35,16 @@ urlpatterns = [
     ),
     path("audit/", views_audit.audit_page, name="audit"),
     path("lineage/", views_lineage.lineage_page, name="lineage"),
+    path(
+        "models/<str:name>/versions/<str:a>/diff/<str:b>/",
+        views_registry.version_diff,
+        name="version-diff",
+    ),
+    path(
+        "models/<str:name>/versions/<str:version>/diff/",
+        views_registry.version_diff_pick,
+        name="version-diff-pick",
+    ),
     path("reviews/", views_governance.queue, name="reviews"),
     path("reviews/<int:request_id>/", views_governance.review, name="review"),
     path("reviews/<int:request_id>/act", views_governance.review_act, name="review-act"),

@@ -115,6 +115,37 @@ def version_detail(request, name: str, version: str):
                 RegisteredModelAlias.objects.filter(version=mv).values_list("alias", flat=True)
             ),
             "deployments": list(Deployment.objects.filter(version=mv).order_by("-since")),
+            "other_versions": list(
+                ModelVersion.objects.filter(registered_model=mv.registered_model, deleted=False)
+                .exclude(pk=mv.pk)
+                .order_by("-version")
+                .values_list("version", "current_stage")[:200]
+            ),
         }
     )
     return render(request, "web/version_detail.html", context)
+
+
+@page(access.MODEL_READ)
+def version_diff(request, name: str, a: str, b: str):
+    from lineage.diff import version_diff as diff
+
+    va = registry_selectors.model_version_by_name(name, a)
+    vb = registry_selectors.model_version_by_name(name, b)
+    return render(
+        request,
+        "web/version_diff.html",
+        {"nav": "models", "model": va.registered_model, "diff": diff(va, vb)},
+    )
+
+
+@page(access.MODEL_READ)
+def version_diff_pick(request, name: str, version: str):
+    from django.http import HttpResponseRedirect
+    from django.urls import reverse
+
+    other = registry_selectors.parse_version(request.GET.get("other", ""))
+    mv = registry_selectors.model_version_by_name(name, version)
+    return HttpResponseRedirect(
+        reverse("web:version-diff", args=[mv.registered_model.name, other, mv.version])
+    )

@@ -167,8 +167,94 @@ def run_detail(request, run_id: str):
             "children": children,
             "chart_data": _histories([run.run_id]),
             "produced_versions": _produced_versions(request.user, run.run_id),
+            **_artifacts(run, request.GET.get("artifacts", "")),
         },
     )
+
+
+PREVIEW_BYTES = 64 * 1024
+TEXT_SUFFIXES = (".txt", ".json", ".yaml", ".yml", ".md", ".csv", ".log", ".py", ".cfg", ".toml")
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}  # never SVG: it can carry script
+
+
+def _artifact_root(run) -> str:
+    return run.artifact_uri.removeprefix("mlflow-artifacts:/").strip("/")
+
+
+def _artifacts(run, raw_path: str) -> dict:
+    """The listing (or preview) of one artifact path of the run, through the same validator
+    and store as the artifact proxy."""
+    from tracking.artifacts import clean_artifact_path, get_artifact_store
+
+    store = get_artifact_store()
+    try:
+        path = clean_artifact_path(raw_path, allow_empty=True)
+    except InvalidParameterValue as exc:
+        return {"artifact_error": exc.message, "artifact_path": "", "artifact_root": ""}
+    full = f"{_artifact_root(run)}/{path}" if path else _artifact_root(run)
+    entries = store.list_dir(full)
+    context: dict = {
+        "artifact_path": path,
+        "artifact_parent": path.rpartition("/")[0],
+        "artifact_root": _artifact_root(run),
+    }
+    if entries is not None:
+        context["artifact_entries"] = [
+            {
+                "name": e.name,
+                "path": f"{path}/{e.name}" if path else e.name,
+                "is_dir": e.is_dir,
+                "size": e.size,
+            }
+            for e in entries[:500]
+        ]
+        return context
+    if not path or not store.is_file(full):
+        context["artifact_error"] = f"No artifact at {path!r}." if path else None
+        return context
+    context["artifact_file"] = path
+    context["artifact_download"] = f"/api/2.0/mlflow-artifacts/artifacts/{full}"
+    lower = path.lower()
+    if lower.endswith(TEXT_SUFFIXES) or "." not in path.rsplit("/", 1)[-1]:
+        chunks, size = store.open(full)
+        data = b""
+        for chunk in chunks:
+            data += chunk
+            if len(data) >= PREVIEW_BYTES:
+                break
+        context["artifact_text"] = data[:PREVIEW_BYTES].decode("utf-8", errors="replace")
+        context["artifact_truncated"] = size > PREVIEW_BYTES
+    elif any(lower.endswith(suffix) for suffix in IMAGE_TYPES):
+        context["artifact_image"] = True
+    return context
+
+
+@page(access.RUN_READ)
+def run_artifact_image(request, run_id: str):
+    """An image artifact served inline for the preview (raster types only, nosniff)."""
+    from django.http import HttpResponse, StreamingHttpResponse
+
+    from tracking.artifacts import clean_artifact_path, get_artifact_store
+
+    run = selectors.run_get(run_id)
+    path = clean_artifact_path(request.GET.get("path", ""))
+    suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if suffix not in IMAGE_TYPES:
+        return HttpResponse(
+            "Only raster images are previewed.", status=400, content_type="text/plain"
+        )
+    chunks, size = get_artifact_store().open(f"{_artifact_root(run)}/{path}")
+    response = StreamingHttpResponse(chunks, content_type=IMAGE_TYPES[suffix])
+    response["Content-Length"] = str(size)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
 
 
 def _produced_versions(user, run_id: str) -> list:

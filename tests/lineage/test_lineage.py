@@ -202,3 +202,21 @@ def test_the_lineage_page(people, served):
     assert 'id="lineage-error"' in bad and "Invalid node id" in bad
     run_page = client.get(f"/runs/{served['v1_run']}/").content.decode()
     assert f"/lineage/?node=run:{served['v1_run']}" in run_page and "fraud v1" in run_page
+
+
+def test_the_diff_page(people, served):
+    client = Client()
+    client.force_login(people["carl"].user)
+    picked = client.get("/models/fraud/versions/2/diff/", {"other": "1"})
+    assert picked.status_code == 302 and picked["Location"] == "/models/fraud/versions/1/diff/2/"
+    page = client.get(picked["Location"]).content.decode()
+    for expected in (
+        "<code>b7d9e4a</code> → <code>c0ffee1</code>",
+        "users@v3.0",
+        'id="diff-metrics"',
+        "val_auc",
+        "-0.0400",
+        "depth",
+    ):
+        assert expected in page, expected
+    assert client.get("/models/fraud/versions/1/diff/", {"other": "x"}).status_code == 400

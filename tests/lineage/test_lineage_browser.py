@@ -25,11 +25,14 @@ def test_from_an_endpoint_to_its_datasets_in_the_browser(
     ).json()["run"]["info"]["run_id"]
     admin.post(
         f"{api}/runs/log-batch",
-        json={"run_id": run, "tags": [
-            {"key": "dataset_version", "value": f"orders{unique_name[2:6]}_v2.1"},
-            {"key": "git_commit", "value": "b7d9e4a1"},
-            {"key": "triggered_by", "value": "ci"},
-        ]},
+        json={
+            "run_id": run,
+            "tags": [
+                {"key": "dataset_version", "value": f"orders{unique_name[2:6]}_v2.1"},
+                {"key": "git_commit", "value": "b7d9e4a1"},
+                {"key": "triggered_by", "value": "ci"},
+            ],
+        },
     ).raise_for_status()
     name = f"fraud-{unique_name}"
     admin.post(f"{api}/registered-models/create", json={"name": name}).raise_for_status()
