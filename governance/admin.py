@@ -41,8 +41,27 @@ class StatusFilter(admin.SimpleListFilter):
         return queryset.filter(status=self.value()) if self.value() else queryset
 
 
+class ConsoleReadOnly:
+    """Seen by the console's users; changed only through the services (API, forms)."""
+
+    def has_module_permission(self, request):
+        return console_user(request)
+
+    def has_view_permission(self, request, obj=None):
+        return console_user(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(TransitionRequest)
-class TransitionRequestAdmin(admin.ModelAdmin):
+class TransitionRequestAdmin(ConsoleReadOnly, admin.ModelAdmin):
     list_display = (
         "id",
         "model_name",
@@ -72,21 +91,6 @@ class TransitionRequestAdmin(admin.ModelAdmin):
             request.GET = request.GET.copy()
             request.GET["status"] = "open"
         return super().get_changelist_instance(request)
-
-    def has_module_permission(self, request):
-        return console_user(request)
-
-    def has_view_permission(self, request, obj=None):
-        return console_user(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="model", ordering="version__registered_model__name")
     def model_name(self, obj):
@@ -148,32 +152,16 @@ class TransitionRequestAdmin(admin.ModelAdmin):
         comment = request.POST.get("comment", "")
         back = reverse("admin:governance_transitionrequest_change", args=[request_id])
         try:
-            if decision == "approve":
-                outcome = services.approve(
-                    user=request.user, request_id=request_id, comment=comment
-                )
-                if outcome.applied:
-                    messages.success(
-                        request,
-                        f"Approved: version {outcome.version.version} is now "
-                        f"{outcome.version.current_stage}.",
-                    )
-                else:
-                    messages.warning(
-                        request,
-                        "Approval recorded; still missing: "
-                        + "; ".join(m.message for m in outcome.missing),
-                    )
-            elif decision == "reject":
-                services.reject(
+            messages.info(
+                request,
+                services.decide(
                     user=request.user,
                     request_id=request_id,
-                    reason=request.POST.get("reason", ""),
+                    action=decision or "",
                     comment=comment,
-                )
-                messages.success(request, f"Request #{request_id} rejected.")
-            else:
-                messages.error(request, "Choose approve or reject.")
+                    reason=request.POST.get("reason", ""),
+                ),
+            )
         except ResourceDoesNotExist:
             messages.error(request, f"Transition request {request_id} not found.")
             return redirect("admin:governance_transitionrequest_changelist")
@@ -183,7 +171,7 @@ class TransitionRequestAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelPolicy)
-class ModelPolicyAdmin(admin.ModelAdmin):
+class ModelPolicyAdmin(ConsoleReadOnly, admin.ModelAdmin):
     """Policies are shown here; they change through /api/v1/models/<name>/policy, which
     enforces "managers only stricter" and audits every change."""
 
@@ -201,21 +189,6 @@ class ModelPolicyAdmin(admin.ModelAdmin):
         "protected_aliases",
         "archive_grace_seconds",
     )
-
-    def has_module_permission(self, request):
-        return console_user(request)
-
-    def has_view_permission(self, request, obj=None):
-        return console_user(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ModelCard)

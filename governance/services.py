@@ -463,6 +463,26 @@ def cancel(*, user, request_id: Any, comment: Any = "") -> Outcome:
     return Outcome(version=req.version, request=req)
 
 
+def decide(*, user, request_id: Any, action: str, comment: Any = "", reason: Any = "") -> str:
+    """One reviewer or requester action from a form (the admin console or the web UI); answers
+    what happened, in words. Refusals raise as from the services themselves."""
+    if action == "approve":
+        outcome = approve(user=user, request_id=request_id, comment=comment)
+        if outcome.applied:
+            return (
+                f"Approved. Version {outcome.version.version} is now "
+                f"{outcome.version.current_stage}."
+            )
+        return "Approval recorded. Still missing: " + "; ".join(m.message for m in outcome.missing)
+    if action == "reject":
+        reject(user=user, request_id=request_id, reason=reason, comment=comment)
+        return f"Request #{request_id} rejected."
+    if action == "cancel":
+        cancel(user=user, request_id=request_id, comment=comment)
+        return f"Request #{request_id} cancelled."
+    raise InvalidParameterValue("Choose approve, reject or cancel.")
+
+
 def find_open_request(*, name: str, version: Any, stage: Any) -> TR:
     """The open request for (model, version, stage): how the Databricks-style API names one."""
     target = canonical_stage(stage)

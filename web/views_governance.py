@@ -102,32 +102,7 @@ def review_act(request, request_id: int):
     action = request.POST.get("action")
     comment = request.POST.get("comment", "")
     try:
-        if action == "approve":
-            outcome = services.approve(user=request.user, request_id=request_id, comment=comment)
-            if outcome.applied:
-                messages.success(
-                    request,
-                    f"Approved. Version {outcome.version.version} is now "
-                    f"{outcome.version.current_stage}.",
-                )
-            else:
-                messages.info(
-                    request,
-                    "Approval recorded. Still missing: "
-                    + "; ".join(m.message for m in outcome.missing),
-                )
-        elif action == "reject":
-            services.reject(
-                user=request.user,
-                request_id=request_id,
-                reason=request.POST.get("reason", ""),
-                comment=comment,
-            )
-            messages.success(request, "Rejected.")
-        elif action == "cancel":
-            services.cancel(user=request.user, request_id=request_id, comment=comment)
-            messages.success(request, "Request cancelled.")
-        elif action == "comment":
+        if action == "comment":
             req = selectors.request_get(request.user, request_id)
             services.comment_create(
                 user=request.user,
@@ -138,7 +113,16 @@ def review_act(request, request_id: int):
             )
             messages.success(request, "Comment added.")
         else:
-            messages.error(request, "Choose approve, reject, cancel or comment.")
+            messages.info(
+                request,
+                services.decide(
+                    user=request.user,
+                    request_id=request_id,
+                    action=action or "",
+                    comment=comment,
+                    reason=request.POST.get("reason", ""),
+                ),
+            )
     except ApplicationError as exc:
         if exc.status == 404:
             raise

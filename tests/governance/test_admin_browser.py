@@ -70,7 +70,7 @@ def test_reviewer_approves_a_promotion_in_the_admin(
     screenshot(page, "admin-review")
     page.get_by_label("Comment").fill("Checked metrics, card and lineage.")
     page.get_by_role("button", name="Approve").click()
-    expect(page.locator(".messagelist")).to_contain_text("Approved: version 1 is now Production.")
+    expect(page.locator(".messagelist")).to_contain_text("Approved. Version 1 is now Production.")
     expect(page.locator("#request-status")).to_have_text("applied")
     screenshot(page, "admin-approved")
 

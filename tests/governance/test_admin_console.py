@@ -47,7 +47,7 @@ def test_a_reviewer_takes_a_promotion_to_production_in_the_admin(people, fraud):
     decided = rita.post(
         f"{QUEUE}{request_id}/decide/", {"decision": "approve", "comment": "ok"}, follow=True
     )
-    assert "Approved: version 1 is now Production." in decided.content.decode()
+    assert "Approved. Version 1 is now Production." in decided.content.decode()
     assert ModelVersion.objects.get(version=1).current_stage == "Production"
     assert TransitionRequest.objects.get(pk=request_id).status == "applied"
 
