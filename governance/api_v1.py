@@ -380,7 +380,11 @@ class AuditExportsApi(APIView):
         export.refresh_from_db()
         return Response(exports.export_payload(export), status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Recent audit exports")
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        operation_id="audit_exports_list",
+        summary="Recent audit exports",
+    )
     def get(self, request):
         from governance import exports
         from governance.models import AuditExport

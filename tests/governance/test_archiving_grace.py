@@ -28,7 +28,14 @@ def stages() -> list[str]:
 @pytest.fixture
 def model(settings):
     settings.CELERY_TASK_ALWAYS_EAGER = True
-    run = tracking.run_create(experiment_id="0", user_id="t", run_name="r", start_time=1, tags=[])
+    experiment = tracking.experiment_create(name="grace")
+    run = tracking.run_create(
+        experiment_id=str(experiment.experiment_id),
+        user_id="t",
+        run_name="r",
+        start_time=1,
+        tags=[],
+    )
     services.registered_model_create(name="m")
     for _ in range(3):
         services.model_version_create(name="m", source=f"runs:/{run.run_id}/m")

@@ -122,6 +122,7 @@ def test_export_on_a_real_worker():
     import redis
     from celery.contrib.testing.worker import start_worker
 
+    import governance.tasks  # noqa: F401  the in-process worker knows the tasks imported before it starts
     from accounts import services as accounts
     from config.celery import app
     from governance import exports

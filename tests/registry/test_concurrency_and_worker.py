@@ -151,7 +151,12 @@ def test_archiving_runs_on_a_real_worker(redis_broker, settings):
     _reset_producers(app)
     try:
         run = tracking.run_create(
-            experiment_id="0", user_id="t", run_name="r", start_time=1, tags=[]
+            # Its own experiment: an earlier transactional test may have flushed the default one.
+            experiment_id=str(tracking.experiment_create(name="worker").experiment_id),
+            user_id="t",
+            run_name="r",
+            start_time=1,
+            tags=[],
         )
         services.registered_model_create(name="worker-model")
         for _ in range(3):
