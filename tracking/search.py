@@ -65,6 +65,7 @@ from django.db.models import (
     Exists,
     Expression,
     F,
+    FilteredRelation,
     OuterRef,
     Q,
     QuerySet,
@@ -898,16 +899,17 @@ def order_runs(qs: QuerySet[Run], order_by: list[str]) -> QuerySet[Run]:
                 _direction(F(identity[1]), ascending, identity[1] not in _NOT_NULL_RUN_COLUMNS)
             )
             continue
+        # One LEFT JOIN on the (run, key) row, not a subquery per run: PostgreSQL then
+        # hash-joins the key's rows once and keeps the top of the page (at 100,000 runs the
+        # correlated subquery cost a third of a second per page).
+        relation = {"metric": "latest_metrics", "param": "params", "tag": "tags"}[kind]
+        condition = Q(**{f"{relation}__key": key})
         if kind == "metric":
             # NaN becomes NULL here so that it sorts last with the runs lacking the metric.
-            rows = LatestMetric.objects.filter(run=OuterRef("pk"), key=key, is_nan=False)
-        else:
-            rows = (Param if kind == "param" else RunTag).objects.filter(
-                run=OuterRef("pk"), key=key
-            )
+            condition &= Q(**{f"{relation}__is_nan": False})
         alias = f"order_{i}"
-        qs = qs.annotate(**{alias: Subquery(rows.values("value")[:1])})
-        ordering.append(_direction(F(alias), ascending))
+        qs = qs.annotate(**{alias: FilteredRelation(relation, condition=condition)})
+        ordering.append(_direction(F(f"{alias}__value"), ascending))
     if not has_start_time:
         ordering.append(F("start_time").desc())
     ordering.append(F("run_id").asc())
