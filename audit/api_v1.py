@@ -49,7 +49,11 @@ def _int(params, name: str) -> int | None:
 
 
 def _time(params, name: str):
-    raw = params.get(name)
+    return parse_time(params.get(name), name)
+
+
+def parse_time(raw: str | None, name: str):
+    """An ISO 8601 time as an aware UTC datetime (naive means UTC); None when absent."""
     if raw in (None, ""):
         return None
     try:

@@ -141,6 +141,7 @@ class TransitionRequestAdmin(ConsoleReadOnly, admin.ModelAdmin):
             "card_fields": [(label, screen["card"][name]) for name, label in CARD_FIELDS.items()],
             "can_decide": screen["request"]["status"] == "open" and refusal is None,
             "why_not": refusal,
+            "approve_waits_for": services.approval_waits_for(policy, req),
             "decide_url": reverse("admin:governance_transitionrequest_decide", args=[req.pk]),
         }
         return TemplateResponse(request, "admin/governance/review.html", context)
@@ -190,6 +191,11 @@ class ModelPolicyAdmin(ConsoleReadOnly, admin.ModelAdmin):
         "archive_grace_seconds",
     )
 
+    def get_queryset(self, request):
+        return (
+            super().get_queryset(request).filter(selectors.console_models_q(request.user, "model"))
+        )
+
 
 @admin.register(ModelCard)
 class ModelCardAdmin(admin.ModelAdmin):
@@ -204,6 +210,13 @@ class ModelCardAdmin(admin.ModelAdmin):
     @admin.display(boolean=True)
     def complete(self, obj):
         return not obj.missing_fields()
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(selectors.console_models_q(request.user, "version__registered_model"))
+        )
 
     def has_module_permission(self, request):
         return console_user(request)

@@ -327,23 +327,13 @@ class TimelineApi(APIView):
         "who moved it and on whose approval (read from the audit trail)",
     )
     def get(self, request, name: str):
-        from django.utils.dateparse import parse_datetime
-
+        from audit.api_v1 import parse_time
         from governance.timeline import model_timeline
 
         model = registry_selectors.registered_model_get(name)
-        at = None
-        raw = request.query_params.get("at")
-        if raw:
-            at = parse_datetime(raw.strip().replace(" ", "+", 1) if "T" in raw else raw.strip())
-            if at is None:
-                raise InvalidParameterValue(
-                    f"'at' must be an ISO 8601 time such as 2026-03-03T12:00:00Z, not {raw[:40]!r}."
-                )
-            if at.tzinfo is None:
-                from datetime import UTC
-
-                at = at.replace(tzinfo=UTC)
+        raw = request.query_params.get("at") or ""
+        # A '+' offset arrives as a space when the client did not encode it.
+        at = parse_time(raw.strip().replace(" ", "+", 1) if "T" in raw else raw.strip(), "at")
         return Response(model_timeline(model, at))
 
 

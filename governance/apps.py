@@ -13,4 +13,5 @@ class GovernanceConfig(AppConfig):
             archive_grace=services.archive_grace_of,
             registration=services.check_registration,
             alias=services.check_alias,
+            stage_change=services.on_stage_change,
         )

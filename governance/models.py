@@ -55,6 +55,9 @@ class TransitionRequest(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
+    # Others who asked for the same move while the request was open ("opens or reuses"):
+    # they are requesters too, so none of them may review it.
+    co_requesters = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     comment = models.TextField(blank=True)
     archive_existing_versions = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
@@ -92,6 +95,9 @@ class Review(models.Model):
     decision = models.CharField(max_length=8, choices=Decision.choices)
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField()
+    # SHA-256 of what the reviewer decided on (the source run's params, tags and metrics, and
+    # the model card; policy.review_basis): an approval counts only while it still matches.
+    basis = models.CharField(max_length=64, blank=True)
 
     class Meta:
         constraints = [

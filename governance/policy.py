@@ -3,6 +3,8 @@ another, and the checks a version must pass before it may enter a stage."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import operator
 import re
@@ -12,7 +14,7 @@ from typing import Any
 from django.conf import settings
 
 from core.errors import InvalidParameterValue
-from governance.models import ModelCard, ModelPolicy
+from governance.models import CARD_FIELDS, ModelCard, ModelPolicy
 from registry.models import ModelVersion, RegisteredModel
 from registry.transitions import Stage
 from tracking.models import LatestMetric, Param, RunTag
@@ -105,9 +107,16 @@ def _gates(value: Any) -> list[dict[str, Any]]:
         number = gate["value"]
         if isinstance(number, bool) or not isinstance(number, int | float):
             raise InvalidParameterValue(f"Metric gate on {gate['metric']}: value must be a number.")
+        try:
+            number = float(number)  # a 400-digit integer overflows here, not in isfinite
+        except OverflowError:
+            number = math.inf
         if not math.isfinite(number):
-            raise InvalidParameterValue(f"Metric gate on {gate['metric']}: value must be finite.")
-        gates.append({"metric": gate["metric"], "op": gate["op"], "value": float(number)})
+            raise InvalidParameterValue(
+                f"Metric gate on {gate['metric']}: value must be a finite number "
+                "(at most about 1.8e308)."
+            )
+        gates.append({"metric": gate["metric"], "op": gate["op"], "value": number})
     return sorted(gates, key=lambda g: (g["metric"], g["op"], g["value"]))
 
 
@@ -286,6 +295,22 @@ def card_check(version: ModelVersion) -> list[Missing]:
     if fields:
         return [Missing("card", f"the model card is incomplete: {', '.join(fields)} left empty")]
     return []
+
+
+def review_basis(version: ModelVersion) -> str:
+    """A digest of what a reviewer sees and approves: the source run's params and tags (but
+    MLflow's own), its latest metrics, and the model card. When any of it changes, approvals
+    given before no longer count."""
+    tags, metrics = run_facts(version.run_id)
+    card = ModelCard.objects.filter(version=version).first()
+    body = {
+        "run": version.run_id,
+        "tags": {k: v for k, v in tags.items() if not k.startswith("mlflow.")},
+        "metrics": {k: repr(v) for k, v in metrics.items()},
+        "card": {f: getattr(card, f) for f in CARD_FIELDS} if card else None,
+    }
+    encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode()).hexdigest()
 
 
 def conditions(policy: ModelPolicy, version: ModelVersion, target: str) -> list[Missing]:

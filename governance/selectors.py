@@ -43,12 +43,22 @@ def requests_qs(user) -> QuerySet[TR]:
 def reviewable_q(user) -> Q:
     """Requests of the models `user` reviews: designated on the model's policy, or (for
     models without designated reviewers) any model they may read. Admins review all."""
-    if access.is_admin(user):
-        return Q()
+    return console_models_q(user, "version__registered_model")
+
+
+def console_models_q(user, path: str = "pk") -> Q:
+    """Registered models (at `path`) that `user` sees in the reviewers' console: those they
+    may read and review (designated on the policy, or no reviewers designated); admins and
+    compliance officers see every model."""
+    if access.is_admin(user) or access.is_compliance(user):
+        return model_permissions.readable_models_q(user, path)
     designated_elsewhere = ModelPolicy.objects.filter(reviewers__isnull=False).exclude(
         reviewers=user
     )
-    return ~Q(version__registered_model__policy__in=designated_elsewhere)
+    prefix = "" if path == "pk" else f"{path}__"
+    return model_permissions.readable_models_q(user, path) & ~Q(
+        **{f"{prefix}policy__in": designated_elsewhere}
+    )
 
 
 def requests_list(
@@ -152,20 +162,16 @@ def request_checks(req: TR) -> dict[str, Any]:
     from governance.services import evaluate, who_can_approve
 
     policy = rules.policy_for(req.version.registered_model)
+    needed = rules.approvals_needed(policy, req.to_stage)
     if effective_status(req) != TR.Status.OPEN:
-        return {"missing": [], "approvals": _approval_count(req, policy)}
-    missing, _ = evaluate(req, policy)
+        given = req.reviews.filter(decision=Review.Decision.APPROVE).count()
+        return {"missing": [], "approvals": {"given": given, "needed": needed}}
+    missing, approvers = evaluate(req, policy)
     return {
         "missing": [m.as_dict() for m in missing],
-        "approvals": _approval_count(req, policy),
+        # Only the approvals that count now (not outdated, from reviewers who still qualify).
+        "approvals": {"given": len(approvers), "needed": needed},
         "who_can_approve": who_can_approve(policy),
-    }
-
-
-def _approval_count(req: TR, policy: ModelPolicy) -> dict[str, int]:
-    return {
-        "given": req.reviews.filter(decision=Review.Decision.APPROVE).count(),
-        "needed": rules.approvals_needed(policy, req.to_stage),
     }
 
 
@@ -280,12 +286,25 @@ def card_markdown(card: ModelCard) -> str:
         if mv.run_id
         else []
     )
-    datasets = (
-        sorted(
-            set(RunInput.objects.filter(run_id=mv.run_id).values_list("dataset__name", flat=True))
-        )
+    inputs = (
+        list(RunInput.objects.filter(run_id=mv.run_id).values_list("dataset__name", "context"))
         if mv.run_id
         else []
+    )
+    named = (
+        RunTag.objects.filter(run_id=mv.run_id, key="dataset_version")
+        .values_list("value", flat=True)
+        .first()
+        if mv.run_id
+        else None
+    )
+    datasets = sorted(
+        {d for d, _ in inputs} | {t.strip() for t in (named or "").split("+") if t.strip()}
+    )
+    # Hugging Face's model-index wants the dataset each result was measured on: the
+    # evaluation input when the run logged one, else its first dataset.
+    evaluated = next((d for d, c in inputs if c == "evaluation"), None) or (
+        datasets[0] if datasets else "unspecified"
     )
     front = [
         "---",
@@ -301,6 +320,9 @@ def card_markdown(card: ModelCard) -> str:
     front += [
         "      - task:",
         '          type: "custom"',
+        "        dataset:",
+        f"          type: {_yaml(evaluated)}",
+        f"          name: {_yaml(evaluated)}",
         "        metrics:",
     ]
     if metrics:

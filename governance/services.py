@@ -24,6 +24,7 @@ from core.errors import (
     ApplicationError,
     Conflict,
     InvalidParameterValue,
+    InvalidState,
     PermissionDenied,
     ResourceDoesNotExist,
 )
@@ -142,6 +143,11 @@ def review_refusal(user, policy: ModelPolicy, req: TR) -> str | None:
             "you requested this transition, and a requester can never review their own "
             "request (separation of duties); cancel it instead if it is no longer wanted"
         )
+    if req.pk and req.co_requesters.filter(pk=user.pk).exists():
+        return (
+            "you also asked for this transition while it was open, so you are one of its "
+            "requesters, and a requester can never review it (separation of duties)"
+        )
     if policy.exclude_run_author and req.version.run_id:
         author = Run.objects.filter(run_id=req.version.run_id).values_list("user_id", flat=True)
         if author.first() == user.get_username():
@@ -172,43 +178,60 @@ def who_can_approve(policy: ModelPolicy) -> str:
 # Requests
 
 
-def _approvers(req: TR, policy: ModelPolicy) -> list[str]:
-    """Usernames whose approval counts now (re-checked: a reviewer who lost the role or the
-    designation no longer counts)."""
-    counted = []
+def _counts(review: Review, basis: str) -> bool:
+    """An approval counts while what it approved is unchanged (reviews from before bases
+    were recorded have none)."""
+    return not review.basis or review.basis == basis
+
+
+def _approvers(req: TR, policy: ModelPolicy, basis: str) -> tuple[list[str], list[str]]:
+    """(usernames whose approval counts now, usernames whose approval predates a change to
+    the run or the card). Re-checked each time: a reviewer who lost the role or the
+    designation no longer counts."""
+    counted, outdated = [], []
     for review in req.reviews.filter(decision=Review.Decision.APPROVE).select_related("reviewer"):
-        if review_refusal(review.reviewer, policy, req) is None:
-            counted.append(review.reviewer.get_username())
-    return counted
+        if review_refusal(review.reviewer, policy, req) is not None:
+            continue
+        name = review.reviewer.get_username()
+        (counted if _counts(review, basis) else outdated).append(name)
+    return counted, outdated
 
 
 def evaluate(req: TR, policy: ModelPolicy) -> tuple[list[rules.Missing], list[str]]:
     missing = rules.conditions(policy, req.version, req.to_stage)
-    approvers = _approvers(req, policy)
+    approvers, outdated = _approvers(req, policy, rules.review_basis(req.version))
     needed = rules.approvals_needed(policy, req.to_stage)
     if len(approvers) < needed:
         more = needed - len(approvers)
+        again = (
+            f" ({', '.join(outdated)} approved before the source run or the model card "
+            "changed, so that approval must be given again)"
+            if outdated
+            else ""
+        )
         missing.append(
             rules.Missing(
                 "approvals",
                 f"{more} more approval{'s' if more > 1 else ''} needed ({len(approvers)} of "
-                f"{needed}) from {who_can_approve(policy)}, other than the requester; approve "
-                f"with POST /api/v1/transition-requests/{req.pk}/approve or in the reviewers' "
-                "console",
+                f"{needed}) from {who_can_approve(policy)}, other than the requester{again}; "
+                f"approve with POST /api/v1/transition-requests/{req.pk}/approve or in the "
+                "reviewers' console",
             )
         )
     return missing, approvers
 
 
-def _mark_stale(model: RegisteredModel) -> None:
-    """Open requests of `model` whose version has left the stage they started from."""
+def _mark_stale(model_id: int) -> None:
+    """Open requests of the model whose version has left the stage they started from."""
     for req in TR.objects.filter(
-        version__registered_model=model, status=TR.Status.OPEN
-    ).select_related("version", "requested_by"):
+        version__registered_model_id=model_id, status=TR.Status.OPEN
+    ).select_related("version__registered_model", "requested_by"):
         if req.version.current_stage != req.from_stage or req.version.deleted:
             req.status = TR.Status.STALE
             req.status_reason = (
-                f"version {req.version.version} is now {req.version.current_stage}, "
+                f"version {req.version.version} was deleted"
+                if req.version.deleted
+                else f"version {req.version.version} is now {req.version.current_stage}, "
                 f"not {req.from_stage} as when requested"
             )
             req.resolved_at = timezone.now()
@@ -216,16 +239,37 @@ def _mark_stale(model: RegisteredModel) -> None:
             _audit_request(
                 "transition_request.stale",
                 req,
-                model.name,
+                req.version.registered_model.name,
                 after=_request_snapshot(req),
                 reason=req.status_reason,
             )
+
+
+def on_stage_change(mv: ModelVersion, from_stage: str) -> None:
+    """The registry's stage hook, in the move's transaction: requests the move leaves behind
+    go stale, and a version leaving Production takes no protected alias with it (a protected
+    alias may only point at the Production version)."""
+    _mark_stale(mv.registered_model_id)
+    if from_stage == Stage.PRODUCTION and mv.current_stage not in (
+        Stage.PRODUCTION,
+        Stage.ARCHIVED,  # archiving removes every alias already
+    ):
+        model = mv.registered_model
+        protected = set(rules.policy_for(model).protected_aliases)
+        for alias in mv.aliases.filter(alias__in=protected).values_list("alias", flat=True):
+            registry_services.registered_model_delete_alias(name=model.name, alias=alias)
 
 
 def _apply_if_ready(req: TR, policy: ModelPolicy, model: RegisteredModel, actor) -> Outcome:
     missing, approvers = evaluate(req, policy)
     if missing:
         return Outcome(version=req.version, request=req, missing=missing)
+    # Resolved before the move: the registry's stage hook marks requests the move leaves
+    # behind as stale, and this one is not left behind.
+    req.status = TR.Status.APPLIED
+    req.resolved_at = timezone.now()
+    req.resolved_by = actor
+    req.save(update_fields=["status", "resolved_at", "resolved_by"])
     mv = registry_services.model_version_transition_stage(
         name=model.name,
         version=req.version.version,
@@ -238,17 +282,12 @@ def _apply_if_ready(req: TR, policy: ModelPolicy, model: RegisteredModel, actor)
         },
         reason=req.comment[:500],
     )
-    req.status = TR.Status.APPLIED
-    req.resolved_at = timezone.now()
-    req.resolved_by = actor
-    req.save(update_fields=["status", "resolved_at", "resolved_by"])
     _audit_request(
         "transition_request.apply",
         req,
         model.name,
         after={**_request_snapshot(req), "approved_by": approvers},
     )
-    _mark_stale(model)
     return Outcome(version=mv, request=req, applied=True)
 
 
@@ -281,7 +320,7 @@ def request_transition(
             f"{target}. From {mv.current_stage} it may move to: "
             f"{', '.join(allowed_targets(mv.current_stage)) or 'nothing'}."
         )
-    _mark_stale(model)
+    _mark_stale(model.pk)
     policy = rules.policy_for(model)
     req = (
         TR.objects.select_related("version", "requested_by")
@@ -304,15 +343,17 @@ def request_transition(
             model.name,
             after={**_request_snapshot(req), "comment": comment},
         )
-    elif comment:
-        Comment.objects.create(
-            version=mv,
-            request=req,
-            author=user,
-            text=comment,
-            created_at=timezone.now(),
-            updated_at=timezone.now(),
-        )
+    else:
+        if user.pk != req.requested_by_id and not req.co_requesters.filter(pk=user.pk).exists():
+            req.co_requesters.add(user)
+            _audit_request(
+                "transition_request.join",
+                req,
+                model.name,
+                after={**_request_snapshot(req), "also_requested_by": user.get_username()},
+            )
+        if comment:
+            _comment(user, model, mv, req, comment)
     outcome = _apply_if_ready(req, policy, model, user)
     if not outcome.applied:
         # A promotion the policy refused (for now) is part of the record, with the reasons.
@@ -358,7 +399,7 @@ def _ensure_open(req: TR, model: RegisteredModel) -> None:
     if req.status == TR.Status.OPEN and (
         req.version.current_stage != req.from_stage or req.version.deleted
     ):
-        _mark_stale(model)
+        _mark_stale(model.pk)
         req.refresh_from_db()
     if req.status != TR.Status.OPEN:
         detail = f" ({req.status_reason})" if req.status_reason else ""
@@ -366,6 +407,11 @@ def _ensure_open(req: TR, model: RegisteredModel) -> None:
             f"Transition request {req.pk} is {req.status}{detail}; only open requests can be "
             "reviewed or cancelled. Open a new request if the move is still wanted."
         )
+
+
+def approval_waits_for(policy: ModelPolicy, req: TR) -> list[str]:
+    """What must be in place before `req` can be approved (empty: it can be now)."""
+    return [m.message for m in rules.conditions(policy, req.version, req.to_stage)]
 
 
 @_refusals_audited("transition_request.approve")
@@ -376,8 +422,9 @@ def approve(
     comment = _text(comment, "comment")
     req, model = _locked_request(request_id)
     _check_readable(user, model, req.pk)
+    basis = rules.review_basis(req.version)
     mine = Review.objects.filter(request=req, reviewer=user).first()
-    if mine is not None and mine.decision == Review.Decision.APPROVE:
+    if mine is not None and mine.decision == Review.Decision.APPROVE and _counts(mine, basis):
         # A replayed or double-submitted approval: the first one already had its effect.
         return Outcome(version=req.version, request=req, applied=req.status == TR.Status.APPLIED)
     _ensure_open(req, model)
@@ -385,16 +432,28 @@ def approve(
     refusal = review_refusal(user, policy, req)
     if refusal:
         raise PermissionDenied(f"You cannot approve transition request {req.pk}: {refusal}.")
-    if mine is not None:
+    if mine is not None and mine.decision == Review.Decision.REJECT:
         raise Conflict(f"You already rejected transition request {req.pk}.")
+    unmet = approval_waits_for(policy, req)
+    if unmet:
+        # An approval is the last step and covers the version as it will be promoted, so it
+        # waits until everything else the policy asks for is in place.
+        raise InvalidState(
+            f"Transition request {req.pk} cannot be approved yet: "
+            + "; ".join(unmet)
+            + ". Approve it once these are in place."
+        )
     try:
         with transaction.atomic():
-            Review.objects.create(
+            Review.objects.update_or_create(
                 request=req,
                 reviewer=user,
-                decision=Review.Decision.APPROVE,
-                comment=comment,
-                created_at=timezone.now(),
+                defaults={
+                    "decision": Review.Decision.APPROVE,
+                    "comment": comment,
+                    "created_at": timezone.now(),
+                    "basis": basis,
+                },
             )
     except IntegrityError:
         return Outcome(version=req.version, request=req)
@@ -429,6 +488,7 @@ def reject(*, user, request_id: Any, reason: Any, comment: Any = "") -> Outcome:
             "decision": Review.Decision.REJECT,
             "comment": f"{reason}\n\n{comment}".strip(),
             "created_at": timezone.now(),
+            "basis": rules.review_basis(req.version),
         },
     )
     req.status = TR.Status.REJECTED
@@ -514,6 +574,10 @@ def comment_create(*, user, name: str, version: Any, text: Any, request_id: Any 
             raise ResourceDoesNotExist(
                 f"Transition request {request_id} of version {mv.version} of '{name}' not found."
             )
+    return _comment(user, model, mv, req, text)
+
+
+def _comment(user, model: RegisteredModel, mv: ModelVersion, req: TR | None, text: str) -> Comment:
     now = timezone.now()
     comment = Comment.objects.create(
         version=mv, request=req, author=user, text=text, created_at=now, updated_at=now
@@ -620,6 +684,19 @@ def policy_update(*, user, name: str, data: Any) -> ModelPolicy:
                 + "; ".join(looser)
                 + ". Managers may only make it stricter."
             )
+    if "protected_aliases" in changes:
+        astray = [
+            f"'{alias}' points at version {number} ({stage})"
+            for alias, number, stage in model.aliases.filter(alias__in=changes["protected_aliases"])
+            .exclude(version__current_stage=Stage.PRODUCTION)
+            .values_list("alias", "version__version", "version__current_stage")
+        ]
+        if astray:
+            raise InvalidParameterValue(
+                "A protected alias may only point at the Production version: "
+                + "; ".join(astray)
+                + ". Move or delete these aliases first."
+            )
     if policy.pk is None:
         policy.save()
     for key, value in changes.items():
@@ -683,7 +760,9 @@ def check_alias(model: RegisteredModel, alias: str, mv: ModelVersion) -> None:
 def card_update(*, user, name: str, version: Any, fields: Any) -> ModelCard:
     if not isinstance(fields, dict):
         raise InvalidParameterValue("The model card must be a JSON object of its fields.")
-    unknown = sorted(set(fields) - set(CARD_FIELDS) - {"complete", "missing", "saved"})
+    # What GET answers besides the fields may come back unchanged (a GET, edit, PUT round trip).
+    read_only = {"complete", "missing", "saved", "fields", "updated_at", "updated_by"}
+    unknown = sorted(set(fields) - set(CARD_FIELDS) - read_only)
     if unknown:
         raise InvalidParameterValue(
             f"Unknown model card field(s): {', '.join(unknown)}. Fields: {', '.join(CARD_FIELDS)}."

@@ -369,6 +369,7 @@ def model_version_delete(*, name: str, version: Any) -> None:
     _audit_version(
         "model_version.delete", mv, model.name, before=before, after=_version_snapshot(mv)
     )
+    hooks.stage_changed(mv, mv.current_stage)
 
 
 @transaction.atomic
@@ -435,6 +436,7 @@ def _move(
         after={**_version_snapshot(mv), **(approval or {})},
         reason=reason,
     )
+    hooks.stage_changed(mv, before["current_stage"])
 
 
 @transaction.atomic

@@ -88,6 +88,7 @@ def review(request, request_id: int):
             "card_fields": [(label, screen["card"][name]) for name, label in CARD_FIELDS.items()],
             "can_decide": is_open and refusal is None,
             "why_not": refusal if is_open else None,
+            "approve_waits_for": services.approval_waits_for(policy, req),
             "can_cancel": is_open
             and (req.requested_by_id == request.user.pk or access.is_admin(request.user)),
         },

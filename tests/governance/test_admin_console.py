@@ -85,6 +85,24 @@ def test_who_sees_the_console(people, fraud):
     )
 
 
+def test_reviewers_see_only_the_cards_and_policies_of_the_models_they_review(people, fraud):
+    people["alice"].put("models/fraud/versions/1/card", {"intended_use": "x"})
+    people["admin"].put("models/fraud/policy", {"reviewers": ["rob"]})
+    card = ModelVersion.objects.get(version=1).card
+    cards, policies = "/admin/governance/modelcard/", "/admin/governance/modelpolicy/"
+    rita, rob = browser_for(people["rita"]), browser_for(people["rob"])
+    assert f"{cards}{card.pk}/change/" not in rita.get(cards).content.decode()
+    assert rita.get(f"{cards}{card.pk}/change/").status_code == 302  # not found for her
+    assert "fraud" not in rita.get(policies).content.decode().split('id="result_list"')[-1]
+    assert f"{cards}{card.pk}/change/" in rob.get(cards).content.decode()
+    assert (
+        "policy of fraud" in rob.get(policies).content.decode()
+        or "fraud" in (rob.get(policies).content.decode().split('id="result_list"')[-1])
+    )
+    carl = browser_for(people["carl"])
+    assert f"{cards}{card.pk}/change/" in carl.get(cards).content.decode()
+
+
 def test_the_stage_cannot_be_edited_in_the_admin(people, fraud):
     admin = browser_for(people["admin"])
     version = ModelVersion.objects.get(version=1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from audit.models import AuditEvent
 from governance.models import Review, TransitionRequest
@@ -83,17 +84,16 @@ def test_production_needs_a_reviewer_who_is_not_the_requester_and_a_complete_car
     denied = AuditEvent.objects.filter(action="transition_request.approve.denied")
     assert denied.count() == 2 and {e.actor_username for e in denied} == {"alice", "bob"}
 
-    approved = rita.post(f"transition-requests/{request_id}/approve", {"comment": "looks good"})
-    assert approved.status_code == 200
-    body = approved.json()
-    assert body["applied"] is False and body["status"] == "open"
-    assert [m["code"] for m in body["missing"]] == ["card"]
-    assert stage(1) == "Staging"
+    # An approval is the last step: it waits until everything else is in place.
+    early = rita.post(f"transition-requests/{request_id}/approve", {"comment": "looks good"})
+    assert early.status_code == 400
+    assert "cannot be approved yet: the model card is missing" in early.json()["error"]["message"]
+    assert stage(1) == "Staging" and not Review.objects.exists()
 
-    # Completing the card and asking again applies the move on the approval already given.
     assert alice.put("models/fraud/versions/1/card", FULL_CARD).status_code == 200
-    moved = alice.transition(1, "Production")
-    assert moved.status_code == 200, moved.content
+    approved = rita.post(f"transition-requests/{request_id}/approve", {"comment": "looks good"})
+    assert approved.status_code == 200, approved.content
+    assert approved.json()["applied"] is True
     assert stage(1) == "Production"
     event = AuditEvent.objects.filter(action="model_version.transition").latest("seq")
     assert event.after["transition_request"] == request_id
@@ -105,6 +105,7 @@ def test_production_needs_a_reviewer_who_is_not_the_requester_and_a_complete_car
         "transition_request.create",
         "model_version.transition.refused",
         "model_version.transition.refused",
+        "transition_request.approve.denied",
         "transition_request.approve.denied",
         "transition_request.approve.denied",
         "transition_request.approve",
@@ -304,7 +305,21 @@ def test_model_card_prefilled_checked_and_exported(people, fraud):
     assert text.startswith("---\nlibrary_name: mlflow")
     assert '- type: "val_auc"' in text and "value: 0.95" in text
     assert "## Intended use\n\nScore card transactions" in text
+    # The front matter is the YAML Hugging Face reads: datasets, and each result's task,
+    # dataset and metrics.
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert front["library_name"] == "mlflow"
+    assert front["datasets"] == ["orders", "orders_v2.1"]
+    (result,) = front["model-index"][0]["results"]
+    assert result["dataset"] == {"type": "orders", "name": "orders"}
+    assert result["task"] == {"type": "custom"}
+    assert {"type": "val_auc", "name": "val_auc", "value": 0.95} in result["metrics"]
     assert people["carl"].put("models/fraud/versions/1/card", FULL_CARD).status_code == 403
+    # What GET answers can be edited and PUT back as it is.
+    fetched = alice.get("models/fraud/versions/1/card").json()
+    fetched["caveats"] = "Retrain weekly."
+    round_trip = alice.put("models/fraud/versions/1/card", fetched)
+    assert round_trip.status_code == 200 and round_trip.json()["caveats"] == "Retrain weekly."
     bad = alice.put("models/fraud/versions/1/card", {"favourite_colour": "red"})
     assert bad.status_code == 400 and "Unknown model card field" in json.dumps(bad.json())
 
