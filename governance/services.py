@@ -361,7 +361,7 @@ def request_transition(
             "model_version.transition.refused",
             req,
             model.name,
-            outcome=AuditEvent.Outcome.DENIED,
+            outcome=AuditEvent.Outcome.REFUSED,
             after={"missing": [m.as_dict() for m in outcome.missing]},
             reason="; ".join(m.message for m in outcome.missing)[:2000],
         )
@@ -733,10 +733,16 @@ def check_registration(model: RegisteredModel, run_id: str) -> None:
     tags, _ = rules.run_facts(run_id)
     missing = rules.tag_check(policy, tags, run_id)
     if missing:
-        raise InvalidParameterValue(
+        message = (
             f"The policy of '{model.name}' requires lineage tags before registration: "
             + "; ".join(m.message for m in missing)
             + "."
+        )
+        raise InvalidParameterValue(
+            message,
+            refusal=_refusal(
+                "model_version.create.refused", "model_version", model.name, message, run_id=run_id
+            ),
         )
 
 
@@ -745,11 +751,50 @@ def check_alias(model: RegisteredModel, alias: str, mv: ModelVersion) -> None:
     promotion, and promotions go through review."""
     policy = rules.policy_for(model)
     if alias in policy.protected_aliases and mv.current_stage != Stage.PRODUCTION:
-        raise PermissionDenied(
+        message = (
             f"Alias '{alias}' of '{model.name}' is protected by the model's policy: it may only "
             f"point at the Production version, and version {mv.version} is {mv.current_stage}. "
             "Request a promotion to Production first (POST /api/v1/transition-requests)."
         )
+        raise PermissionDenied(
+            message,
+            refusal=_refusal(
+                "model_version.alias.set.refused",
+                "model_version",
+                model.name,
+                message,
+                version=mv.version,
+                alias=alias,
+            ),
+        )
+
+
+def _refusal(
+    action: str,
+    object_type: str,
+    model_name: str,
+    reason: str,
+    *,
+    version: int | None = None,
+    **attempted: Any,
+) -> dict[str, Any]:
+    """The audit record of an attempt the policy refused (see core.errors.report_refusal)."""
+    return {
+        "action": action,
+        "object_type": object_type,
+        "object_id": "",
+        "object_name": model_name if version is None else f"{model_name}/{version}",
+        "model_name": model_name,
+        "model_version": version,
+        "outcome": AuditEvent.Outcome.REFUSED,
+        "reason": reason[:2000],
+        "after": attempted,
+    }
+
+
+def record_refusal(exc: ApplicationError) -> None:
+    with transaction.atomic():
+        audit.record(**exc.refusal)
 
 
 # ---------------------------------------------------------------------------------------------

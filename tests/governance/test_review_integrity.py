@@ -252,3 +252,34 @@ def test_approve_is_not_offered_until_everything_else_is_in_place(people, fraud)
     for url in pages:
         page = rita.get(url).content.decode()
         assert 'value="approve"' in page and "Approval opens once" not in page, url
+
+
+def test_attempts_the_policy_refuses_are_in_the_trail(people, fraud):
+    from tests.personas import new_run
+
+    admin, alice = people["admin"], people["alice"]
+    admin.put(
+        "models/fraud/policy",
+        {"protected_aliases": ["champion"], "require_tags_at_registration": True},
+    )
+    alias = {"name": "fraud", "alias": "champion", "version": "1"}
+    assert alice.mlflow("registered-models/alias", alias).status_code == 403
+    untagged = new_run(alice)
+    refused = alice.mlflow(
+        "model-versions/create", {"name": "fraud", "source": f"runs:/{untagged}/model"}
+    )
+    assert refused.status_code == 400
+    events = people["carl"].get("audit/events", {"model": "fraud", "outcome": "refused"}).json()
+    by_action = {e["action"]: e for e in events["events"]}
+    alias_event = by_action["model_version.alias.set.refused"]
+    assert alias_event["actor"]["username"] == "alice"
+    assert alias_event["object"]["model_version"] == 1
+    assert alias_event["after"] == {"alias": "champion"} and "protected" in alias_event["reason"]
+    created = by_action["model_version.create.refused"]
+    assert created["after"] == {"run_id": untagged} and "lineage tag" in created["reason"]
+    # Nothing else happened: no alias, no version 3.
+    assert people["carl"].get("audit/verify").json()["ok"] is True
+    from registry.models import ModelVersion, RegisteredModelAlias
+
+    assert not RegisteredModelAlias.objects.exists()
+    assert ModelVersion.objects.filter(registered_model__name="fraud").count() == 2

@@ -41,7 +41,7 @@ def test_staging_needs_the_lineage_tags_and_reuses_one_request(people):
     assert "dataset_version" not in body["message"].split("Still missing:")[1]
     assert stage(1) == "None"
     refused = AuditEvent.objects.get(action="model_version.transition.refused")
-    assert refused.outcome == "denied" and "git_commit" in refused.reason
+    assert refused.outcome == "refused" and "git_commit" in refused.reason
     # Asking again reuses the open request; once the run carries the tags the move happens.
     assert alice.transition(1, "Staging").status_code == 400
     assert TransitionRequest.objects.count() == 1

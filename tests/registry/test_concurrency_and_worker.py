@@ -142,7 +142,7 @@ def test_archiving_runs_on_a_real_worker(redis_broker, settings):
     from celery.contrib.testing.worker import start_worker
 
     from config.celery import app
-    from registry import services
+    from registry import services, tasks  # noqa: F401  (registered before the worker starts)
     from registry.models import ModelVersion
     from tracking import services as tracking
 
