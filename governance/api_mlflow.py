@@ -28,9 +28,8 @@ def pending_message(outcome: services.Outcome) -> str:
         f"Version {req.version.version} of '{name}' cannot enter {req.to_stage} yet: "
         f"transition request {req.pk} is open (requested by "
         f"{req.requested_by.get_username()}). Still missing: {missing}. "
-        f"Reviewers approve it with POST /api/v1/transition-requests/{req.pk}/approve or in "
-        f"the reviewers' console at /admin/governance/transitionrequest/{req.pk}/change/; "
-        "the move is applied by the last required approval."
+        "The move is applied by the last required approval; nothing else needs to call "
+        "transition-stage again."
     )
 
 

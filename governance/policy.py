@@ -10,6 +10,7 @@ import operator
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from django.conf import settings
 
@@ -289,11 +290,20 @@ def gate_check(policy: ModelPolicy, metrics: dict[str, float | None]) -> list[Mi
 
 def card_check(version: ModelVersion) -> list[Missing]:
     card = ModelCard.objects.filter(version=version).first()
+    name = quote(version.registered_model.name, safe="")
+    where = (
+        f"fill it in on /models/{name}/versions/{version.version}/card/ or with PUT "
+        f"/api/v1/models/{name}/versions/{version.version}/card"
+    )
     if card is None:
-        return [Missing("card", "the model card is missing; fill it in before Production")]
+        return [Missing("card", f"the model card is missing; {where} before Production")]
     fields = card.missing_fields()
     if fields:
-        return [Missing("card", f"the model card is incomplete: {', '.join(fields)} left empty")]
+        return [
+            Missing(
+                "card", f"the model card is incomplete: {', '.join(fields)} left empty; {where}"
+            )
+        ]
     return []
 
 

@@ -214,8 +214,9 @@ def evaluate(req: TR, policy: ModelPolicy) -> tuple[list[rules.Missing], list[st
                 "approvals",
                 f"{more} more approval{'s' if more > 1 else ''} needed ({len(approvers)} of "
                 f"{needed}) from {who_can_approve(policy)}, other than the requester{again}; "
-                f"approve with POST /api/v1/transition-requests/{req.pk}/approve or in the "
-                "reviewers' console",
+                f"reviewers approve it on /reviews/{req.pk}/, in the reviewers' console at "
+                f"/admin/governance/transitionrequest/{req.pk}/change/ or with POST "
+                f"/api/v1/transition-requests/{req.pk}/approve",
             )
         )
     return missing, approvers
