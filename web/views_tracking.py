@@ -144,14 +144,18 @@ def run_detail(request, run_id: str):
     payload = selectors.run_payloads([run.run_id])[0]
     tags = {t["key"]: t["value"] for t in payload["data"]["tags"]}
     parent_id = tags.get("mlflow.parentRunId")
+    # Only runs this user may read, and not deleted ones: a run's parentRunId tag is free text,
+    # so it may point at (or be pointed at by) a run in an experiment the user cannot see.
+    visible = Run.objects.filter(
+        readable_experiments_q(request.user, "experiment_id"),
+        lifecycle_stage=LifecycleStage.ACTIVE,
+    )
     children = list(
-        Run.objects.filter(tags__key="mlflow.parentRunId", tags__value=run.run_id).values(
-            "run_id", "name", "status"
-        )[:100]
+        visible.filter(tags__key="mlflow.parentRunId", tags__value=run.run_id)
+        .order_by("start_time", "run_id")
+        .values("run_id", "name", "status")[:100]
     )
-    parent = (
-        Run.objects.filter(pk=parent_id).values("run_id", "name").first() if parent_id else None
-    )
+    parent = visible.filter(pk=parent_id).values("run_id", "name").first() if parent_id else None
     return render(
         request,
         "web/run_detail.html",
