@@ -89,11 +89,16 @@ def test_registry_lists_cost_the_same_for_many_rows(people, fraud):
         browser.get("/models/")
     with CaptureQueriesContext(connection) as few_model:
         browser.get("/models/fraud/")
+    with CaptureQueriesContext(connection) as few_version:
+        browser.get("/models/fraud/versions/2/")
     grow(2, 6)
     with CaptureQueriesContext(connection) as many_list:
         listing = browser.get("/models/").content.decode()
     with CaptureQueriesContext(connection) as many_model:
         browser.get("/models/fraud/")
+    with CaptureQueriesContext(connection) as many_version:
+        assert browser.get("/models/fraud/versions/2/").status_code == 200
     assert listing.count('href="/models/m') >= 8
     assert len(many_list) == len(few_list)
     assert len(many_model) == len(few_model)
+    assert len(many_version) == len(few_version)

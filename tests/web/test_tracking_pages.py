@@ -69,3 +69,79 @@ def test_run_page_hides_parent_and_children_the_user_cannot_read(scientist):
     mine = signed_in(scientist).get(f"/runs/{visible}/").content.decode()
     assert "hidden-child" in mine and "deleted-child" not in mine
     assert "hidden-parent" in signed_in(scientist).get(f"/runs/{pointing_up}/").content.decode()
+
+
+def queries(client: Client, url: str, params: dict | None = None) -> tuple[int, str]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url, params or {})
+    assert response.status_code == 200, response.content[:500]
+    return len(captured), response.content.decode()
+
+
+def logged(i: int) -> dict:
+    return {
+        "metrics": [
+            {"key": k, "value": i + s, "timestamp": TS + s, "step": s}
+            for k in ("loss", "acc")
+            for s in range(3)
+        ],
+        "params": [{"key": "lr", "value": str(i)}, {"key": "depth", "value": "6"}],
+        "log_tags": [{"key": "team", "value": f"t{i}"}],
+    }
+
+
+def dataset(i: int) -> dict:
+    return {
+        "dataset": {
+            "name": f"ds{i}",
+            "digest": f"d{i}",
+            "source_type": "local",
+            "source": f"/data/{i}.csv",
+        },
+        "tags": [{"key": "mlflow.data.context", "value": "train"}],
+    }
+
+
+def test_tracking_pages_cost_the_same_for_many_rows(scientist):
+    exp = tracking.experiment_create(name="counted", owner=scientist)
+    client = signed_in(scientist)
+    parent = new_run(exp.experiment_id, "parent", **logged(0))
+    table = (
+        f"/experiments/{exp.experiment_id}/",
+        {"col": ["metrics.loss", "metrics.acc", "params.lr", "tags.team"]},
+    )
+    made: list[str] = []
+
+    def grow(count: int) -> None:
+        for _ in range(count):
+            i = len(made) + 1
+            run_id = new_run(exp.experiment_id, f"r{i}", tags=parent_tag(parent), **logged(i))
+            made.append(run_id)
+            tracking.run_log_inputs(run_id=parent, datasets=[dataset(i)], models=[])
+            tracking.run_log_inputs(run_id=run_id, datasets=[dataset(i)], models=[])
+            services_token(scientist, f"tok{i}")
+
+    def measure() -> dict[str, int]:
+        return {
+            "runs table": queries(client, *table)[0],
+            "run page": queries(client, f"/runs/{parent}/")[0],
+            "compare": queries(client, "/compare/", {"runs": [parent, *made[-4:]]})[0],
+            "tokens": queries(client, "/tokens/")[0],
+        }
+
+    grow(4)
+    few = measure()
+    grow(8)
+    many = measure()
+    _, html = queries(client, *table)
+    assert html.count('data-run-id="') == 13 and ">t12<" in html
+    run_page = queries(client, f"/runs/{parent}/")[1]
+    assert run_page.count("<code>d") == 12 and run_page.count('href="/runs/') >= 12
+    assert many == few
+
+
+def services_token(user, name: str) -> None:
+    accounts.token_create(user=user, name=name)
