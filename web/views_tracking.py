@@ -17,6 +17,7 @@ from web.pages import page
 PAGE_SIZE = 50
 MAX_CHART_POINTS = 2000
 MAX_COMPARE = 10
+MAX_COLUMN_KEYS = 500
 
 
 @page(access.AUTHENTICATED)
@@ -42,30 +43,37 @@ def experiment_list(request):
     )
 
 
-def _columns(request, experiment_id: int) -> tuple[list[str], dict[str, list[str]]]:
-    """Selected columns (e.g. "metrics.acc") and the keys available in this experiment."""
-    runs = Run.objects.filter(experiment_id=experiment_id)
-    available = {
-        "metrics": sorted(
-            set(LatestMetric.objects.filter(run__in=runs).values_list("key", flat=True)[:2000])
-        ),
-        "params": sorted(
-            set(Param.objects.filter(run__in=runs).values_list("key", flat=True)[:2000])
-        ),
-        "tags": sorted(
-            {
-                k
-                for k in RunTag.objects.filter(run__in=runs).values_list("key", flat=True)[:2000]
-                if not k.startswith("mlflow.")
-            }
-        ),
-    }
+def _distinct_keys(model, experiment_id: int, exclude_prefix: str = "") -> tuple[list[str], bool]:
+    """The distinct keys of one kind over the experiment's active runs, alphabetically, at most
+    MAX_COLUMN_KEYS, and whether there were more: one SELECT DISTINCT over the (run, key)
+    unique index joined to the runs' (experiment, lifecycle_stage, ...) index."""
+    qs = model.objects.filter(
+        run__experiment_id=experiment_id, run__lifecycle_stage=LifecycleStage.ACTIVE
+    )
+    if exclude_prefix:
+        qs = qs.exclude(key__startswith=exclude_prefix)
+    keys = list(qs.order_by("key").values_list("key", flat=True).distinct()[: MAX_COLUMN_KEYS + 1])
+    return keys[:MAX_COLUMN_KEYS], len(keys) > MAX_COLUMN_KEYS
+
+
+def _columns(request, experiment_id: int) -> tuple[list[str], dict[str, list[str]], list[str]]:
+    """Selected columns (e.g. "metrics.acc"), the keys available in this experiment, and the
+    sections whose key list was cut at MAX_COLUMN_KEYS."""
+    available, cut = {}, []
+    for section, model, prefix in (
+        ("metrics", LatestMetric, ""),
+        ("params", Param, ""),
+        ("tags", RunTag, "mlflow."),
+    ):
+        available[section], more = _distinct_keys(model, experiment_id, prefix)
+        if more:
+            cut.append(section)
     chosen = request.GET.getlist("col")
     if not chosen:
         chosen = [f"metrics.{k}" for k in available["metrics"][:4]] + [
             f"params.{k}" for k in available["params"][:3]
         ]
-    return chosen, available
+    return chosen, available, cut
 
 
 @page(access.EXPERIMENT_READ)
@@ -74,7 +82,7 @@ def experiment_detail(request, experiment_id: str):
     filter_string = request.GET.get("filter", "").strip()
     order = request.GET.get("order", "")
     token = request.GET.get("page") or None
-    columns, available = _columns(request, experiment.experiment_id)
+    columns, available, columns_cut = _columns(request, experiment.experiment_id)
     error = ""
     run_rows, next_token = [], None
     try:
@@ -107,6 +115,8 @@ def experiment_detail(request, experiment_id: str):
             "rows": rows,
             "columns": columns,
             "available": available,
+            "columns_cut": columns_cut,
+            "max_column_keys": MAX_COLUMN_KEYS,
             "filter": filter_string,
             "order": order,
             "error": error,

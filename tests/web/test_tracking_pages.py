@@ -145,3 +145,37 @@ def test_tracking_pages_cost_the_same_for_many_rows(scientist):
 
 def services_token(user, name: str) -> None:
     accounts.token_create(user=user, name=name)
+
+
+def test_column_picker_sees_keys_of_later_runs_and_not_of_deleted_ones(scientist):
+    from tracking.models import LatestMetric, Run
+
+    exp = tracking.experiment_create(name="wide", owner=scientist)
+    Run.objects.bulk_create(
+        Run(
+            run_id=f"{i:032x}",
+            experiment_id=exp.experiment_id,
+            name=f"bulk-{i}",
+            user_id="alice",
+            start_time=TS + i,
+            artifact_uri="mlflow-artifacts:/x",
+            status="FINISHED",
+        )
+        for i in range(2100)
+    )
+    LatestMetric.objects.bulk_create(
+        LatestMetric(run_id=f"{i:032x}", key="loss", value=1.0, timestamp=1, step=0)
+        for i in range(2100)
+    )
+    metric = {"metrics": [{"key": "late_metric", "value": 1.0, "timestamp": TS, "step": 0}]}
+    new_run(exp.experiment_id, "late", **metric)
+    gone = new_run(
+        exp.experiment_id,
+        "gone",
+        metrics=[{"key": "deleted_metric", "value": 1.0, "timestamp": TS, "step": 0}],
+        params=[{"key": "deleted_param", "value": "x"}],
+    )
+    tracking.run_delete(run_id=gone)
+    html = signed_in(scientist).get(f"/experiments/{exp.experiment_id}/").content.decode()
+    assert 'value="metrics.late_metric"' in html and 'value="metrics.loss"' in html
+    assert "deleted_metric" not in html and "deleted_param" not in html
