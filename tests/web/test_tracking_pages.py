@@ -179,3 +179,38 @@ def test_column_picker_sees_keys_of_later_runs_and_not_of_deleted_ones(scientist
     html = signed_in(scientist).get(f"/experiments/{exp.experiment_id}/").content.decode()
     assert 'value="metrics.late_metric"' in html and 'value="metrics.loss"' in html
     assert "deleted_metric" not in html and "deleted_param" not in html
+
+
+def test_columns_with_spaces_and_punctuation_sort(scientist):
+    import html as html_lib
+    import re
+
+    exp = tracking.experiment_create(name="odd keys", owner=scientist)
+    for name, value in (("low", 0.1), ("high", 0.9), ("mid", 0.5)):
+        new_run(
+            exp.experiment_id,
+            name,
+            metrics=[
+                {"key": "my metric", "value": value, "timestamp": TS, "step": 0},
+                {"key": "train: loss / 2", "value": value, "timestamp": TS, "step": 0},
+            ],
+        )
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+
+    def follow(page: str, column: str) -> str:
+        link = re.search(rf'<a href="([^"]+)" data-column="{re.escape(column)}"', page).group(1)
+        response = client.get(url + html_lib.unescape(link))
+        assert response.status_code == 200
+        return response.content.decode()
+
+    def names(page: str) -> list[str]:
+        return re.findall(r'<td><a href="/runs/[0-9a-f]+/">(\w+)</a></td>', page)
+
+    for column in ("metrics.my metric", "metrics.train: loss / 2"):
+        first = client.get(url, {"col": [column]}).content.decode()
+        down = follow(first, html_lib.escape(column))
+        assert 'class="error-box"' not in down and names(down) == ["high", "mid", "low"]
+        assert re.search(rf"{re.escape(html_lib.escape(column))}</a> ↓", down)
+        up = follow(down, html_lib.escape(column))
+        assert names(up) == ["low", "mid", "high"] and "</a> ↑" in up
