@@ -214,3 +214,43 @@ def test_columns_with_spaces_and_punctuation_sort(scientist):
         assert re.search(rf"{re.escape(html_lib.escape(column))}</a> ↓", down)
         up = follow(down, html_lib.escape(column))
         assert names(up) == ["low", "mid", "high"] and "</a> ↑" in up
+
+
+def test_charts_sample_a_long_history_in_the_database(scientist):
+    import json
+    import re
+
+    from tracking.models import Metric
+    from web.views_tracking import MAX_CHART_POINTS
+
+    exp = tracking.experiment_create(name="long", owner=scientist)
+    long_run = new_run(exp.experiment_id, "long")
+    short_run = new_run(exp.experiment_id, "short")
+    steps = 3 * MAX_CHART_POINTS + 7
+    Metric.objects.bulk_create(
+        Metric(run_id=long_run, key="loss", value=s / 10, timestamp=TS + s, step=s * 2 + 1)
+        for s in range(steps)
+    )
+    Metric.objects.bulk_create(
+        Metric(run_id=short_run, key="loss", value=s, timestamp=TS + s, step=s) for s in range(5)
+    )
+    client = signed_in(scientist)
+
+    def chart(url: str) -> dict:
+        html = client.get(url).content.decode()
+        found = re.search(r'id="chart-data" type="application/json">(.*?)</script>', html)
+        return json.loads(found.group(1))
+
+    for data in (
+        chart(f"/runs/{long_run}/"),
+        chart(f"/compare/?runs={long_run}&runs={short_run}"),
+    ):
+        points = data["loss"][long_run]
+        assert len(points) <= MAX_CHART_POINTS + 1
+        assert points[0] == [1, 0.0] and points[-1] == [(steps - 1) * 2 + 1, (steps - 1) / 10]
+        assert [p[0] for p in points] == sorted(p[0] for p in points)
+        gaps = {b[0] - a[0] for a, b in zip(points[:-2], points[1:-1], strict=True)}
+        assert gaps == {8}  # every 4th point of a series logged every 2 steps
+    assert chart(f"/compare/?runs={long_run}&runs={short_run}")["loss"][short_run] == [
+        [s, float(s)] for s in range(5)
+    ]
