@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Q, Window
 from django.db.models.functions import Mod, RowNumber
 from django.http import HttpResponseRedirect
@@ -18,6 +20,7 @@ from web.pages import page
 PAGE_SIZE = 50
 MAX_CHART_POINTS = 2000
 MAX_COMPARE = 10
+MAX_EXPERIMENTS = 500
 MAX_COLUMN_KEYS = 500
 
 
@@ -37,10 +40,16 @@ def experiment_list(request):
     )
     if query:
         experiments = experiments.filter(name__icontains=query)
+    shown = list(experiments[: MAX_EXPERIMENTS + 1])
     return render(
         request,
         "web/experiment_list.html",
-        {"experiments": experiments[:500], "q": query},
+        {
+            "experiments": shown[:MAX_EXPERIMENTS],
+            "truncated": len(shown) > MAX_EXPERIMENTS,
+            "max_experiments": MAX_EXPERIMENTS,
+            "q": query,
+        },
     )
 
 
@@ -85,18 +94,20 @@ def experiment_detail(request, experiment_id: str):
     token = request.GET.get("page") or None
     columns, available, columns_cut = _columns(request, experiment.experiment_id)
     error = ""
-    run_rows, next_token = [], None
+    run_rows, next_token, previous = [], None, None
+    search = {
+        "user": request.user,
+        "experiment_ids": [str(experiment.experiment_id)],
+        "filter_string": filter_string or None,
+        "view_type": "active",
+        "order_by": [order] if order else [],
+    }
     try:
         run_ids, next_token = selectors.runs_search(
-            user=request.user,
-            experiment_ids=[str(experiment.experiment_id)],
-            filter_string=filter_string or None,
-            view_type="active",
-            max_results=PAGE_SIZE,
-            order_by=[order] if order else [],
-            page_token=token,
+            **search, max_results=PAGE_SIZE, page_token=token
         )
         run_rows = selectors.run_payloads(run_ids)
+        previous = _previous_page(search, token)
     except InvalidParameterValue as exc:
         error = exc.message
     rows = []
@@ -122,10 +133,24 @@ def experiment_detail(request, experiment_id: str):
             "order": order,
             "error": error,
             "next_token": next_token,
+            "previous": previous,
             "can_edit": access.RANK[_level(request, experiment.experiment_id)]
             >= access.RANK[access.EDIT],
         },
     )
+
+
+def _previous_page(search: dict, token: str | None) -> dict | None:
+    """The page before this one: {"token": ...} (None for the first page), or None when this
+    is the first page. Tokens are signed offsets, so the previous one is signed afresh."""
+    from core.pagination import decode_page_token, encode_page_token
+
+    scope = selectors.runs_search_scope(**search)
+    offset = decode_page_token(token, scope)
+    if offset <= 0:
+        return None
+    earlier = max(0, offset - PAGE_SIZE)
+    return {"token": encode_page_token(earlier, scope) if earlier else None}
 
 
 def _level(request, experiment_id: int) -> str:
@@ -251,7 +276,7 @@ def _artifacts(run, raw_path: str) -> dict:
         context["artifact_error"] = f"No artifact at {path!r}." if path else None
         return context
     context["artifact_file"] = path
-    context["artifact_download"] = f"/api/2.0/mlflow-artifacts/artifacts/{full}"
+    context["artifact_download"] = f"/api/2.0/mlflow-artifacts/artifacts/{quote(full)}"
     lower = path.lower()
     if lower.endswith(TEXT_SUFFIXES) or "." not in path.rsplit("/", 1)[-1]:
         chunks, size = store.open(full)
@@ -303,9 +328,10 @@ def _produced_versions(user, run_id: str) -> list:
 
 @page(access.AUTHENTICATED)
 def compare(request):
-    run_ids = [r for r in request.GET.getlist("runs") if r][:MAX_COMPARE]
+    chosen = list(dict.fromkeys(r for r in request.GET.getlist("runs") if r))  # once each
+    run_ids = chosen[:MAX_COMPARE]
     if len(run_ids) < 2:
-        raise InvalidParameterValue("Choose at least two runs to compare (up to 10).")
+        raise InvalidParameterValue("Choose at least two different runs to compare (up to 10).")
     for run_id in run_ids:  # each run is checked like a page of its own
         access.authorize(request, access.RUN_READ, {"run_id": run_id})
     payloads = selectors.run_payloads(run_ids)
@@ -336,5 +362,7 @@ def compare(request):
             "chart_data": chart_data,
             "chart_keys": sorted(chart_data),
             "names": {p["info"]["run_id"]: p["info"]["run_name"] for p in payloads},
+            "left_out": len(chosen) - len(run_ids),
+            "max_compare": MAX_COMPARE,
         },
     )
