@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Q, Window
+from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Max, Min, Q, Window
 from django.db.models.functions import Mod, RowNumber
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
@@ -160,9 +160,11 @@ def _level(request, experiment_id: int) -> str:
 
 
 def _histories(run_ids: list[str], keys: list[str] | None = None) -> dict[str, dict[str, list]]:
-    """{metric key: {run id: [[step, value], ...]}}, sampled in the database: a series of n
-    points sends every ceil(n / MAX_CHART_POINTS)-th point in step order plus its last one, so
-    at most MAX_CHART_POINTS + 1 points per series whatever the history's length."""
+    """{metric key: {run id: [[step, value], ...]}}, sampled in the database. A series of n
+    points sends every ceil(n / MAX_CHART_POINTS)-th point in logging order (timestamp, then
+    step: the order of the (run, key, timestamp, step) unique index, so no sort of the whole
+    history), plus its last point and the points at its lowest and highest step: at most
+    MAX_CHART_POINTS + 3 per series, however long the history."""
     partition = [F("run_id"), F("key")]
     qs = Metric.objects.filter(run_id__in=run_ids, is_nan=False)
     if keys is not None:
@@ -170,9 +172,11 @@ def _histories(run_ids: list[str], keys: list[str] | None = None) -> dict[str, d
     qs = (
         qs.annotate(
             position=Window(
-                RowNumber(), partition_by=partition, order_by=[F("step"), F("timestamp")]
+                RowNumber(), partition_by=partition, order_by=[F("timestamp"), F("step")]
             ),
             total=Window(Count("id"), partition_by=partition),
+            lowest=Window(Min("step"), partition_by=partition),
+            highest=Window(Max("step"), partition_by=partition),
         )
         .annotate(
             stride=ExpressionWrapper(
@@ -180,15 +184,21 @@ def _histories(run_ids: list[str], keys: list[str] | None = None) -> dict[str, d
                 output_field=BigIntegerField(),
             )
         )
-        .annotate(offset=Mod(F("position") - 1, F("stride")))
-        .filter(Q(offset=0) | Q(position=F("total")))
+        .annotate(offset=Mod(F("position") - 1, F("stride"), output_field=BigIntegerField()))
+        .filter(Q(offset=0) | Q(position=F("total")) | Q(step=F("lowest")) | Q(step=F("highest")))
     )
     series: dict[str, dict[str, list]] = {}
-    for run_id, key, step, value in qs.order_by("key", "run_id", "step", "timestamp").values_list(
-        "run_id", "key", "step", "value"
+    for run_id, key, step, timestamp, value in qs.values_list(
+        "run_id", "key", "step", "timestamp", "value"
     ):
-        series.setdefault(key, {}).setdefault(run_id, []).append([step, value])
-    return series
+        series.setdefault(key, {}).setdefault(run_id, []).append((step, timestamp, value))
+    return {
+        key: {
+            run_id: [[step, value] for step, _, value in sorted(points)]
+            for run_id, points in sorted(runs.items())
+        }
+        for key, runs in sorted(series.items())
+    }
 
 
 @page(access.RUN_READ)

@@ -254,6 +254,11 @@ def test_charts_sample_a_long_history_in_the_database(scientist):
     assert chart(f"/compare/?runs={long_run}&runs={short_run}")["loss"][short_run] == [
         [s, float(s)] for s in range(5)
     ]
+    # a step logged late (out of order) is still the first point when it is the lowest
+    Metric.objects.create(run_id=long_run, key="loss", value=-1.0, timestamp=TS * 2, step=-5)
+    points = chart(f"/runs/{long_run}/")["loss"][long_run]
+    assert points[0] == [-5, -1.0] and points[-1][0] == (steps - 1) * 2 + 1
+    assert len(points) <= MAX_CHART_POINTS + 3
 
 
 BAD_PAGING = [
