@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from django.db import connection
 from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Max, Min, Q, Window
 from django.db.models.functions import Mod, RowNumber
 from django.http import HttpResponseRedirect
@@ -55,14 +56,41 @@ def experiment_list(request):
 
 def _distinct_keys(model, experiment_id: int, exclude_prefix: str = "") -> tuple[list[str], bool]:
     """The distinct keys of one kind over the experiment's active runs, alphabetically, at most
-    MAX_COLUMN_KEYS, and whether there were more: one SELECT DISTINCT over the (run, key)
-    unique index joined to the runs' (experiment, lifecycle_stage, ...) index."""
-    qs = model.objects.filter(
-        run__experiment_id=experiment_id, run__lifecycle_stage=LifecycleStage.ACTIVE
-    )
+    MAX_COLUMN_KEYS, and whether there were more.
+
+    A loose index scan: a recursive query steps through the distinct keys of the whole table
+    on its key-first index (one probe per key, not one row per run), and keeps a key when one
+    active run of this experiment has it (a LIMIT 1 probe on the same index, written as a
+    scalar subquery so that PostgreSQL does not turn it into a join over every row). So the cost
+    follows the number of distinct keys, not of runs."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    runs = connection.ops.quote_name(Run._meta.db_table)
+    prefix = ""
+    params: list = [experiment_id, LifecycleStage.ACTIVE]
     if exclude_prefix:
-        qs = qs.exclude(key__startswith=exclude_prefix)
-    keys = list(qs.order_by("key").values_list("key", flat=True).distinct()[: MAX_COLUMN_KEYS + 1])
+        prefix = "AND substr(keys.k, 1, %s) <> %s"
+        params += [len(exclude_prefix), exclude_prefix]
+    sql = f"""
+        WITH RECURSIVE keys(k) AS (
+            SELECT MIN(key) FROM {table}
+            UNION ALL
+            SELECT (SELECT MIN(key) FROM {table} WHERE key > keys.k) FROM keys
+            WHERE keys.k IS NOT NULL
+        )
+        SELECT k FROM (
+            SELECT keys.k, (
+                SELECT 1 FROM {table} t JOIN {runs} r ON r.run_id = t.run_id
+                WHERE t.key = keys.k AND r.experiment_id = %s AND r.lifecycle_stage = %s
+                LIMIT 1
+            ) AS used
+            FROM keys WHERE keys.k IS NOT NULL {prefix}
+        ) probed
+        WHERE used IS NOT NULL
+        LIMIT {MAX_COLUMN_KEYS + 1}
+    """  # noqa: S608 - table names from the models, values bound
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        keys = [row[0] for row in cursor.fetchall()]
     return keys[:MAX_COLUMN_KEYS], len(keys) > MAX_COLUMN_KEYS
 
 
