@@ -46,6 +46,7 @@ def experiment_list(request):
         request,
         "web/experiment_list.html",
         {
+            "nav": "experiments",
             "experiments": shown[:MAX_EXPERIMENTS],
             "truncated": len(shown) > MAX_EXPERIMENTS,
             "max_experiments": MAX_EXPERIMENTS,
@@ -151,6 +152,7 @@ def experiment_detail(request, experiment_id: str):
         request,
         "web/experiment_detail.html",
         {
+            "nav": "experiments",
             "experiment": experiment,
             "rows": rows,
             "columns": columns,
@@ -229,10 +231,34 @@ def _histories(run_ids: list[str], keys: list[str] | None = None) -> dict[str, d
     }
 
 
+def _chart_summary(chart_data: dict, names: dict[str, str]) -> list[dict]:
+    """The charts as text (for screen readers): per metric and run, the points drawn and the
+    first, last, lowest and highest value."""
+    rows = []
+    for key, runs in sorted(chart_data.items()):
+        for run_id, points in runs.items():
+            if not points:
+                continue
+            values = [p[1] for p in points]
+            rows.append(
+                {
+                    "key": key,
+                    "run": names.get(run_id, run_id),
+                    "points": len(points),
+                    "first": points[0],
+                    "last": points[-1],
+                    "min": min(values),
+                    "max": max(values),
+                }
+            )
+    return rows
+
+
 @page(access.RUN_READ)
 def run_detail(request, run_id: str):
     run = selectors.run_get(run_id)
     payload = selectors.run_payloads([run.run_id])[0]
+    chart_data = _histories([run.run_id])
     tags = {t["key"]: t["value"] for t in payload["data"]["tags"]}
     parent_id = tags.get("mlflow.parentRunId")
     # Only runs this user may read, and not deleted ones: a run's parentRunId tag is free text,
@@ -251,6 +277,7 @@ def run_detail(request, run_id: str):
         request,
         "web/run_detail.html",
         {
+            "nav": "experiments",
             "run": run,
             "info": payload["info"],
             "metrics": sorted(payload["data"]["metrics"], key=lambda m: m["key"]),
@@ -260,7 +287,8 @@ def run_detail(request, run_id: str):
             "outputs": payload["outputs"].get("model_outputs", []),
             "parent": parent,
             "children": children,
-            "chart_data": _histories([run.run_id]),
+            "chart_data": chart_data,
+            "chart_summary": _chart_summary(chart_data, {run.run_id: payload["info"]["run_name"]}),
             "produced_versions": _produced_versions(request.user, run.run_id),
             **_artifacts(run, request.GET.get("artifacts", "")),
         },
@@ -394,11 +422,15 @@ def compare(request):
         request,
         "web/compare.html",
         {
+            "nav": "experiments",
             "runs": [p["info"] for p in payloads],
             "params": table("params"),
             "metrics": table("metrics"),
             "chart_data": chart_data,
             "chart_keys": sorted(chart_data),
+            "chart_summary": _chart_summary(
+                chart_data, {p["info"]["run_id"]: p["info"]["run_name"] for p in payloads}
+            ),
             "names": {p["info"]["run_id"]: p["info"]["run_name"] for p in payloads},
             "left_out": len(chosen) - len(run_ids),
             "max_compare": MAX_COMPARE,

@@ -211,9 +211,11 @@ def test_columns_with_spaces_and_punctuation_sort(scientist):
         first = client.get(url, {"col": [column]}).content.decode()
         down = follow(first, html_lib.escape(column))
         assert 'class="error-box"' not in down and names(down) == ["high", "mid", "low"]
-        assert re.search(rf"{re.escape(html_lib.escape(column))}</a> ↓", down)
+        assert re.search(
+            rf'{re.escape(html_lib.escape(column))}</a> <span aria-hidden="true">↓', down
+        )
         up = follow(down, html_lib.escape(column))
-        assert names(up) == ["low", "mid", "high"] and "</a> ↑" in up
+        assert names(up) == ["low", "mid", "high"] and '</a> <span aria-hidden="true">↑' in up
 
 
 def test_charts_sample_a_long_history_in_the_database(scientist):
@@ -365,3 +367,56 @@ def test_compare_dedupes_runs_and_says_when_it_leaves_some_out(scientist):
     assert 'id="compare-cut"' not in full
     cut = client.get("/compare/", {"runs": runs}).content.decode()
     assert "Compare 10 runs" in cut and 'id="compare-cut"' in cut and "2 more were" in cut
+
+
+def _contrast(a: str, b: str) -> float:
+    def luminance(colour: str) -> float:
+        channels = [int(colour.lstrip("#")[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_focus_ring_has_3_to_1_contrast_on_page_and_header():
+    import re
+    from pathlib import Path
+
+    css = (Path(__file__).resolve().parents[2] / "web/static/web/custody.css").read_text()
+    focus = re.search(r"--focus: (#[0-9a-fA-F]{6})", css).group(1)
+    page = re.search(r"--bg: (#[0-9a-fA-F]{6})", css).group(1)
+    header = re.search(r"header\.top \{[^}]*background: (#[0-9a-fA-F]{6})", css).group(1)
+    for background in ("#ffffff", page, header):
+        assert _contrast(focus, background) >= 3, (focus, background)
+
+
+def test_accessibility_markup(scientist):
+    import re
+
+    exp = tracking.experiment_create(name="a11y", owner=scientist)
+    run_id = new_run(exp.experiment_id, "a11y-run", **logged(1))
+    other = new_run(exp.experiment_id, "a11y-other", **logged(2))
+    client = signed_in(scientist)
+    table = client.get(
+        f"/experiments/{exp.experiment_id}/",
+        {"col": ["metrics.loss"], "order": "metrics.loss ASC"},
+    ).content.decode()
+    assert re.search(
+        r'<th scope="col" class="num" aria-sort="ascending"><a [^>]*>metrics\.loss', table
+    )
+    assert table.count("aria-sort=") == 1
+    default = client.get(f"/experiments/{exp.experiment_id}/").content.decode()
+    assert re.search(r'aria-sort="descending"><a [^>]*>Started</a>', default)
+    for path in (f"/experiments/{exp.experiment_id}/", "/experiments/", f"/runs/{run_id}/"):
+        html = client.get(path).content.decode()
+        assert re.search(r'href="/experiments/" aria-current="page">Experiments', html), path
+    tokens = client.get("/tokens/").content.decode()
+    assert re.search(r'href="/tokens/" aria-current="page">Tokens', tokens)
+    run_page = client.get(f"/runs/{run_id}/").content.decode()
+    assert '<th scope="col"></th>' not in run_page
+    summary = re.search(r'<table class="sr-only" id="chart-summary">.*?</table>', run_page, re.S)
+    assert summary and '<th scope="row">loss</th><td>a11y-run</td><td>3</td>' in summary.group(0)
+    assert "<td>0: 1</td><td>2: 3</td><td>1</td><td>3</td>" in summary.group(0)
+    compare = client.get("/compare/", {"runs": [run_id, other]}).content.decode()
+    assert compare.count('<th scope="row">acc</th><td>a11y-') == 2
