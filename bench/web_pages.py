@@ -4,9 +4,12 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/custody_bench_web .venv/bin/python bench/web_pages.py
 
 Seeds (bulk inserts, not timed) one experiment with N runs, each with 3 params, 3 latest
-metrics and 2 tags, then loads pages through Django's test client as a signed-in data
-scientist (the whole server path but the socket: middleware, access decision, query,
-template): p50/p95 over 20 loads each. Prints a Markdown table."""
+metrics and 2 tags; one more run with a long history (--history points, default 100,000, of
+one metric); a model with --versions versions (default 300) of which some wait for review.
+Then loads pages through Django's test client as a signed-in data scientist (the review queue
+as a reviewer; the whole server path but the socket: middleware, access decision, query,
+template): p50/p95 over --loads loads each. Prints a Markdown table. The PostgreSQL database
+named by DATABASE_URL is dropped and recreated."""
 
 from __future__ import annotations
 
@@ -82,10 +85,68 @@ def seed(runs: int) -> int:
     return experiment.experiment_id
 
 
+def seed_history(experiment_id: int, points: int) -> tuple[str, str]:
+    """A run with `points` steps of "loss" (and the same of "accuracy"), and a short one."""
+    from django.db import transaction
+
+    from tracking.models import Metric, Run
+
+    long_id, short_id = "f" * 32, "e" * 32
+    with transaction.atomic():
+        for run_id, name in ((long_id, "long-history"), (short_id, "short-history")):
+            Run.objects.create(
+                run_id=run_id,
+                experiment_id=experiment_id,
+                name=name,
+                user_id="scientist",
+                start_time=1,
+                artifact_uri="mlflow-artifacts:/x",
+                status="FINISHED",
+            )
+        for start in range(0, points, 20_000):
+            Metric.objects.bulk_create(
+                [
+                    Metric(run_id=long_id, key=key, value=1 / (s + 1), timestamp=s, step=s)
+                    for s in range(start, min(points, start + 20_000))
+                    for key in ("loss", "accuracy")
+                ]
+            )
+        Metric.objects.bulk_create(
+            Metric(run_id=short_id, key="loss", value=1 / (s + 1), timestamp=s, step=s)
+            for s in range(100)
+        )
+    return long_id, short_id
+
+
+def seed_registry(run_id: str, versions: int, scientist) -> int:
+    """Model "big-model" with `versions` versions; every 10th asks for Staging and then
+    Production (which waits for review). Returns the number of open requests."""
+    from core.errors import ApplicationError
+    from governance import services as governance
+    from registry import services as registry
+
+    registry.registered_model_create(name="big-model")
+    for _ in range(versions):
+        registry.model_version_create(name="big-model", source=f"runs:/{run_id}/model")
+    for number in range(1, versions + 1, 10):
+        for stage in ("Staging", "Production"):  # Staging applies at once by default
+            try:
+                governance.request_transition(
+                    user=scientist, name="big-model", version=number, stage=stage
+                )
+            except ApplicationError:
+                break
+    from governance.models import TransitionRequest
+
+    return TransitionRequest.objects.filter(status=TransitionRequest.Status.OPEN).count()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--loads", type=int, default=20)
+    parser.add_argument("--history", type=int, default=100_000)
+    parser.add_argument("--versions", type=int, default=300)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         database = setup(Path(tmp))
@@ -94,15 +155,33 @@ def main() -> None:
         call_command("collectstatic", "--noinput", verbosity=0)  # pages use hashed names
         started = time.perf_counter()
         exp_id = seed(args.runs)
-        analyze()
-        seeded = time.perf_counter() - started
         from django.test import Client
 
         from accounts import services as accounts
+        from core.pagination import encode_page_token
+        from tracking.selectors import runs_search_scope
 
         user = accounts.user_create(username="scientist", role="data-scientist")
+        reviewer = accounts.user_create(username="reviewer", role="reviewer")
+        long_id, short_id = seed_history(exp_id, args.history)
+        open_requests = seed_registry(long_id, args.versions, user)
+        analyze()
+        seeded = time.perf_counter() - started
         client = Client(HTTP_HOST="127.0.0.1")
         client.force_login(user)
+        reviewing = Client(HTTP_HOST="127.0.0.1")
+        reviewing.force_login(reviewer)
+        deep = encode_page_token(
+            args.runs // 2,
+            runs_search_scope(
+                user=user,
+                experiment_ids=[str(exp_id)],
+                filter_string=None,
+                view_type="active",
+                order_by=[],
+            ),
+        )
+        middle = args.versions // 2
         pages = {
             "experiments list": ("/experiments/", {}),
             "runs table, first page (newest first)": (f"/experiments/{exp_id}/", {}),
@@ -124,21 +203,38 @@ def main() -> None:
                 f"/experiments/{exp_id}/",
                 {"filter": "tags.cohort = 'c42'"},
             ),
+            f"runs table, a deep page (offset {args.runs // 2:,})": (
+                f"/experiments/{exp_id}/",
+                {"page": deep},
+            ),
+            f"run page ({args.history:,} steps of 2 metrics, charts sampled)": (
+                f"/runs/{long_id}/",
+                {},
+            ),
+            "compare of two runs (one with the long history)": (
+                "/compare/",
+                {"runs": [long_id, short_id]},
+            ),
             "models list": ("/models/", {}),
+            f"model page ({args.versions} versions)": ("/models/big-model/", {}),
+            "version page": (f"/models/big-model/versions/{middle}/", {}),
+            "review queue (as a reviewer)": ("/reviews/", {}),
         }
         rows = []
         for label, (path, params) in pages.items():
-            response = client.get(path, params)
+            browser = reviewing if path == "/reviews/" else client
+            response = browser.get(path, params)
             assert response.status_code == 200, (label, response.status_code)
             samples = []
             for _ in range(args.loads):
                 start = time.perf_counter()
-                client.get(path, params)
+                browser.get(path, params)
                 samples.append((time.perf_counter() - start) * 1000)
             rows.append((label, statistics.median(samples), percentile(samples, 0.95)))
     print(
         f"# Page loads ({database}; {args.runs:,} runs in one experiment, seeded in "
-        f"{seeded:.0f} s; Django test client, signed in)\n"
+        f"{seeded:.0f} s; {args.history:,}-step history; {args.versions} versions, "
+        f"{open_requests} open review requests; Django test client, signed in)\n"
     )
     print("| page | p50 ms | p95 ms |\n|---|---|---|")
     for label, p50, p95 in rows:

@@ -269,6 +269,29 @@ def run_payloads(run_ids: Sequence[str]) -> list[dict[str, Any]]:
     return result
 
 
+def runs_search_scope(
+    *,
+    user,
+    experiment_ids: list[str],
+    filter_string: str | None,
+    view_type: str,
+    order_by: list[str],
+) -> dict[str, Any]:
+    """What a runs_search page token is bound to (the web UI's Previous link signs an earlier
+    offset for the same scope)."""
+    ids = sorted({parse_experiment_id(e) for e in experiment_ids})
+    # Like MLflow: experiments the caller may not read are dropped from the request.
+    hidden = unreadable_experiment_ids(user) or set()
+    return {
+        "endpoint": "runs/search",
+        "user": getattr(user, "pk", None),
+        "experiments": [e for e in ids if e not in hidden],
+        "view": view_type,
+        "filter": filter_string or "",
+        "order_by": order_by,
+    }
+
+
 def runs_search(
     *,
     user: Any,
@@ -283,18 +306,14 @@ def runs_search(
     from tracking import search
 
     limit = validate_max_results(max_results, default=1000, maximum=50000)
-    ids = sorted({parse_experiment_id(e) for e in experiment_ids})
-    # Like MLflow: experiments the caller may not read are dropped from the request.
-    hidden = unreadable_experiment_ids(user) or set()
-    ids = [e for e in ids if e not in hidden]
-    scope = {
-        "endpoint": "runs/search",
-        "user": getattr(user, "pk", None),
-        "experiments": ids,
-        "view": view_type,
-        "filter": filter_string or "",
-        "order_by": order_by,
-    }
+    scope = runs_search_scope(
+        user=user,
+        experiment_ids=experiment_ids,
+        filter_string=filter_string,
+        view_type=view_type,
+        order_by=order_by,
+    )
+    ids = scope["experiments"]
     offset = decode_page_token(page_token, scope)
     if not ids:
         return [], None

@@ -37,7 +37,11 @@ def tokens(request):
         )
         form = TokenForm()
     rows = ApiToken.objects.filter(user=request.user).order_by("-created_at")
-    return render(request, "web/tokens.html", {"form": form, "tokens": rows, "created": created})
+    return render(
+        request,
+        "web/tokens.html",
+        {"nav": "tokens", "form": form, "tokens": rows, "created": created},
+    )
 
 
 @page(access.AUTHENTICATED)

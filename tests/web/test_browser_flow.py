@@ -1,10 +1,12 @@
 """The whole UI in Debian's Chromium against the live server, as a newcomer would use it:
 a data scientist opens an experiment, filters and sorts runs, compares two runs on an
-overlaid chart, opens a model version and requests its promotion; a reviewer approves it
-from the queue; the version page then shows Production. Screenshots of the main pages go to
-test-artifacts/screenshots/."""
+overlaid chart, browses a run's artifacts, opens a model version and requests its promotion;
+a reviewer approves it from the queue; the version page then shows Production. Screenshots
+of the main pages go to test-artifacts/screenshots/."""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -20,7 +22,7 @@ def seed(server, auth, name: str) -> dict:
     http = requests.Session()
     http.auth = auth
     experiment = http.post(f"{api}/experiments/create", json={"name": name}).json()
-    runs = []
+    runs, artifact_uris = [], []
     for i, (lr, auc) in enumerate([("0.1", 0.88), ("0.05", 0.93), ("0.01", 0.95)]):
         run = http.post(
             f"{api}/runs/create",
@@ -29,7 +31,9 @@ def seed(server, auth, name: str) -> dict:
                 "run_name": f"run-{i}",
                 "start_time": 1_700_000_000_000 + i * 1000,
             },
-        ).json()["run"]["info"]["run_id"]
+        ).json()["run"]["info"]
+        artifact_uris.append(run["artifact_uri"])
+        run = run["run_id"]
         http.post(
             f"{api}/runs/log-batch",
             json={
@@ -52,6 +56,15 @@ def seed(server, auth, name: str) -> dict:
             json={"run_id": run, "status": "FINISHED", "end_time": 1_700_000_060_000},
         )
         runs.append(run)
+    prefix = artifact_uris[2].removeprefix("mlflow-artifacts:/")
+    for path, body in (
+        ("model/MLmodel", b"artifact_path: model\nflavors: {}\n"),
+        ("reports/summary.txt", b"val_auc 0.95 on orders_v2.1\n"),
+        ("reports/confusion matrix.csv", b"tp,fp\n90,10\n"),
+    ):
+        http.put(
+            f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{prefix}/{quote(path)}", data=body
+        ).raise_for_status()
     model = f"model-{name}"
     http.post(f"{api}/registered-models/create", json={"name": model}).raise_for_status()
     http.post(
@@ -73,9 +86,10 @@ def test_browse_compare_request_and_approve_in_the_browser(
 
     page = signed_in(scientist, scientist_password)
     page.goto("/experiments/")
+    expect(page.get_by_role("link", name=unique_name)).to_be_visible()
+    screenshot(page, "experiments")  # the experiments list
     page.get_by_role("link", name=unique_name).click()
     expect(page.locator("#runs-table tbody tr")).to_have_count(3)
-    screenshot(page, "experiments")
 
     # Filter with the API's grammar; a mistake is explained in words, on the page.
     page.get_by_label("Filter runs").fill("metrics.val_auc > 0.9")
@@ -110,7 +124,16 @@ def test_browse_compare_request_and_approve_in_the_browser(
 
     page.goto(f"/runs/{data['runs'][2]}/")
     expect(page.locator("body")).to_contain_text("val_auc")
+    expect(page.locator("#artifact-list")).to_contain_text("reports/")
     screenshot(page, "run-page")
+    page.locator("#artifact-list").get_by_role("link", name="reports/").click()
+    page.locator("#artifact-list").get_by_role("link", name="summary.txt").click()
+    expect(page.locator("#artifact-preview")).to_contain_text("val_auc 0.95")
+    screenshot(page, "run-artifacts")
+
+    page.get_by_role("link", name="Tokens").click()
+    expect(page.get_by_role("link", name="Tokens")).to_have_attribute("aria-current", "page")
+    screenshot(page, "tokens")
 
     # The registry: list, model, version; request Staging (applied), then Production.
     page.get_by_role("link", name="Models", exact=True).click()
@@ -128,10 +151,15 @@ def test_browse_compare_request_and_approve_in_the_browser(
     page.get_by_role("button", name="Request").click()
     expect(page.locator("#missing")).to_contain_text("1 more approval needed")
     request_url = page.url
+    page.goto(f"/models/{data['model']}/versions/1/card/")
+    expect(page.locator("form")).not_to_have_count(0)
+    screenshot(page, "model-card")
 
     # The reviewer approves from the queue.
     review = signed_in(reviewer, reviewer_password)
     review.get_by_role("link", name="Reviews").click()
+    expect(review.locator("#queue")).to_contain_text(data["model"])
+    screenshot(review, "reviews")
     review.locator("#queue").get_by_role("link").first.click()
     assert review.url == request_url
     expect(review.locator("#compare-metrics")).to_contain_text("val_auc")

@@ -89,11 +89,34 @@ def test_registry_lists_cost_the_same_for_many_rows(people, fraud):
         browser.get("/models/")
     with CaptureQueriesContext(connection) as few_model:
         browser.get("/models/fraud/")
+    with CaptureQueriesContext(connection) as few_version:
+        browser.get("/models/fraud/versions/2/")
     grow(2, 6)
     with CaptureQueriesContext(connection) as many_list:
         listing = browser.get("/models/").content.decode()
     with CaptureQueriesContext(connection) as many_model:
         browser.get("/models/fraud/")
+    with CaptureQueriesContext(connection) as many_version:
+        assert browser.get("/models/fraud/versions/2/").status_code == 200
     assert listing.count('href="/models/m') >= 8
     assert len(many_list) == len(few_list)
     assert len(many_model) == len(few_model)
+    assert len(many_version) == len(few_version)
+
+
+def test_version_diff_tags_and_audit_exports_have_header_cells(people, fraud):
+    import re
+
+    alice = people["alice"]
+    alice.mlflow(
+        "model-versions/set-tag", {"name": "fraud", "version": "2", "key": "k", "value": "v"}
+    )
+    page = signed_in(alice).get("/models/fraud/versions/1/diff/2/")
+    html = page.content.decode()
+    assert page.status_code == 200, html[:300]
+    tags = re.search(r'<table class="grid" id="diff-tags">(.*?)</table>', html, re.S).group(1)
+    assert (
+        '<thead><tr><th scope="col">Tag</th>' in tags and '<th scope="row">version.k</th>' in tags
+    )
+    audit = signed_in(people["carl"]).get("/audit/").content.decode()
+    assert '<th scope="col"></th>' not in audit and 'class="sr-only">Download' in audit

@@ -74,3 +74,41 @@ def test_private_runs_artifacts_stay_hidden(people):
     bob.force_login(people["bob"].user)
     assert bob.get(f"/runs/{run_id}/").status_code == 404
     assert bob.get(f"/runs/{run_id}/artifact-image", {"path": "a.png"}).status_code == 404
+
+
+def test_links_to_artifacts_with_odd_names_are_url_encoded(people, settings, tmp_path):
+    import html as html_lib
+    import re
+    from urllib.parse import quote
+
+    settings.CUSTODY_ARTIFACT_ROOT = str(tmp_path / "artifacts")
+    alice = people["alice"]
+    run_id = new_run(alice)
+    info = alice.mlflow("runs/get", {"run_id": run_id}, "GET").json()["run"]["info"]
+    prefix = info["artifact_uri"].removeprefix("mlflow-artifacts:/")
+    # ("#", "?" and ";" are refused in artifact paths; "%", "&", "+" and spaces are not)
+    names = ["my dir/report 1.txt", "100%25 & more.txt", "a+b=c.txt"]
+    for name in names:
+        put = alice.client.put(
+            f"/api/2.0/mlflow-artifacts/artifacts/{prefix}/{quote(name)}",
+            name.encode(),
+            content_type="text/plain",
+        )
+        assert put.status_code == 200, put.content
+    browser = Client()
+    browser.force_login(alice.user)
+
+    def follow(href: str):
+        return browser.get(html_lib.unescape(href))
+
+    for name in names:
+        folder, _, _ = name.rpartition("/")
+        listing = browser.get(f"/runs/{run_id}/", {"artifacts": folder}).content.decode()
+        downloads = re.findall(r'<a href="(/api/2.0/mlflow-artifacts/[^"]+)" download>', listing)
+        fetched = {b"".join(follow(h).streaming_content) for h in downloads}
+        assert name.encode() in fetched, (name, downloads)
+        opened = re.findall(r'<a href="(\?artifacts=[^"]+)#artifacts">', listing)
+        previews = [follow(f"/runs/{run_id}/{h}").content.decode() for h in opened]
+        preview = next(p for p in previews if 'id="artifact-preview"' in p)
+        link = re.search(r'<a href="([^"]+)" download id="artifact-download">', preview).group(1)
+        assert b"".join(follow(link).streaming_content) in {n.encode() for n in names}

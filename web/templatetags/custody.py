@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 from django import template
 from django.http import QueryDict
 
+from tracking.search import _BARE
+
 register = template.Library()
 
 
@@ -44,7 +46,28 @@ def query_with(context, **changes) -> str:
     return "?" + params.urlencode()
 
 
+def order_identifier(column: str) -> str:
+    """A column ("metrics.my metric") as the search grammar's identifier: keys with spaces or
+    punctuation are backtick-quoted (a backtick inside doubled, a backslash escaped)."""
+    entity, _, key = column.partition(".")
+    if not key or _BARE.fullmatch(key):
+        return column
+    return f"{entity}.`{key.replace(chr(92), chr(92) * 2).replace('`', '``')}`"
+
+
 @register.filter
 def sort_link_order(column: str, current: str) -> str:
     """Clicking a column sorts by it descending, then ascending."""
-    return f"{column} ASC" if current == f"{column} DESC" else f"{column} DESC"
+    identifier = order_identifier(column)
+    return f"{identifier} ASC" if current == f"{identifier} DESC" else f"{identifier} DESC"
+
+
+@register.filter
+def sort_direction(column: str, current: str) -> str:
+    """The direction ("descending", "ascending" or "") of a column under the order clause."""
+    identifier = order_identifier(column)
+    if current == f"{identifier} DESC":
+        return "descending"
+    if current in (f"{identifier} ASC", identifier):
+        return "ascending"
+    return ""

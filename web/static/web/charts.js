@@ -18,7 +18,7 @@
     caption.textContent = key;
     var canvas = document.createElement("canvas");
     canvas.setAttribute("role", "img");
-    canvas.setAttribute("aria-label", "Chart of " + key + " over steps");
+    canvas.setAttribute("aria-label", "Chart of " + key + " over steps; the table \"Metric charts as text\" below gives its figures");
     figure.appendChild(caption);
     figure.appendChild(canvas);
     holder.appendChild(figure);

@@ -1,0 +1,422 @@
+"""Experiment, run and compare pages: what a user may not read stays hidden, query counts do
+not grow with rows, column choice, sorting, chart sampling, paging and inline errors."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from accounts import services as accounts
+from tracking import services as tracking
+from tracking.permissions import experiment_grants_replace
+
+pytestmark = pytest.mark.django_db
+
+TS = 1_700_000_000_000
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def new_run(experiment_id, name: str, tags: list | None = None, **log) -> str:
+    run = tracking.run_create(
+        experiment_id=str(experiment_id),
+        user_id="alice",
+        run_name=name,
+        start_time=TS,
+        tags=tags or [],
+    )
+    if log:
+        tracking.run_log_batch(
+            run_id=run.run_id,
+            metrics=log.get("metrics", []),
+            params=log.get("params", []),
+            tags=log.get("log_tags", []),
+        )
+    return run.run_id
+
+
+def parent_tag(run_id: str) -> list[dict]:
+    return [{"key": "mlflow.parentRunId", "value": run_id}]
+
+
+def test_run_page_hides_parent_and_children_the_user_cannot_read(scientist):
+    secret = tracking.experiment_create(name="private", owner=scientist)
+    experiment_grants_replace(
+        experiment_id=secret.experiment_id,
+        grants=[{"user": "alice", "level": "MANAGE"}, {"group": "data-scientist", "level": "NONE"}],
+    )
+    bob = accounts.user_create(username="bob", role="data-scientist", password="bob-pw-1")
+    shared = tracking.experiment_create(name="shared", owner=bob)
+    visible = new_run(shared.experiment_id, "visible-run")
+    hidden_parent = new_run(secret.experiment_id, "hidden-parent")
+    pointing_up = new_run(shared.experiment_id, "child-of-hidden", tags=parent_tag(hidden_parent))
+    new_run(secret.experiment_id, "hidden-child", tags=parent_tag(visible))
+    deleted_child = new_run(shared.experiment_id, "deleted-child", tags=parent_tag(visible))
+    tracking.run_delete(run_id=deleted_child)
+    live_child = new_run(shared.experiment_id, "live-child", tags=parent_tag(visible))
+
+    client = signed_in(bob)
+    page = client.get(f"/runs/{visible}/").content.decode()
+    assert "live-child" in page and f"/runs/{live_child}/" in page
+    assert "hidden-child" not in page and "deleted-child" not in page
+    up = client.get(f"/runs/{pointing_up}/").content.decode()
+    assert "hidden-parent" not in up and "Parent run" not in up
+    # alice may read both: she sees the hidden ones (but still not the deleted one)
+    mine = signed_in(scientist).get(f"/runs/{visible}/").content.decode()
+    assert "hidden-child" in mine and "deleted-child" not in mine
+    assert "hidden-parent" in signed_in(scientist).get(f"/runs/{pointing_up}/").content.decode()
+
+
+def queries(client: Client, url: str, params: dict | None = None) -> tuple[int, str]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url, params or {})
+    assert response.status_code == 200, response.content[:500]
+    return len(captured), response.content.decode()
+
+
+def logged(i: int) -> dict:
+    return {
+        "metrics": [
+            {"key": k, "value": i + s, "timestamp": TS + s, "step": s}
+            for k in ("loss", "acc")
+            for s in range(3)
+        ],
+        "params": [{"key": "lr", "value": str(i)}, {"key": "depth", "value": "6"}],
+        "log_tags": [{"key": "team", "value": f"t{i}"}],
+    }
+
+
+def dataset(i: int) -> dict:
+    return {
+        "dataset": {
+            "name": f"ds{i}",
+            "digest": f"d{i}",
+            "source_type": "local",
+            "source": f"/data/{i}.csv",
+        },
+        "tags": [{"key": "mlflow.data.context", "value": "train"}],
+    }
+
+
+def test_tracking_pages_cost_the_same_for_many_rows(scientist):
+    exp = tracking.experiment_create(name="counted", owner=scientist)
+    client = signed_in(scientist)
+    parent = new_run(exp.experiment_id, "parent", **logged(0))
+    table = (
+        f"/experiments/{exp.experiment_id}/",
+        {"col": ["metrics.loss", "metrics.acc", "params.lr", "tags.team"]},
+    )
+    made: list[str] = []
+
+    def grow(count: int) -> None:
+        for _ in range(count):
+            i = len(made) + 1
+            run_id = new_run(exp.experiment_id, f"r{i}", tags=parent_tag(parent), **logged(i))
+            made.append(run_id)
+            tracking.run_log_inputs(run_id=parent, datasets=[dataset(i)], models=[])
+            tracking.run_log_inputs(run_id=run_id, datasets=[dataset(i)], models=[])
+            services_token(scientist, f"tok{i}")
+
+    def measure() -> dict[str, int]:
+        return {
+            "runs table": queries(client, *table)[0],
+            "run page": queries(client, f"/runs/{parent}/")[0],
+            "compare": queries(client, "/compare/", {"runs": [parent, *made[-4:]]})[0],
+            "tokens": queries(client, "/tokens/")[0],
+        }
+
+    grow(4)
+    few = measure()
+    grow(8)
+    many = measure()
+    _, html = queries(client, *table)
+    assert html.count('data-run-id="') == 13 and ">t12<" in html
+    run_page = queries(client, f"/runs/{parent}/")[1]
+    assert run_page.count("<code>d") == 12 and run_page.count('href="/runs/') >= 12
+    assert many == few
+
+
+def services_token(user, name: str) -> None:
+    accounts.token_create(user=user, name=name)
+
+
+def test_column_picker_sees_keys_of_later_runs_and_not_of_deleted_ones(scientist):
+    from tracking.models import LatestMetric, Run
+
+    exp = tracking.experiment_create(name="wide", owner=scientist)
+    Run.objects.bulk_create(
+        Run(
+            run_id=f"{i:032x}",
+            experiment_id=exp.experiment_id,
+            name=f"bulk-{i}",
+            user_id="alice",
+            start_time=TS + i,
+            artifact_uri="mlflow-artifacts:/x",
+            status="FINISHED",
+        )
+        for i in range(2100)
+    )
+    LatestMetric.objects.bulk_create(
+        LatestMetric(run_id=f"{i:032x}", key="loss", value=1.0, timestamp=1, step=0)
+        for i in range(2100)
+    )
+    metric = {"metrics": [{"key": "late_metric", "value": 1.0, "timestamp": TS, "step": 0}]}
+    new_run(exp.experiment_id, "late", **metric)
+    gone = new_run(
+        exp.experiment_id,
+        "gone",
+        metrics=[{"key": "deleted_metric", "value": 1.0, "timestamp": TS, "step": 0}],
+        params=[{"key": "deleted_param", "value": "x"}],
+    )
+    tracking.run_delete(run_id=gone)
+    html = signed_in(scientist).get(f"/experiments/{exp.experiment_id}/").content.decode()
+    assert 'value="metrics.late_metric"' in html and 'value="metrics.loss"' in html
+    assert "deleted_metric" not in html and "deleted_param" not in html
+
+
+def test_columns_with_spaces_and_punctuation_sort(scientist):
+    import html as html_lib
+    import re
+
+    exp = tracking.experiment_create(name="odd keys", owner=scientist)
+    for name, value in (("low", 0.1), ("high", 0.9), ("mid", 0.5)):
+        new_run(
+            exp.experiment_id,
+            name,
+            metrics=[
+                {"key": "my metric", "value": value, "timestamp": TS, "step": 0},
+                {"key": "train: loss / 2", "value": value, "timestamp": TS, "step": 0},
+            ],
+        )
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+
+    def follow(page: str, column: str) -> str:
+        link = re.search(rf'<a href="([^"]+)" data-column="{re.escape(column)}"', page).group(1)
+        response = client.get(url + html_lib.unescape(link))
+        assert response.status_code == 200
+        return response.content.decode()
+
+    def names(page: str) -> list[str]:
+        return re.findall(r'<td><a href="/runs/[0-9a-f]+/">(\w+)</a></td>', page)
+
+    for column in ("metrics.my metric", "metrics.train: loss / 2"):
+        first = client.get(url, {"col": [column]}).content.decode()
+        down = follow(first, html_lib.escape(column))
+        assert 'class="error-box"' not in down and names(down) == ["high", "mid", "low"]
+        assert re.search(
+            rf'{re.escape(html_lib.escape(column))}</a> <span aria-hidden="true">↓', down
+        )
+        up = follow(down, html_lib.escape(column))
+        assert names(up) == ["low", "mid", "high"] and '</a> <span aria-hidden="true">↑' in up
+
+
+def test_charts_sample_a_long_history_in_the_database(scientist):
+    import json
+    import re
+
+    from tracking.models import Metric
+    from web.views_tracking import MAX_CHART_POINTS
+
+    exp = tracking.experiment_create(name="long", owner=scientist)
+    long_run = new_run(exp.experiment_id, "long")
+    short_run = new_run(exp.experiment_id, "short")
+    steps = 3 * MAX_CHART_POINTS + 7
+    Metric.objects.bulk_create(
+        Metric(run_id=long_run, key="loss", value=s / 10, timestamp=TS + s, step=s * 2 + 1)
+        for s in range(steps)
+    )
+    Metric.objects.bulk_create(
+        Metric(run_id=short_run, key="loss", value=s, timestamp=TS + s, step=s) for s in range(5)
+    )
+    client = signed_in(scientist)
+
+    def chart(url: str) -> dict:
+        html = client.get(url).content.decode()
+        found = re.search(r'id="chart-data" type="application/json">(.*?)</script>', html)
+        return json.loads(found.group(1))
+
+    for data in (
+        chart(f"/runs/{long_run}/"),
+        chart(f"/compare/?runs={long_run}&runs={short_run}"),
+    ):
+        points = data["loss"][long_run]
+        assert len(points) <= MAX_CHART_POINTS + 1
+        assert points[0] == [1, 0.0] and points[-1] == [(steps - 1) * 2 + 1, (steps - 1) / 10]
+        assert [p[0] for p in points] == sorted(p[0] for p in points)
+        gaps = {b[0] - a[0] for a, b in zip(points[:-2], points[1:-1], strict=True)}
+        assert gaps == {8}  # every 4th point of a series logged every 2 steps
+    assert chart(f"/compare/?runs={long_run}&runs={short_run}")["loss"][short_run] == [
+        [s, float(s)] for s in range(5)
+    ]
+    # a step logged late (out of order) is still the first point when it is the lowest
+    Metric.objects.create(run_id=long_run, key="loss", value=-1.0, timestamp=TS * 2, step=-5)
+    points = chart(f"/runs/{long_run}/")["loss"][long_run]
+    assert points[0] == [-5, -1.0] and points[-1][0] == (steps - 1) * 2 + 1
+    assert len(points) <= MAX_CHART_POINTS + 3
+
+
+BAD_PAGING = [
+    {"page": "garbage"},
+    {"page": "x" * 5000},
+    {"page": "eyJvIjo1MH0:1abc:def"},
+    {"order": "metrics."},
+    {"order": "metrics.loss SIDEWAYS"},
+    {"order": "metrics.loss ASC DESC"},
+    {"order": "nonsense.loss"},
+    {"order": "`unclosed"},
+    {"order": "o" * 2000},
+    {"order": "metrics.a\x00b DESC"},
+    {"filter": "metrics.a\x00b > 1"},
+    {"filter": "params.p = 'a\x00'"},
+    {"col": "metrics.a\x00b", "order": "metrics.loss DESC"},
+]
+
+
+@pytest.mark.parametrize("params", BAD_PAGING, ids=lambda p: repr(p)[:40])
+def test_bad_paging_and_ordering_answer_inline(scientist, params):
+    exp = tracking.experiment_create(name="bad input", owner=scientist)
+    new_run(exp.experiment_id, "only", **logged(1))
+    response = signed_in(scientist).get(f"/experiments/{exp.experiment_id}/", params)
+    html = response.content.decode()
+    if any("\x00" in v for v in params.values()):  # refused before the view: PostgreSQL
+        assert response.status_code == 400 and "NUL characters" in html  # cannot store NUL
+    else:
+        assert response.status_code == 200 and 'class="error-box" role="alert"' in html
+
+
+@pytest.mark.parametrize("path", ["/experiments/", "/models/", "/audit/", "/lineage/"])
+def test_nul_in_any_page_query_is_a_400_not_a_500(path):
+    admin = accounts.user_create(username="boss", role="admin", password="boss-pw-1")
+    response = signed_in(admin).get(path, {"q": "a\x00b", "node": "run:\x00", "actor": "\x00"})
+    assert response.status_code == 400 and "NUL characters" in response.content.decode()
+
+
+def test_runs_table_pages_forward_and_back(scientist):
+    import html as html_lib
+    import re
+
+    from tracking.models import Run
+
+    exp = tracking.experiment_create(name="paged", owner=scientist)
+    Run.objects.bulk_create(
+        Run(
+            run_id=f"{i:032x}",
+            experiment_id=exp.experiment_id,
+            name=f"run{i:03d}",
+            user_id="alice",
+            start_time=TS + i,
+            artifact_uri="mlflow-artifacts:/x",
+            status="FINISHED",
+        )
+        for i in range(120)
+    )
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+
+    def names(html: str) -> list[str]:
+        return re.findall(r'">(run\d{3})</a></td>', html)
+
+    def link(html: str, rel: str) -> str | None:
+        found = re.search(rf'<a href="([^"]+)" rel="{rel}">', html)
+        return html_lib.unescape(found.group(1)) if found else None
+
+    first = client.get(url).content.decode()
+    assert names(first)[0] == "run119" and link(first, "prev") is None
+    second = client.get(url + link(first, "next")).content.decode()
+    third = client.get(url + link(second, "next")).content.decode()
+    assert names(third) == [f"run{i:03d}" for i in range(19, -1, -1)]
+    assert link(third, "next") is None
+    back = client.get(url + link(third, "prev")).content.decode()
+    assert names(back) == names(second) and names(back)[0] == "run069"
+    again = client.get(url + link(back, "prev")).content.decode()
+    assert names(again) == names(first) and link(again, "prev") is None
+
+
+def test_experiments_list_says_when_it_is_cut(scientist, monkeypatch):
+    from web import views_tracking
+
+    monkeypatch.setattr(views_tracking, "MAX_EXPERIMENTS", 3)
+    client = signed_in(scientist)
+    for i in range(2):
+        tracking.experiment_create(name=f"e{i}", owner=scientist)
+    assert 'id="experiments-cut"' not in client.get("/experiments/").content.decode()
+    tracking.experiment_create(name="e2", owner=scientist)  # with Default: 4 > 3
+    html = client.get("/experiments/").content.decode()
+    assert 'id="experiments-cut"' in html and "newest 3" in html
+    assert html.count('<tr><td><a href="/experiments/') == 3
+
+
+def test_compare_dedupes_runs_and_says_when_it_leaves_some_out(scientist):
+    exp = tracking.experiment_create(name="many to compare", owner=scientist)
+    runs = [new_run(exp.experiment_id, f"c{i}", **logged(i)) for i in range(12)]
+    client = signed_in(scientist)
+    twice = client.get("/compare/", {"runs": [runs[0], runs[0], runs[1]]})
+    assert twice.status_code == 200 and "Compare 2 runs" in twice.content.decode()
+    same = client.get("/compare/", {"runs": [runs[0], runs[0]]})
+    assert same.status_code == 400 and "two different runs" in same.content.decode()
+    assert "do not exist" not in same.content.decode()
+    full = client.get("/compare/", {"runs": runs[:10]}).content.decode()
+    assert 'id="compare-cut"' not in full
+    cut = client.get("/compare/", {"runs": runs}).content.decode()
+    assert "Compare 10 runs" in cut and 'id="compare-cut"' in cut and "2 more were" in cut
+
+
+def _contrast(a: str, b: str) -> float:
+    def luminance(colour: str) -> float:
+        channels = [int(colour.lstrip("#")[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_focus_ring_has_3_to_1_contrast_on_page_and_header():
+    import re
+    from pathlib import Path
+
+    css = (Path(__file__).resolve().parents[2] / "web/static/web/custody.css").read_text()
+    focus = re.search(r"--focus: (#[0-9a-fA-F]{6})", css).group(1)
+    page = re.search(r"--bg: (#[0-9a-fA-F]{6})", css).group(1)
+    header = re.search(r"header\.top \{[^}]*background: (#[0-9a-fA-F]{6})", css).group(1)
+    for background in ("#ffffff", page, header):
+        assert _contrast(focus, background) >= 3, (focus, background)
+
+
+def test_accessibility_markup(scientist):
+    import re
+
+    exp = tracking.experiment_create(name="a11y", owner=scientist)
+    run_id = new_run(exp.experiment_id, "a11y-run", **logged(1))
+    other = new_run(exp.experiment_id, "a11y-other", **logged(2))
+    client = signed_in(scientist)
+    table = client.get(
+        f"/experiments/{exp.experiment_id}/",
+        {"col": ["metrics.loss"], "order": "metrics.loss ASC"},
+    ).content.decode()
+    assert re.search(
+        r'<th scope="col" class="num" aria-sort="ascending"><a [^>]*>metrics\.loss', table
+    )
+    assert table.count("aria-sort=") == 1
+    default = client.get(f"/experiments/{exp.experiment_id}/").content.decode()
+    assert re.search(r'aria-sort="descending"><a [^>]*>Started</a>', default)
+    for path in (f"/experiments/{exp.experiment_id}/", "/experiments/", f"/runs/{run_id}/"):
+        html = client.get(path).content.decode()
+        assert re.search(r'href="/experiments/" aria-current="page">Experiments', html), path
+    tokens = client.get("/tokens/").content.decode()
+    assert re.search(r'href="/tokens/" aria-current="page">Tokens', tokens)
+    run_page = client.get(f"/runs/{run_id}/").content.decode()
+    assert '<th scope="col"></th>' not in run_page
+    summary = re.search(r'<table class="sr-only" id="chart-summary">.*?</table>', run_page, re.S)
+    assert summary and '<th scope="row">loss</th><td>a11y-run</td><td>3</td>' in summary.group(0)
+    assert "<td>0: 1</td><td>2: 3</td><td>1</td><td>3</td>" in summary.group(0)
+    compare = client.get("/compare/", {"runs": [run_id, other]}).content.decode()
+    assert compare.count('<th scope="row">acc</th><td>a11y-') == 2
