@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any
 
@@ -12,12 +13,52 @@ from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from core import context
 
 
+def _storable_text(value: str) -> str:
+    """NUL and lone surrogates cannot be stored in PostgreSQL text or jsonb."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+    return value
+
+
+def _normalised(value: Any) -> Any:
+    """One JSON value as every database stores and returns it (docs/audit.md, canonical
+    encoding): non-finite floats become the strings "inf", "-inf" and "nan", -0.0 becomes
+    0.0, and text is storable."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        return value + 0.0  # -0.0 -> 0.0 (numeric has no negative zero)
+    if isinstance(value, str):
+        return _storable_text(value)
+    if isinstance(value, dict):
+        return {_storable_text(k): _normalised(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalised(v) for v in value]
+    return value
+
+
 def _jsonable(value: Any) -> Any:
     # Before/after snapshots go through JSON once so that the stored value and the hashed
     # value are identical (no datetimes or tuples that a JSONField would reshape).
-    return (
-        json.loads(json.dumps(value, default=str, allow_nan=False)) if value is not None else None
-    )
+    if value is None:
+        return None
+    return _normalised(json.loads(json.dumps(value, default=str, allow_nan=True)))
+
+
+def _fit(name: str, value: Any) -> Any:
+    """Text cut to its column's size (with an ellipsis), so the row always stores and the
+    hash covers exactly what is stored."""
+    if not isinstance(value, str):
+        return value
+    value = _storable_text(value)
+    limit = AuditEvent._meta.get_field(name).max_length
+    if limit is not None and len(value) > limit:
+        value = value[: limit - 1] + "\u2026"
+    return value
 
 
 def record(
@@ -64,6 +105,7 @@ def record(
         "user_agent": ctx.user_agent,
         "prev_hash": head.last_hash,
     }
+    content = {name: _fit(name, value) for name, value in content.items()}
     digest = event_hash(content)
     event = AuditEvent(
         **{**content, "created_at": datetime.fromisoformat(content["created_at"])},
