@@ -12,6 +12,11 @@ from audit.chain import event_hash, format_time
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from core import context
 
+# Floats from this magnitude up are all integral (2**53 < 1e16) and Python writes them in
+# exponent form ("1e+16"), which PostgreSQL's jsonb gives back as the integer
+# 10000000000000000: they are stored and hashed as that integer from the start.
+_INTEGRAL_FLOATS = 1e16
+
 
 def _storable_text(value: str) -> str:
     """NUL and lone surrogates cannot be stored in PostgreSQL text or jsonb."""
@@ -26,11 +31,14 @@ def _storable_text(value: str) -> str:
 
 def _normalised(value: Any) -> Any:
     """One JSON value as every database stores and returns it (docs/audit.md, canonical
-    encoding): non-finite floats become the strings "inf", "-inf" and "nan", -0.0 becomes
-    0.0, and text is storable."""
+    encoding): non-finite floats become the strings "inf", "-inf" and "nan", floats of
+    magnitude 1e16 and more become integers (int(f) is exact), -0.0 becomes 0.0, and text is
+    storable."""
     if isinstance(value, float):
         if not math.isfinite(value):
             return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        if abs(value) >= _INTEGRAL_FLOATS:
+            return int(value)
         return value + 0.0  # -0.0 -> 0.0 (numeric has no negative zero)
     if isinstance(value, str):
         return _storable_text(value)

@@ -83,3 +83,32 @@ def test_unstorable_text_in_pages_and_forms_is_a_clear_400(officer):
     assert browser.get("/models/", {"q": "\x00"}).status_code == 400
     assert browser.get("/audit/", {"model": "fine"}).status_code == 200
     assert not AuditEvent.objects.filter(action="audit.export.create").exists()
+
+
+def test_large_floats_hash_as_the_database_returns_them(officer):
+    # jsonb gives 1e16 back as the integer 10000000000000000 (Python wrote "1e+16").
+    api, _ = officer
+    with transaction.atomic():
+        audit_services.record(
+            action="test.floats",
+            object_type="test",
+            object_id="1",
+            after={"v": 1e16, "w": 1e300, "x": 1.5, "y": 1e-7, "z": -1e20, "n": [2.5e17]},
+        )
+    event = AuditEvent.objects.get(action="test.floats")
+    assert event.after == {
+        "v": 10**16,
+        "w": int(1e300),
+        "x": 1.5,
+        "y": 1e-7,
+        "z": -(10**20),
+        "n": [250000000000000000],
+    }
+    verified(api)
+
+
+def test_a_policy_gate_of_1e16_keeps_the_chain_verifiable(people, fraud):
+    admin, carl = people["admin"], people["carl"]
+    gate = {"metric_gates": [{"metric": "val_auc", "op": "<=", "value": 1e16}]}
+    assert admin.put("models/fraud/policy", gate).status_code == 200
+    verified(carl.client)
