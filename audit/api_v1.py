@@ -14,8 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit import selectors
-from audit.chain import format_time
-from audit.export import checkpoint_rows, csv_lines, event_rows, filtered_events, jsonl_lines
+from audit.export import csv_lines, event_rows, filtered_events, jsonl_header, jsonl_lines
 from core import access
 from core.errors import InvalidParameterValue
 
@@ -89,12 +88,11 @@ def export_response(filters: dict, fmt: str) -> StreamingHttpResponse:
     if fmt == "csv":
         response = StreamingHttpResponse(csv_lines(event_rows(qs)), content_type="text/csv")
     else:
-        header = {
-            "exported_at": format_time(timezone.now()),
-            "filters": {k: (str(v) if v is not None else None) for k, v in filters.items()},
-            "contiguous": contiguous,
-            "checkpoints": checkpoint_rows(),
-        }
+        header = jsonl_header(
+            qs,
+            filters={k: (str(v) if v is not None else None) for k, v in filters.items()},
+            contiguous=contiguous,
+        )
         response = StreamingHttpResponse(
             jsonl_lines(event_rows(qs), header=header), content_type="application/x-ndjson"
         )

@@ -9,7 +9,8 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
+from django.utils import timezone
 
 from audit.chain import HASHED_FIELDS, format_time
 from audit.models import AuditCheckpoint, AuditEvent
@@ -79,6 +80,21 @@ def checkpoint_rows(up_to_seq: int | None = None) -> list[dict[str, Any]]:
         }
         for c in qs
     ]
+
+
+def jsonl_header(
+    qs: QuerySet[AuditEvent], *, filters: dict[str, Any], contiguous: bool
+) -> dict[str, Any]:
+    """The first line of a JSON Lines export. It carries only the checkpoints the export can
+    reach (up to its last event): one beyond it would read as a truncated tail, e.g. for
+    every export with `until`."""
+    last_seq = qs.aggregate(last=Max("seq"))["last"]
+    return {
+        "exported_at": format_time(timezone.now()),
+        "filters": filters,
+        "contiguous": contiguous,
+        "checkpoints": checkpoint_rows(up_to_seq=last_seq or 0),
+    }
 
 
 def jsonl_lines(rows: Iterable[dict[str, Any]], *, header: dict[str, Any]) -> Iterator[str]:

@@ -12,8 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
-from audit.chain import format_time
-from audit.export import checkpoint_rows, csv_lines, event_rows, filtered_events, jsonl_lines
+from audit.export import csv_lines, event_rows, filtered_events, jsonl_header, jsonl_lines
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
 from governance.models import AuditExport
 from tracking.artifacts import get_artifact_store
@@ -86,12 +85,7 @@ def export_run(export_id: int) -> AuditExport | None:
             filters.get(k)
             for k in ("model", "version", "actor", "action", "object_type", "outcome")
         )
-        header = {
-            "exported_at": format_time(timezone.now()),
-            "filters": export.filters,
-            "contiguous": contiguous,
-            "checkpoints": checkpoint_rows(),
-        }
+        header = jsonl_header(qs, filters=export.filters, contiguous=contiguous)
         lines = jsonl_lines(counted(event_rows(qs)), header=header)
     try:
         with tempfile.TemporaryFile() as spool:

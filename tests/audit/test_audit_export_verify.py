@@ -168,3 +168,25 @@ def test_audit_api_for_compliance_only(chain, compliance_client, auth_client):
     denied = auth_client.get("/api/v1/audit/events")
     assert denied.status_code == 403
     assert compliance_client.get("/api/v1/audit/events", {"since": "yesterday"}).status_code == 400
+
+
+def test_export_until_a_time_verifies_and_its_tail_is_still_guarded(tmp_path):
+    for i in range(3):
+        tracking.experiment_create(name=f"early-{i}")
+    audit_services.checkpoint_create()  # inside the exported range
+    cut = AuditEvent.objects.latest("seq")
+    tracking.experiment_create(name="boundary")
+    boundary = AuditEvent.objects.latest("seq")
+    for i in range(3):
+        tracking.experiment_create(name=f"late-{i}")
+    audit_services.checkpoint_create()  # beyond the exported range
+    until = format_time(boundary.created_at)
+    out = tmp_path / "until.jsonl"
+    assert run_command("export_audit", "--until", until, "-o", str(out))[0] == 0
+    code, text = run_command("verify_audit", "--file", str(out))
+    assert code == 0, text
+    assert f"last #{cut.seq}" in text and "1 signed checkpoints" in text
+    lines = out.read_text().splitlines()
+    (tmp_path / "cut.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    code, text = run_command("verify_audit", "--file", str(tmp_path / "cut.jsonl"))
+    assert code == 1 and "tail" in text
