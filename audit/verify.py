@@ -63,8 +63,11 @@ def verify_events(
     *,
     contiguous: bool,
     checkpoints: Iterable[dict[str, Any]] = (),
+    head: tuple[int, str] | None = None,
 ) -> VerifyResult:
-    """`events` are dicts with the hashed fields plus `hash`, in sequence order."""
+    """`events` are dicts with the hashed fields plus `hash`, in sequence order. `head` is the
+    live chain head (last seq, last hash), read before the events: the chain must reach it,
+    and the event at its seq must have its hash (events appended meanwhile come after it)."""
     result = VerifyResult()
     previous_hash: str | None = None
     previous_seq: int | None = None
@@ -93,6 +96,8 @@ def verify_events(
                     )
         if seq in wanted:
             seen[seq] = event["hash"]
+        if head is not None and seq == head[0] and event["hash"] != head[1]:
+            return result.fail(seq, f"event #{seq} differs from the chain head's hash")
         previous_hash, previous_seq = event["hash"], seq
         result.last_seq = seq
     if contiguous and result.last_seq is None and wanted:
@@ -111,4 +116,10 @@ def verify_events(
             )
         if seq in seen and seen[seq] != checkpoint["hash"]:
             return result.fail(seq, f"event #{seq} differs from its signed checkpoint")
+    if head is not None and head[0] > (result.last_seq or 0):
+        return result.fail(
+            (result.last_seq or 0) + 1,
+            f"the chain head records event #{head[0]}, but the chain ends at "
+            f"#{result.last_seq or 0}: events were removed from the tail",
+        )
     return result

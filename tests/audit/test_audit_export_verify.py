@@ -190,3 +190,31 @@ def test_export_until_a_time_verifies_and_its_tail_is_still_guarded(tmp_path):
     (tmp_path / "cut.jsonl").write_text("\n".join(lines[:-1]) + "\n")
     code, text = run_command("verify_audit", "--file", str(tmp_path / "cut.jsonl"))
     assert code == 1 and "tail" in text
+
+
+def test_newest_event_deleted_after_the_last_checkpoint_is_detected(chain, compliance_client):
+    audit_services.checkpoint_create()
+    tracking.experiment_create(name="after-the-checkpoint")
+    newest = AuditEvent.objects.latest("seq").seq
+    assert compliance_client.get("/api/v1/audit/verify").json()["ok"] is True
+    tamper("DELETE FROM audit_auditevent WHERE seq = %s", [newest])
+    body = compliance_client.get("/api/v1/audit/verify").json()
+    assert body["ok"] is False and body["first_broken_seq"] == newest
+    assert "chain head" in body["reason"] and "removed from the tail" in body["reason"]
+    code, out = run_command("verify_audit")
+    assert code == 1 and "chain head" in out
+
+
+def test_newest_event_rewritten_is_detected_by_the_chain_head(chain):
+    # Rewritten and re-hashed consistently (links still hold), but the head kept the old hash.
+    newest = AuditEvent.objects.get(seq=chain[-1])
+    content = {f: getattr(newest, f) for f in HASHED_FIELDS if f != "created_at"}
+    content["created_at"] = format_time(newest.created_at)
+    content["object_name"] = "forged"
+    tamper(
+        "UPDATE audit_auditevent SET object_name = 'forged', hash = %s WHERE seq = %s",
+        [event_hash(content), newest.seq],
+    )
+    result = verify_live_chain()
+    assert not result.ok and result.first_broken_seq == newest.seq
+    assert "chain head" in result.reason
