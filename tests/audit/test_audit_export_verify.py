@@ -138,9 +138,14 @@ def test_filtered_export_verifies_per_event(tmp_path):
     tracking.experiment_create(name="two")
     out = tmp_path / "experiments.csv"
     run_command("export_audit", "--format", "csv", "--object-type", "experiment", "-o", str(out))
-    assert run_command("verify_audit", "--file", str(out))[0] == 1  # gaps: not contiguous
-    code, text = run_command("verify_audit", "--file", str(out), "--partial")
-    assert code == 0, text
+    # Its signed manifest says it is filtered (gaps by design) and lists its rows.
+    code, text = run_command("verify_audit", "--file", str(out))
+    assert code == 0 and "signed manifest matches" in text, text
+    bare = tmp_path / "bare.csv"
+    bare.write_text("".join(out.read_text().splitlines(keepends=True)[:-1]))
+    assert run_command("verify_audit", "--file", str(bare))[0] == 1  # gaps: not contiguous
+    code, text = run_command("verify_audit", "--file", str(bare), "--partial")
+    assert code == 0 and "no manifest: only per-row hashes checked" in text, text
 
 
 @pytest.fixture
@@ -187,7 +192,7 @@ def test_export_until_a_time_verifies_and_its_tail_is_still_guarded(tmp_path):
     assert code == 0, text
     assert f"last #{cut.seq}" in text and "1 signed checkpoints" in text
     lines = out.read_text().splitlines()
-    (tmp_path / "cut.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    (tmp_path / "cut.jsonl").write_text("\n".join(lines[:-2]) + "\n")  # manifest and #cut
     code, text = run_command("verify_audit", "--file", str(tmp_path / "cut.jsonl"))
     assert code == 1 and "tail" in text
 
