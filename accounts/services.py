@@ -17,13 +17,47 @@ from core.errors import InvalidParameterValue, ResourceAlreadyExists
 User = get_user_model()
 
 
+# The fields an administrator may change on a user (the password has its own service).
+USER_FIELDS = (
+    "username",
+    "first_name",
+    "last_name",
+    "email",
+    "is_active",
+    "is_staff",
+    "is_superuser",
+)
+
+
+def _permission_names(permissions) -> list[str]:
+    return sorted(f"{p.content_type.app_label}.{p.codename}" for p in permissions)
+
+
 def _user_snapshot(user) -> dict:
+    """What the trail shows of a user: never the password hash."""
     return {
-        "username": user.get_username(),
-        "is_active": user.is_active,
-        "is_superuser": user.is_superuser,
+        **{name: getattr(user, name) for name in USER_FIELDS},
         "roles": sorted(user.groups.values_list("name", flat=True)),
+        "permissions": _permission_names(user.user_permissions.select_related("content_type")),
     }
+
+
+def _group_snapshot(group) -> dict:
+    return {
+        "name": group.name,
+        "permissions": _permission_names(group.permissions.select_related("content_type")),
+    }
+
+
+def _record_user(action: str, user, before: dict | None, after: dict | None) -> None:
+    audit.record(
+        action=action,
+        object_type="user",
+        object_id=user.pk,
+        object_name=user.get_username(),
+        before=before,
+        after=after,
+    )
 
 
 @transaction.atomic
@@ -119,3 +153,141 @@ def user_set_active(*, user, is_active: bool):
         after=_user_snapshot(user),
     )
     return user
+
+
+@transaction.atomic
+def user_update(*, user):
+    """Saves the changes made to `user`'s own fields (as the admin's change form does) and
+    records what changed. The password is kept as stored: it changes through
+    `user_set_password` only."""
+    stored = User.objects.select_for_update().get(pk=user.pk)
+    before = _user_snapshot(stored)
+    changed = [name for name in USER_FIELDS if getattr(stored, name) != getattr(user, name)]
+    if not changed:
+        return user
+    user.password = stored.password
+    try:
+        with transaction.atomic():
+            user.save(update_fields=changed)
+    except IntegrityError:
+        raise ResourceAlreadyExists(
+            f"A user named {user.get_username()!r} already exists."
+        ) from None
+    _record_user("user.update", user, before, _user_snapshot(user))
+    return user
+
+
+@transaction.atomic
+def user_set_roles(*, user, groups):
+    """Makes `groups` (roles are groups) exactly the user's groups."""
+    user = User.objects.select_for_update().get(pk=user.pk)
+    before = _user_snapshot(user)
+    user.groups.set(groups)
+    after = _user_snapshot(user)
+    if after["roles"] != before["roles"]:
+        _record_user("user.roles.set", user, before, after)
+    return user
+
+
+@transaction.atomic
+def user_set_permissions(*, user, permissions):
+    """Makes `permissions` exactly the user's own (not their groups') permissions."""
+    user = User.objects.select_for_update().get(pk=user.pk)
+    before = _user_snapshot(user)
+    user.user_permissions.set(permissions)
+    after = _user_snapshot(user)
+    if after["permissions"] != before["permissions"]:
+        _record_user("user.permissions.set", user, before, after)
+    return user
+
+
+@transaction.atomic
+def user_set_password(*, user, password: str | None):
+    """Sets the password (None: password sign-in disabled). The trail records only that it
+    changed, never a hash."""
+    stored = User.objects.select_for_update().get(pk=user.pk)
+    had_password = stored.has_usable_password()
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
+    user.save(update_fields=["password"])
+    audit.record(
+        action="user.password.change",
+        object_type="user",
+        object_id=user.pk,
+        object_name=user.get_username(),
+        before={"password": "set" if had_password else "unusable"},
+        after={"password": "changed" if password is not None else "unusable"},
+    )
+    return user
+
+
+@transaction.atomic
+def user_delete(*, user) -> None:
+    stored = User.objects.select_for_update().get(pk=user.pk)
+    before = {**_user_snapshot(stored), "api_tokens": stored.api_tokens.count()}
+    pk = stored.pk
+    stored.delete()
+    stored.pk = pk
+    _record_user("user.delete", stored, before, None)
+
+
+@transaction.atomic
+def group_save(*, group):
+    """Creates or renames a group (a role); its permissions go through
+    `group_set_permissions`."""
+    stored = Group.objects.select_for_update().filter(pk=group.pk).first() if group.pk else None
+    if stored is not None and stored.name == group.name:
+        return group
+    before = _group_snapshot(stored) if stored is not None else None
+    try:
+        with transaction.atomic():
+            group.save()
+    except IntegrityError:
+        raise ResourceAlreadyExists(f"A group named {group.name!r} already exists.") from None
+    audit.record(
+        action="group.update" if stored is not None else "group.create",
+        object_type="group",
+        object_id=group.pk,
+        object_name=group.name,
+        before=before,
+        after=_group_snapshot(group),
+    )
+    return group
+
+
+@transaction.atomic
+def group_set_permissions(*, group, permissions):
+    group = Group.objects.select_for_update().get(pk=group.pk)
+    before = _group_snapshot(group)
+    group.permissions.set(permissions)
+    after = _group_snapshot(group)
+    if after != before:
+        audit.record(
+            action="group.permissions.set",
+            object_type="group",
+            object_id=group.pk,
+            object_name=group.name,
+            before=before,
+            after=after,
+        )
+    return group
+
+
+@transaction.atomic
+def group_delete(*, group) -> None:
+    stored = Group.objects.select_for_update().get(pk=group.pk)
+    before = {
+        **_group_snapshot(stored),
+        "members": sorted(stored.user_set.values_list("username", flat=True)),
+    }
+    pk, name = stored.pk, stored.name
+    stored.delete()
+    audit.record(
+        action="group.delete",
+        object_type="group",
+        object_id=pk,
+        object_name=name,
+        before=before,
+    )

@@ -48,14 +48,15 @@ class AuditEventAdmin(ReadOnlyAdmin):
     def _export(self, queryset, fmt: str):
         from django.http import StreamingHttpResponse
 
-        from audit.export import csv_lines, event_rows, jsonl_lines
+        from audit.export import export_lines
 
-        rows = event_rows(queryset.order_by("seq"))
-        if fmt == "csv":
-            body, kind = csv_lines(rows), "text/csv"
-        else:
-            body = jsonl_lines(rows, header={"source": "admin selection", "contiguous": False})
-            kind = "application/x-ndjson"
+        body = export_lines(
+            queryset.order_by("seq"),
+            fmt=fmt,
+            filters={"selection": "admin"},
+            contiguous=False,
+        )
+        kind = "text/csv" if fmt == "csv" else "application/x-ndjson"
         response = StreamingHttpResponse(body, content_type=kind)
         response["Content-Disposition"] = f'attachment; filename="custody-audit-selection.{fmt}"'
         return response

@@ -14,8 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit import selectors
-from audit.chain import format_time
-from audit.export import checkpoint_rows, csv_lines, event_rows, filtered_events, jsonl_lines
+from audit.export import export_lines, filtered_events, jsonable_filters
 from core import access
 from core.errors import InvalidParameterValue
 
@@ -90,18 +89,14 @@ def export_response(filters: dict, fmt: str) -> StreamingHttpResponse:
         filters[k] for k in ("model", "version", "actor", "action", "object_type", "outcome")
     )
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-    if fmt == "csv":
-        response = StreamingHttpResponse(csv_lines(event_rows(qs)), content_type="text/csv")
-    else:
-        header = {
-            "exported_at": format_time(timezone.now()),
-            "filters": {k: (str(v) if v is not None else None) for k, v in filters.items()},
-            "contiguous": contiguous,
-            "checkpoints": checkpoint_rows(),
-        }
-        response = StreamingHttpResponse(
-            jsonl_lines(event_rows(qs), header=header), content_type="application/x-ndjson"
-        )
+    lines = export_lines(
+        qs,
+        fmt=fmt,
+        filters=jsonable_filters(filters),
+        contiguous=contiguous,
+    )
+    kind = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    response = StreamingHttpResponse(lines, content_type=kind)
     response["Content-Disposition"] = f'attachment; filename="custody-audit-{stamp}.{fmt}"'
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -9,15 +9,20 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
+from django.utils import timezone
 
 from audit.chain import HASHED_FIELDS, format_time
 from audit.models import AuditCheckpoint, AuditEvent
+from audit.verify import RowTally, VerifyResult, check_manifest, manifest_for, verify_events
 
 EXPORT_FIELDS = (*HASHED_FIELDS, "hash")
 _INT_FIELDS = {"seq", "actor_user_id", "token_id", "model_version"}
 _JSON_FIELDS = {"before", "after"}
 CHUNK = 2000
+# The last line of a CSV export; a JSON Lines export ends with {"custody_audit_manifest": …}.
+CSV_MANIFEST_PREFIX = "# custody-manifest "
+JSONL_MANIFEST_KEY = "custody_audit_manifest"
 
 
 def filtered_events(
@@ -58,6 +63,15 @@ def filtered_events(
     return qs.order_by("seq")
 
 
+def jsonable_filters(filters: dict[str, Any]) -> dict[str, Any]:
+    """Filters as files and stored exports record them: set ones only, times in ISO 8601."""
+    return {
+        k: (v.isoformat() if isinstance(v, datetime) else v)
+        for k, v in filters.items()
+        if v is not None
+    }
+
+
 def event_rows(qs: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
     """Export dicts, read with a server-side cursor on PostgreSQL."""
     fields = [f for f in EXPORT_FIELDS]
@@ -79,6 +93,22 @@ def checkpoint_rows(up_to_seq: int | None = None) -> list[dict[str, Any]]:
         }
         for c in qs
     ]
+
+
+def jsonl_header(
+    qs: QuerySet[AuditEvent], *, filters: dict[str, Any], contiguous: bool
+) -> dict[str, Any]:
+    """The first line of a JSON Lines export. It carries only the checkpoints the export can
+    reach (up to its last event): one beyond it would read as a truncated tail, e.g. for
+    every export with `until`."""
+    last_seq = qs.aggregate(last=Max("seq"))["last"]
+    return {
+        "exported_at": format_time(timezone.now()),
+        "filters": filters,
+        "contiguous": contiguous,
+        "checkpoints": checkpoint_rows(up_to_seq=last_seq or 0),
+        "manifest": True,  # the file ends with a signed manifest
+    }
 
 
 def jsonl_lines(rows: Iterable[dict[str, Any]], *, header: dict[str, Any]) -> Iterator[str]:
@@ -105,6 +135,111 @@ def csv_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
         buffer.truncate(0)
 
 
+def export_lines(
+    qs: QuerySet[AuditEvent],
+    *,
+    fmt: str,
+    filters: dict[str, Any],
+    contiguous: bool,
+    rows: Iterable[dict[str, Any]] | None = None,
+) -> Iterator[str]:
+    """A whole export file, streamed: (JSON Lines: the header,) the events, then the signed
+    manifest (docs/audit.md, "Manifests"). `rows` defaults to the events of `qs`."""
+    tally = RowTally()
+    counted = tally.counted(event_rows(qs) if rows is None else rows)
+    if fmt == "csv":
+        yield from csv_lines(counted)
+        manifest = manifest_for(tally, fmt=fmt, filters=filters, contiguous=contiguous)
+        yield CSV_MANIFEST_PREFIX + json.dumps(manifest, sort_keys=True) + "\r\n"
+    else:
+        header = jsonl_header(qs, filters=filters, contiguous=contiguous)
+        yield from jsonl_lines(counted, header=header)
+        manifest = manifest_for(
+            tally, fmt=fmt, filters=filters, contiguous=contiguous, header=header
+        )
+        yield json.dumps({JSONL_MANIFEST_KEY: manifest}, sort_keys=True) + "\n"
+
+
+def _without_trailer(lines: Iterable[str], is_trailer, found: dict[str, str]) -> Iterator[str]:
+    """`lines` without its last non-blank line when that is a trailer (kept in `found`)."""
+    held: list[str] = []  # the last non-blank line and any blank lines after it
+    for line in lines:
+        if line.strip():
+            yield from held
+            held = [line]
+        else:
+            held.append(line)
+    if held and is_trailer(held[0]):
+        found["trailer"] = held[0]
+    else:
+        yield from held
+
+
+def _csv_manifest_line(path: str) -> str | None:
+    """The last non-blank line of a CSV file, read from its end (the manifest decides how the
+    rows are checked, so it is needed before they stream)."""
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - 65536))
+        tail = handle.read().decode("utf-8", "replace")
+    lines = [line for line in tail.splitlines() if line.strip()]
+    if lines and lines[-1].startswith(CSV_MANIFEST_PREFIX):
+        return lines[-1]
+    return None
+
+
+NO_MANIFEST = "no manifest: only per-row hashes checked"
+
+
+def verify_file(path: str, *, partial: bool = False) -> VerifyResult:
+    """Verify an export from the file alone: its rows, its checkpoints (JSON Lines) and its
+    signed manifest. Raises OSError when the file cannot be read."""
+    tally = RowTally()
+    found: dict[str, str] = {}
+    with open(path, encoding="utf-8", newline="") as handle:
+        if path.endswith(".csv"):
+            line = _csv_manifest_line(path)
+            manifest = _loads(line[len(CSV_MANIFEST_PREFIX) :]) if line else None
+            contiguous = (
+                bool(manifest.get("contiguous")) if isinstance(manifest, dict) else not partial
+            )
+            rows = parse_csv(
+                _without_trailer(handle, lambda x: x.startswith(CSV_MANIFEST_PREFIX), found)
+            )
+            result = verify_events(tally.counted(rows), contiguous=contiguous)
+            header = None
+        else:
+            header, rows = parse_jsonl(
+                _without_trailer(handle, lambda x: x.startswith(f'{{"{JSONL_MANIFEST_KEY}"'), found)
+            )
+            result = verify_events(
+                tally.counted(rows),
+                contiguous=bool(header.get("contiguous")),
+                checkpoints=header.get("checkpoints", []),
+            )
+            trailer = _loads(found["trailer"]) if "trailer" in found else None
+            manifest = trailer.get(JSONL_MANIFEST_KEY) if isinstance(trailer, dict) else None
+    if not result.ok:
+        return result
+    if manifest is None:
+        if header is not None and header.get("manifest"):
+            return result.fail(
+                None, "the file ends without the manifest its header announces: it was cut"
+            )
+        result.manifest = "absent"
+        result.warnings.append(NO_MANIFEST)
+        return result
+    return check_manifest(result, manifest, tally, header=header)
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"malformed": text[:80]}
+
+
 def parse_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
     reader = csv.DictReader(lines)
     for raw in reader:
@@ -122,6 +257,6 @@ def parse_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
 
 def parse_jsonl(lines: Iterable[str]) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
     iterator = iter(lines)
-    first = json.loads(next(iterator))
+    first = json.loads(next(iterator, "{}"))
     header = first.get("custody_audit_export", {})
     return header, (json.loads(line) for line in iterator if line.strip())

@@ -4,15 +4,20 @@ from typing import Any
 
 from audit.chain import format_time
 from audit.export import checkpoint_rows, event_rows
-from audit.models import AuditEvent
+from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent
 from audit.verify import VerifyResult, verify_events
 
 
 def verify_live_chain() -> VerifyResult:
+    """The whole table, link by link, against the signed checkpoints and the chain head (the
+    row every append locks and moves), which shows a tail cut after the last checkpoint."""
+    head = AuditChainHead.objects.filter(pk=1).values_list("last_seq", "last_hash").first()
+    checkpoints = checkpoint_rows()
     return verify_events(
         event_rows(AuditEvent.objects.order_by("seq")),
         contiguous=True,
-        checkpoints=checkpoint_rows(),
+        checkpoints=checkpoints,
+        head=head or (0, GENESIS_HASH),
     )
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any
 
@@ -11,13 +12,61 @@ from audit.chain import event_hash, format_time
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from core import context
 
+# Floats from this magnitude up are all integral (2**53 < 1e16) and Python writes them in
+# exponent form ("1e+16"), which PostgreSQL's jsonb gives back as the integer
+# 10000000000000000: they are stored and hashed as that integer from the start.
+_INTEGRAL_FLOATS = 1e16
+
+
+def _storable_text(value: str) -> str:
+    """NUL and lone surrogates cannot be stored in PostgreSQL text or jsonb."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+    return value
+
+
+def _normalised(value: Any) -> Any:
+    """One JSON value as every database stores and returns it (docs/audit.md, canonical
+    encoding): non-finite floats become the strings "inf", "-inf" and "nan", floats of
+    magnitude 1e16 and more become integers (int(f) is exact), -0.0 becomes 0.0, and text is
+    storable."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        if abs(value) >= _INTEGRAL_FLOATS:
+            return int(value)
+        return value + 0.0  # -0.0 -> 0.0 (numeric has no negative zero)
+    if isinstance(value, str):
+        return _storable_text(value)
+    if isinstance(value, dict):
+        return {_storable_text(k): _normalised(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalised(v) for v in value]
+    return value
+
 
 def _jsonable(value: Any) -> Any:
     # Before/after snapshots go through JSON once so that the stored value and the hashed
     # value are identical (no datetimes or tuples that a JSONField would reshape).
-    return (
-        json.loads(json.dumps(value, default=str, allow_nan=False)) if value is not None else None
-    )
+    if value is None:
+        return None
+    return _normalised(json.loads(json.dumps(value, default=str, allow_nan=True)))
+
+
+def _fit(name: str, value: Any) -> Any:
+    """Text cut to its column's size (with an ellipsis), so the row always stores and the
+    hash covers exactly what is stored."""
+    if not isinstance(value, str):
+        return value
+    value = _storable_text(value)
+    limit = AuditEvent._meta.get_field(name).max_length
+    if limit is not None and len(value) > limit:
+        value = value[: limit - 1] + "\u2026"
+    return value
 
 
 def record(
@@ -64,6 +113,7 @@ def record(
         "user_agent": ctx.user_agent,
         "prev_hash": head.last_hash,
     }
+    content = {name: _fit(name, value) for name, value in content.items()}
     digest = event_hash(content)
     event = AuditEvent(
         **{**content, "created_at": datetime.fromisoformat(content["created_at"])},
@@ -76,13 +126,25 @@ def record(
     return event
 
 
-def record_denial(*, rule: str, path: str, reason: str) -> None:
-    """A refused write, recorded in its own transaction (the refused change has none)."""
+def record_denial(
+    *,
+    rule: str,
+    path: str,
+    reason: str,
+    model_name: str = "",
+    model_version: int | None = None,
+) -> None:
+    """A refused write, recorded in its own transaction (the refused change has none). The
+    model and version the request named, when it named one, put it in that model's
+    history (and its exports)."""
     with transaction.atomic():
         record(
             action=f"{rule}.denied",
             object_type=rule.split(".")[0],
             object_id=path[:255],
+            object_name=model_name,
+            model_name=model_name,
+            model_version=model_version,
             outcome=AuditEvent.Outcome.DENIED,
             reason=reason,
         )

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,117 @@ def sign_checkpoint(seq: int, digest: str) -> str:
     return hmac.new(signing_key(), f"{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
 
 
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sign_manifest(manifest: dict[str, Any]) -> str:
+    """HMAC-SHA256 with the checkpoints' key over "custody-manifest:" and the manifest's
+    canonical JSON without its signature (a checkpoint's "<seq>:<hash>" cannot collide)."""
+    body = {k: v for k, v in manifest.items() if k != "signature"}
+    message = b"custody-manifest:" + canonical_json(body).encode("utf-8")
+    return hmac.new(signing_key(), message, hashlib.sha256).hexdigest()
+
+
+class RowTally:
+    """What a manifest states about an export's rows, counted as they stream past (constant
+    memory): how many, the first and last seq, and SHA-256 over their hashes in order (each
+    hash's hex digits followed by a newline)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first_seq: int | None = None
+        self.last_seq: int | None = None
+        self._digest = hashlib.sha256()
+
+    def add(self, row: dict[str, Any]) -> None:
+        # A malformed row fails verification on its own; the tally only has to not crash.
+        try:
+            seq = int(row.get("seq"))
+        except (TypeError, ValueError):
+            seq = None
+        self.count += 1
+        if self.count == 1:
+            self.first_seq = seq
+        self.last_seq = seq
+        self._digest.update(f"{row.get('hash')}\n".encode("utf-8", "replace"))
+
+    def counted(self, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            self.add(row)
+            yield row
+
+    @property
+    def digest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def manifest_for(
+    tally: RowTally,
+    *,
+    fmt: str,
+    filters: dict[str, Any],
+    contiguous: bool,
+    header: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
+        "format": fmt,
+        "filters": filters,
+        "contiguous": contiguous,
+        "count": tally.count,
+        "first_seq": tally.first_seq,
+        "last_seq": tally.last_seq,
+        "digest": tally.digest,
+    }
+    if header is not None:
+        manifest["header_sha256"] = hashlib.sha256(
+            canonical_json(header).encode("utf-8")
+        ).hexdigest()
+    manifest["signature"] = sign_manifest(manifest)
+    return manifest
+
+
+def check_manifest(
+    result: VerifyResult,
+    manifest: dict[str, Any],
+    tally: RowTally,
+    *,
+    header: dict[str, Any] | None = None,
+) -> VerifyResult:
+    """After the rows verified one by one: the file holds exactly the rows the server
+    signed, in its order (a deleted, added, reordered or re-hashed row shows here)."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("signature"), str):
+        return result.fail(None, "the manifest is malformed")
+    if not hmac.compare_digest(sign_manifest(manifest), manifest["signature"]):
+        return result.fail(
+            None, "the manifest's signature is invalid: it was edited or not signed by this server"
+        )
+    if header is not None:
+        expected = hashlib.sha256(canonical_json(header).encode("utf-8")).hexdigest()
+        if manifest.get("header_sha256") != expected:
+            return result.fail(None, "the header differs from the one the manifest signed")
+    if manifest.get("count") != tally.count:
+        return result.fail(
+            tally.last_seq,
+            f"the manifest lists {manifest.get('count')} events but the file has "
+            f"{tally.count}: rows were removed or added",
+        )
+    if (manifest.get("first_seq"), manifest.get("last_seq")) != (tally.first_seq, tally.last_seq):
+        return result.fail(
+            tally.first_seq,
+            f"the manifest covers events #{manifest.get('first_seq')}..#{manifest.get('last_seq')} "
+            f"but the file has #{tally.first_seq}..#{tally.last_seq}",
+        )
+    if manifest.get("digest") != tally.digest:
+        return result.fail(
+            None,
+            "the events differ from those the manifest signed: a row was edited (and "
+            "re-hashed), replaced or reordered",
+        )
+    result.manifest = "checked"
+    return result
+
+
 @dataclass
 class VerifyResult:
     ok: bool = True
@@ -37,6 +149,7 @@ class VerifyResult:
     first_broken_seq: int | None = None
     reason: str = ""
     checkpoints_checked: int = 0
+    manifest: str | None = None  # "checked" or "absent", for a file
     warnings: list[str] = field(default_factory=list)
 
     def fail(self, seq: int | None, reason: str) -> VerifyResult:
@@ -54,6 +167,7 @@ class VerifyResult:
             "first_broken_seq": self.first_broken_seq,
             "reason": self.reason,
             "checkpoints_checked": self.checkpoints_checked,
+            "manifest": self.manifest,
             "warnings": self.warnings,
         }
 
@@ -63,8 +177,11 @@ def verify_events(
     *,
     contiguous: bool,
     checkpoints: Iterable[dict[str, Any]] = (),
+    head: tuple[int, str] | None = None,
 ) -> VerifyResult:
-    """`events` are dicts with the hashed fields plus `hash`, in sequence order."""
+    """`events` are dicts with the hashed fields plus `hash`, in sequence order. `head` is the
+    live chain head (last seq, last hash), read before the events: the chain must reach it,
+    and the event at its seq must have its hash (events appended meanwhile come after it)."""
     result = VerifyResult()
     previous_hash: str | None = None
     previous_seq: int | None = None
@@ -93,6 +210,8 @@ def verify_events(
                     )
         if seq in wanted:
             seen[seq] = event["hash"]
+        if head is not None and seq == head[0] and event["hash"] != head[1]:
+            return result.fail(seq, f"event #{seq} differs from the chain head's hash")
         previous_hash, previous_seq = event["hash"], seq
         result.last_seq = seq
     if contiguous and result.last_seq is None and wanted:
@@ -111,4 +230,10 @@ def verify_events(
             )
         if seq in seen and seen[seq] != checkpoint["hash"]:
             return result.fail(seq, f"event #{seq} differs from its signed checkpoint")
+    if head is not None and head[0] > (result.last_seq or 0):
+        return result.fail(
+            (result.last_seq or 0) + 1,
+            f"the chain head records event #{head[0]}, but the chain ends at "
+            f"#{result.last_seq or 0}: events were removed from the tail",
+        )
     return result

@@ -78,10 +78,27 @@ _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 _denial_recorders: list[Callable[..., None]] = []
+# resource -> subject(target) -> {"model_name": …, "model_version": …}: what a refused write
+# was about, so that it shows in that object's audit history.
+_SUBJECTS: dict[str, Callable[[Any], dict[str, Any]]] = {}
 
 
 def register_resolver(resource: str, resolver: Resolver) -> None:
     _RESOLVERS[resource] = resolver
+
+
+def register_subject(resource: str, subject: Callable[[Any], dict[str, Any]]) -> None:
+    _SUBJECTS[resource] = subject
+
+
+def _denial_subject(rule: str, target: Any) -> dict[str, Any]:
+    subject = _SUBJECTS.get(rule.split(".")[0])
+    if subject is None or target is None:
+        return {}
+    try:
+        return subject(target)
+    except Exception:  # noqa: BLE001 - a malformed target must not hide the refusal itself
+        return {}
 
 
 def on_write_denied(recorder: Callable[..., None]) -> None:
@@ -140,8 +157,9 @@ def authorize(request: HttpRequest, rule: str, target: Any = None) -> None:
         _decide(user, rule, target)
     except PermissionDenied as exc:
         if request.method in _UNSAFE:
+            subject = _denial_subject(rule, target)
             for recorder in _denial_recorders:
-                recorder(rule=rule, path=request.path, reason=exc.message)
+                recorder(rule=rule, path=request.path, reason=exc.message, **subject)
         raise
 
 

@@ -43,35 +43,62 @@ def _unstorable(value) -> bool:
     return False
 
 
+# The MLflow routes check every field themselves and answer in MLflow's error shape.
+MLFLOW_PREFIXES = ("/api/2.0/", "/ajax-api/")
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+UNSTORABLE = (
+    "The request contains NUL characters or invalid Unicode (lone surrogates), which "
+    "cannot be stored."
+)
+
+
 class RejectUnstorableInputMiddleware:
-    """/api/v1 requests whose query string or JSON body carries text the database cannot
-    store are refused up front with a 400 (the MLflow routes check each field themselves)."""
+    """Requests whose path, query string, form fields or JSON body carry text the database
+    cannot store are refused up front with a 400, on every route but the MLflow ones (the
+    API as JSON, pages as plain text), instead of failing late in a query."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path.startswith("/api/v1/"):
-            import json
+        if not request.path.startswith(MLFLOW_PREFIXES) and self._unstorable_input(request):
+            from django.http import HttpResponse, JsonResponse
 
-            from django.http import JsonResponse
-
-            bad = any(_unstorable(v) for values in request.GET.lists() for v in values[1])
-            if not bad and request.content_type == "application/json" and request.body:
-                try:
-                    bad = _unstorable(json.loads(request.body))
-                except (ValueError, RecursionError):
-                    bad = False  # the parser answers malformed JSON with its own 400
-            if bad:
+            if request.path.startswith("/api/"):
                 return JsonResponse(
                     {
                         "error": {
                             "code": "INVALID_PARAMETER_VALUE",
-                            "message": "The request contains NUL characters or invalid "
-                            "Unicode (lone surrogates), which cannot be stored.",
+                            "message": UNSTORABLE,
                             "details": {},
                         }
                     },
                     status=400,
                 )
+            return HttpResponse(
+                f"Bad request: {UNSTORABLE}\n", status=400, content_type="text/plain"
+            )
         return self.get_response(request)
+
+    @staticmethod
+    def _unstorable_input(request) -> bool:
+        import json
+
+        if _unstorable(request.path):
+            return True
+        if any(_unstorable(k) or _unstorable(v) for k, vs in request.GET.lists() for v in vs):
+            return True
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return False
+        if request.content_type in FORM_TYPES:
+            try:
+                form = request.POST
+            except Exception:  # noqa: BLE001 - a malformed body is the view's 400 to give
+                return False
+            return any(_unstorable(k) or _unstorable(v) for k, vs in form.lists() for v in vs)
+        if request.content_type == "application/json" and request.body:
+            try:
+                return _unstorable(json.loads(request.body))
+            except (ValueError, RecursionError):
+                return False  # the parser answers malformed JSON with its own 400
+        return False

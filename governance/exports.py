@@ -12,21 +12,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
-from audit.chain import format_time
-from audit.export import checkpoint_rows, csv_lines, event_rows, filtered_events, jsonl_lines
+from audit.export import event_rows, export_lines, filtered_events, jsonable_filters
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
 from governance.models import AuditExport
 from tracking.artifacts import get_artifact_store
 
 FORMATS = ("csv", "jsonl")
-
-
-def _jsonable_filters(filters: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: (v.isoformat() if isinstance(v, datetime) else v)
-        for k, v in filters.items()
-        if v is not None
-    }
 
 
 def _filters_back(stored: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +35,7 @@ def export_create(*, user, filters: dict[str, Any], fmt: str) -> AuditExport:
     export = AuditExport.objects.create(
         requested_by=user,
         format=fmt,
-        filters=_jsonable_filters(filters),
+        filters=jsonable_filters(filters),
         created_at=timezone.now(),
     )
     audit.record(
@@ -79,20 +70,16 @@ def export_run(export_id: int) -> AuditExport | None:
             rows += 1
             yield row
 
-    if export.format == "csv":
-        lines = csv_lines(counted(event_rows(qs)))
-    else:
-        contiguous = not any(
-            filters.get(k)
-            for k in ("model", "version", "actor", "action", "object_type", "outcome")
-        )
-        header = {
-            "exported_at": format_time(timezone.now()),
-            "filters": export.filters,
-            "contiguous": contiguous,
-            "checkpoints": checkpoint_rows(),
-        }
-        lines = jsonl_lines(counted(event_rows(qs)), header=header)
+    contiguous = not any(
+        filters.get(k) for k in ("model", "version", "actor", "action", "object_type", "outcome")
+    )
+    lines = export_lines(
+        qs,
+        fmt=export.format,
+        filters=export.filters,
+        contiguous=contiguous,
+        rows=counted(event_rows(qs)),
+    )
     try:
         with tempfile.TemporaryFile() as spool:
             for line in lines:

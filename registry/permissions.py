@@ -39,14 +39,34 @@ def check_model(user, required: str, model_id: int, name: str) -> None:
         )
 
 
-def _resolve_model(user, required: str, target: Any) -> None:
-    name = None
+def _target_value(target: Any, key: str) -> Any:
+    """`key` from what a route hands the access decision: URL kwargs, a DRF request's data
+    or the parsed MLflow message."""
+    value = None
     for source in (getattr(target, "kwargs", None), getattr(target, "data", None), target):
-        if isinstance(source, dict) and source.get("name"):
-            name = source["name"]
+        if isinstance(source, dict) and source.get(key):
+            value = source[key]
             break
-    if isinstance(name, list):
-        name = name[0] if name else None
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return value
+
+
+def _model_subject(target: Any) -> dict[str, Any]:
+    """The model (and version) a refused request named, for its audit event."""
+    name = _target_value(target, "name")
+    if not isinstance(name, str):
+        return {}
+    version = _target_value(target, "version")
+    if isinstance(version, str) and version.isascii() and version.isdigit() and len(version) < 10:
+        version = int(version)
+    elif not (isinstance(version, int) and not isinstance(version, bool) and version < 2**31):
+        version = None
+    return {"model_name": name, "model_version": version}
+
+
+def _resolve_model(user, required: str, target: Any) -> None:
+    name = _target_value(target, "name")
     if not isinstance(name, str):
         return  # the handler answers the missing parameter
     model_id = RegisteredModel.objects.filter(name=name).values_list("pk", flat=True).first()
@@ -56,6 +76,7 @@ def _resolve_model(user, required: str, target: Any) -> None:
 
 def register() -> None:
     access.register_resolver("model", _resolve_model)
+    access.register_subject("model", _model_subject)
 
 
 def readable_models_q(user, field: str = "pk") -> Q:

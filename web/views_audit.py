@@ -33,7 +33,8 @@ def audit_page(request):
         filters = filters_from({k: v for k, v in values.items() if v})
         before = request.GET.get("before_seq")
         qs = filtered_events(**filters).order_by("-seq")
-        if before and before.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if before and before.isascii() and before.isdigit() and len(before) <= 18:
             qs = qs.filter(seq__lt=int(before))
         events = list(qs[: PAGE_SIZE + 1])
     except ApplicationError as exc:

@@ -7,7 +7,7 @@ from django.db import connection, transaction
 
 from audit import services as audit_services
 from audit.chain import HASHED_FIELDS, event_hash, format_time
-from audit.models import AppendOnlyError, AuditEvent
+from audit.models import AppendOnlyError, AuditCheckpoint, AuditEvent
 from tracking import services as tracking_services
 from tracking.models import Experiment
 
@@ -73,6 +73,9 @@ def test_application_refuses_to_change_events():
         "UPDATE audit_auditevent SET action = 'tampered'",
         "DELETE FROM audit_auditevent",
         "TRUNCATE audit_auditevent",
+        "UPDATE audit_auditcheckpoint SET signature = 'forged'",
+        "DELETE FROM audit_auditcheckpoint",
+        "TRUNCATE audit_auditcheckpoint",
     ],
 )
 def test_postgres_refuses_changes_to_events(statement):
@@ -82,6 +85,7 @@ def test_postgres_refuses_changes_to_events(statement):
             "DATABASE_URL=postgres://... to exercise them"
         )
     tracking_services.experiment_create(name="db-guarded")
+    audit_services.checkpoint_create()
     from django.db import DatabaseError
 
     with pytest.raises(DatabaseError, match="append-only"):
@@ -90,3 +94,66 @@ def test_postgres_refuses_changes_to_events(statement):
             cursor.execute("SET LOCAL custody.allow_audit_truncate = 'off'")
             cursor.execute(statement)
     assert AuditEvent.objects.filter(object_name="db-guarded").exists()
+    assert AuditCheckpoint.objects.exists()
+
+
+@pytest.mark.postgres
+def test_outside_a_test_database_the_truncate_setting_opens_nothing(tmp_path):
+    """Any session may SET custody.allow_audit_truncate; on a database that is not a test
+    database (a migrated copy named like production's) the triggers still refuse."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the append-only triggers exist on PostgreSQL only")
+    import os
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    from tests.conftest import ROOT, _postgres_admin
+
+    base_url = os.environ["DATABASE_URL"]
+    dbname = f"custody_guard_{os.getpid()}"
+    with _postgres_admin(base_url) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
+        admin.execute(f'CREATE DATABASE "{dbname}"')
+    url = urlunsplit(urlsplit(base_url)._replace(path=f"/{dbname}"))
+    try:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.base",
+            "DATABASE_URL": url,
+            "SECRET_KEY": "guard-test-secret-" + "x" * 40,
+            "CUSTODY_DATA_DIR": str(tmp_path),
+        }
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO audit_auditcheckpoint (seq, hash, created_at, signature) "
+                "VALUES (1, 'h', now(), 's')"
+            )
+            conn.execute(
+                "INSERT INTO audit_auditevent (seq, created_at, actor_username, auth_method, "
+                "action, outcome, object_type, object_id, object_name, model_name, reason, "
+                "request_id, client_ip, user_agent, prev_hash, hash) VALUES (1, now(), '', "
+                "'system', 'a', 'success', 't', '1', '', '', '', '', '', '', '0', 'h')"
+            )
+            conn.execute("SET custody.allow_audit_truncate = on")
+            for table in ("audit_auditevent", "audit_auditcheckpoint"):
+                for statement in (
+                    f"TRUNCATE {table}",
+                    f"DELETE FROM {table}",
+                    f"UPDATE {table} SET hash = 'x'",
+                ):
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                        conn.execute(statement)
+            for table in ("audit_auditevent", "audit_auditcheckpoint"):
+                assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)
+    finally:
+        with _postgres_admin(base_url) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

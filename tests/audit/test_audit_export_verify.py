@@ -138,9 +138,14 @@ def test_filtered_export_verifies_per_event(tmp_path):
     tracking.experiment_create(name="two")
     out = tmp_path / "experiments.csv"
     run_command("export_audit", "--format", "csv", "--object-type", "experiment", "-o", str(out))
-    assert run_command("verify_audit", "--file", str(out))[0] == 1  # gaps: not contiguous
-    code, text = run_command("verify_audit", "--file", str(out), "--partial")
-    assert code == 0, text
+    # Its signed manifest says it is filtered (gaps by design) and lists its rows.
+    code, text = run_command("verify_audit", "--file", str(out))
+    assert code == 0 and "signed manifest matches" in text, text
+    bare = tmp_path / "bare.csv"
+    bare.write_text("".join(out.read_text().splitlines(keepends=True)[:-1]))
+    assert run_command("verify_audit", "--file", str(bare))[0] == 1  # gaps: not contiguous
+    code, text = run_command("verify_audit", "--file", str(bare), "--partial")
+    assert code == 0 and "no manifest: only per-row hashes checked" in text, text
 
 
 @pytest.fixture
@@ -168,3 +173,53 @@ def test_audit_api_for_compliance_only(chain, compliance_client, auth_client):
     denied = auth_client.get("/api/v1/audit/events")
     assert denied.status_code == 403
     assert compliance_client.get("/api/v1/audit/events", {"since": "yesterday"}).status_code == 400
+
+
+def test_export_until_a_time_verifies_and_its_tail_is_still_guarded(tmp_path):
+    for i in range(3):
+        tracking.experiment_create(name=f"early-{i}")
+    audit_services.checkpoint_create()  # inside the exported range
+    cut = AuditEvent.objects.latest("seq")
+    tracking.experiment_create(name="boundary")
+    boundary = AuditEvent.objects.latest("seq")
+    for i in range(3):
+        tracking.experiment_create(name=f"late-{i}")
+    audit_services.checkpoint_create()  # beyond the exported range
+    until = format_time(boundary.created_at)
+    out = tmp_path / "until.jsonl"
+    assert run_command("export_audit", "--until", until, "-o", str(out))[0] == 0
+    code, text = run_command("verify_audit", "--file", str(out))
+    assert code == 0, text
+    assert f"last #{cut.seq}" in text and "1 signed checkpoints" in text
+    lines = out.read_text().splitlines()
+    (tmp_path / "cut.jsonl").write_text("\n".join(lines[:-2]) + "\n")  # manifest and #cut
+    code, text = run_command("verify_audit", "--file", str(tmp_path / "cut.jsonl"))
+    assert code == 1 and "tail" in text
+
+
+def test_newest_event_deleted_after_the_last_checkpoint_is_detected(chain, compliance_client):
+    audit_services.checkpoint_create()
+    tracking.experiment_create(name="after-the-checkpoint")
+    newest = AuditEvent.objects.latest("seq").seq
+    assert compliance_client.get("/api/v1/audit/verify").json()["ok"] is True
+    tamper("DELETE FROM audit_auditevent WHERE seq = %s", [newest])
+    body = compliance_client.get("/api/v1/audit/verify").json()
+    assert body["ok"] is False and body["first_broken_seq"] == newest
+    assert "chain head" in body["reason"] and "removed from the tail" in body["reason"]
+    code, out = run_command("verify_audit")
+    assert code == 1 and "chain head" in out
+
+
+def test_newest_event_rewritten_is_detected_by_the_chain_head(chain):
+    # Rewritten and re-hashed consistently (links still hold), but the head kept the old hash.
+    newest = AuditEvent.objects.get(seq=chain[-1])
+    content = {f: getattr(newest, f) for f in HASHED_FIELDS if f != "created_at"}
+    content["created_at"] = format_time(newest.created_at)
+    content["object_name"] = "forged"
+    tamper(
+        "UPDATE audit_auditevent SET object_name = 'forged', hash = %s WHERE seq = %s",
+        [event_hash(content), newest.seq],
+    )
+    result = verify_live_chain()
+    assert not result.ok and result.first_broken_seq == newest.seq
+    assert "chain head" in result.reason

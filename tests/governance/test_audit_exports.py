@@ -110,7 +110,9 @@ def test_admin_shows_the_trail_read_only_with_an_export_action(people, fraud):
     )
     assert exported.status_code == 200
     body = b"".join(exported.streaming_content).decode()
-    assert body.splitlines()[0].startswith("seq,") and len(body.splitlines()) == 2
+    lines = body.splitlines()
+    assert lines[0].startswith("seq,") and len(lines) == 3
+    assert lines[2].startswith("# custody-manifest ")
     change = carl.post(f"/admin/audit/auditevent/{event.pk}/change/", {"action": "x"})
     assert change.status_code == 403
     assert carl.post(f"/admin/audit/auditevent/{event.pk}/delete/").status_code == 403

@@ -40,6 +40,7 @@ def test_compliance_exports_a_models_history_and_verifies_it(
     path = tmp_path / "history.csv"
     info.value.save_as(path)
     lines = path.read_text().splitlines()
-    assert len(lines) == 3 and all(name in line for line in lines[1:])
-    out = server.manage("verify_audit", "--file", str(path), "--partial")
-    assert out.startswith("OK: 2 events verified"), out
+    assert len(lines) == 4 and all(name in line for line in lines[1:])
+    assert lines[-1].startswith("# custody-manifest ")  # filtered, and signed as such
+    out = server.manage("verify_audit", "--file", str(path))
+    assert out.startswith("OK: 2 events verified") and "signed manifest matches" in out, out

@@ -2,9 +2,9 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.export import parse_csv, parse_jsonl
+from audit.export import verify_file
 from audit.selectors import verify_live_chain
-from audit.verify import verify_events
+from audit.verify import VerifyResult
 
 
 class Command(BaseCommand):
@@ -18,8 +18,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--partial",
             action="store_true",
-            help="the CSV file is a filtered export (one model, one actor): check each event's "
-            "hash and their order, not the links between consecutive events",
+            help="a CSV file without a manifest (older exports) is a filtered export (one model, "
+            "one actor): check each event's hash and their order, not the links between "
+            "consecutive events. A file with a manifest says so itself",
         )
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -29,30 +30,23 @@ class Command(BaseCommand):
             result = verify_live_chain()
         else:
             try:
-                handle = open(path, encoding="utf-8", newline="")
+                result = verify_file(path, partial=options["partial"])
             except OSError as exc:
                 raise CommandError(f"Cannot read {path}: {exc}") from None
-            with handle:
-                if path.endswith(".csv"):
-                    result = verify_events(parse_csv(handle), contiguous=not options["partial"])
-                else:
-                    header, rows = parse_jsonl(handle)
-                    result = verify_events(
-                        rows,
-                        contiguous=bool(header.get("contiguous")),
-                        checkpoints=header.get("checkpoints", []),
-                    )
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                result = VerifyResult().fail(None, f"the file is not a readable export ({exc})")
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict()))
         elif result.ok:
+            manifest = ", signed manifest matches" if result.manifest == "checked" else ""
             self.stdout.write(
                 f"OK: {result.checked} events verified (last #{result.last_seq}), "
-                f"{result.checkpoints_checked} signed checkpoints."
+                f"{result.checkpoints_checked} signed checkpoints{manifest}."
             )
         else:
-            self.stdout.write(
-                f"BROKEN at event #{result.first_broken_seq}: {result.reason} "
-                f"({result.checked} events read)."
-            )
+            where = f" at event #{result.first_broken_seq}" if result.first_broken_seq else ""
+            self.stdout.write(f"BROKEN{where}: {result.reason} ({result.checked} events read).")
+        for warning in result.warnings:
+            self.stdout.write(f"Warning: {warning}.")
         if not result.ok:
             raise SystemExit(1)
