@@ -169,7 +169,7 @@ def card(request, name: str, version: str):
     mv = registry_selectors.model_version_by_name(name, version)
     context = governance_context(request.user, mv)
     if request.method == "POST":
-        access.authorize(request, access.MODEL_EDIT, {"name": name})
+        access.authorize(request, access.MODEL_EDIT, {"name": name, "version": version})
         try:
             services.card_update(
                 user=request.user,
