@@ -7,10 +7,10 @@
 (a) What the audit write adds to a stage transition: the registry's transition service
     (None <-> Staging on one version, each a full transaction with the row lock) timed with
     auditing on, then with `audit.services.record` replaced by a no-op. p50/p95 in ms.
-(b) Export throughput: N events with a valid chain are bulk-inserted (not timed), then the
-    CSV export the API and `export_audit` use is streamed and counted; events/s and the
-    process's peak RSS before and after the stream (constant memory: it must not grow with N).
-    Then the same stream is verified (events/s).
+(b) Export throughput: N/10 and then N events with a valid chain are bulk-inserted (not
+    timed); at each size `manage.py export_audit --format csv` (the API's stream) and
+    `manage.py verify_audit --file` run as processes of their own: events/s and each
+    process's own peak RSS (constant memory: it must not grow with the number of events).
 
 The database named by DATABASE_URL is dropped and recreated (PostgreSQL) or a fresh SQLite
 file is used. Prints a Markdown table."""
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -161,44 +161,44 @@ def insert_events(count: int) -> None:
     analyze()
 
 
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def bench_export(count: int) -> dict[str, float]:
-    from audit.export import csv_lines, event_rows, filtered_events, parse_csv
-    from audit.verify import verify_events
-
+def _child(args: list[str]) -> tuple[float, float]:
+    """Run `manage.py <args>` as its own process: (seconds, that process's peak RSS in MB),
+    read with wait4, so the figure is the command's own and not the seeding's."""
     start = time.perf_counter()
-    insert_events(count)
-    seeded = time.perf_counter() - start
-    rss_before = rss_mb()
-    start = time.perf_counter()
-    total_bytes, lines = 0, 0
-    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
-        for line in csv_lines(event_rows(filtered_events())):
-            total_bytes += len(line)
-            lines += 1
-            spool.write(line)
-        exported = time.perf_counter() - start
-        rss_after = rss_mb()
-        spool.seek(0)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), *args], env=os.environ)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"manage.py {' '.join(args)} exited {proc.returncode}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def bench_export(count: int, workdir: Path) -> list[dict[str, float]]:
+    """The shell's export (`export_audit`, the same stream as the API's) and verification
+    (`verify_audit --file`) at a tenth of `count` events and at `count`: the export's peak
+    memory must not grow with the number of events."""
+    rows, seeded = [], 0
+    for size in sorted({max(1, count // 10), count}):
         start = time.perf_counter()
-        result = verify_events(parse_csv(spool), contiguous=True)
-        verified = time.perf_counter() - start
-    if not result.ok:
-        raise SystemExit(f"the exported chain does not verify: {result.as_dict()}")
-    events = lines - 1
-    return {
-        "events": events,
-        "seed_s": seeded,
-        "export_s": exported,
-        "export_events_per_s": events / exported,
-        "export_mb": total_bytes / 1e6,
-        "verify_events_per_s": result.checked / verified,
-        "peak_rss_before_mb": rss_before,
-        "peak_rss_after_mb": rss_after,
-    }
+        insert_events(size - seeded)
+        seed_s, seeded = time.perf_counter() - start, size
+        out = workdir / f"audit-{size}.csv"
+        export_s, export_rss = _child(["export_audit", "--format", "csv", "-o", str(out)])
+        verify_s, verify_rss = _child(["verify_audit", "--file", str(out)])
+        rows.append(
+            {
+                "events": size,
+                "seed_s": seed_s,
+                "export_mb": out.stat().st_size / 1e6,
+                "export_events_per_s": size / export_s,
+                "export_rss_mb": export_rss,
+                "verify_events_per_s": size / verify_s,
+                "verify_rss_mb": verify_rss,
+            }
+        )
+        out.unlink()
+    return rows
 
 
 def main() -> None:
@@ -209,22 +209,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         database = setup(Path(tmp))
         transitions = bench_transitions(args.rounds)
-        export = bench_export(args.events)
+        exports = bench_export(args.events, Path(tmp))
     print(f"# Audit benchmark ({database}, {args.rounds} transitions, {args.events:,} events)\n")
     print("| measurement | p50 ms | p95 ms |\n|---|---|---|")
     for label, (p50, p95) in transitions.items():
         print(f"| transition None<->Staging, {label} | {p50:.2f} | {p95:.2f} |")
     p50_on, p50_off = transitions["with audit"][0], next(iter(list(transitions.values())[1:]))[0]
     print(f"\nThe audit write adds {p50_on - p50_off:.2f} ms at p50 ({p50_on / p50_off:.2f}x).\n")
-    print("| export | value |\n|---|---|")
-    print(f"| events exported | {export['events']:,} ({export['export_mb']:.0f} MB of CSV) |")
-    print(f"| seeding (setup, not measured) | {export['seed_s']:.0f} s |")
-    print(f"| CSV export throughput | {export['export_events_per_s']:,.0f} events/s |")
-    print(f"| verification of the exported file | {export['verify_events_per_s']:,.0f} events/s |")
     print(
-        f"| peak RSS before / after the export | {export['peak_rss_before_mb']:.0f} MB / "
-        f"{export['peak_rss_after_mb']:.0f} MB |"
+        "| events | CSV | export_audit | its peak RSS | verify_audit --file | its peak RSS |\n"
+        "|---|---|---|---|---|---|"
     )
+    for row in exports:
+        print(
+            f"| {row['events']:,} | {row['export_mb']:.0f} MB "
+            f"| {row['export_events_per_s']:,.0f} events/s | {row['export_rss_mb']:.0f} MB "
+            f"| {row['verify_events_per_s']:,.0f} events/s | {row['verify_rss_mb']:.0f} MB |"
+        )
+    print("\n(Seeding, not measured: " + ", ".join(f"{r['seed_s']:.0f} s" for r in exports) + ".)")
 
 
 if __name__ == "__main__":
