@@ -3,7 +3,9 @@
 and deployments, plus declared links. Edges point downstream (input -> output).
 
 Traversal is breadth-first and set-based: each hop runs a fixed number of queries for the
-whole frontier, never one per node. Nodes the caller may not read are redacted."""
+whole frontier, never one per node (one more per CHUNK ids when a frontier is larger, so no
+IN list outgrows a database's limit on bound variables). Nodes the caller may not read are
+redacted."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from tracking.permissions import unreadable_experiment_ids
 KINDS = ("dataset", "commit", "run", "logged-model", "version", "deployment")
 MAX_DEPTH = 10
 MAX_NODES = 2000
+CHUNK = 5000  # ids per IN list; SQLite allows 32,766 bound variables per statement
+LIKE_CHUNK = 200  # OR-ed LIKE terms per query (SQLite nests ORs; its depth limit is 1,000)
 COMMIT_TAGS = ("git_commit", "mlflow.source.git.commit")
 DATASET_KEY = "dataset_version"
 # "orders_v2.1" -> dataset "orders", version "v2.1"; several joined by "+".
@@ -41,6 +45,14 @@ def parse_dataset_tokens(value: str) -> list[tuple[str, str]]:
         match = _TOKEN.match(token)
         out.append((match["name"], match["version"]) if match else (token, ""))
     return out
+
+
+def chunks(ids, size: int | None = None) -> list[list]:
+    """`ids` sorted and cut into lists of at most `size` (CHUNK), for IN lists of any length;
+    no lists for no ids, so an empty kind costs no query."""
+    size = size or CHUNK
+    ordered = sorted(ids)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
 def dataset_id(name: str, version: str) -> str:
@@ -120,15 +132,14 @@ def _runs_with_tag_values(keys: tuple[str, ...], values: set[str]) -> list[tuple
 def _dataset_tag_runs(tokens: set[str], names: set[str]) -> list[tuple[str, str]]:
     """(run_id, dataset_version value) of runs naming one of `tokens` (alone or joined with
     '+'), or any version of one of `names`; the caller re-parses to keep exact matches."""
-    if not tokens and not names:
-        return []
-    query = Q()
-    for token in tokens:
-        query |= Q(value__contains=token)  # a superset: the caller keeps exact tokens only
-    for name in names:
-        query |= Q(value__contains=name)
-    rows = list(RunTag.objects.filter(query, key=DATASET_KEY).values_list("run_id", "value"))
-    rows += Param.objects.filter(query, key=DATASET_KEY).values_list("run_id", "value")
+    rows: list[tuple[str, str]] = []
+    # One LIKE per term, OR-ed: SQLite nests ORs, so keep well under its expression depth.
+    for terms in chunks(tokens | names, size=LIKE_CHUNK):
+        query = Q()
+        for term in terms:
+            query |= Q(value__contains=term)  # a superset: the caller keeps exact tokens only
+        rows += RunTag.objects.filter(query, key=DATASET_KEY).values_list("run_id", "value")
+        rows += Param.objects.filter(query, key=DATASET_KEY).values_list("run_id", "value")
     return rows
 
 
@@ -143,12 +154,13 @@ def down(frontier: set[str]) -> set[tuple[str, str, str]]:
             name, _, version = key.partition("@")
             named[name].add(version)
             tokens[f"{name}_{version}" if version else name] = key
-        for run_id, name, digest, context in RunInput.objects.filter(
-            dataset__name__in=list(named)
-        ).values_list("run_id", "dataset__name", "dataset__digest", "context"):
-            if "" in named[name] or digest in named[name]:
-                source = dataset_id(name, digest if digest in named[name] else "")
-                edges.add((source, f"run:{run_id}", context or "input"))
+        for chunk in chunks(named):
+            for run_id, name, digest, context in RunInput.objects.filter(
+                dataset__name__in=chunk
+            ).values_list("run_id", "dataset__name", "dataset__digest", "context"):
+                if "" in named[name] or digest in named[name]:
+                    source = dataset_id(name, digest if digest in named[name] else "")
+                    edges.add((source, f"run:{run_id}", context or "input"))
         any_version = {name for name, versions in named.items() if "" in versions}
         exact = {t for t, key in tokens.items() if "@" in key}
         for run_id, value in _dataset_tag_runs(exact, any_version):
@@ -159,41 +171,39 @@ def down(frontier: set[str]) -> set[tuple[str, str, str]]:
                 elif name in any_version:
                     edges.add((dataset_id(name, ""), f"run:{run_id}", DATASET_KEY))
     commits = by_kind.get("commit", set())
-    if commits:
+    for chunk in chunks(commits, size=LIKE_CHUNK):
         query = Q()
-        for sha in commits:
+        for sha in chunk:
             query |= Q(value__startswith=sha) if len(sha) < 40 else Q(value=sha)
         for run_id, value in RunTag.objects.filter(query, key__in=COMMIT_TAGS).values_list(
             "run_id", "value"
         ):
-            sha = next(c for c in commits if value.startswith(c))
+            sha = next(c for c in chunk if value.startswith(c))
             edges.add((f"commit:{sha}", f"run:{run_id}", "code"))
-    runs = by_kind.get("run", set())
-    if runs:
-        for model_id, run_id in LoggedModel.objects.filter(source_run_id__in=runs).values_list(
+    for chunk in chunks(by_kind.get("run", ())):
+        for model_id, run_id in LoggedModel.objects.filter(source_run_id__in=chunk).values_list(
             "model_id", "source_run_id"
         ):
             edges.add((f"run:{run_id}", f"logged-model:{model_id}", "output"))
-        for run_id, model_id in RunOutput.objects.filter(run_id__in=runs).values_list(
+        for run_id, model_id in RunOutput.objects.filter(run_id__in=chunk).values_list(
             "run_id", "model_id"
         ):
             edges.add((f"run:{run_id}", f"logged-model:{model_id}", "output"))
         for name, number, run_id in ModelVersion.objects.filter(
-            run_id__in=runs, deleted=False
+            run_id__in=chunk, deleted=False
         ).values_list("registered_model__name", "version", "run_id"):
             edges.add((f"run:{run_id}", f"version:{name}/{number}", "registered"))
-    logged = by_kind.get("logged-model", set())
-    if logged:
+    for chunk in chunks(by_kind.get("logged-model", ())):
         for name, number, model_id in ModelVersion.objects.filter(
-            model_id__in=logged, deleted=False
+            model_id__in=chunk, deleted=False
         ).values_list("registered_model__name", "version", "model_id"):
             edges.add((f"logged-model:{model_id}", f"version:{name}/{number}", "registered"))
-    versions = by_kind.get("version", set())
-    if versions:
+    for chunk in chunks(by_kind.get("version", ())):
+        wanted = set(chunk)
         for name, number, endpoint in Deployment.objects.filter(
-            _version_q(versions, "version__")
+            _version_q(wanted, "version__")
         ).values_list("version__registered_model__name", "version__version", "endpoint"):
-            if _wanted(versions, name, number):
+            if _wanted(wanted, name, number):
                 edges.add((f"version:{name}/{number}", f"deployment:{endpoint}", "serves"))
     edges |= _declared(frontier, "source")
     return edges
@@ -202,41 +212,38 @@ def down(frontier: set[str]) -> set[tuple[str, str, str]]:
 def up(frontier: set[str]) -> set[tuple[str, str, str]]:
     edges: set[tuple[str, str, str]] = set()
     by_kind = _split(frontier)
-    deployments = by_kind.get("deployment", set())
-    if deployments:
-        for endpoint, name, number in Deployment.objects.filter(
-            endpoint__in=deployments
-        ).values_list("endpoint", "version__registered_model__name", "version__version"):
+    for chunk in chunks(by_kind.get("deployment", ())):
+        for endpoint, name, number in Deployment.objects.filter(endpoint__in=chunk).values_list(
+            "endpoint", "version__registered_model__name", "version__version"
+        ):
             edges.add((f"version:{name}/{number}", f"deployment:{endpoint}", "serves"))
-    versions = by_kind.get("version", set())
-    if versions:
+    for chunk in chunks(by_kind.get("version", ())):
+        wanted = set(chunk)
         for name, number, run_id, model_id in ModelVersion.objects.filter(
-            _version_q(versions, "")
+            _version_q(wanted, "")
         ).values_list("registered_model__name", "version", "run_id", "model_id"):
-            if not _wanted(versions, name, number):
+            if not _wanted(wanted, name, number):
                 continue
             if run_id:
                 edges.add((f"run:{run_id}", f"version:{name}/{number}", "registered"))
             if model_id:
                 edges.add((f"logged-model:{model_id}", f"version:{name}/{number}", "registered"))
-    logged = by_kind.get("logged-model", set())
-    if logged:
+    for chunk in chunks(by_kind.get("logged-model", ())):
         for model_id, run_id in LoggedModel.objects.filter(
-            model_id__in=logged, source_run__isnull=False
+            model_id__in=chunk, source_run__isnull=False
         ).values_list("model_id", "source_run_id"):
             edges.add((f"run:{run_id}", f"logged-model:{model_id}", "output"))
-    runs = by_kind.get("run", set())
-    if runs:
-        for run_id, name, digest, context in RunInput.objects.filter(run_id__in=runs).values_list(
+    for chunk in chunks(by_kind.get("run", ())):
+        for run_id, name, digest, context in RunInput.objects.filter(run_id__in=chunk).values_list(
             "run_id", "dataset__name", "dataset__digest", "context"
         ):
             edges.add((dataset_id(name, digest), f"run:{run_id}", context or "input"))
         tag_rows = list(
-            RunTag.objects.filter(run_id__in=runs, key__in=(DATASET_KEY, *COMMIT_TAGS)).values_list(
-                "run_id", "key", "value"
-            )
+            RunTag.objects.filter(
+                run_id__in=chunk, key__in=(DATASET_KEY, *COMMIT_TAGS)
+            ).values_list("run_id", "key", "value")
         )
-        tag_rows += Param.objects.filter(run_id__in=runs, key=DATASET_KEY).values_list(
+        tag_rows += Param.objects.filter(run_id__in=chunk, key=DATASET_KEY).values_list(
             "run_id", "key", "value"
         )
         for run_id, key, value in tag_rows:
@@ -271,10 +278,14 @@ def _wanted(versions: set[str], name: str, number: int) -> bool:
 
 
 def _declared(frontier: set[str], side: str) -> set[tuple[str, str, str]]:
-    rows = LineageLink.objects.filter(**{f"{side}__in": frontier}).values_list(
-        "source", "target", "kind"
-    )
-    return set(rows)
+    edges: set[tuple[str, str, str]] = set()
+    for chunk in chunks(frontier):
+        edges.update(
+            LineageLink.objects.filter(**{f"{side}__in": chunk}).values_list(
+                "source", "target", "kind"
+            )
+        )
+    return edges
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,14 +305,13 @@ def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
         }
     for key in by_kind.get("commit", ()):
         facts[f"commit:{key}"] = {"kind": "commit", "label": key[:12], "commit": key}
-    runs = by_kind.get("run", set())
-    if runs:
+    for chunk in chunks(by_kind.get("run", ())):
         metrics = defaultdict(dict)
         for run_id, metric, value in LatestMetric.objects.filter(
-            run_id__in=runs, is_nan=False
-        ).values_list("run_id", "key", "value")[: 20 * len(runs)]:
+            run_id__in=chunk, is_nan=False
+        ).values_list("run_id", "key", "value")[: 20 * len(chunk)]:
             metrics[run_id][metric] = value
-        for run in Run.objects.filter(run_id__in=runs).values(
+        for run in Run.objects.filter(run_id__in=chunk).values(
             "run_id", "name", "experiment_id", "user_id", "status", "start_time"
         ):
             node = f"run:{run['run_id']}"
@@ -317,9 +327,8 @@ def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
                 "start_time": run["start_time"],
                 "metrics": dict(sorted(metrics[run["run_id"]].items())[:10]),
             }
-    logged = by_kind.get("logged-model", set())
-    if logged:
-        for model in LoggedModel.objects.filter(model_id__in=logged).values(
+    for chunk in chunks(by_kind.get("logged-model", ())):
+        for model in LoggedModel.objects.filter(model_id__in=chunk).values(
             "model_id", "name", "experiment_id", "source_run_id"
         ):
             if model["experiment_id"] in access.hidden_experiments:
@@ -330,12 +339,12 @@ def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
                 "model_id": model["model_id"],
                 "source_run": model["source_run_id"],
             }
-    versions = by_kind.get("version", set())
-    if versions:
-        for mv in ModelVersion.objects.filter(_version_q(versions, "")).values(
+    for chunk in chunks(by_kind.get("version", ())):
+        wanted = set(chunk)
+        for mv in ModelVersion.objects.filter(_version_q(wanted, "")).values(
             "registered_model_id", "registered_model__name", "version", "current_stage", "run_id"
         ):
-            if not _wanted(versions, mv["registered_model__name"], mv["version"]):
+            if not _wanted(wanted, mv["registered_model__name"], mv["version"]):
                 continue
             if mv["registered_model_id"] in access.hidden_models:
                 continue
@@ -348,9 +357,8 @@ def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
                 "stage": mv["current_stage"],
                 "run_id": mv["run_id"] or None,
             }
-    deployments = by_kind.get("deployment", set())
-    if deployments:
-        rows = Deployment.objects.filter(endpoint__in=deployments).order_by("endpoint", "-since")
+    for chunk in chunks(by_kind.get("deployment", ())):
+        rows = Deployment.objects.filter(endpoint__in=chunk).order_by("endpoint", "-since")
         decided: set[str] = set()
         for d in rows.values(
             "endpoint",
@@ -377,12 +385,49 @@ def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
     return facts
 
 
-def traverse(start: str, direction: str, depth: int, user) -> Graph:
+def _start(node_id: str, depth: int, direction: str = "down") -> str:
     if direction not in ("up", "down", "both"):
         raise InvalidParameterValue("direction must be 'up', 'down' or 'both'.")
     if not 0 <= depth <= MAX_DEPTH:
         raise InvalidParameterValue(f"depth must be from 0 to {MAX_DEPTH}.")
-    parse_node(start)
+    parse_node(node_id)
+    return node_id
+
+
+def _build(graph: Graph, start: str, seen: set[str], access: Access) -> Graph:
+    """Nodes with their facts; what the caller may not read becomes a placeholder."""
+    facts = describe(seen, access)
+    redacted: dict[str, str] = {}
+    for node in sorted(seen):
+        kind = _kind(node)
+        if node in facts:
+            graph.nodes[node] = {"id": node, **facts[node]}
+        elif kind in ("run", "logged-model", "version", "deployment"):
+            placeholder = f"redacted:{len(redacted) + 1}"
+            redacted[node] = placeholder
+            graph.nodes[placeholder] = {
+                "id": placeholder,
+                "kind": kind,
+                "redacted": True,
+                "label": "not visible to you",
+            }
+        else:
+            graph.nodes[node] = {"id": node, "kind": kind, "label": node}
+    if redacted:
+        graph.edges = {(redacted.get(s, s), redacted.get(t, t), k) for s, t, k in graph.edges}
+    if start in seen:
+        graph.nodes[redacted.get(start, start)]["root"] = True
+    return graph
+
+
+def _kind(node: str) -> str:
+    return node.partition(":")[0]
+
+
+def traverse(start: str, direction: str, depth: int, user) -> Graph:
+    """The subgraph within `depth` hops, cut at MAX_NODES nodes (`truncated`): a hop that
+    would pass the cap keeps the first nodes in id order and the edges between kept nodes."""
+    start = _start(start, depth, direction)
     access = Access(user)
     graph = Graph()
     seen = {start}
@@ -393,44 +438,42 @@ def traverse(start: str, direction: str, depth: int, user) -> Graph:
                 continue
             edges = (up if way == "up" else down)(frontiers[way])
             nxt = set()
-            for edge in edges:
-                graph.edges.add(edge)
+            for edge in sorted(edges, key=lambda e: (e[0] if way == "up" else e[1], e)):
                 other = edge[0] if way == "up" else edge[1]
                 if other not in seen:
+                    if len(seen) >= MAX_NODES:
+                        graph.truncated = True
+                        continue
                     seen.add(other)
                     nxt.add(other)
+                graph.edges.add(edge)
             frontiers[way] = nxt
-        if len(seen) > MAX_NODES:
-            graph.truncated = True
+        if graph.truncated:
             break
-    facts = describe(seen, access)
-    redacted: dict[str, str] = {}
-    for node in sorted(seen):
-        if node in facts:
-            graph.nodes[node] = {"id": node, **facts[node]}
-        elif parse_node(node)[0] in ("run", "logged-model", "version", "deployment"):
-            placeholder = f"redacted:{len(redacted) + 1}"
-            redacted[node] = placeholder
-            graph.nodes[placeholder] = {
-                "id": placeholder,
-                "kind": parse_node(node)[0],
-                "redacted": True,
-                "label": "not visible to you",
-            }
-        else:
-            graph.nodes[node] = {"id": node, "kind": parse_node(node)[0], "label": node}
-    if redacted:
-        graph.edges = {(redacted.get(s, s), redacted.get(t, t), k) for s, t, k in graph.edges}
-    graph.nodes[redacted.get(start, start)]["root"] = True
-    return graph
+    return _build(graph, start, seen, access)
 
 
 def impact(dataset: str, version: str | None, user) -> dict[str, Any]:
-    """Everything downstream of a dataset: runs, model versions (with stage), deployments."""
+    """Everything downstream of a dataset: runs, model versions (with stage), deployments.
+
+    The walk is complete (MAX_DEPTH hops, no node cap), so every version and deployment is
+    reported however many runs used the data; runs are described up to MAX_NODES (in id
+    order) and counted in `runs_total`, `truncated` when some are left out."""
     if not dataset or len(dataset) > 500:
         raise InvalidParameterValue("A dataset name is required.")
     start = dataset_id(dataset, version or "")
-    graph = traverse(start, "down", MAX_DEPTH, user)
+    access = Access(user)
+    seen = {start}
+    frontier = {start}
+    for _ in range(MAX_DEPTH):
+        if not frontier:
+            break
+        frontier = {target for _, target, _ in down(frontier)} - seen
+        seen |= frontier
+    runs = sorted(node for node in seen if _kind(node) == "run")
+    shown = set(runs[:MAX_NODES])
+    described = {node for node in seen if _kind(node) in ("version", "deployment")} | shown
+    graph = _build(Graph(), start, described, access)
     groups: dict[str, list[dict[str, Any]]] = {"runs": [], "versions": [], "deployments": []}
     for node in graph.nodes.values():
         kind = node["kind"]
@@ -440,4 +483,9 @@ def impact(dataset: str, version: str | None, user) -> dict[str, Any]:
             groups["versions"].append(node)
         elif kind == "deployment":
             groups["deployments"].append(node)
-    return {"dataset": start, **groups, "truncated": graph.truncated}
+    return {
+        "dataset": start,
+        **groups,
+        "runs_total": len(runs),
+        "truncated": len(runs) > len(shown),
+    }

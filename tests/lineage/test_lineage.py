@@ -10,8 +10,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
+from lineage import graph
 from lineage.graph import parse_dataset_tokens
 from tests.personas import LINEAGE, new_run
+from tracking.models import Run, RunTag
 
 pytestmark = pytest.mark.django_db
 
@@ -112,6 +114,35 @@ def test_impact_of_a_dataset(people, served):
     assert carl.get("lineage/impact", {"dataset": "nothing"}).json()["runs"] == []
 
 
+def busy_dataset(run_id: str, count: int) -> None:
+    """`count` more runs (bulk inserts) in the experiment of `run_id`, trained on orders_v2.1."""
+    experiment_id = Run.objects.get(run_id=run_id).experiment_id
+    runs = Run.objects.bulk_create(
+        Run(run_id=f"bulk{i:028d}", experiment_id=experiment_id, start_time=i, artifact_uri="x")
+        for i in range(count)
+    )
+    RunTag.objects.bulk_create(
+        RunTag(run=run, key="dataset_version", value="orders_v2.1") for run in runs
+    )
+
+
+def test_a_busy_dataset_still_reports_every_version_and_deployment(people, served, monkeypatch):
+    monkeypatch.setattr(graph, "CHUNK", 1000)  # several IN lists per hop, as past 5,000 ids
+    busy_dataset(served["v1_run"], 2500)
+    carl = people["carl"]
+    body = carl.get("lineage/impact", {"dataset": "orders", "version": "v2.1"}).json()
+    assert {(v["model"], v["version"]) for v in body["versions"]} == {("fraud", 1), ("fraud", 2)}
+    assert [d["endpoint"] for d in body["deployments"]] == ["/predict"]
+    assert body["runs_total"] == 2502 and body["truncated"] is True
+    assert len(body["runs"]) == graph.MAX_NODES
+    assert all("run_id" in run for run in body["runs"])
+    around = carl.get("lineage", {"node": "dataset:orders@v2.1", "direction": "down", "depth": "3"})
+    assert around.status_code == 200
+    cut = around.json()
+    assert cut["truncated"] is True and len(cut["nodes"]) == graph.MAX_NODES
+    assert all(e["from"] in ids(cut) and e["to"] in ids(cut) for e in cut["edges"])
+
+
 def test_diff_of_two_versions(people, served):
     body = people["carl"].get("models/fraud/versions/1/diff/2").json()
     assert body["commit"] == {"a": "b7d9e4a", "b": "c0ffee1", "changed": True}
@@ -154,7 +185,7 @@ def test_traversal_costs_a_fixed_number_of_queries_per_hop(people, served):
         new_run(alice, LINEAGE)
     with CaptureQueriesContext(connection) as many:
         body = carl.get("lineage/impact", params).json()
-    assert len(body["runs"]) == 10
+    assert len(body["runs"]) == 10 and body["runs_total"] == 10 and not body["truncated"]
     assert len(many) == len(few), len(many)
 
 
