@@ -143,6 +143,31 @@ def test_a_busy_dataset_still_reports_every_version_and_deployment(people, serve
     assert all(e["from"] in ids(cut) and e["to"] in ids(cut) for e in cut["edges"])
 
 
+class CountedNodes(list):
+    passes = 0
+
+    def __iter__(self):
+        CountedNodes.passes += 1
+        return super().__iter__()
+
+
+def test_the_svg_reads_the_node_list_a_fixed_number_of_times(people, served):
+    from lineage.svg import render
+
+    body = people["carl"].get("lineage", {"node": "deployment:/predict", "direction": "up"})
+    result = body.json()
+    few = CountedNodes(result["nodes"])
+    render({**result, "nodes": few})
+    passes_few, CountedNodes.passes = CountedNodes.passes, 0
+    many = CountedNodes(
+        result["nodes"]
+        + [{"id": f"dataset:d{i}", "kind": "dataset", "label": f"d{i}"} for i in range(300)]
+    )
+    svg = render({**result, "nodes": many})
+    assert svg.count('class="node"') == len(many)
+    assert CountedNodes.passes == passes_few, "one pass over the nodes per node drawn"
+
+
 def test_diff_of_two_versions(people, served):
     body = people["carl"].get("models/fraud/versions/1/diff/2").json()
     assert body["commit"] == {"a": "b7d9e4a", "b": "c0ffee1", "changed": True}
