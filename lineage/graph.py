@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 
+from core import access as access_rules
 from core import grants as grant_helpers
 from core.errors import InvalidParameterValue
 from lineage.models import LineageLink
@@ -72,6 +73,12 @@ def parse_node(node_id: Any) -> tuple[str, str]:
     kind, key = match["kind"], match["key"]
     if kind == "version" and not re.match(r"^.+/\d{1,9}$", key):
         raise InvalidParameterValue(f"A version node is version:<model>/<number>, not {node_id!r}.")
+    return kind, key
+
+
+def split_node(node_id: str) -> tuple[str, str]:
+    """(kind, key) of an id the server built or stored; user input goes through parse_node."""
+    kind, _, key = node_id.partition(":")
     return kind, key
 
 
@@ -383,6 +390,15 @@ def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
                 "since": d["since"].isoformat(),
             }
     return facts
+
+
+def visible(node_ids: set[str], user) -> set[str]:
+    """The ids among `node_ids` the caller may see: datasets and commits, and the runs,
+    logged models, versions and endpoints `describe` reports (administrators: all)."""
+    if access_rules.is_admin(user):
+        return set(node_ids)
+    facts = describe(node_ids, Access(user))
+    return {n for n in node_ids if n in facts or split_node(n)[0] in ("dataset", "commit")}
 
 
 def _start(node_id: str, depth: int, direction: str = "down") -> str:

@@ -248,6 +248,80 @@ def test_declared_links(people, served):
     assert refused.status_code == 403
 
 
+def test_who_may_declare_a_link(people, served):
+    alice, bob, carl = people["alice"], people["bob"], people["carl"]
+    experiment = str(Run.objects.get(run_id=served["v1_run"]).experiment_id)
+    made = alice.mlflow(
+        "logged-models",
+        {"experiment_id": experiment, "name": "m", "source_run_id": served["v1_run"]},
+    )
+    model_id = made.json()["model"]["info"]["model_id"]
+    for target in ("deployment:/predict", f"logged-model:{model_id}", "version:fraud/1"):
+        link = {"source": "dataset:poison@v1", "target": target, "kind": "fed"}
+        assert bob.post("lineage/links", link).status_code == 403, target  # READ only
+        assert carl.post("lineage/links", link).status_code == 403, target
+        assert alice.post("lineage/links", link).status_code == 201, target
+    between_data = {"source": "dataset:a@v1", "target": "commit:C0FFEE1", "kind": "built"}
+    refused = carl.post("lineage/links", between_data)
+    assert refused.status_code == 403 and "change nothing" in refused.json()["error"]["message"]
+    assert bob.post("lineage/links", between_data).status_code == 201
+    missing = {"source": "dataset:a@v1", "target": "deployment:/nowhere", "kind": "fed"}
+    assert alice.post("lineage/links", missing).status_code == 404
+    impact = carl.get("lineage/impact", {"dataset": "poison", "version": "v1"}).json()
+    assert [d["endpoint"] for d in impact["deployments"]] == ["/predict"]
+
+
+def test_listing_and_removing_links(people, served):
+    alice, bob, carl, admin = people["alice"], people["bob"], people["carl"], people["admin"]
+    ids_of = {}
+    for source, target, who in (
+        ("dataset:raw@v1", "dataset:orders@v2.1", bob),
+        ("dataset:raw@v1", "version:fraud/1", alice),
+        ("dataset:other@v1", "dataset:orders@v2.1", bob),
+    ):
+        created = who.post("lineage/links", {"source": source, "target": target, "kind": "fed"})
+        ids_of[target if source == "dataset:raw@v1" else source] = created.json()["id"]
+    listed = carl.get("lineage/links", {"node": "dataset:raw@v1"}).json()
+    assert [(x["target"], x["created_by"]) for x in listed["links"]] == [
+        ("dataset:orders@v2.1", "bob"),
+        ("version:fraud/1", "alice"),
+    ]
+    assert len(carl.get("lineage/links").json()["links"]) == 3
+    assert carl.get("lineage/links", {"node": "nonsense"}).status_code == 400
+    grants = {"grants": [{"user": "alice", "level": "MANAGE"}, {"user": "bob", "level": "NONE"}]}
+    admin.put("models/fraud/permissions", grants)
+    hidden = bob.get("lineage/links", {"node": "dataset:raw@v1"}).json()["links"]
+    assert [x["target"] for x in hidden] == ["dataset:orders@v2.1"]  # fraud is hidden from bob
+    assert (
+        bob.client.delete(f"/api/v1/lineage/links/{ids_of['version:fraud/1']}").status_code == 404
+    )
+    # bob's link between datasets: alice did not make it and has no EDIT on a dataset
+    mine = ids_of["dataset:orders@v2.1"]
+    assert alice.client.delete(f"/api/v1/lineage/links/{mine}").status_code == 403
+    assert carl.client.delete(f"/api/v1/lineage/links/{mine}").status_code == 403
+    assert bob.client.delete(f"/api/v1/lineage/links/{mine}").status_code == 204
+    assert bob.client.delete(f"/api/v1/lineage/links/{mine}").status_code == 404
+    # alice has EDIT on fraud, so she may remove a link to it that bob made
+    admin.put("models/fraud/permissions", {"grants": [{"user": "alice", "level": "MANAGE"}]})
+    theirs = bob.post(
+        "lineage/links", {"source": "dataset:z@v1", "target": "version:fraud/2", "kind": "fed"}
+    )
+    assert theirs.status_code == 403  # bob has READ on fraud
+    by_admin = admin.post(
+        "lineage/links", {"source": "dataset:z@v1", "target": "version:fraud/2", "kind": "fed"}
+    ).json()["id"]
+    assert alice.client.delete(f"/api/v1/lineage/links/{by_admin}").status_code == 204
+    other = ids_of["dataset:other@v1"]
+    assert admin.client.delete(f"/api/v1/lineage/links/{other}").status_code == 204
+    deleted = AuditEvent.objects.filter(action="lineage.link.delete").order_by("pk")
+    assert [e.before["source"] for e in deleted] == [
+        "dataset:raw@v1",
+        "dataset:z@v1",
+        "dataset:other@v1",
+    ]
+    assert deleted[0].before["created_by"] == "bob" and deleted[0].actor_username == "bob"
+
+
 def test_the_lineage_page(people, served):
     client = Client()
     client.force_login(people["carl"].user)
