@@ -85,7 +85,7 @@ class VersionDiffApi(APIView):
     def get(self, request, name: str, a: str, b: str):
         va = registry_selectors.model_version_by_name(name, a)
         vb = registry_selectors.model_version_by_name(name, b)
-        return Response(version_diff(va, vb))
+        return Response(version_diff(va, vb, request.user))
 
 
 class LinkInput(serializers.Serializer):

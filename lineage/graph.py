@@ -335,26 +335,37 @@ def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
                 "metrics": dict(sorted(metrics[run["run_id"]].items())[:10]),
             }
     for chunk in chunks(by_kind.get("logged-model", ())):
-        for model in LoggedModel.objects.filter(model_id__in=chunk).values(
-            "model_id", "name", "experiment_id", "source_run_id"
-        ):
-            if model["experiment_id"] in access.hidden_experiments:
-                continue
+        models = [
+            m
+            for m in LoggedModel.objects.filter(model_id__in=chunk).values(
+                "model_id", "name", "experiment_id", "source_run_id"
+            )
+            if m["experiment_id"] not in access.hidden_experiments
+        ]
+        hidden_runs = _hidden_runs({m["source_run_id"] for m in models}, access)
+        for model in models:
             facts[f"logged-model:{model['model_id']}"] = {
                 "kind": "logged-model",
                 "label": model["name"] or model["model_id"],
                 "model_id": model["model_id"],
-                "source_run": model["source_run_id"],
+                **_run_ref("source_run", model["source_run_id"], hidden_runs),
             }
     for chunk in chunks(by_kind.get("version", ())):
         wanted = set(chunk)
-        for mv in ModelVersion.objects.filter(_version_q(wanted, "")).values(
-            "registered_model_id", "registered_model__name", "version", "current_stage", "run_id"
-        ):
-            if not _wanted(wanted, mv["registered_model__name"], mv["version"]):
-                continue
-            if mv["registered_model_id"] in access.hidden_models:
-                continue
+        rows = [
+            mv
+            for mv in ModelVersion.objects.filter(_version_q(wanted, "")).values(
+                "registered_model_id",
+                "registered_model__name",
+                "version",
+                "current_stage",
+                "run_id",
+            )
+            if _wanted(wanted, mv["registered_model__name"], mv["version"])
+            and mv["registered_model_id"] not in access.hidden_models
+        ]
+        hidden_runs = _hidden_runs({mv["run_id"] for mv in rows}, access)
+        for mv in rows:
             name = mv["registered_model__name"]
             facts[f"version:{name}/{mv['version']}"] = {
                 "kind": "version",
@@ -362,7 +373,7 @@ def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
                 "model": name,
                 "version": mv["version"],
                 "stage": mv["current_stage"],
-                "run_id": mv["run_id"] or None,
+                **_run_ref("run_id", mv["run_id"], hidden_runs),
             }
     for chunk in chunks(by_kind.get("deployment", ())):
         rows = Deployment.objects.filter(endpoint__in=chunk).order_by("endpoint", "-since")
@@ -390,6 +401,29 @@ def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
                 "since": d["since"].isoformat(),
             }
     return facts
+
+
+def _hidden_runs(run_ids: set[str | None], access: Access) -> set[str]:
+    """The runs among `run_ids` in experiments the caller may not read (no query when the
+    caller may read every experiment)."""
+    run_ids = {r for r in run_ids if r}
+    if not access.hidden_experiments or not run_ids:
+        return set()
+    hidden: set[str] = set()
+    for chunk in chunks(run_ids):
+        hidden.update(
+            Run.objects.filter(
+                run_id__in=chunk, experiment_id__in=access.hidden_experiments
+            ).values_list("run_id", flat=True)
+        )
+    return hidden
+
+
+def _run_ref(field_name: str, run_id: str | None, hidden: set[str]) -> dict[str, Any]:
+    """A version's or logged model's run, or null and `<field>_redacted` when hidden."""
+    if run_id and run_id in hidden:
+        return {field_name: None, f"{field_name}_redacted": True}
+    return {field_name: run_id or None}
 
 
 def visible(node_ids: set[str], user) -> set[str]:

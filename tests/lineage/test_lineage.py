@@ -201,6 +201,43 @@ def test_unreadable_nodes_are_redacted(people, served):
     assert "fraud" not in text and "/predict" not in text
 
 
+def test_runs_of_hidden_experiments_leak_nothing_through_visible_nodes(people, served):
+    alice, bob, admin = people["alice"], people["bob"], people["admin"]
+    hidden_run, visible_run = served["v2_run"], served["v1_run"]
+    visible_exp = str(Run.objects.get(run_id=visible_run).experiment_id)
+    made = alice.mlflow(
+        "logged-models",
+        {"experiment_id": visible_exp, "name": "m", "source_run_id": hidden_run},
+    )
+    model_id = made.json()["model"]["info"]["model_id"]
+    # the run moves to an experiment of its own (runs of the fixture share one)
+    secret = alice.mlflow("experiments/create", {"name": "secret"}).json()["experiment_id"]
+    Run.objects.filter(run_id=hidden_run).update(experiment_id=int(secret))
+    hidden_exp = Run.objects.get(run_id=hidden_run).experiment_id
+    grants = {"grants": [{"user": "alice", "level": "MANAGE"}, {"user": "bob", "level": "NONE"}]}
+    assert admin.put(f"experiments/{hidden_exp}/permissions", grants).status_code == 200
+    version = bob.get("lineage", {"node": "version:fraud/2", "depth": "0"}).json()["nodes"][0]
+    assert version["run_id"] is None and version["run_id_redacted"] is True
+    logged = bob.get("lineage", {"node": f"logged-model:{model_id}", "depth": "0"}).json()
+    assert logged["nodes"][0]["source_run"] is None
+    assert logged["nodes"][0]["source_run_redacted"] is True
+    diff = bob.get("models/fraud/versions/1/diff/2").json()
+    assert diff["b"]["run_id"] is None and diff["b"]["run_redacted"] is True
+    assert diff["a"]["run_id"] == visible_run and diff["a"]["run_redacted"] is False
+    assert diff["commit"]["b"] is None and diff["datasets"]["only_in_b"] == []
+    assert "depth" in diff["params"]["removed"] and "val_auc" in diff["metrics"]["removed"]
+    text = str(diff) + str(version) + str(logged)
+    for secret in (hidden_run, "c0ffee1", "users@v3.0", "0.91"):
+        assert secret not in text, secret
+    # alice reads both experiments and still sees everything
+    full = alice.get("models/fraud/versions/1/diff/2").json()
+    assert full["b"]["run_id"] == hidden_run and full["commit"]["b"] == "c0ffee1"
+    client = Client()
+    client.force_login(bob.user)
+    page = client.get("/models/fraud/versions/1/diff/2/").content.decode()
+    assert "c0ffee1" not in page and hidden_run not in page
+
+
 def test_traversal_costs_a_fixed_number_of_queries_per_hop(people, served):
     alice, carl = people["alice"], people["carl"]
     params = {"dataset": "orders", "version": "v2.1"}
