@@ -33,8 +33,9 @@ LIKE_CHUNK = 200  # OR-ed LIKE terms per query (SQLite nests ORs; its depth limi
 COMMIT_TAGS = ("git_commit", "mlflow.source.git.commit")
 DATASET_KEY = "dataset_version"
 # "orders_v2.1" -> dataset "orders", version "v2.1"; several joined by "+".
-_TOKEN = re.compile(r"^(?P<name>.+?)_(?P<version>v\d[\w.\-]*)$")
-_ID = re.compile(r"^(?P<kind>[a-z\-]+):(?P<key>.+)$")
+_TOKEN = re.compile(r"^(?P<name>.+?)_(?P<version>v\d[\w.\-]*)$", re.DOTALL)
+_ID = re.compile(r"^(?P<kind>[a-z\-]+):(?P<key>.+)$", re.DOTALL)  # stored names may hold \n
+MAX_ID = 10_000  # a node id given by a caller; stored tag values can be long
 
 
 def parse_dataset_tokens(value: str) -> list[tuple[str, str]]:
@@ -61,7 +62,8 @@ def dataset_id(name: str, version: str) -> str:
 
 
 def parse_node(node_id: Any) -> tuple[str, str]:
-    if not isinstance(node_id, str) or len(node_id) > 600:
+    """Validates a node id given by a caller (query string, link body)."""
+    if not isinstance(node_id, str) or len(node_id) > MAX_ID:
         raise InvalidParameterValue("A node id such as 'version:fraud/3' is required.")
     match = _ID.match(node_id)
     if not match or match["kind"] not in KINDS:
@@ -118,9 +120,12 @@ class Access:
 
 
 def _split(frontier: set[str]) -> dict[str, set[str]]:
+    """Ids by kind. These ids were built from stored data (or validated on the way in), so
+    they are split, never re-validated: a dataset name with a newline or a long token is
+    not the caller's mistake."""
     by_kind: dict[str, set[str]] = defaultdict(set)
     for node in frontier:
-        kind, key = parse_node(node)
+        kind, key = split_node(node)
         by_kind[kind].add(key)
     return by_kind
 

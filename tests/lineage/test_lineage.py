@@ -251,6 +251,19 @@ def test_traversal_costs_a_fixed_number_of_queries_per_hop(people, served):
     assert len(many) == len(few), len(many)
 
 
+def test_stored_names_never_break_a_traversal(people, served):
+    alice, carl = people["alice"], people["carl"]
+    long_name = "x" * 700
+    run = new_run(alice, {"dataset_version": f"bad\nname_v1+{long_name}_v2"})
+    body = carl.get("lineage", {"node": f"run:{run}", "direction": "both", "depth": "2"})
+    assert body.status_code == 200, body.content
+    assert {"dataset:bad\nname@v1", f"dataset:{long_name}@v2"} <= ids(body.json())
+    down = carl.get("lineage", {"node": f"dataset:{long_name}@v2", "direction": "down"})
+    assert down.status_code == 200 and f"run:{run}" in ids(down.json())
+    newline = carl.get("lineage", {"node": "dataset:bad\nname@v1", "direction": "down"})
+    assert f"run:{run}" in ids(newline.json())
+
+
 def test_bad_requests_are_explained(people, served):
     carl = people["carl"]
     for params, words in (
