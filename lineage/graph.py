@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
+from django.db.models.functions import Lower, Trim
 
 from core import access as access_rules
 from core import grants as grant_helpers
@@ -35,6 +36,7 @@ DATASET_KEY = "dataset_version"
 # "orders_v2.1" -> dataset "orders", version "v2.1"; several joined by "+".
 _TOKEN = re.compile(r"^(?P<name>.+?)_(?P<version>v\d[\w.\-]*)$", re.DOTALL)
 _ID = re.compile(r"^(?P<kind>[a-z\-]+):(?P<key>.+)$", re.DOTALL)  # stored names may hold \n
+MIN_COMMIT = 4  # characters of a commit prefix given by a caller
 MAX_ID = 10_000  # a node id given by a caller; stored tag values can be long
 
 
@@ -61,6 +63,11 @@ def dataset_id(name: str, version: str) -> str:
     return f"dataset:{name}@{version}" if version else f"dataset:{name}"
 
 
+def normalize_commit(value: str) -> str:
+    """Commit hashes compare stripped and lowercased, cut to the 40 characters of a SHA-1."""
+    return value.strip().lower()[:40]
+
+
 def parse_node(node_id: Any) -> tuple[str, str]:
     """Validates a node id given by a caller (query string, link body)."""
     if not isinstance(node_id, str) or len(node_id) > MAX_ID:
@@ -73,6 +80,13 @@ def parse_node(node_id: Any) -> tuple[str, str]:
             "version:fraud/3, deployment:/predict."
         )
     kind, key = match["kind"], match["key"]
+    if kind == "commit":
+        key = normalize_commit(key)
+        if len(key) < MIN_COMMIT:
+            raise InvalidParameterValue(
+                f"A commit id needs at least {MIN_COMMIT} characters of the hash "
+                f"(e.g. commit:b7d9e4), not {node_id[:80]!r}."
+            )
     if kind == "version" and not re.match(r"^.+/\d{1,9}$", key):
         raise InvalidParameterValue(f"A version node is version:<model>/<number>, not {node_id!r}.")
     return kind, key
@@ -184,14 +198,23 @@ def down(frontier: set[str]) -> set[tuple[str, str, str]]:
                     edges.add((dataset_id(name, ""), f"run:{run_id}", DATASET_KEY))
     commits = by_kind.get("commit", set())
     for chunk in chunks(commits, size=LIKE_CHUNK):
+        # Tags are matched as `up` reads them (stripped, lowercased), every prefix in the
+        # frontier that matches a value getting its edge.
+        prefixes = {sha: normalize_commit(sha) for sha in chunk}
         query = Q()
-        for sha in chunk:
-            query |= Q(value__startswith=sha) if len(sha) < 40 else Q(value=sha)
-        for run_id, value in RunTag.objects.filter(query, key__in=COMMIT_TAGS).values_list(
-            "run_id", "value"
-        ):
-            sha = next(c for c in chunk if value.startswith(c))
-            edges.add((f"commit:{sha}", f"run:{run_id}", "code"))
+        for prefix in set(prefixes.values()):
+            query |= Q(normalized__startswith=prefix)
+        rows = (
+            RunTag.objects.filter(key__in=COMMIT_TAGS)
+            .annotate(normalized=Lower(Trim("value")))
+            .filter(query)
+            .values_list("run_id", "value")
+        )
+        for run_id, value in rows:
+            value = normalize_commit(value)
+            for sha, prefix in prefixes.items():
+                if prefix and value.startswith(prefix):
+                    edges.add((f"commit:{sha}", f"run:{run_id}", "code"))
     for chunk in chunks(by_kind.get("run", ())):
         for model_id, run_id in LoggedModel.objects.filter(source_run_id__in=chunk).values_list(
             "model_id", "source_run_id"
@@ -262,8 +285,8 @@ def up(frontier: set[str]) -> set[tuple[str, str, str]]:
             if key == DATASET_KEY:
                 for name, version in parse_dataset_tokens(value):
                     edges.add((dataset_id(name, version), f"run:{run_id}", DATASET_KEY))
-            elif value.strip():
-                edges.add((f"commit:{value.strip()[:40]}", f"run:{run_id}", "code"))
+            elif normalize_commit(value):
+                edges.add((f"commit:{normalize_commit(value)}", f"run:{run_id}", "code"))
     edges |= _declared(frontier, "target")
     return edges
 
@@ -445,8 +468,8 @@ def _start(node_id: str, depth: int, direction: str = "down") -> str:
         raise InvalidParameterValue("direction must be 'up', 'down' or 'both'.")
     if not 0 <= depth <= MAX_DEPTH:
         raise InvalidParameterValue(f"depth must be from 0 to {MAX_DEPTH}.")
-    parse_node(node_id)
-    return node_id
+    kind, key = parse_node(node_id)
+    return f"{kind}:{key}"  # commit ids normalised
 
 
 def _build(graph: Graph, start: str, seen: set[str], access: Access) -> Graph:

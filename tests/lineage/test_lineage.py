@@ -264,6 +264,34 @@ def test_stored_names_never_break_a_traversal(people, served):
     assert f"run:{run}" in ids(newline.json())
 
 
+def test_commits_match_however_they_were_written(people, served):
+    alice, bob, carl = people["alice"], people["bob"], people["carl"]
+    spaced = new_run(alice, {"git_commit": "  B7D9E4A0C0DE  "})
+    mlflow_tag = new_run(alice, {"mlflow.source.git.commit": "B7D9E4FF"})
+    new_run(alice, {"git_commit": "b7d9aaaa"})
+    body = carl.get("lineage", {"node": "commit:b7d9e4", "direction": "down", "depth": "1"}).json()
+    runs = {n["id"] for n in body["nodes"] if n["kind"] == "run"}
+    assert runs == {f"run:{served['v1_run']}", f"run:{spaced}", f"run:{mlflow_tag}"}
+    assert {e["from"] for e in body["edges"]} == {"commit:b7d9e4"}
+    up = carl.get("lineage", {"node": f"run:{spaced}", "direction": "up", "depth": "1"}).json()
+    assert "commit:b7d9e4a0c0de" in ids(up)
+    clicked = carl.get("lineage", {"node": "commit:b7d9e4a0c0de", "direction": "down"}).json()
+    assert f"run:{spaced}" in ids(clicked)
+    upper = carl.get(
+        "lineage", {"node": "commit: B7D9E4", "direction": "down", "depth": "1"}
+    ).json()
+    assert "commit:b7d9e4" in ids(upper) and len(ids(upper)) == 4
+    short = carl.get("lineage", {"node": "commit:b7d", "direction": "down"})
+    assert short.status_code == 400 and "at least 4 characters" in short.json()["error"]["message"]
+    for prefix in ("commit:b7d9", "commit:b7d9e4a"):
+        link = {"source": "dataset:src@v1", "target": prefix, "kind": "built"}
+        assert bob.post("lineage/links", link).status_code == 201
+    both = carl.get("lineage", {"node": "dataset:src@v1", "direction": "down", "depth": "2"})
+    edges = {(e["from"], e["to"]) for e in both.json()["edges"]}
+    fraud_run = f"run:{served['v1_run']}"
+    assert {("commit:b7d9", fraud_run), ("commit:b7d9e4a", fraud_run)} <= edges
+
+
 def test_bad_requests_are_explained(people, served):
     carl = people["carl"]
     for params, words in (
