@@ -34,7 +34,8 @@ LIKE_CHUNK = 200  # OR-ed LIKE terms per query (SQLite nests ORs; its depth limi
 COMMIT_TAGS = ("git_commit", "mlflow.source.git.commit")
 DATASET_KEY = "dataset_version"
 # "orders_v2.1" -> dataset "orders", version "v2.1"; several joined by "+".
-_TOKEN = re.compile(r"^(?P<name>.+?)_(?P<version>v\d[\w.\-]*)$", re.DOTALL)
+# Split at the last "_v<digit>": events_v2_clean_v1.3 -> events_v2_clean, v1.3.
+_TOKEN = re.compile(r"^(?P<name>.+)_(?P<version>v\d[\w.\-]*)$", re.DOTALL)
 _ID = re.compile(r"^(?P<kind>[a-z\-]+):(?P<key>.+)$", re.DOTALL)  # stored names may hold \n
 MIN_COMMIT = 4  # characters of a commit prefix given by a caller
 MAX_ID = 10_000  # a node id given by a caller; stored tag values can be long
@@ -57,6 +58,12 @@ def chunks(ids, size: int | None = None) -> list[list]:
     size = size or CHUNK
     ordered = sorted(ids)
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def _dataset_parts(key: str) -> tuple[str, str]:
+    """name@version, split at the last "@" (names may hold one); no "@": every version."""
+    name, at, version = key.rpartition("@")
+    return (name, version) if at else (key, "")
 
 
 def dataset_id(name: str, version: str) -> str:
@@ -177,7 +184,7 @@ def down(frontier: set[str]) -> set[tuple[str, str, str]]:
         named = defaultdict(set)
         tokens = {}
         for key in datasets:
-            name, _, version = key.partition("@")
+            name, version = _dataset_parts(key)
             named[name].add(version)
             tokens[f"{name}_{version}" if version else name] = key
         for chunk in chunks(named):
@@ -331,7 +338,7 @@ def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
     by_kind = _split(node_ids)
     facts: dict[str, dict[str, Any]] = {}
     for key in by_kind.get("dataset", ()):
-        name, _, version = key.partition("@")
+        name, version = _dataset_parts(key)
         facts[f"dataset:{key}"] = {
             "kind": "dataset",
             "label": key,

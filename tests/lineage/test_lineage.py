@@ -69,6 +69,21 @@ def test_dataset_version_values_name_several_datasets():
     assert parse_dataset_tokens("orders_v2.1+users_v3.0") == [("orders", "v2.1"), ("users", "v3.0")]
     assert parse_dataset_tokens("snapshot-2026") == [("snapshot-2026", "")]
     assert parse_dataset_tokens(" a_v1 + ") == [("a", "v1")]
+    assert parse_dataset_tokens("events_v2_clean_v1.3") == [("events_v2_clean", "v1.3")]
+
+
+def test_dataset_names_with_versions_and_at_signs_inside(people, served):
+    alice, carl = people["alice"], people["carl"]
+    run = new_run(alice, {"dataset_version": "events_v2_clean_v1.3"})
+    dataset = {"name": "team@corp", "digest": "abc123", "source_type": "local", "source": "{}"}
+    alice.mlflow("runs/log-inputs", {"run_id": run, "datasets": [{"dataset": dataset}]})
+    up = carl.get("lineage", {"node": f"run:{run}", "direction": "up", "depth": "1"}).json()
+    assert {"dataset:events_v2_clean@v1.3", "dataset:team@corp@abc123"} <= ids(up)
+    for node in ("dataset:events_v2_clean@v1.3", "dataset:team@corp@abc123"):
+        down = carl.get("lineage", {"node": node, "direction": "down", "depth": "1"}).json()
+        assert f"run:{run}" in ids(down), node
+        facts = next(n for n in down["nodes"] if n["id"] == node)
+        assert facts["name"] in ("events_v2_clean", "team@corp"), facts
 
 
 def test_from_an_endpoint_back_to_its_datasets_and_code(people, served):
