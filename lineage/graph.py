@@ -37,6 +37,7 @@ DATASET_KEY = "dataset_version"
 # Split at the last "_v<digit>": events_v2_clean_v1.3 -> events_v2_clean, v1.3.
 _TOKEN = re.compile(r"^(?P<name>.+)_(?P<version>v\d[\w.\-]*)$", re.DOTALL)
 _ID = re.compile(r"^(?P<kind>[a-z\-]+):(?P<key>.+)$", re.DOTALL)  # stored names may hold \n
+METRICS_PER_RUN = 10
 MIN_COMMIT = 4  # characters of a commit prefix given by a caller
 MAX_ID = 10_000  # a node id given by a caller; stored tag values can be long
 
@@ -149,17 +150,6 @@ def _split(frontier: set[str]) -> dict[str, set[str]]:
         kind, key = split_node(node)
         by_kind[kind].add(key)
     return by_kind
-
-
-def _runs_with_tag_values(keys: tuple[str, ...], values: set[str]) -> list[tuple[str, str, str]]:
-    """(run_id, key, value) of runs whose tag or param `key` equals one of `values`."""
-    rows = list(
-        RunTag.objects.filter(key__in=keys, value__in=values).values_list("run_id", "key", "value")
-    )
-    rows += Param.objects.filter(key__in=keys, value__in=values).values_list(
-        "run_id", "key", "value"
-    )
-    return rows
 
 
 def _dataset_tag_runs(tokens: set[str], names: set[str]) -> list[tuple[str, str]]:
@@ -348,11 +338,14 @@ def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
     for key in by_kind.get("commit", ()):
         facts[f"commit:{key}"] = {"kind": "commit", "label": key[:12], "commit": key}
     for chunk in chunks(by_kind.get("run", ())):
-        metrics = defaultdict(dict)
-        for run_id, metric, value in LatestMetric.objects.filter(
-            run_id__in=chunk, is_nan=False
-        ).values_list("run_id", "key", "value")[: 20 * len(chunk)]:
-            metrics[run_id][metric] = value
+        metrics = defaultdict(dict)  # the first METRICS_PER_RUN keys of each run, by name
+        for run_id, metric, value in (
+            LatestMetric.objects.filter(run_id__in=chunk, is_nan=False)
+            .order_by("run_id", "key")
+            .values_list("run_id", "key", "value")
+        ):
+            if len(metrics[run_id]) < METRICS_PER_RUN:
+                metrics[run_id][metric] = value
         for run in Run.objects.filter(run_id__in=chunk).values(
             "run_id", "name", "experiment_id", "user_id", "status", "start_time"
         ):
@@ -367,7 +360,7 @@ def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
                 "user": run["user_id"],
                 "status": run["status"],
                 "start_time": run["start_time"],
-                "metrics": dict(sorted(metrics[run["run_id"]].items())[:10]),
+                "metrics": metrics[run["run_id"]],
             }
     for chunk in chunks(by_kind.get("logged-model", ())):
         models = [

@@ -266,6 +266,17 @@ def test_traversal_costs_a_fixed_number_of_queries_per_hop(people, served):
     assert len(many) == len(few), len(many)
 
 
+def test_every_run_keeps_its_metrics(people, served):
+    alice, carl = people["alice"], people["carl"]
+    tags = {"dataset_version": "metrics_v1"}
+    busy = new_run(alice, tags, {f"m{i:02d}": float(i) for i in range(50)})
+    quiet = new_run(alice, tags, {"val_auc": 0.9})
+    body = carl.get("lineage", {"node": "dataset:metrics@v1", "direction": "down", "depth": "1"})
+    runs = {n["id"]: n for n in body.json()["nodes"]}
+    assert runs[f"run:{quiet}"]["metrics"] == {"val_auc": 0.9}
+    assert runs[f"run:{busy}"]["metrics"] == {f"m{i:02d}": float(i) for i in range(10)}
+
+
 def test_stored_names_never_break_a_traversal(people, served):
     alice, carl = people["alice"], people["carl"]
     long_name = "x" * 700
