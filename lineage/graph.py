@@ -23,7 +23,16 @@ from core import grants as grant_helpers
 from core.errors import InvalidParameterValue
 from lineage.models import LineageLink
 from registry.models import Deployment, ModelVersion, RegisteredModel, RegisteredModelPermission
-from tracking.models import LatestMetric, LoggedModel, Param, Run, RunInput, RunOutput, RunTag
+from tracking.models import (
+    LatestMetric,
+    LoggedModel,
+    Param,
+    Run,
+    RunInput,
+    RunModelInput,
+    RunOutput,
+    RunTag,
+)
 from tracking.permissions import unreadable_experiment_ids
 
 KINDS = ("dataset", "commit", "run", "logged-model", "version", "deployment")
@@ -230,6 +239,10 @@ def down(frontier: set[str]) -> set[tuple[str, str, str]]:
             model_id__in=chunk, deleted=False
         ).values_list("registered_model__name", "version", "model_id"):
             edges.add((f"logged-model:{model_id}", f"version:{name}/{number}", "registered"))
+        for model_id, run_id in RunModelInput.objects.filter(model_id__in=chunk).values_list(
+            "model_id", "run_id"
+        ):
+            edges.add((f"logged-model:{model_id}", f"run:{run_id}", "input"))
     for chunk in chunks(by_kind.get("version", ())):
         wanted = set(chunk)
         for name, number, endpoint in Deployment.objects.filter(
@@ -270,6 +283,10 @@ def up(frontier: set[str]) -> set[tuple[str, str, str]]:
             "run_id", "dataset__name", "dataset__digest", "context"
         ):
             edges.add((dataset_id(name, digest), f"run:{run_id}", context or "input"))
+        for model_id, run_id in RunModelInput.objects.filter(run_id__in=chunk).values_list(
+            "model_id", "run_id"
+        ):
+            edges.add((f"logged-model:{model_id}", f"run:{run_id}", "input"))
         tag_rows = list(
             RunTag.objects.filter(
                 run_id__in=chunk, key__in=(DATASET_KEY, *COMMIT_TAGS)

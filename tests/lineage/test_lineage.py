@@ -277,6 +277,26 @@ def test_every_run_keeps_its_metrics(people, served):
     assert runs[f"run:{busy}"]["metrics"] == {f"m{i:02d}": float(i) for i in range(10)}
 
 
+def test_a_run_that_used_a_logged_model(people, served):
+    alice, carl = people["alice"], people["carl"]
+    experiment = str(Run.objects.get(run_id=served["v1_run"]).experiment_id)
+    made = alice.mlflow(
+        "logged-models",
+        {"experiment_id": experiment, "name": "base", "source_run_id": served["v1_run"]},
+    )
+    model_id = made.json()["model"]["info"]["model_id"]
+    tuned = new_run(alice)
+    used = alice.mlflow("runs/log-inputs", {"run_id": tuned, "models": [{"model_id": model_id}]})
+    assert used.status_code == 200, used.content
+    edge = {"from": f"logged-model:{model_id}", "to": f"run:{tuned}", "kind": "input"}
+    up = carl.get("lineage", {"node": f"run:{tuned}", "direction": "up", "depth": "1"}).json()
+    assert edge in up["edges"]
+    down = carl.get("lineage", {"node": f"logged-model:{model_id}", "direction": "down"}).json()
+    assert edge in down["edges"]
+    impact = carl.get("lineage/impact", {"dataset": "orders", "version": "v2.1"}).json()
+    assert tuned in {r["run_id"] for r in impact["runs"]}
+
+
 def test_stored_names_never_break_a_traversal(people, served):
     alice, carl = people["alice"], people["carl"]
     long_name = "x" * 700
