@@ -3,18 +3,16 @@ declared links."""
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit import services as audit
 from core import access
-from core.errors import InvalidParameterValue, ResourceAlreadyExists
-from lineage import graph
+from core.errors import InvalidParameterValue, ResourceDoesNotExist
+from lineage import graph, services
 from lineage.diff import version_diff
 from lineage.models import LineageLink
 from registry import selectors as registry_selectors
@@ -87,7 +85,7 @@ class VersionDiffApi(APIView):
     def get(self, request, name: str, a: str, b: str):
         va = registry_selectors.model_version_by_name(name, a)
         vb = registry_selectors.model_version_by_name(name, b)
-        return Response(version_diff(va, vb))
+        return Response(version_diff(va, vb, request.user))
 
 
 class LinkInput(serializers.Serializer):
@@ -96,45 +94,90 @@ class LinkInput(serializers.Serializer):
     kind = serializers.RegexField(r"^[a-z][a-z0-9_\-]{0,63}$", help_text="e.g. derived_from")
 
 
+MAX_LINKS = 1000
+
+
+def _link_payload(link: LineageLink) -> dict:
+    return {
+        "id": link.pk,
+        "source": link.source,
+        "target": link.target,
+        "kind": link.kind,
+        "created_by": link.created_by.username,
+        "created_at": link.created_at.isoformat(),
+    }
+
+
 class LinksApi(APIView):
-    access_rule = access.AUTHENTICATED  # and EDIT on the run or model at either end
+    # GET: links whose ends the caller may all see. POST: EDIT on the run, logged model,
+    # version or endpoint at either end; between datasets and commits, any role that writes.
+    access_rule = access.AUTHENTICATED
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "node", str, description="only links from or to this node, e.g. dataset:orders@v2.1"
+            )
+        ],
+        responses=OpenApiTypes.OBJECT,
+        summary="Declared links, oldest first: the first 1,000 (truncated when there are more), "
+        "without those with an end the caller may not see",
+        operation_id="lineage_links_list",
+    )
+    def get(self, request):
+        links = LineageLink.objects.select_related("created_by").order_by("pk")
+        node = request.query_params.get("node")
+        if node:
+            kind, key = graph.parse_node(node)
+            node = f"{kind}:{key}"
+            links = links.filter(Q(source=node) | Q(target=node))
+        rows = list(links[: MAX_LINKS + 1])
+        truncated, rows = len(rows) > MAX_LINKS, rows[:MAX_LINKS]
+        shown = graph.visible({end for r in rows for end in (r.source, r.target)}, request.user)
+        return Response(
+            {
+                "links": [_link_payload(r) for r in rows if {r.source, r.target} <= shown],
+                "truncated": truncated,
+            }
+        )
 
     @extend_schema(
         request=LinkInput,
         responses={201: OpenApiTypes.OBJECT},
         summary="Declare an edge a client cannot send (e.g. dataset:raw@v1 -> dataset:clean@v1)",
+        operation_id="lineage_links_create",
     )
     def post(self, request):
         data = LinkInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         ends = [graph.parse_node(values["source"]), graph.parse_node(values["target"])]
-        for kind, key in ends:
-            if kind == "run":
-                access.authorize(request._request, access.RUN_EDIT, {"run_id": key})
-            elif kind == "version":
-                access.authorize(
-                    request._request, access.MODEL_EDIT, {"name": key.rpartition("/")[0]}
-                )
-        try:
-            with transaction.atomic():
-                link = LineageLink.objects.create(
-                    source=values["source"],
-                    target=values["target"],
-                    kind=values["kind"],
-                    created_by=request.user,
-                    created_at=timezone.now(),
-                )
-                audit.record(
-                    action="lineage.link.create",
-                    object_type="lineage_link",
-                    object_id=link.pk,
-                    object_name=f"{link.source} -> {link.target}",
-                    after={"source": link.source, "target": link.target, "kind": link.kind},
-                )
-        except IntegrityError:
-            raise ResourceAlreadyExists("This link is already declared.") from None
-        return Response(
-            {"id": link.pk, "source": link.source, "target": link.target, "kind": link.kind},
-            status=status.HTTP_201_CREATED,
+        services.authorize_ends(request._request, ends)
+        link = services.link_create(
+            source=f"{ends[0][0]}:{ends[0][1]}",
+            target=f"{ends[1][0]}:{ends[1][1]}",
+            kind=values["kind"],
+            user=request.user,
         )
+        return Response(_link_payload(link), status=status.HTTP_201_CREATED)
+
+
+class LinkApi(APIView):
+    # The link's creator, an administrator, or EDIT on an object at either end (checked in
+    # services.link_delete); links with an end the caller may not see answer 404.
+    access_rule = access.AUTHENTICATED
+
+    @extend_schema(
+        responses={204: None},
+        summary="Remove a declared link (audited lineage.link.delete)",
+        operation_id="lineage_links_delete",
+    )
+    def delete(self, request, link_id: int):
+        link = LineageLink.objects.select_related("created_by").filter(pk=link_id).first()
+        if link is None or graph.visible({link.source, link.target}, request.user) != {
+            link.source,
+            link.target,
+        }:
+            raise ResourceDoesNotExist(f"No declared link with id {link_id}.")
+        services.link_delete(link=link, user=request.user, path=request.path)
+        return Response(status=status.HTTP_204_NO_CONTENT)

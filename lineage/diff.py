@@ -9,11 +9,24 @@ from governance import selectors as governance
 from governance.models import CARD_FIELDS
 from lineage.graph import up
 from registry.models import ModelVersion, ModelVersionTag
-from tracking.models import LatestMetric, Param, RunTag
+from tracking.models import LatestMetric, Param, Run, RunTag
+from tracking.permissions import unreadable_experiment_ids
 
 
-def _facts(mv: ModelVersion) -> dict[str, Any]:
+def _run_hidden(run_id: str, user) -> bool:
+    hidden = unreadable_experiment_ids(user)
+    return bool(
+        run_id and hidden and Run.objects.filter(run_id=run_id, experiment_id__in=hidden).exists()
+    )
+
+
+def _facts(mv: ModelVersion, user) -> dict[str, Any]:
+    """A version's facts; its run's (datasets, commit, params, metrics, run tags) only when
+    the caller may read the run's experiment, else `run_redacted` and nothing from the run."""
     run_id = mv.run_id
+    redacted = _run_hidden(run_id, user)
+    if redacted:
+        run_id = ""
     datasets = (
         sorted(
             {
@@ -31,15 +44,20 @@ def _facts(mv: ModelVersion) -> dict[str, Any]:
         "version": mv.version,
         "stage": mv.current_stage,
         "run_id": run_id or None,
+        "run_redacted": redacted,
         "datasets": datasets,
         "commit": tags.get("git_commit") or tags.get("mlflow.source.git.commit") or None,
-        "params": dict(Param.objects.filter(run_id=run_id).values_list("key", "value")),
+        "params": dict(Param.objects.filter(run_id=run_id).values_list("key", "value"))
+        if run_id
+        else {},
         "metrics": {
             k: (None if nan else v)
             for k, v, nan in LatestMetric.objects.filter(run_id=run_id).values_list(
                 "key", "value", "is_nan"
             )
-        },
+        }
+        if run_id
+        else {},
         "tags": {
             **{k: v for k, v in tags.items() if not k.startswith("mlflow.")},
             **{
@@ -72,8 +90,8 @@ def _mapping_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def version_diff(a: ModelVersion, b: ModelVersion) -> dict[str, Any]:
-    fa, fb = _facts(a), _facts(b)
+def version_diff(a: ModelVersion, b: ModelVersion, user) -> dict[str, Any]:
+    fa, fb = _facts(a, user), _facts(b, user)
     metric_changes = {}
     for key in sorted(set(fa["metrics"]) & set(fb["metrics"])):
         va, vb = fa["metrics"][key], fb["metrics"][key]
@@ -87,8 +105,8 @@ def version_diff(a: ModelVersion, b: ModelVersion) -> dict[str, Any]:
     metrics["changed"] = metric_changes
     return {
         "model": a.registered_model.name,
-        "a": {k: fa[k] for k in ("version", "stage", "run_id")},
-        "b": {k: fb[k] for k in ("version", "stage", "run_id")},
+        "a": {k: fa[k] for k in ("version", "stage", "run_id", "run_redacted")},
+        "b": {k: fb[k] for k in ("version", "stage", "run_id", "run_redacted")},
         "datasets": {
             "only_in_a": sorted(set(fa["datasets"]) - set(fb["datasets"])),
             "only_in_b": sorted(set(fb["datasets"]) - set(fa["datasets"])),

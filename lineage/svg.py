@@ -26,6 +26,7 @@ def _short(text: str, limit: int = 28) -> str:
 
 def render(graph: dict[str, Any], link_base: str = "/lineage/?node=") -> str:
     columns: dict[int, list[dict[str, Any]]] = {}
+    by_id = {node["id"]: node for node in graph["nodes"]}
     for node in sorted(graph["nodes"], key=lambda n: (n["kind"] != "dataset", n["id"])):
         columns.setdefault(COLUMN.get(node["kind"], 1), []).append(node)
     used = sorted(columns)
@@ -63,7 +64,7 @@ def render(graph: dict[str, Any], link_base: str = "/lineage/?node=") -> str:
             f'text-anchor="middle">{escape(edge["kind"])}</text>'
         )
     for node_id, (x, y) in position.items():
-        node = next(n for n in graph["nodes"] if n["id"] == node_id)
+        node = by_id[node_id]
         redacted = node.get("redacted")
         fill = "#eceff3" if redacted else FILL.get(node["kind"], "#fff")
         stroke = "#1f5fae" if node.get("root") else "#9aa4b2"

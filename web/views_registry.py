@@ -135,7 +135,7 @@ def version_diff(request, name: str, a: str, b: str):
     return render(
         request,
         "web/version_diff.html",
-        {"nav": "models", "model": va.registered_model, "diff": diff(va, vb)},
+        {"nav": "models", "model": va.registered_model, "diff": diff(va, vb, request.user)},
     )
 
 
