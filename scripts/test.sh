@@ -9,7 +9,6 @@ scripts/bootstrap.sh requirements-test.lock
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium chromium-driver)
-command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
