@@ -80,7 +80,8 @@ def model_timeline(model: RegisteredModel, at: datetime | None = None) -> dict[s
         version = event.model_version
         if event.action == "model_version.transition":
             old, new = before.get("current_stage"), after.get("current_stage")
-            close((f"stage:{old}", str(version)), event)
+            why = f"moved to {new}" + (f": {event.reason}" if event.reason else "")
+            close((f"stage:{old}", str(version)), event, why)
             if new in TRACKED_STAGES:
                 start((f"stage:{new}", str(version)), version, event, stages[new])
         elif event.action == "model_version.alias.set":

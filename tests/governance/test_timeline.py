@@ -40,6 +40,7 @@ def test_timeline_shows_who_moved_what_and_on_whose_approval(people, fraud):
     assert production[1]["approved_by"] == ["rob"] and production[1]["until"] is None
     staging = timeline["stages"]["Staging"]
     assert [i["version"] for i in staging] == [1, 2]
+    assert staging[0]["moved_out_reason"] == "moved to Production"  # says where it went
     canary = timeline["aliases"]["canary"]
     assert [i["version"] for i in canary] == [1, 2] and canary[0]["until"] is not None
 
