@@ -69,6 +69,7 @@ REQUIRED = {"read": READ, "edit": EDIT, "manage": MANAGE, "create": EDIT}
 
 ADMIN_ROLE = "admin"
 COMPLIANCE_ROLE = "compliance"
+REVIEWER_ROLE = "reviewer"
 
 # resource -> resolver(user, level_required, target) raising on refusal.
 Resolver = Callable[[Any, str, Any], None]

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from core import access
 from core.errors import InvalidParameterValue
+from core.mlflow_api import normalize_name
 from governance import policy as rules
 from governance.models import CARD_FIELDS, Comment, ModelCard, ModelPolicy, Review
 from governance.models import TransitionRequest as TR
@@ -79,7 +80,7 @@ def requests_list(
             )
         qs = qs.filter(status=status)
     if model:
-        qs = qs.filter(version__registered_model__name=model)
+        qs = qs.filter(version__registered_model__name=normalize_name(model))
     if version not in (None, ""):
         qs = qs.filter(version__version=_int(version))
     if stage:
@@ -87,7 +88,13 @@ def requests_list(
     if requester:
         qs = qs.filter(requested_by__username=requester)
     if queue:
-        qs = qs.filter(reviewable_q(user), status=TR.Status.OPEN).exclude(requested_by=user)
+        if not (access.REVIEWER_ROLE in access.roles(user) or access.is_admin(user)):
+            return qs.none()  # only reviewers and admins review; their queue is empty
+        qs = (
+            qs.filter(reviewable_q(user), status=TR.Status.OPEN)
+            .exclude(requested_by=user)
+            .exclude(co_requesters=user)
+        )
     return qs
 
 

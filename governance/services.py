@@ -41,7 +41,7 @@ from tracking.models import Run
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_COMMENT = 10_000
-REVIEWER_ROLE = "reviewer"
+REVIEWER_ROLE = access.REVIEWER_ROLE
 
 
 @dataclass

@@ -283,3 +283,19 @@ def test_attempts_the_policy_refuses_are_in_the_trail(people, fraud):
 
     assert not RegisteredModelAlias.objects.exists()
     assert ModelVersion.objects.filter(registered_model__name="fraud").count() == 2
+
+
+def test_the_queue_is_for_reviewers_and_leaves_out_what_they_asked_for(people, fraud):
+    admin, rob = people["admin"], people["rob"]
+    grants = [{"user": "alice", "level": "MANAGE"}, {"user": "rob", "level": "EDIT"}]
+    admin.put("models/fraud/permissions", {"grants": grants})
+    request_id = to_production_request(people)
+    assert [r["id"] for r in people["rita"].get("transition-requests").json()["requests"]] == [
+        request_id
+    ]
+    assert people["bob"].get("transition-requests").json()["requests"] == []  # not a reviewer
+    assert [r["id"] for r in rob.get("transition-requests").json()["requests"]] == [request_id]
+    rob.transition(1, "Production")  # rob asks too: a co-requester does not review it
+    assert rob.get("transition-requests").json()["requests"] == []
+    by_model = people["carl"].get("transition-requests", {"model": "fraud", "status": "open"})
+    assert [r["id"] for r in by_model.json()["requests"]] == [request_id]
