@@ -16,7 +16,9 @@ from core import access
 from core.errors import ApplicationError, ResourceDoesNotExist
 from governance import selectors, services
 from governance.models import CARD_FIELDS, ModelCard, ModelPolicy, TransitionRequest
+from registry import admin as registry_admin
 from registry import permissions as model_permissions
+from registry.models import RegisteredModel
 
 CONSOLE_ROLES = {"reviewer", "compliance"}
 
@@ -245,3 +247,31 @@ class ModelCardAdmin(admin.ModelAdmin):
             version=obj.version.version,
             fields={name: form.cleaned_data.get(name, "") for name in CARD_FIELDS},
         )
+
+
+class ConsoleVersionInline(registry_admin.ModelVersionInline):
+    def has_view_permission(self, request, obj=None):
+        return console_user(request)
+
+
+# The registry's read-only model pages, shown to the console's users (reviewers, compliance
+# officers, admins) for the models they see, with each model's timeline from the audit trail.
+admin.site.unregister(RegisteredModel)
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelConsoleAdmin(ConsoleReadOnly, registry_admin.RegisteredModelAdmin):
+    change_form_template = "admin/governance/registered_model_timeline.html"
+    inlines = [ConsoleVersionInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(selectors.console_models_q(request.user))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from governance.timeline import model_timeline
+
+        model = self.get_object(request, object_id)
+        extra = {**(extra_context or {})}
+        if model is not None:
+            extra["timeline"] = model_timeline(model)
+        return super().change_view(request, object_id, form_url, extra_context=extra)

@@ -126,3 +126,25 @@ def test_model_cards_are_edited_in_the_admin_through_the_service(people, fraud):
     card.refresh_from_db()
     assert card.limitations == FULL_CARD["limitations"] and card.updated_by == "boss"
     assert AuditEvent.objects.filter(action="model_card.update", actor_username="boss").exists()
+
+
+def test_each_models_page_in_the_admin_shows_its_timeline(people, fraud):
+    from registry.models import RegisteredModel
+
+    people["alice"].put("models/fraud/versions/1/card", FULL_CARD)
+    request_id = to_production_request(people)
+    people["rita"].post(f"transition-requests/{request_id}/approve")
+    model = RegisteredModel.objects.get(name="fraud")
+    url = f"/admin/registry/registeredmodel/{model.pk}/change/"
+    carl = browser_for(people["carl"])
+    page = carl.get(url)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert 'id="timeline"' in text
+    production = text.split("<h3>Production</h3>")[1].split("</table>")[0]
+    assert "v1" in production and "rita" in production and f"request #{request_id}" in production
+    assert carl.post(url, {"name": "renamed"}).status_code == 403  # a view, not an editor
+    # A reviewer not designated for the model does not see it.
+    people["admin"].put("models/fraud/policy", {"reviewers": ["rob"]})
+    assert browser_for(people["rita"]).get(url).status_code == 302
+    assert browser_for(people["rob"]).get(url).status_code == 200
