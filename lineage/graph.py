@@ -37,6 +37,8 @@ from tracking.permissions import unreadable_experiment_ids
 
 KINDS = ("dataset", "commit", "run", "logged-model", "version", "deployment")
 MAX_DEPTH = 10
+# Kinds whose nodes the caller may be unable to read (datasets and commits are names only).
+REDACTABLE = ("run", "logged-model", "version", "deployment")
 MAX_NODES = 2000
 CHUNK = 5000  # ids per IN list; SQLite allows 32,766 bound variables per statement
 LIKE_CHUNK = 200  # OR-ed LIKE terms per query (SQLite nests ORs; its depth limit is 1,000)
@@ -341,7 +343,11 @@ def _declared(frontier: set[str], side: str) -> set[tuple[str, str, str]]:
 # Facts about nodes, batched per kind, with redaction.
 
 
-def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
+def describe(
+    node_ids: set[str], access: Access, *, run_metrics: bool = True
+) -> dict[str, dict[str, Any]]:
+    """Facts of the nodes the caller may read (those absent are to be redacted); batched per
+    kind. `run_metrics=False` skips the runs' metrics (for visibility checks alone)."""
     by_kind = _split(node_ids)
     facts: dict[str, dict[str, Any]] = {}
     for key in by_kind.get("dataset", ()):
@@ -360,6 +366,8 @@ def describe(node_ids: set[str], access: Access) -> dict[str, dict[str, Any]]:
             LatestMetric.objects.filter(run_id__in=chunk, is_nan=False)
             .order_by("run_id", "key")
             .values_list("run_id", "key", "value")
+            if run_metrics
+            else ()
         ):
             if len(metrics[run_id]) < METRICS_PER_RUN:
                 metrics[run_id][metric] = value
@@ -489,15 +497,17 @@ def _start(node_id: str, depth: int, direction: str = "down") -> str:
     return f"{kind}:{key}"  # commit ids normalised
 
 
-def _build(graph: Graph, start: str, seen: set[str], access: Access) -> Graph:
+def _build(
+    graph: Graph, start: str, seen: set[str], access: Access, facts: dict | None = None
+) -> Graph:
     """Nodes with their facts; what the caller may not read becomes a placeholder."""
-    facts = describe(seen, access)
+    facts = describe(seen, access) if facts is None else facts
     redacted: dict[str, str] = {}
     for node in sorted(seen):
         kind = _kind(node)
         if node in facts:
             graph.nodes[node] = {"id": node, **facts[node]}
-        elif kind in ("run", "logged-model", "version", "deployment"):
+        elif kind in REDACTABLE:
             placeholder = f"redacted:{len(redacted) + 1}"
             redacted[node] = placeholder
             graph.nodes[placeholder] = {
@@ -519,6 +529,12 @@ def _kind(node: str) -> str:
     return node.partition(":")[0]
 
 
+def _passable(nodes: set[str], facts: dict[str, dict[str, Any]]) -> set[str]:
+    """The nodes a walk may go on from: a node the caller may not read is a leaf (shown as
+    a placeholder), so nothing it used or produced is revealed through it."""
+    return {n for n in nodes if n in facts or _kind(n) not in REDACTABLE}
+
+
 def traverse(start: str, direction: str, depth: int, user) -> Graph:
     """The subgraph within `depth` hops, cut at MAX_NODES nodes (`truncated`): a hop that
     would pass the cap keeps the first nodes in id order and the edges between kept nodes."""
@@ -526,7 +542,9 @@ def traverse(start: str, direction: str, depth: int, user) -> Graph:
     access = Access(user)
     graph = Graph()
     seen = {start}
-    frontiers = {"up": {start}, "down": {start}}
+    facts = describe(seen, access)  # each node is described once, as the walk reaches it
+    origin = _passable(seen, facts)
+    frontiers = {"up": origin, "down": origin}
     for _ in range(depth):
         for way in ("up", "down"):
             if direction not in (way, "both") or not frontiers[way]:
@@ -542,10 +560,11 @@ def traverse(start: str, direction: str, depth: int, user) -> Graph:
                     seen.add(other)
                     nxt.add(other)
                 graph.edges.add(edge)
-            frontiers[way] = nxt
+            facts.update(describe(nxt, access))
+            frontiers[way] = _passable(nxt, facts)
         if graph.truncated:
             break
-    return _build(graph, start, seen, access)
+    return _build(graph, start, seen, access, facts)
 
 
 def impact(dataset: str, version: str | None, user) -> dict[str, Any]:
@@ -565,6 +584,7 @@ def impact(dataset: str, version: str | None, user) -> dict[str, Any]:
             break
         frontier = {target for _, target, _ in down(frontier)} - seen
         seen |= frontier
+        frontier = _passable(frontier, describe(frontier, access, run_metrics=False))
     runs = sorted(node for node in seen if _kind(node) == "run")
     shown = set(runs[:MAX_NODES])
     described = {node for node in seen if _kind(node) in ("version", "deployment")} | shown

@@ -210,7 +210,8 @@ def test_unreadable_nodes_are_redacted(people, served):
         .json()
     )
     redacted = [n for n in body["nodes"] if n.get("redacted")]
-    assert {n["kind"] for n in redacted} == {"version", "deployment"}
+    # The hidden version is a leaf: the walk does not go on through it to its endpoint.
+    assert {n["kind"] for n in redacted} == {"version"}
     assert all(set(n) == {"id", "kind", "redacted", "label"} for n in redacted)
     text = str(body)
     assert "fraud" not in text and "/predict" not in text
@@ -241,14 +242,21 @@ def test_runs_of_hidden_experiments_leak_nothing_through_visible_nodes(people, s
     assert diff["a"]["run_id"] == visible_run and diff["a"]["run_redacted"] is False
     assert diff["commit"]["b"] is None and diff["datasets"]["only_in_b"] == []
     assert "depth" in diff["params"]["removed"] and "val_auc" in diff["metrics"]["removed"]
-    text = str(diff) + str(version) + str(logged)
+    # Deeper walks stop at the hidden run: nothing it used shows through it, on the API,
+    # the impact query or the page.
+    walk = bob.get("lineage", {"node": "version:fraud/2", "direction": "up", "depth": "4"}).json()
+    assert [n["kind"] for n in walk["nodes"] if n.get("redacted")] == ["run"]
+    impact = bob.get("lineage/impact", {"dataset": "users", "version": "v3.0"}).json()
+    assert impact["versions"] == [] and impact["deployments"] == []
+    client = Client()
+    client.force_login(bob.user)
+    graph_page = client.get("/lineage/", {"node": "version:fraud/2", "direction": "up"})
+    text = str(diff) + str(version) + str(logged) + str(walk) + graph_page.content.decode()
     for secret in (hidden_run, "c0ffee1", "users@v3.0", "0.91"):
         assert secret not in text, secret
     # alice reads both experiments and still sees everything
     full = alice.get("models/fraud/versions/1/diff/2").json()
     assert full["b"]["run_id"] == hidden_run and full["commit"]["b"] == "c0ffee1"
-    client = Client()
-    client.force_login(bob.user)
     page = client.get("/models/fraud/versions/1/diff/2/").content.decode()
     assert "c0ffee1" not in page and hidden_run not in page
 
