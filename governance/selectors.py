@@ -44,14 +44,19 @@ def requests_qs(user) -> QuerySet[TR]:
 def reviewable_q(user) -> Q:
     """Requests of the models `user` reviews: designated on the model's policy, or (for
     models without designated reviewers) any model they may read. Admins review all."""
-    return console_models_q(user, "version__registered_model")
+    return _reviewed_models_q(user, "version__registered_model")
 
 
 def console_models_q(user, path: str = "pk") -> Q:
     """Registered models (at `path`) that `user` sees in the reviewers' console: those they
-    may read and review (designated on the policy, or no reviewers designated); admins and
-    compliance officers see every model."""
-    if access.is_admin(user) or access.is_compliance(user):
+    review; compliance officers (who read everything and decide nothing) see every model."""
+    if access.is_compliance(user):
+        return model_permissions.readable_models_q(user, path)
+    return _reviewed_models_q(user, path)
+
+
+def _reviewed_models_q(user, path: str) -> Q:
+    if access.is_admin(user):
         return model_permissions.readable_models_q(user, path)
     designated_elsewhere = ModelPolicy.objects.filter(reviewers__isnull=False).exclude(
         reviewers=user

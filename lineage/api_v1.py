@@ -117,11 +117,14 @@ class LinksApi(APIView):
         parameters=[
             OpenApiParameter(
                 "node", str, description="only links from or to this node, e.g. dataset:orders@v2.1"
-            )
+            ),
+            OpenApiParameter(
+                "after_id", int, description="the next page: links after this id (next_after_id)"
+            ),
         ],
         responses=OpenApiTypes.OBJECT,
-        summary="Declared links, oldest first: the first 1,000 (truncated when there are more), "
-        "without those with an end the caller may not see",
+        summary="Declared links the caller may see (both ends visible), oldest first, 1,000 a "
+        "page (next_after_id when there are more)",
         operation_id="lineage_links_list",
     )
     def get(self, request):
@@ -131,13 +134,27 @@ class LinksApi(APIView):
             kind, key = graph.parse_node(node)
             node = f"{kind}:{key}"
             links = links.filter(Q(source=node) | Q(target=node))
-        rows = list(links[: MAX_LINKS + 1])
-        truncated, rows = len(rows) > MAX_LINKS, rows[:MAX_LINKS]
-        shown = graph.visible({end for r in rows for end in (r.source, r.target)}, request.user)
+        after = request.query_params.get("after_id") or "0"
+        if not after.isascii() or not after.isdigit():
+            raise InvalidParameterValue(f"after_id must be a link id, not {after[:30]!r}.")
+        # Hidden links are dropped before the page is cut, so a page is full when it can be.
+        page: list[LineageLink] = []
+        more, cursor = True, int(after)
+        while more and len(page) <= MAX_LINKS:
+            batch = list(links.filter(pk__gt=cursor)[: MAX_LINKS + 1])
+            more = len(batch) > MAX_LINKS
+            if not batch:
+                break
+            cursor = batch[-1].pk
+            shown = graph.visible({e for r in batch for e in (r.source, r.target)}, request.user)
+            page += [r for r in batch if {r.source, r.target} <= shown]
+        truncated = len(page) > MAX_LINKS or (more and len(page) == MAX_LINKS)
+        page = page[:MAX_LINKS]
         return Response(
             {
-                "links": [_link_payload(r) for r in rows if {r.source, r.target} <= shown],
+                "links": [_link_payload(r) for r in page],
                 "truncated": truncated,
+                "next_after_id": page[-1].pk if truncated and page else None,
             }
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from django.db import connection
-from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Max, Min, Q, Window
+from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Q, Window
 from django.db.models.functions import Mod, RowNumber
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
@@ -193,8 +193,8 @@ def _histories(run_ids: list[str], keys: list[str] | None = None) -> dict[str, d
     """{metric key: {run id: [[step, value], ...]}}, sampled in the database. A series of n
     points sends every ceil(n / MAX_CHART_POINTS)-th point in logging order (timestamp, then
     step: the order of the (run, key, timestamp, step) unique index, so no sort of the whole
-    history), plus its last point and the points at its lowest and highest step: at most
-    MAX_CHART_POINTS + 3 per series, however long the history."""
+    history), its first point included, plus its last point: at most MAX_CHART_POINTS + 1 per
+    series, however long the history and however many points share a step."""
     partition = [F("run_id"), F("key")]
     qs = Metric.objects.filter(run_id__in=run_ids, is_nan=False)
     if keys is not None:
@@ -205,8 +205,6 @@ def _histories(run_ids: list[str], keys: list[str] | None = None) -> dict[str, d
                 RowNumber(), partition_by=partition, order_by=[F("timestamp"), F("step")]
             ),
             total=Window(Count("id"), partition_by=partition),
-            lowest=Window(Min("step"), partition_by=partition),
-            highest=Window(Max("step"), partition_by=partition),
         )
         .annotate(
             stride=ExpressionWrapper(
@@ -215,7 +213,7 @@ def _histories(run_ids: list[str], keys: list[str] | None = None) -> dict[str, d
             )
         )
         .annotate(offset=Mod(F("position") - 1, F("stride"), output_field=BigIntegerField()))
-        .filter(Q(offset=0) | Q(position=F("total")) | Q(step=F("lowest")) | Q(step=F("highest")))
+        .filter(Q(offset=0) | Q(position=F("total")))
     )
     series: dict[str, dict[str, list]] = {}
     for run_id, key, step, timestamp, value in qs.values_list(

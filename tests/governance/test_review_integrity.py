@@ -299,3 +299,16 @@ def test_the_queue_is_for_reviewers_and_leaves_out_what_they_asked_for(people, f
     assert rob.get("transition-requests").json()["requests"] == []
     by_model = people["carl"].get("transition-requests", {"model": "fraud", "status": "open"})
     assert [r["id"] for r in by_model.json()["requests"]] == [request_id]
+
+
+def test_a_compliance_officer_who_also_reviews_is_queued_only_what_they_review(people, fraud):
+    from django.contrib.auth.models import Group
+
+    carl = people["carl"]
+    carl.user.groups.add(Group.objects.get(name="reviewer"))
+    request_id = to_production_request(people)
+    assert [r["id"] for r in carl.get("transition-requests").json()["requests"]] == [request_id]
+    people["admin"].put("models/fraud/policy", {"reviewers": ["rob"]})
+    assert carl.get("transition-requests").json()["requests"] == []
+    everything = carl.get("transition-requests", {"queue": "false", "status": "open"}).json()
+    assert [r["id"] for r in everything["requests"]] == [request_id]  # still reads them all

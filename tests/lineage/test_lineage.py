@@ -482,3 +482,25 @@ def test_the_diff_page(people, served):
     ):
         assert expected in page, expected
     assert client.get("/models/fraud/versions/1/diff/", {"other": "x"}).status_code == 400
+
+
+def test_link_pages_skip_hidden_links_before_cutting(people, served, monkeypatch):
+    from lineage import api_v1
+
+    alice, bob, admin = people["alice"], people["bob"], people["admin"]
+    monkeypatch.setattr(api_v1, "MAX_LINKS", 2)
+    for n in range(3):  # the oldest links end at a model bob will not see
+        link = {"source": f"dataset:raw{n}@v1", "target": "version:fraud/1", "kind": "fed"}
+        assert alice.post("lineage/links", link).status_code == 201
+    for n in range(3):
+        link = {"source": f"dataset:raw{n}@v1", "target": "dataset:orders@v2.1", "kind": "fed"}
+        assert bob.post("lineage/links", link).status_code == 201
+    grants = {"grants": [{"user": "alice", "level": "MANAGE"}, {"user": "bob", "level": "NONE"}]}
+    admin.put("models/fraud/permissions", grants)
+    first = bob.get("lineage/links").json()
+    assert [x["source"] for x in first["links"]] == ["dataset:raw0@v1", "dataset:raw1@v1"]
+    assert first["truncated"] is True and first["next_after_id"]
+    second = bob.get("lineage/links", {"after_id": first["next_after_id"]}).json()
+    assert [x["source"] for x in second["links"]] == ["dataset:raw2@v1"]
+    assert second["truncated"] is False and second["next_after_id"] is None
+    assert bob.get("lineage/links", {"after_id": "²"}).status_code == 400

@@ -256,11 +256,19 @@ def test_charts_sample_a_long_history_in_the_database(scientist):
     assert chart(f"/compare/?runs={long_run}&runs={short_run}")["loss"][short_run] == [
         [s, float(s)] for s in range(5)
     ]
-    # a step logged late (out of order) is still the first point when it is the lowest
+    # a step logged late (out of order) is the last point logged, so it is drawn
     Metric.objects.create(run_id=long_run, key="loss", value=-1.0, timestamp=TS * 2, step=-5)
     points = chart(f"/runs/{long_run}/")["loss"][long_run]
-    assert points[0] == [-5, -1.0] and points[-1][0] == (steps - 1) * 2 + 1
-    assert len(points) <= MAX_CHART_POINTS + 3
+    assert points[0] == [-5, -1.0] and len(points) <= MAX_CHART_POINTS + 1
+    # The client logs step 0 when none is given: a history all at one step is sampled too.
+    flat = new_run(exp.experiment_id, "flat")
+    Metric.objects.bulk_create(
+        Metric(run_id=flat, key="acc", value=s / 7, timestamp=TS + s, step=0)
+        for s in range(3 * MAX_CHART_POINTS)
+    )
+    flat_points = chart(f"/runs/{flat}/")["acc"][flat]
+    assert len(flat_points) <= MAX_CHART_POINTS + 1
+    assert flat_points[-1] == [0, (3 * MAX_CHART_POINTS - 1) / 7]  # the last point logged
 
 
 BAD_PAGING = [
