@@ -163,6 +163,7 @@ class TransitionRequestAdmin(ConsoleReadOnly, admin.ModelAdmin):
                     action=decision or "",
                     comment=comment,
                     reason=request.POST.get("reason", ""),
+                    basis=request.POST.get("basis") or None,
                 ),
             )
         except ResourceDoesNotExist:

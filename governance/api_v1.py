@@ -160,6 +160,15 @@ class ReviewInput(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
 
 
+class ApproveInput(ReviewInput):
+    basis = serializers.RegexField(
+        r"^[0-9a-f]{64}$",
+        required=False,
+        help_text="the review screen's `basis` (GET …/review): refused (409) if the source run "
+        "or the model card changed since",
+    )
+
+
 class RejectInput(serializers.Serializer):
     reason = serializers.CharField(max_length=10_000, help_text="required: why it is rejected")
     comment = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
@@ -169,15 +178,18 @@ class ApproveApi(APIView):
     access_rule = access.AUTHENTICATED  # reviewer eligibility is the service's decision
 
     @extend_schema(
-        request=ReviewInput,
+        request=ApproveInput,
         responses=OpenApiTypes.OBJECT,
         summary="Approve; the approval that completes the quorum applies the transition",
     )
     def post(self, request, request_id: int):
-        data = ReviewInput(data=request.data)
+        data = ApproveInput(data=request.data)
         data.is_valid(raise_exception=True)
         outcome = services.approve(
-            user=request.user, request_id=request_id, comment=data.validated_data.get("comment")
+            user=request.user,
+            request_id=request_id,
+            comment=data.validated_data.get("comment"),
+            basis=data.validated_data.get("basis"),
         )
         return Response(_outcome(outcome))
 

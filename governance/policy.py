@@ -18,7 +18,7 @@ from core.errors import InvalidParameterValue
 from governance.models import CARD_FIELDS, ModelCard, ModelPolicy
 from registry.models import ModelVersion, RegisteredModel
 from registry.transitions import Stage
-from tracking.models import LatestMetric, Param, RunTag
+from tracking.models import LatestMetric, Param, RunInput, RunTag
 
 OPERATORS: dict[str, Any] = {
     ">=": operator.ge,
@@ -307,18 +307,38 @@ def card_check(version: ModelVersion) -> list[Missing]:
     return []
 
 
+# MLflow's own tags change as a client works (run name, notes, model history) and are not
+# what a reviewer decides on, but for the code version.
+_BASIS_SYSTEM_TAGS = ("mlflow.source.git.commit",)
+
+
 def review_basis(version: ModelVersion) -> str:
-    """A digest of what a reviewer sees and approves: the source run's params and tags (but
-    MLflow's own), its latest metrics, and the model card. When any of it changes, approvals
-    given before no longer count."""
-    tags, metrics = run_facts(version.run_id)
+    """A digest of what a reviewer sees and approves: the source run's params, its tags (but
+    MLflow's own, the commit excepted), latest metrics and datasets, and the model card. When
+    any of it changes, approvals given before no longer count."""
+    run_id = version.run_id
     card = ModelCard.objects.filter(version=version).first()
-    body = {
-        "run": version.run_id,
-        "tags": {k: v for k, v in tags.items() if not k.startswith("mlflow.")},
-        "metrics": {k: repr(v) for k, v in metrics.items()},
-        "card": {f: getattr(card, f) for f in CARD_FIELDS} if card else None,
-    }
+    body: dict[str, Any] = {"run": run_id, "card": None}
+    if card is not None:
+        body["card"] = {f: getattr(card, f) for f in CARD_FIELDS}
+    if run_id:
+        body["params"] = dict(Param.objects.filter(run_id=run_id).values_list("key", "value"))
+        body["tags"] = {
+            k: v
+            for k, v in RunTag.objects.filter(run_id=run_id).values_list("key", "value")
+            if not k.startswith("mlflow.") or k in _BASIS_SYSTEM_TAGS
+        }
+        body["metrics"] = {
+            k: "nan" if is_nan else repr(v)
+            for k, v, is_nan in LatestMetric.objects.filter(run_id=run_id).values_list(
+                "key", "value", "is_nan"
+            )
+        }
+        body["datasets"] = sorted(
+            RunInput.objects.filter(run_id=run_id).values_list(
+                "dataset__name", "dataset__digest", "context"
+            )
+        )
     encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(encoded.encode()).hexdigest()
 

@@ -464,4 +464,7 @@ def review_screen(req: TR) -> dict[str, Any]:
         },
         "card": card_payload(card, saved),
         "card_markdown": card_markdown(card),
+        # What this screen shows, as a digest: an approval sent with it is refused if the run
+        # or the card changed in the meantime (services.approve).
+        "basis": rules.review_basis(mv),
     }

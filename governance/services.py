@@ -418,14 +418,21 @@ def approval_waits_for(policy: ModelPolicy, req: TR) -> list[str]:
 @_refusals_audited("transition_request.approve")
 @transaction.atomic
 def approve(
-    *, user, request_id: Any, comment: Any = "", archive_existing_versions: bool = False
+    *,
+    user,
+    request_id: Any,
+    comment: Any = "",
+    archive_existing_versions: bool = False,
+    basis: str | None = None,
 ) -> Outcome:
+    """`basis`, when given, is the digest of what the reviewer looked at (the review screen's
+    `basis`): the approval is refused if the run or the card changed since."""
     comment = _text(comment, "comment")
     req, model = _locked_request(request_id)
     _check_readable(user, model, req.pk)
-    basis = rules.review_basis(req.version)
+    current = rules.review_basis(req.version)
     mine = Review.objects.filter(request=req, reviewer=user).first()
-    if mine is not None and mine.decision == Review.Decision.APPROVE and _counts(mine, basis):
+    if mine is not None and mine.decision == Review.Decision.APPROVE and _counts(mine, current):
         # A replayed or double-submitted approval: the first one already had its effect.
         return Outcome(version=req.version, request=req, applied=req.status == TR.Status.APPLIED)
     _ensure_open(req, model)
@@ -435,6 +442,11 @@ def approve(
         raise PermissionDenied(f"You cannot approve transition request {req.pk}: {refusal}.")
     if mine is not None and mine.decision == Review.Decision.REJECT:
         raise Conflict(f"You already rejected transition request {req.pk}.")
+    if basis and basis != current:
+        raise Conflict(
+            f"Version {req.version.version}'s source run or model card changed after you opened "
+            f"transition request {req.pk}; reload it and review what it shows now."
+        )
     unmet = approval_waits_for(policy, req)
     if unmet:
         # An approval is the last step and covers the version as it will be promoted, so it
@@ -453,7 +465,7 @@ def approve(
                     "decision": Review.Decision.APPROVE,
                     "comment": comment,
                     "created_at": timezone.now(),
-                    "basis": basis,
+                    "basis": current,
                 },
             )
     except IntegrityError:
@@ -524,11 +536,19 @@ def cancel(*, user, request_id: Any, comment: Any = "") -> Outcome:
     return Outcome(version=req.version, request=req)
 
 
-def decide(*, user, request_id: Any, action: str, comment: Any = "", reason: Any = "") -> str:
+def decide(
+    *,
+    user,
+    request_id: Any,
+    action: str,
+    comment: Any = "",
+    reason: Any = "",
+    basis: str | None = None,
+) -> str:
     """One reviewer or requester action from a form (the admin console or the web UI); answers
     what happened, in words. Refusals raise as from the services themselves."""
     if action == "approve":
-        outcome = approve(user=user, request_id=request_id, comment=comment)
+        outcome = approve(user=user, request_id=request_id, comment=comment, basis=basis)
         if outcome.applied:
             return (
                 f"Approved. Version {outcome.version.version} is now "

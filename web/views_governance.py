@@ -122,6 +122,7 @@ def review_act(request, request_id: int):
                     action=action or "",
                     comment=comment,
                     reason=request.POST.get("reason", ""),
+                    basis=request.POST.get("basis") or None,
                 ),
             )
     except ApplicationError as exc:

@@ -312,3 +312,57 @@ def test_a_compliance_officer_who_also_reviews_is_queued_only_what_they_review(p
     assert carl.get("transition-requests").json()["requests"] == []
     everything = carl.get("transition-requests", {"queue": "false", "status": "open"}).json()
     assert [r["id"] for r in everything["requests"]] == [request_id]  # still reads them all
+
+
+def test_a_new_commit_or_dataset_on_the_run_also_outdates_an_approval(people, fraud):
+    admin, alice, rita, rob = (people[k] for k in ("admin", "alice", "rita", "rob"))
+    admin.put("models/fraud/policy", {"production_approvals": 2})
+    alice.put("models/fraud/versions/1/card", FULL_CARD)
+    request_id = to_production_request(people)
+
+    def approve(who) -> bool:
+        return who.post(f"transition-requests/{request_id}/approve").json()["applied"]
+
+    assert approve(rita) is False
+    alice.mlflow(
+        "runs/set-tag", {"run_id": fraud, "key": "mlflow.source.git.commit", "value": "d00dfeed"}
+    )
+    assert approve(rob) is False  # rita approved another commit
+    late = {"name": "late", "digest": "1234", "source_type": "local", "source": "{}"}
+    alice.mlflow("runs/log-inputs", {"run_id": fraud, "datasets": [{"dataset": late}]})
+    assert approve(rita) is False  # rob approved without the new dataset
+    assert stage(1) == "Staging"
+    # A note is not what was reviewed: MLflow's own tags (but the commit) leave approvals be.
+    alice.mlflow("runs/set-tag", {"run_id": fraud, "key": "mlflow.note.content", "value": "hi"})
+    assert approve(rob) is True and stage(1) == "Production"
+
+
+def test_an_approval_from_a_screen_that_no_longer_shows_the_truth_is_refused(people, fraud):
+    alice, rita = people["alice"], people["rita"]
+    alice.put("models/fraud/versions/1/card", FULL_CARD)
+    request_id = to_production_request(people)
+    seen = rita.get(f"transition-requests/{request_id}/review").json()["basis"]
+    alice.put("models/fraud/versions/1/card", {**FULL_CARD, "caveats": "Never retrain."})
+    stale = rita.post(f"transition-requests/{request_id}/approve", {"basis": seen})
+    assert stale.status_code == 409 and "reload it" in stale.json()["error"]["message"]
+    assert stage(1) == "Staging"
+    fresh = rita.get(f"transition-requests/{request_id}/review").json()["basis"]
+    ok = rita.post(f"transition-requests/{request_id}/approve", {"basis": fresh})
+    assert ok.status_code == 200 and ok.json()["applied"] is True
+
+
+def test_the_review_forms_carry_what_the_reviewer_saw(people, fraud):
+    from django.test import Client
+
+    people["alice"].put("models/fraud/versions/1/card", FULL_CARD)
+    request_id = to_production_request(people)
+    rita = Client()
+    rita.force_login(people["rita"].user)
+    page = rita.get(f"/reviews/{request_id}/").content.decode()
+    basis = page.split('name="basis" value="')[1].split('"')[0]
+    assert len(basis) == 64
+    people["alice"].put("models/fraud/versions/1/card", {**FULL_CARD, "caveats": "Changed."})
+    answer = rita.post(
+        f"/reviews/{request_id}/act", {"action": "approve", "basis": basis}, follow=True
+    )
+    assert "changed after you opened" in answer.content.decode() and stage(1) == "Staging"
