@@ -90,8 +90,10 @@ def requests_list(
         qs = qs.filter(version__version=_int(version))
     if stage:
         qs = qs.filter(to_stage=canonical_stage(stage))
-    if requester:
-        qs = qs.filter(requested_by__username=requester)
+    if requester:  # who opened the request, or asked for it while it was open
+        qs = qs.filter(
+            Q(requested_by__username=requester) | Q(co_requesters__username=requester)
+        ).distinct()
     if queue:
         if not (access.REVIEWER_ROLE in access.roles(user) or access.is_admin(user)):
             return qs.none()  # only reviewers and admins review; their queue is empty

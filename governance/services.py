@@ -256,9 +256,12 @@ def on_stage_change(mv: ModelVersion, from_stage: str) -> None:
         Stage.ARCHIVED,  # archiving removes every alias already
     ):
         model = mv.registered_model
-        protected = set(rules.policy_for(model).protected_aliases)
-        for alias in mv.aliases.filter(alias__in=protected).values_list("alias", flat=True):
-            registry_services.registered_model_delete_alias(name=model.name, alias=alias)
+        registry_services.drop_aliases(
+            mv,
+            model.name,
+            reason="the version left Production; a protected alias follows Production",
+            only=set(rules.policy_for(model).protected_aliases),
+        )
 
 
 def _apply_if_ready(req: TR, policy: ModelPolicy, model: RegisteredModel, actor) -> Outcome:

@@ -403,6 +403,25 @@ def model_version_delete_tag(*, name: str, version: Any, key: Any) -> None:
     _audit_version("model_version.tag.delete", mv, model.name, before={key: tag.value})
 
 
+def drop_aliases(
+    mv: ModelVersion, model_name: str, *, reason: str, only: set[str] | None = None
+) -> None:
+    """Remove the aliases pointing at `mv` (or those of them named in `only`), each audited
+    with `reason`; the caller holds the registered model's row lock."""
+    rows = RegisteredModelAlias.objects.filter(version=mv)
+    if only is not None:
+        rows = rows.filter(alias__in=only)
+    for alias in rows:
+        alias.delete()
+        _audit_version(
+            "model_version.alias.delete",
+            mv,
+            model_name,
+            before={"alias": alias.alias, "version": mv.version},
+            reason=reason,
+        )
+
+
 def _move(
     mv: ModelVersion,
     target: str,
@@ -419,15 +438,7 @@ def _move(
     mv.save(update_fields=["current_stage", "last_updated_timestamp", "stage_since"])
     if target == Stage.ARCHIVED:
         # Archived versions are never served: no alias may keep pointing at one.
-        for alias in RegisteredModelAlias.objects.filter(version=mv):
-            alias.delete()
-            _audit_version(
-                "model_version.alias.delete",
-                mv,
-                model_name,
-                before={"alias": alias.alias, "version": mv.version},
-                reason="the version was archived",
-            )
+        drop_aliases(mv, model_name, reason="the version was archived")
     _audit_version(
         "model_version.transition",
         mv,

@@ -10,7 +10,6 @@ from django.shortcuts import render
 
 from core import access
 from core.errors import ApplicationError, PermissionDenied, ResourceDoesNotExist
-from core.middleware import _unstorable
 
 
 def page(rule: str) -> Callable:
@@ -19,16 +18,6 @@ def page(rule: str) -> Callable:
         def wrapper(request, **kwargs):
             if rule != access.PUBLIC and not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
-            if any(_unstorable(v) for _, values in request.GET.lists() for v in values):
-                return render(
-                    request,
-                    "web/error.html",
-                    {
-                        "title": "Cannot do that",
-                        "message": "The address contains NUL characters or invalid Unicode.",
-                    },
-                    status=400,
-                )
             try:
                 access.authorize(request, rule, dict(kwargs))
                 return view(request, **kwargs)
