@@ -192,9 +192,22 @@ def _csv_manifest_line(path: str) -> str | None:
 NO_MANIFEST = "no manifest: only per-row hashes checked"
 
 
-def verify_file(path: str, *, partial: bool = False) -> VerifyResult:
+def _is_blank(path: str) -> bool:
+    """True when the file holds nothing but whitespace (read in chunks: constant memory)."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(65536):
+            if chunk.strip():
+                return False
+    return True
+
+
+def verify_file(path: str, *, partial: bool = False, legacy: bool = False) -> VerifyResult:
     """Verify an export from the file alone: its rows, its checkpoints (JSON Lines) and its
-    signed manifest. Raises OSError when the file cannot be read."""
+    signed manifest. Every export ends with a manifest, so a file without one is broken (it
+    was cut or stripped) unless `legacy` says it predates manifests: then only its rows are
+    checked, with a warning. Raises OSError when the file cannot be read."""
+    if _is_blank(path):
+        return VerifyResult().fail(None, "the file is empty: it holds no export")
     tally = RowTally()
     found: dict[str, str] = {}
     with open(path, encoding="utf-8", newline="") as handle:
@@ -227,6 +240,12 @@ def verify_file(path: str, *, partial: bool = False) -> VerifyResult:
             return result.fail(
                 None, "the file ends without the manifest its header announces: it was cut"
             )
+        if not legacy:
+            return result.fail(
+                None,
+                "the file has no manifest: it was cut or stripped (an export made before "
+                "manifests verifies with --legacy)",
+            )
         result.manifest = "absent"
         result.warnings.append(NO_MANIFEST)
         return result
@@ -242,6 +261,8 @@ def _loads(text: str) -> Any:
 
 def parse_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
     reader = csv.DictReader(lines)
+    if reader.fieldnames is None:
+        raise ValueError("no header line")
     for raw in reader:
         row: dict[str, Any] = {}
         for f in EXPORT_FIELDS:
@@ -258,5 +279,7 @@ def parse_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
 def parse_jsonl(lines: Iterable[str]) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
     iterator = iter(lines)
     first = json.loads(next(iterator, "{}"))
-    header = first.get("custody_audit_export", {})
+    if not isinstance(first, dict) or not isinstance(first.get("custody_audit_export"), dict):
+        raise ValueError("the first line is not an export header")
+    header = first["custody_audit_export"]
     return header, (json.loads(line) for line in iterator if line.strip())
