@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -259,7 +260,25 @@ def _loads(text: str) -> Any:
         return {"malformed": text[:80]}
 
 
+def _csv_field_limit() -> int:
+    """No limit of our own on a field: a snapshot (`before`, `after`) may be far longer than
+    the csv module's default 131,072 characters (a model card holds 9 fields of 50,000)."""
+    return sys.maxsize
+
+
+def _raise_csv_field_limit() -> None:
+    limit = _csv_field_limit()
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:  # a C long narrower than Python's sys.maxsize (Windows)
+            limit //= 2
+
+
 def parse_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Export rows from CSV lines. Raises csv.Error on a line the csv module cannot read."""
+    _raise_csv_field_limit()
     reader = csv.DictReader(lines)
     if reader.fieldnames is None:
         raise ValueError("no header line")

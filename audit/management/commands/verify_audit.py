@@ -1,3 +1,4 @@
+import csv
 import json
 
 from django.core.management.base import BaseCommand, CommandError
@@ -39,7 +40,7 @@ class Command(BaseCommand):
                 result = verify_file(path, partial=options["partial"], legacy=options["legacy"])
             except OSError as exc:
                 raise CommandError(f"Cannot read {path}: {exc}") from None
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError, csv.Error) as exc:
                 result = VerifyResult().fail(None, f"the file is not a readable export ({exc})")
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict()))
