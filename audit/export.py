@@ -136,18 +136,34 @@ def csv_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
         buffer.truncate(0)
 
 
+# Filters that bound a range of the chain rather than pick events from it: an export with
+# only these set is contiguous (linked event to event); any other set filter leaves gaps.
+_RANGE_FILTERS = {"since", "until", "after_seq"}
+
+
+def is_contiguous(filters: dict[str, Any]) -> bool:
+    """Whether an export with these filters holds a gapless range of the chain. A filter is
+    set when it is neither None nor "" (so version 0 is a filter)."""
+    return not any(
+        value is not None and value != ""
+        for key, value in filters.items()
+        if key not in _RANGE_FILTERS
+    )
+
+
 def export_lines(
     qs: QuerySet[AuditEvent],
     *,
     fmt: str,
     filters: dict[str, Any],
-    contiguous: bool,
-    rows: Iterable[dict[str, Any]] | None = None,
+    tally: RowTally | None = None,
 ) -> Iterator[str]:
-    """A whole export file, streamed: (JSON Lines: the header,) the events, then the signed
-    manifest (docs/audit.md, "Manifests"). `rows` defaults to the events of `qs`."""
-    tally = RowTally()
-    counted = tally.counted(event_rows(qs) if rows is None else rows)
+    """A whole export file, streamed: (JSON Lines: the header,) the events of `qs`, then the
+    signed manifest (docs/audit.md, "Manifests"). `filters` are those the file records;
+    they decide whether it is contiguous. Pass a `tally` to read the row count afterwards."""
+    tally = RowTally() if tally is None else tally
+    contiguous = is_contiguous(filters)
+    counted = tally.counted(event_rows(qs))
     if fmt == "csv":
         yield from csv_lines(counted)
         manifest = manifest_for(tally, fmt=fmt, filters=filters, contiguous=contiguous)
