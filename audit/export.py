@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Max, QuerySet
+from django.db.models import Max, Min, QuerySet
 from django.utils import timezone
 
 from audit.chain import HASHED_FIELDS, format_time
@@ -81,33 +81,46 @@ def event_rows(qs: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def checkpoint_rows(up_to_seq: int | None = None) -> list[dict[str, Any]]:
+def _checkpoint_row(c: AuditCheckpoint) -> dict[str, Any]:
+    return {
+        "seq": c.seq,
+        "hash": c.hash,
+        "signature": c.signature,
+        "created_at": format_time(c.created_at),
+    }
+
+
+def checkpoint_rows() -> list[dict[str, Any]]:
+    """Every signed checkpoint, for the live verification."""
+    return [_checkpoint_row(c) for c in AuditCheckpoint.objects.order_by("seq")]
+
+
+def export_checkpoint_rows(first_seq: int | None, last_seq: int | None) -> list[dict[str, Any]]:
+    """The signed checkpoints an export of events #first_seq..#last_seq carries: those in
+    that range (the newest of them is what shows a truncated tail in the file; each one
+    also pins the hash of its event) and the last one before it, which anchors the range's
+    start. None for an export without events. Bounded by the export's range, not by the age
+    of the service (a checkpoint every few minutes is ~105k a year)."""
+    if first_seq is None or last_seq is None:
+        return []
     qs = AuditCheckpoint.objects.order_by("seq")
-    if up_to_seq is not None:
-        qs = qs.filter(seq__lte=up_to_seq)
-    return [
-        {
-            "seq": c.seq,
-            "hash": c.hash,
-            "signature": c.signature,
-            "created_at": format_time(c.created_at),
-        }
-        for c in qs
-    ]
+    before = qs.filter(seq__lt=first_seq).last()
+    inside = qs.filter(seq__gte=first_seq, seq__lte=last_seq)
+    return [_checkpoint_row(c) for c in ([before] if before else []) + list(inside)]
 
 
 def jsonl_header(
     qs: QuerySet[AuditEvent], *, filters: dict[str, Any], contiguous: bool
 ) -> dict[str, Any]:
-    """The first line of a JSON Lines export. It carries only the checkpoints the export can
-    reach (up to its last event): one beyond it would read as a truncated tail, e.g. for
-    every export with `until`."""
-    last_seq = qs.aggregate(last=Max("seq"))["last"]
+    """The first line of a JSON Lines export. It carries only the checkpoints of its own
+    range (see export_checkpoint_rows): one beyond its last event would read as a truncated tail,
+    e.g. for every export with `until`."""
+    bounds = qs.aggregate(first=Min("seq"), last=Max("seq"))
     return {
         "exported_at": format_time(timezone.now()),
         "filters": filters,
         "contiguous": contiguous,
-        "checkpoints": checkpoint_rows(up_to_seq=last_seq or 0),
+        "checkpoints": export_checkpoint_rows(bounds["first"], bounds["last"]),
         "manifest": True,  # the file ends with a signed manifest
     }
 
