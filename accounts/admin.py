@@ -31,6 +31,8 @@ class UserCreationWithRoleForm(AdminUserCreationForm):
 class AuditedUserAdmin(DjangoUserAdmin):
     add_form = UserCreationWithRoleForm
     change_password_form = AuditedPasswordChangeForm
+    # Not among the fields user_update saves: editable, an edit would be dropped silently.
+    readonly_fields = ("last_login", "date_joined")
     add_fieldsets = (
         (
             None,

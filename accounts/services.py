@@ -49,6 +49,11 @@ def _group_snapshot(group) -> dict:
     }
 
 
+def _active_action(is_active: bool) -> str:
+    """The action for a change of is_active, whichever path (service, admin) makes it."""
+    return "user.activate" if is_active else "user.deactivate"
+
+
 def _record_user(action: str, user, before: dict | None, after: dict | None) -> None:
     audit.record(
         action=action,
@@ -81,13 +86,7 @@ def user_create(*, username: str, role: str, password: str | None = None, email:
         user.is_staff = True  # the admin is the reviewers' and compliance officers' console
         user.save(update_fields=["is_staff"])
     user.groups.add(Group.objects.get_or_create(name=role)[0])
-    audit.record(
-        action="user.create",
-        object_type="user",
-        object_id=user.pk,
-        object_name=username,
-        after=_user_snapshot(user),
-    )
+    _record_user("user.create", user, None, _user_snapshot(user))
     return user
 
 
@@ -144,22 +143,16 @@ def user_set_active(*, user, is_active: bool):
     before = _user_snapshot(user)
     user.is_active = is_active
     user.save(update_fields=["is_active"])
-    audit.record(
-        action="user.activate" if is_active else "user.deactivate",
-        object_type="user",
-        object_id=user.pk,
-        object_name=user.get_username(),
-        before=before,
-        after=_user_snapshot(user),
-    )
+    _record_user(_active_action(is_active), user, before, _user_snapshot(user))
     return user
 
 
 @transaction.atomic
 def user_update(*, user):
     """Saves the changes made to `user`'s own fields (as the admin's change form does) and
-    records what changed. The password is kept as stored: it changes through
-    `user_set_password` only."""
+    records what changed: a change of is_active as `user.activate` / `user.deactivate` (as
+    `user_set_active` records it), any other change as `user.update`. The password is kept
+    as stored: it changes through `user_set_password` only."""
     stored = User.objects.select_for_update().get(pk=user.pk)
     before = _user_snapshot(stored)
     changed = [name for name in USER_FIELDS if getattr(stored, name) != getattr(user, name)]
@@ -173,7 +166,17 @@ def user_update(*, user):
         raise ResourceAlreadyExists(
             f"A user named {user.get_username()!r} already exists."
         ) from None
-    _record_user("user.update", user, before, _user_snapshot(user))
+    after = _user_snapshot(user)
+    if "is_active" not in changed:
+        _record_user("user.update", user, before, after)
+        return user
+    if changed != ["is_active"]:
+        # The other fields first, then the change of is_active, so each event's before and
+        # after differ only in what it names.
+        middle = {**after, "is_active": before["is_active"]}
+        _record_user("user.update", user, before, middle)
+        before = middle
+    _record_user(_active_action(user.is_active), user, before, after)
     return user
 
 
@@ -212,13 +215,11 @@ def user_set_password(*, user, password: str | None):
     else:
         user.set_password(password)
     user.save(update_fields=["password"])
-    audit.record(
-        action="user.password.change",
-        object_type="user",
-        object_id=user.pk,
-        object_name=user.get_username(),
-        before={"password": "set" if had_password else "unusable"},
-        after={"password": "changed" if password is not None else "unusable"},
+    _record_user(
+        "user.password.change",
+        user,
+        {"password": "set" if had_password else "unusable"},
+        {"password": "changed" if password is not None else "unusable"},
     )
     return user
 

@@ -85,16 +85,8 @@ def filters_from(params) -> dict:
 
 def export_response(filters: dict, fmt: str) -> StreamingHttpResponse:
     qs = filtered_events(**filters)
-    contiguous = not any(
-        filters[k] for k in ("model", "version", "actor", "action", "object_type", "outcome")
-    )
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-    lines = export_lines(
-        qs,
-        fmt=fmt,
-        filters=jsonable_filters(filters),
-        contiguous=contiguous,
-    )
+    lines = export_lines(qs, fmt=fmt, filters=jsonable_filters(filters))
     kind = "text/csv" if fmt == "csv" else "application/x-ndjson"
     response = StreamingHttpResponse(lines, content_type=kind)
     response["Content-Disposition"] = f'attachment; filename="custody-audit-{stamp}.{fmt}"'

@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Max, QuerySet
+from django.db.models import Max, Min, QuerySet
 from django.utils import timezone
 
 from audit.chain import HASHED_FIELDS, format_time
@@ -80,33 +81,46 @@ def event_rows(qs: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def checkpoint_rows(up_to_seq: int | None = None) -> list[dict[str, Any]]:
+def _checkpoint_row(c: AuditCheckpoint) -> dict[str, Any]:
+    return {
+        "seq": c.seq,
+        "hash": c.hash,
+        "signature": c.signature,
+        "created_at": format_time(c.created_at),
+    }
+
+
+def checkpoint_rows() -> list[dict[str, Any]]:
+    """Every signed checkpoint, for the live verification."""
+    return [_checkpoint_row(c) for c in AuditCheckpoint.objects.order_by("seq")]
+
+
+def export_checkpoint_rows(first_seq: int | None, last_seq: int | None) -> list[dict[str, Any]]:
+    """The signed checkpoints an export of events #first_seq..#last_seq carries: those in
+    that range (the newest of them is what shows a truncated tail in the file; each one
+    also pins the hash of its event) and the last one before it, which anchors the range's
+    start. None for an export without events. Bounded by the export's range, not by the age
+    of the service (a checkpoint every few minutes is ~105k a year)."""
+    if first_seq is None or last_seq is None:
+        return []
     qs = AuditCheckpoint.objects.order_by("seq")
-    if up_to_seq is not None:
-        qs = qs.filter(seq__lte=up_to_seq)
-    return [
-        {
-            "seq": c.seq,
-            "hash": c.hash,
-            "signature": c.signature,
-            "created_at": format_time(c.created_at),
-        }
-        for c in qs
-    ]
+    before = qs.filter(seq__lt=first_seq).last()
+    inside = qs.filter(seq__gte=first_seq, seq__lte=last_seq)
+    return [_checkpoint_row(c) for c in ([before] if before else []) + list(inside)]
 
 
 def jsonl_header(
     qs: QuerySet[AuditEvent], *, filters: dict[str, Any], contiguous: bool
 ) -> dict[str, Any]:
-    """The first line of a JSON Lines export. It carries only the checkpoints the export can
-    reach (up to its last event): one beyond it would read as a truncated tail, e.g. for
-    every export with `until`."""
-    last_seq = qs.aggregate(last=Max("seq"))["last"]
+    """The first line of a JSON Lines export. It carries only the checkpoints of its own
+    range (see export_checkpoint_rows): one beyond its last event would read as a truncated tail,
+    e.g. for every export with `until`."""
+    bounds = qs.aggregate(first=Min("seq"), last=Max("seq"))
     return {
         "exported_at": format_time(timezone.now()),
         "filters": filters,
         "contiguous": contiguous,
-        "checkpoints": checkpoint_rows(up_to_seq=last_seq or 0),
+        "checkpoints": export_checkpoint_rows(bounds["first"], bounds["last"]),
         "manifest": True,  # the file ends with a signed manifest
     }
 
@@ -135,18 +149,34 @@ def csv_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
         buffer.truncate(0)
 
 
+# Filters that bound a range of the chain rather than pick events from it: an export with
+# only these set is contiguous (linked event to event); any other set filter leaves gaps.
+_RANGE_FILTERS = {"since", "until", "after_seq"}
+
+
+def is_contiguous(filters: dict[str, Any]) -> bool:
+    """Whether an export with these filters holds a gapless range of the chain. A filter is
+    set when it is neither None nor "" (so version 0 is a filter)."""
+    return not any(
+        value is not None and value != ""
+        for key, value in filters.items()
+        if key not in _RANGE_FILTERS
+    )
+
+
 def export_lines(
     qs: QuerySet[AuditEvent],
     *,
     fmt: str,
     filters: dict[str, Any],
-    contiguous: bool,
-    rows: Iterable[dict[str, Any]] | None = None,
+    tally: RowTally | None = None,
 ) -> Iterator[str]:
-    """A whole export file, streamed: (JSON Lines: the header,) the events, then the signed
-    manifest (docs/audit.md, "Manifests"). `rows` defaults to the events of `qs`."""
-    tally = RowTally()
-    counted = tally.counted(event_rows(qs) if rows is None else rows)
+    """A whole export file, streamed: (JSON Lines: the header,) the events of `qs`, then the
+    signed manifest (docs/audit.md, "Manifests"). `filters` are those the file records;
+    they decide whether it is contiguous. Pass a `tally` to read the row count afterwards."""
+    tally = RowTally() if tally is None else tally
+    contiguous = is_contiguous(filters)
+    counted = tally.counted(event_rows(qs))
     if fmt == "csv":
         yield from csv_lines(counted)
         manifest = manifest_for(tally, fmt=fmt, filters=filters, contiguous=contiguous)
@@ -192,9 +222,22 @@ def _csv_manifest_line(path: str) -> str | None:
 NO_MANIFEST = "no manifest: only per-row hashes checked"
 
 
-def verify_file(path: str, *, partial: bool = False) -> VerifyResult:
+def _is_blank(path: str) -> bool:
+    """True when the file holds nothing but whitespace (read in chunks: constant memory)."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(65536):
+            if chunk.strip():
+                return False
+    return True
+
+
+def verify_file(path: str, *, partial: bool = False, legacy: bool = False) -> VerifyResult:
     """Verify an export from the file alone: its rows, its checkpoints (JSON Lines) and its
-    signed manifest. Raises OSError when the file cannot be read."""
+    signed manifest. Every export ends with a manifest, so a file without one is broken (it
+    was cut or stripped) unless `legacy` says it predates manifests: then only its rows are
+    checked, with a warning. Raises OSError when the file cannot be read."""
+    if _is_blank(path):
+        return VerifyResult().fail(None, "the file is empty: it holds no export")
     tally = RowTally()
     found: dict[str, str] = {}
     with open(path, encoding="utf-8", newline="") as handle:
@@ -227,6 +270,12 @@ def verify_file(path: str, *, partial: bool = False) -> VerifyResult:
             return result.fail(
                 None, "the file ends without the manifest its header announces: it was cut"
             )
+        if not legacy:
+            return result.fail(
+                None,
+                "the file has no manifest: it was cut or stripped (an export made before "
+                "manifests verifies with --legacy)",
+            )
         result.manifest = "absent"
         result.warnings.append(NO_MANIFEST)
         return result
@@ -240,8 +289,28 @@ def _loads(text: str) -> Any:
         return {"malformed": text[:80]}
 
 
+def _csv_field_limit() -> int:
+    """No limit of our own on a field: a snapshot (`before`, `after`) may be far longer than
+    the csv module's default 131,072 characters (a model card holds 9 fields of 50,000)."""
+    return sys.maxsize
+
+
+def _raise_csv_field_limit() -> None:
+    limit = _csv_field_limit()
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:  # a C long narrower than Python's sys.maxsize (Windows)
+            limit //= 2
+
+
 def parse_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Export rows from CSV lines. Raises csv.Error on a line the csv module cannot read."""
+    _raise_csv_field_limit()
     reader = csv.DictReader(lines)
+    if reader.fieldnames is None:
+        raise ValueError("no header line")
     for raw in reader:
         row: dict[str, Any] = {}
         for f in EXPORT_FIELDS:
@@ -258,5 +327,7 @@ def parse_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
 def parse_jsonl(lines: Iterable[str]) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
     iterator = iter(lines)
     first = json.loads(next(iterator, "{}"))
-    header = first.get("custody_audit_export", {})
+    if not isinstance(first, dict) or not isinstance(first.get("custody_audit_export"), dict):
+        raise ValueError("the first line is not an export header")
+    header = first["custody_audit_export"]
     return header, (json.loads(line) for line in iterator if line.strip())

@@ -69,6 +69,17 @@ def _fit(name: str, value: Any) -> Any:
     return value
 
 
+# model_version is an IntegerField: 32-bit signed on PostgreSQL. A version a request names
+# but no version can have (negative, or beyond the column) is stored as no version.
+_VERSION_LIMIT = 2**31
+
+
+def _storable_version(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value < _VERSION_LIMIT else None
+
+
 def record(
     *,
     action: str,
@@ -104,7 +115,7 @@ def record(
         "object_id": str(object_id),
         "object_name": object_name,
         "model_name": model_name,
-        "model_version": model_version,
+        "model_version": _storable_version(model_version),
         "before": _jsonable(before),
         "after": _jsonable(after),
         "reason": reason,

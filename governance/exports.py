@@ -12,7 +12,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
-from audit.export import event_rows, export_lines, filtered_events, jsonable_filters
+from audit.export import export_lines, filtered_events, jsonable_filters
+from audit.verify import RowTally
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
 from governance.models import AuditExport
 from tracking.artifacts import get_artifact_store
@@ -62,24 +63,8 @@ def export_run(export_id: int) -> AuditExport | None:
         export.save(update_fields=["status"])
     filters = _filters_back(export.filters)
     qs = filtered_events(**filters)
-    digest, rows, size = hashlib.sha256(), 0, 0
-
-    def counted(source):
-        nonlocal rows
-        for row in source:
-            rows += 1
-            yield row
-
-    contiguous = not any(
-        filters.get(k) for k in ("model", "version", "actor", "action", "object_type", "outcome")
-    )
-    lines = export_lines(
-        qs,
-        fmt=export.format,
-        filters=export.filters,
-        contiguous=contiguous,
-        rows=counted(event_rows(qs)),
-    )
+    digest, size, tally = hashlib.sha256(), 0, RowTally()
+    lines = export_lines(qs, fmt=export.format, filters=export.filters, tally=tally)
     try:
         with tempfile.TemporaryFile() as spool:
             for line in lines:
@@ -97,7 +82,7 @@ def export_run(export_id: int) -> AuditExport | None:
     AuditExport.objects.filter(pk=export.pk).update(
         status=AuditExport.Status.DONE,
         finished_at=timezone.now(),
-        row_count=rows,
+        row_count=tally.count,
         size_bytes=size,
         sha256=digest.hexdigest(),
     )

@@ -118,3 +118,50 @@ def test_a_filtered_json_lines_export_is_signed_too(people, fraud, tmp_path):
     path.write_text("".join([json.dumps(header) + "\n", *lines[1:]]))
     code, out = verify(path)
     assert code == 1 and "header differs" in out, out
+
+
+def test_a_row_replaced_by_another_valid_event_is_caught_by_the_manifest_digest_alone(
+    people, fraud, tmp_path
+):
+    """Every row still hashes and the rows stay in order, the count and the first and last
+    seq are unchanged: only the manifest's digest shows the replacement."""
+    noise = people["alice"].mlflow("experiments/create", {"name": "between-the-model-events"})
+    assert noise.status_code == 200
+    to_production_request(people)
+    carl = people["carl"]
+    full = b"".join(carl.get("audit/events", {"export": "csv"}).streaming_content).decode()
+    full = full[: full.rindex("# custody-manifest ")]  # the rows only
+    (stranger,) = [
+        r
+        for r in parse_csv(io.StringIO(full, newline=""))
+        if r["action"] == "experiment.create" and "between-the-model-events" in str(r["after"])
+    ]
+    response = carl.get("audit/events", {"model": "fraud", "export": "csv"})
+    path = tmp_path / "fraud.csv"
+    path.write_bytes(b"".join(response.streaming_content))
+
+    def replace(rows):
+        i = next(n for n, r in enumerate(rows) if r["seq"] > stranger["seq"])
+        assert 0 < i < len(rows) - 1
+        return [*rows[:i], stranger, *rows[i + 1 :]]
+
+    rewrite(path, replace)
+    code, out = verify(path)
+    assert code == 1 and "the events differ from those the manifest signed" in out, out
+    # Without the manifest the same file passes the per-row checks: only the manifest caught it.
+    bare = tmp_path / "bare.csv"
+    bare.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]), newline="")
+    out = io.StringIO()
+    call_command("verify_audit", "--file", str(bare), "--legacy", "--partial", stdout=out)
+    assert out.getvalue().startswith("OK:"), out.getvalue()
+
+
+def test_a_row_deleted_from_a_filtered_export_is_caught_by_the_manifest_count_alone(fraud_csv):
+    rewrite(fraud_csv, lambda rows: rows[:2] + rows[3:])
+    code, out = verify(fraud_csv)
+    assert code == 1 and "the manifest lists" in out and "rows were removed or added" in out
+    bare = fraud_csv.with_name("bare.csv")
+    bare.write_text("".join(fraud_csv.read_text().splitlines(keepends=True)[:-1]), newline="")
+    out = io.StringIO()
+    call_command("verify_audit", "--file", str(bare), "--legacy", "--partial", stdout=out)
+    assert out.getvalue().startswith("OK:"), out.getvalue()

@@ -1,3 +1,4 @@
+import csv
 import json
 
 from django.core.management.base import BaseCommand, CommandError
@@ -18,9 +19,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--partial",
             action="store_true",
-            help="a CSV file without a manifest (older exports) is a filtered export (one model, "
+            help="with --legacy, a CSV file without a manifest is a filtered export (one model, "
             "one actor): check each event's hash and their order, not the links between "
             "consecutive events. A file with a manifest says so itself",
+        )
+        parser.add_argument(
+            "--legacy",
+            action="store_true",
+            help="the file is an export made before manifests: accept it without one, with a "
+            "warning (otherwise a missing manifest means the file was cut or stripped)",
         )
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -30,10 +37,10 @@ class Command(BaseCommand):
             result = verify_live_chain()
         else:
             try:
-                result = verify_file(path, partial=options["partial"])
+                result = verify_file(path, partial=options["partial"], legacy=options["legacy"])
             except OSError as exc:
                 raise CommandError(f"Cannot read {path}: {exc}") from None
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError, csv.Error) as exc:
                 result = VerifyResult().fail(None, f"the file is not a readable export ({exc})")
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict()))
