@@ -37,14 +37,19 @@ FILTER_PARAMETERS = [
 ]
 
 
-def _int(params, name: str) -> int | None:
+def _int(params, name: str, limit: int = 2**31) -> int | None:
     raw = params.get(name)
     if raw in (None, ""):
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise InvalidParameterValue(f"{name} must be an integer, got {raw[:20]!r}.") from None
+        value = -1
+    if not 0 <= value < limit:  # what the column holds; a bigger number would not bind
+        raise InvalidParameterValue(
+            f"{name} must be a whole number from 0 to {limit - 1}, got {raw[:20]!r}."
+        )
+    return value
 
 
 def _time(params, name: str):
@@ -79,7 +84,7 @@ def filters_from(params) -> dict:
         "outcome": params.get("outcome") or None,
         "since": _time(params, "since"),
         "until": _time(params, "until"),
-        "after_seq": _int(params, "after_seq"),
+        "after_seq": _int(params, "after_seq", 2**63),
     }
 
 

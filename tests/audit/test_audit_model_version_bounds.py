@@ -30,3 +30,18 @@ def test_an_in_range_version_is_still_recorded(people, fraud):
     assert 400 <= response.status_code < 500, response.content
     assert verify_live_chain().ok
     assert AuditEvent.objects.filter(model_version=2).exists()
+
+
+@pytest.mark.parametrize("version", ["1" * 30, "-1", "2147483648", "x"])
+def test_an_impossible_version_filter_is_a_400(version):
+    from django.test import Client
+
+    from accounts import services as accounts
+
+    accounts.user_create(username="carl-v", role="compliance", password="carl-v-pw-1")
+    client = Client()
+    client.login(username="carl-v", password="carl-v-pw-1")
+    for export in ("", "csv"):
+        answer = client.get("/api/v1/audit/events", {"version": version, "export": export})
+        assert answer.status_code == 400, (version, export, answer.content[:200])
+        assert "whole number" in answer.content.decode()
