@@ -3,25 +3,14 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from django.core.management import call_command
 from django.db import transaction
 
 from audit import export
 from audit import services as audit_services
+from tests.audit.commands import run_command
 
 pytestmark = pytest.mark.django_db
-
-
-def run_command(*args) -> tuple[int, str]:
-    out = io.StringIO()
-    try:
-        call_command(*args, stdout=out)
-    except SystemExit as exc:
-        return int(exc.code), out.getvalue()
-    return 0, out.getvalue()
 
 
 @pytest.fixture

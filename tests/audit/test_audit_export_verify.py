@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 
@@ -15,6 +13,7 @@ from audit import services as audit_services
 from audit.chain import HASHED_FIELDS, event_hash, format_time
 from audit.models import AuditEvent
 from audit.selectors import verify_live_chain
+from tests.audit.commands import run_command
 from tracking import services as tracking
 
 pytestmark = pytest.mark.django_db
@@ -95,15 +94,6 @@ def test_fork_is_detected(chain):
     result = verify_live_chain()
     assert not result.ok and result.first_broken_seq == target.seq
     assert "does not link" in result.reason
-
-
-def run_command(*args) -> tuple[int, str]:
-    out = io.StringIO()
-    try:
-        call_command(*args, stdout=out)
-    except SystemExit as exc:
-        return int(exc.code), out.getvalue()
-    return 0, out.getvalue()
 
 
 def test_exported_files_verify_alone_and_tampering_shows(chain, tmp_path):

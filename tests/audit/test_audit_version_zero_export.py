@@ -3,27 +3,17 @@ design), so it verifies: the stream, `export_audit` and a background export."""
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
-from django.core.management import call_command
 from django.db import transaction
 
 from accounts import services as accounts
 from audit import services as audit_services
+from tests.audit.commands import run_command
 from tracking import services as tracking
 
 pytestmark = pytest.mark.django_db
-
-
-def run_command(*args) -> tuple[int, str]:
-    out = io.StringIO()
-    try:
-        call_command(*args, stdout=out)
-    except SystemExit as exc:
-        return int(exc.code), out.getvalue()
-    return 0, out.getvalue()
 
 
 @pytest.fixture
