@@ -96,17 +96,16 @@ def checkpoint_rows() -> list[dict[str, Any]]:
 
 
 def export_checkpoint_rows(first_seq: int | None, last_seq: int | None) -> list[dict[str, Any]]:
-    """The signed checkpoints an export of events #first_seq..#last_seq carries: those in
-    that range (the newest of them is what shows a truncated tail in the file; each one
-    also pins the hash of its event) and the last one before it, which anchors the range's
-    start. None for an export without events. Bounded by the export's range, not by the age
-    of the service (a checkpoint every few minutes is ~105k a year)."""
+    """The signed checkpoint an export of events #first_seq..#last_seq carries: the newest one
+    in that range, which shows a truncated tail in the file (any older one inside the range
+    shows nothing more). One row at most, however old the service (a checkpoint every few
+    minutes is ~105k a year); none for an export without events or checkpoints."""
     if first_seq is None or last_seq is None:
         return []
-    qs = AuditCheckpoint.objects.order_by("seq")
-    before = qs.filter(seq__lt=first_seq).last()
-    inside = qs.filter(seq__gte=first_seq, seq__lte=last_seq)
-    return [_checkpoint_row(c) for c in ([before] if before else []) + list(inside)]
+    newest = (
+        AuditCheckpoint.objects.filter(seq__gte=first_seq, seq__lte=last_seq).order_by("seq").last()
+    )
+    return [_checkpoint_row(newest)] if newest else []
 
 
 def jsonl_header(
