@@ -132,6 +132,11 @@ def is_compliance(user) -> bool:
     return COMPLIANCE_ROLE in roles(user)
 
 
+def is_reviewer(user) -> bool:
+    """Reviews transition requests: the reviewer role, or an admin."""
+    return REVIEWER_ROLE in roles(user) or is_admin(user)
+
+
 def require_authenticated(request: HttpRequest):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:

@@ -95,7 +95,7 @@ def requests_list(
             Q(requested_by__username=requester) | Q(co_requesters__username=requester)
         ).distinct()
     if queue:
-        if not (access.REVIEWER_ROLE in access.roles(user) or access.is_admin(user)):
+        if not access.is_reviewer(user):
             return qs.none()  # only reviewers and admins review; their queue is empty
         qs = (
             qs.filter(reviewable_q(user), status=TR.Status.OPEN)

@@ -41,7 +41,6 @@ from tracking.models import Run
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_COMMENT = 10_000
-REVIEWER_ROLE = access.REVIEWER_ROLE
 
 
 @dataclass
@@ -155,7 +154,7 @@ def review_refusal(user, policy: ModelPolicy, req: TR) -> str | None:
                 f"you are the author of run {req.version.run_id}, which trained this version, "
                 "and this model's policy excludes run authors from reviewing it"
             )
-    if not (REVIEWER_ROLE in access.roles(user) or access.is_admin(user)):
+    if not access.is_reviewer(user):
         return "only users with the reviewer or admin role review transition requests"
     level = model_permissions.model_level(user, model.pk)
     if access.RANK[level] < access.RANK[access.READ]:
@@ -586,9 +585,7 @@ def find_open_request(*, name: str, version: Any, stage: Any) -> TR:
 @transaction.atomic
 def comment_create(*, user, name: str, version: Any, text: Any, request_id: Any = None) -> Comment:
     text = _text(text, "comment", required=True)
-    if access.is_compliance(user) and not (
-        access.is_admin(user) or REVIEWER_ROLE in access.roles(user)
-    ):
+    if access.is_compliance(user) and not access.is_reviewer(user):
         raise PermissionDenied("Compliance officers read everything and change nothing.")
     model, mv = _lock(name, version)
     req = None

@@ -65,8 +65,7 @@ def queue(request):
             "nav": "reviews",
             "to_review": selectors.request_payloads(to_review),
             "mine": selectors.request_payloads(mine),
-            "is_reviewer": "reviewer" in access.roles(request.user)
-            or access.is_admin(request.user),
+            "is_reviewer": access.is_reviewer(request.user),
         },
     )
 
