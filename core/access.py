@@ -7,6 +7,11 @@ artifacts; registry: models), which finds the object the request names and compa
 caller's effective level with the one required. `core` knows no app, so the one-way app
 dependencies hold.
 
+Resolvers fail closed: every identifier a request carries is parsed by `core.identifiers`,
+the object it names is looked up with that canonical form, and a missing object is the
+handler's own 404, never "allowed". The resolver writes the canonical form back into the
+request (`set_target_value`), so the handler works on exactly the object that was decided on.
+
 Unreadable objects answer exactly like missing ones (404), so ids and names leak nothing;
 readable objects the caller may not change answer 403."""
 
@@ -71,11 +76,13 @@ ADMIN_ROLE = "admin"
 COMPLIANCE_ROLE = "compliance"
 REVIEWER_ROLE = "reviewer"
 
-# resource -> resolver(user, level_required, target) raising on refusal.
-Resolver = Callable[[Any, str, Any], None]
+# resource -> resolver(user, level_required, target) -> the object decided on; raises on
+# refusal, on malformed identifiers (400) and on missing objects (404).
+Resolver = Callable[[Any, str, Any], Any]
 _RESOLVERS: dict[str, Resolver] = {}
 
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_COMPLIANCE_READS_ONLY = "Compliance officers have read access to everything and change nothing."
 
 
 _denial_recorders: list[Callable[..., None]] = []
@@ -147,20 +154,64 @@ def require_authenticated(request: HttpRequest):
     return user
 
 
-def authorize(request: HttpRequest, rule: str, target: Any = None) -> None:
-    """Decide one request. `target` is what the resolver needs to find the object (for the
-    MLflow API: the parsed request message)."""
+def target_sources(target: Any) -> list[dict]:
+    """Where a route's identifiers are: URL kwargs, then the message (an MLflow request's
+    body or query, a DRF request's data), then `target` itself when it is a plain dict."""
+    sources = []
+    for source in (getattr(target, "kwargs", None), getattr(target, "data", None), target):
+        if isinstance(source, dict):
+            sources.append(source)
+    return sources
+
+
+def _from_query(target: Any, source: dict) -> bool:
+    http = getattr(target, "http", None)
+    return source is getattr(target, "data", None) and getattr(http, "method", "") == "GET"
+
+
+def target_value(target: Any, key: str) -> Any:
+    """The raw value of `key` in a route's target, or None. A query string's list gives its
+    first value, as the handlers read it; a JSON body's list stays a list."""
+    for source in target_sources(target):
+        if key in source:
+            value = source[key]
+            if isinstance(value, list) and _from_query(target, source):
+                return value[0] if value else None
+            return value
+    return None
+
+
+def target_values(target: Any, key: str) -> list:
+    """Every value of a repeated field (`run_ids`): a query string's list or a JSON list."""
+    for source in target_sources(target):
+        if key in source:
+            value = source[key]
+            return list(value) if isinstance(value, list) else [value]
+    return []
+
+
+def set_target_value(target: Any, key: str, value: Any) -> None:
+    """Replace `key` with its canonical form wherever the target carries it."""
+    for source in target_sources(target):
+        if key in source:
+            source[key] = [value] if _from_query(target, source) else value
+
+
+def authorize(request: HttpRequest, rule: str, target: Any = None) -> Any:
+    """Decide one request and return the object decided on (None for rules about no object).
+    `target` is what the resolver needs to find the object: URL kwargs, or the parsed
+    MLflow request message; the resolver rewrites its identifiers to their canonical form."""
     if rule not in RULES:
         raise RuntimeError(f"Route declares unknown access rule {rule!r}")
     if rule == PUBLIC:
-        return
+        return None
     user = require_authenticated(request)
     if getattr(request, "custody_auth_method", None) == "session" and request.method in _UNSAFE:
         _check_csrf(request)
     if rule == AUTHENTICATED:
-        return
+        return None
     try:
-        _decide(user, rule, target)
+        return _decide(user, rule, target)
     except PermissionDenied as exc:
         if request.method in _UNSAFE:
             subject = _denial_subject(rule, target)
@@ -169,20 +220,30 @@ def authorize(request: HttpRequest, rule: str, target: Any = None) -> None:
         raise
 
 
-def _decide(user, rule: str, target: Any) -> None:
+def _decide(user, rule: str, target: Any) -> Any:
     resource, level_name = rule.split(".")
     required = REQUIRED[level_name]
-    if is_admin(user):
-        return
-    if is_compliance(user) and required != READ:
-        raise PermissionDenied(
-            "Compliance officers have read access to everything and change nothing."
-        )
     if rule == ADMIN:
+        if is_admin(user):
+            return None
+        if is_compliance(user):
+            raise PermissionDenied(_COMPLIANCE_READS_ONLY)
         raise PermissionDenied("Only administrators may do this.")
+    if rule == AUDIT_READ:
+        if is_admin(user) or is_compliance(user):
+            return None
+        return _RESOLVERS[resource](user, required, target)
+    compliance_write = required != READ and is_compliance(user) and not is_admin(user)
     if level_name == "create":
-        return  # creating a new experiment or model needs no grant on an existing object
-    _RESOLVERS[resource](user, required, target)
+        if compliance_write:
+            raise PermissionDenied(_COMPLIANCE_READS_ONLY)
+        return None  # creating a new experiment or model needs no grant on an existing object
+    # Admins and compliance officers too: the object is resolved (fail closed, canonical
+    # identifiers) before anything is decided about it.
+    resolved = _RESOLVERS[resource](user, READ if compliance_write else required, target)
+    if compliance_write:
+        raise PermissionDenied(_COMPLIANCE_READS_ONLY)
+    return resolved
 
 
 def effective_level(user, grants: list[tuple[int | None, int | None, str]], default: str) -> str:

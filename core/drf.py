@@ -26,7 +26,9 @@ class RuleAccess(BasePermission):
                 rule = access.AUTHENTICATED
             else:
                 raise PermissionDenied("This endpoint declares no access rule; refusing.")
-        access.authorize(request._request, rule, dict(view.kwargs))
+        # view.kwargs is the dict DRF hands the handler: the resolver rewrites its
+        # identifiers to their canonical form there.
+        access.authorize(request._request, rule, view.kwargs)
         return True
 
 

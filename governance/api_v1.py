@@ -81,14 +81,14 @@ class TransitionRequestsApi(APIView):
         data = TransitionRequestInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        access.authorize(
+        model = access.authorize(
             request._request,
             access.MODEL_EDIT,
             {"name": values["model"], "version": values["version"]},
         )
         outcome = services.request_transition(
             user=request.user,
-            name=values["model"],
+            name=model.name,
             version=values["version"],
             stage=values["stage"],
             comment=values.get("comment", ""),

@@ -9,9 +9,8 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from core import access
+from core import access, identifiers
 from core.errors import InvalidParameterValue
-from core.mlflow_api import normalize_name
 from governance import policy as rules
 from governance.models import CARD_FIELDS, Comment, ModelCard, ModelPolicy, Review
 from governance.models import TransitionRequest as TR
@@ -85,7 +84,8 @@ def requests_list(
             )
         qs = qs.filter(status=status)
     if model:
-        qs = qs.filter(version__registered_model__name=normalize_name(model))
+        given = identifiers.model_name(model, "model")
+        qs = qs.filter(version__registered_model__name_key=identifiers.name_key(given))
     if version not in (None, ""):
         qs = qs.filter(version__version=_int(version))
     if stage:

@@ -20,6 +20,7 @@ from django.db.models.functions import Lower, Trim
 
 from core import access as access_rules
 from core import grants as grant_helpers
+from core import identifiers
 from core.errors import InvalidParameterValue
 from lineage.models import LineageLink
 from registry.models import Deployment, ModelVersion, RegisteredModel, RegisteredModelPermission
@@ -106,9 +107,27 @@ def parse_node(node_id: Any) -> tuple[str, str]:
                 f"A commit id needs at least {MIN_COMMIT} characters of the hash "
                 f"(e.g. commit:b7d9e4), not {node_id[:80]!r}."
             )
-    if kind == "version" and not re.match(r"^.+/\d{1,9}$", key):
-        raise InvalidParameterValue(f"A version node is version:<model>/<number>, not {node_id!r}.")
+    if kind == "version":
+        if not re.match(r"^.+/[0-9]{1,9}\Z", key):
+            raise InvalidParameterValue(
+                f"A version node is version:<model>/<number>, not {node_id!r}."
+            )
+        key = _canonical_version_key(key)
     return kind, key
+
+
+def _canonical_version_key(key: str) -> str:
+    """`<model>/<number>` with the model's stored name, however the caller spelled it (the
+    name's identity key finds it, as on every other route); an unknown name stays as given
+    and matches nothing."""
+    name, _, number = key.rpartition("/")
+    given = identifiers.model_name(name, "model name in the node id")
+    stored = (
+        RegisteredModel.objects.filter(name_key=identifiers.name_key(given))
+        .values_list("name", flat=True)
+        .first()
+    )
+    return f"{stored or given}/{int(number)}"
 
 
 def split_node(node_id: str) -> tuple[str, str]:

@@ -7,7 +7,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from audit import services as audit
-from core import access
+from core import access, identifiers
 from core.errors import PermissionDenied, ResourceAlreadyExists, ResourceDoesNotExist
 from lineage.models import LineageLink
 from registry.models import Deployment, ModelVersion
@@ -35,18 +35,15 @@ def authorize_ends(request: HttpRequest, ends: list[tuple[str, str]]) -> None:
     the right to write at all (the "create" level: every role but compliance)."""
     for kind, key in ends:
         if kind == "run":
+            # The access layer fails closed: a missing run or model is its 404.
             access.authorize(request, access.RUN_EDIT, {"run_id": key})
-            if not Run.objects.filter(run_id=key).exists():
-                raise ResourceDoesNotExist(f"Run with id={key} not found")
         elif kind == "logged-model":
             access.authorize(request, access.EXPERIMENT_EDIT, {"model_id": key})
-            if not LoggedModel.objects.filter(model_id=key).exists():
-                raise ResourceDoesNotExist(f"Logged model with id={key} not found")
         elif kind == "version":
             name, _, number = key.rpartition("/")
-            access.authorize(request, access.MODEL_EDIT, {"name": name})
+            model = access.authorize(request, access.MODEL_EDIT, {"name": name})
             if not ModelVersion.objects.filter(
-                registered_model__name=name, version=int(number), deleted=False
+                registered_model=model, version=identifiers.model_version(number), deleted=False
             ).exists():
                 raise ResourceDoesNotExist(f"Model version {name}/{number} not found")
         elif kind == "deployment":
@@ -75,7 +72,10 @@ def may_edit_end(user, kind: str, key: str) -> bool:
     elif kind == "version":
         name, _, number = key.rpartition("/")
         model = (
-            ModelVersion.objects.filter(registered_model__name=name, version=int(number))
+            ModelVersion.objects.filter(
+                registered_model__name_key=identifiers.name_key(identifiers.model_name(name)),
+                version=identifiers.model_version(number),
+            )
             .values_list("registered_model_id", flat=True)
             .first()
         )

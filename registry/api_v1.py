@@ -10,18 +10,10 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core import access
+from core import access, identifiers
 from core.drf import GrantsSerializer
-from core.errors import InvalidParameterValue
 from registry import permissions, selectors, services
 from registry.models import Deployment, ModelVersion
-
-
-def _model_name_of(uri: str) -> str:
-    mv_name = uri.removeprefix("models:/").split("/")[0].split("@")[0]
-    if not mv_name:
-        raise InvalidParameterValue("A models:/ URI is required.")
-    return mv_name
 
 
 def _resolution(mv: ModelVersion) -> dict:
@@ -64,8 +56,8 @@ class ResolveApi(APIView):
         summary="Resolve a models:/ URI to one model version (ETag-cached)",
     )
     def get(self, request):
-        uri = request.query_params.get("uri", "")
-        access.authorize(request._request, access.MODEL_READ, {"name": _model_name_of(uri)})
+        uri = identifiers.model_uri(request.query_params.get("uri"))
+        access.authorize(request._request, access.MODEL_READ, {"name": uri.name})
         mv = selectors.resolve_model_uri(uri)
         body = _resolution(mv)
         # The ETag changes with any move of the version or of the stage/alias it answers.
@@ -118,8 +110,8 @@ class DeploymentsApi(APIView):
     def post(self, request):
         data = self.DeploymentInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        uri = data.validated_data["model_uri"]
-        access.authorize(request._request, access.MODEL_EDIT, {"name": _model_name_of(uri)})
+        uri = identifiers.model_uri(data.validated_data["model_uri"], "model_uri")
+        access.authorize(request._request, access.MODEL_EDIT, {"name": uri.name})
         deployment = services.deployment_record(
             endpoint=data.validated_data["endpoint"], model_uri=uri, user=request.user
         )
@@ -145,7 +137,8 @@ class DeploymentsApi(APIView):
         if params.get("endpoint"):
             qs = qs.filter(endpoint=params["endpoint"])
         if params.get("model"):
-            qs = qs.filter(version__registered_model__name=params["model"])
+            name = identifiers.model_name(params["model"], "model")
+            qs = qs.filter(version__registered_model__name_key=identifiers.name_key(name))
         if params.get("version"):
             qs = qs.filter(version__version=selectors.parse_version(params["version"]))
         if params.get("current") == "true":
@@ -169,6 +162,5 @@ class ModelPermissionsApi(APIView):
     def put(self, request, name: str):
         data = GrantsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        permissions.model_grants_replace(name=name, grants=data.validated_data["grants"])
-        model = selectors.registered_model_get(name)
+        model = permissions.model_grants_replace(name=name, grants=data.validated_data["grants"])
         return Response({"grants": permissions.grants_payload(model.pk)})

@@ -10,13 +10,15 @@ from django.db import transaction
 from django.db.models import Q
 
 from audit import services as audit
-from core import access
+from core import access, identifiers
 from core import grants as grant_helpers
 from core.errors import PermissionDenied, ResourceDoesNotExist
 from registry.models import RegisteredModel, RegisteredModelPermission
 
 
 def model_level(user, model_id: int) -> str:
+    if access.is_admin(user):
+        return access.MANAGE
     return access.effective_level(
         user,
         grant_helpers.grant_rows(RegisteredModelPermission, "model_id", model_id),
@@ -29,6 +31,8 @@ def not_found_message(name: str) -> str:
 
 
 def check_model(user, required: str, model_id: int, name: str) -> None:
+    """`name` is the caller's own (parsed) spelling: an unreadable model answers exactly as a
+    missing one would, without revealing how the stored name is spelled."""
     level = model_level(user, model_id)
     if access.RANK[level] < access.RANK[access.READ]:
         raise ResourceDoesNotExist(not_found_message(name))
@@ -39,25 +43,12 @@ def check_model(user, required: str, model_id: int, name: str) -> None:
         )
 
 
-def _target_value(target: Any, key: str) -> Any:
-    """`key` from what a route hands the access decision: URL kwargs, a DRF request's data
-    or the parsed MLflow message."""
-    value = None
-    for source in (getattr(target, "kwargs", None), getattr(target, "data", None), target):
-        if isinstance(source, dict) and source.get(key):
-            value = source[key]
-            break
-    if isinstance(value, list):
-        value = value[0] if value else None
-    return value
-
-
 def _model_subject(target: Any) -> dict[str, Any]:
     """The model (and version) a refused request named, for its audit event."""
-    name = _target_value(target, "name")
+    name = access.target_value(target, "name")
     if not isinstance(name, str):
         return {}
-    version = _target_value(target, "version")
+    version = access.target_value(target, "version")
     if isinstance(version, str) and version.isascii() and version.isdigit() and len(version) < 10:
         version = int(version)
     elif not (isinstance(version, int) and not isinstance(version, bool) and version < 2**31):
@@ -65,17 +56,22 @@ def _model_subject(target: Any) -> dict[str, Any]:
     return {"model_name": name, "model_version": version}
 
 
-def _resolve_model(user, required: str, target: Any) -> None:
-    name = _target_value(target, "name")
-    if not isinstance(name, str):
-        return  # the handler answers the missing parameter
-    model_id = RegisteredModel.objects.filter(name=name).values_list("pk", flat=True).first()
-    if model_id is not None:
-        check_model(user, required, model_id, name)
+def resolve_model(user, required: str, target: Any) -> RegisteredModel:
+    """The registered model a request names (`name`), parsed once, found by its identity,
+    decided on; the request then carries the stored name. A missing name is the handler's
+    400, a missing or unreadable model its 404."""
+    raw = access.target_value(target, "name")
+    given = identifiers.model_name(raw)
+    model = RegisteredModel.objects.filter(name_key=identifiers.name_key(given)).first()
+    if model is None:
+        raise ResourceDoesNotExist(not_found_message(given))
+    check_model(user, required, model.pk, given)
+    access.set_target_value(target, "name", model.name)
+    return model
 
 
 def register() -> None:
-    access.register_resolver("model", _resolve_model)
+    access.register_resolver("model", resolve_model)
     access.register_subject("model", _model_subject)
 
 
@@ -95,10 +91,10 @@ def grants_payload(model_id: int) -> list[dict[str, str]]:
 
 
 @transaction.atomic
-def model_grants_replace(*, name: str, grants: list[dict[str, str]]) -> None:
-    model = RegisteredModel.objects.select_for_update().filter(name=name).first()
-    if model is None:
-        raise ResourceDoesNotExist(not_found_message(name))
+def model_grants_replace(*, name: str, grants: list[dict[str, str]]) -> RegisteredModel:
+    from registry.selectors import registered_model_get
+
+    model = registered_model_get(name, for_update=True)
     rows = grant_helpers.build_grants(RegisteredModelPermission, "model", model, grants)
     before = grants_payload(model.pk)
     RegisteredModelPermission.objects.filter(model=model).delete()
@@ -112,6 +108,7 @@ def model_grants_replace(*, name: str, grants: list[dict[str, str]]) -> None:
         before={"grants": before},
         after={"grants": grants_payload(model.pk)},
     )
+    return model
 
 
 def grant_creator(model: RegisteredModel, user) -> None:

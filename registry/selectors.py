@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
+from core import identifiers
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
-from core.mlflow_api import normalize_name
 from core.pagination import decode_page_token, encode_page_token, validate_max_results
 from registry.models import (
     ModelVersion,
@@ -27,20 +26,18 @@ PROMPT_TAG = "mlflow.prompt.is_prompt"
 
 
 def registered_model_get(name: Any, *, for_update: bool = False) -> RegisteredModel:
-    if not isinstance(name, str) or not name:
-        raise InvalidParameterValue("Missing value for required parameter 'name'.")
+    """The model a name names: parsed once (`core.identifiers`), found by its identity key, so
+    every spelling the access layer accepted finds the same model here."""
+    given = identifiers.model_name(name)
     qs = RegisteredModel.objects.select_for_update() if for_update else RegisteredModel.objects
-    model = qs.filter(name=normalize_name(name)).first()
+    model = qs.filter(name_key=identifiers.name_key(given)).first()
     if model is None:
-        raise ResourceDoesNotExist(f"Registered Model with name={name} not found")
+        raise ResourceDoesNotExist(f"Registered Model with name={given} not found")
     return model
 
 
 def parse_version(version: Any) -> int:
-    text = str(version) if version is not None else ""
-    if not re.fullmatch(r"\d{1,9}", text):
-        raise InvalidParameterValue(f"Parameter 'version' must be an integer, got {text[:20]!r}.")
-    return int(text)
+    return identifiers.model_version(version)
 
 
 def model_version_get(model: RegisteredModel, version: Any) -> ModelVersion:
@@ -52,15 +49,18 @@ def model_version_get(model: RegisteredModel, version: Any) -> ModelVersion:
 
 
 def model_version_by_name(name: Any, version: Any) -> ModelVersion:
+    given = identifiers.model_name(name)
     number = parse_version(version)
     mv = (
         ModelVersion.objects.select_related("registered_model")
-        .filter(registered_model__name=name, version=number, deleted=False)
+        .filter(
+            registered_model__name_key=identifiers.name_key(given), version=number, deleted=False
+        )
         .first()
     )
     if mv is None:
-        registered_model_get(name)
-        raise ResourceDoesNotExist(f"Model Version (name={name}, version={number}) not found")
+        registered_model_get(given)
+        raise ResourceDoesNotExist(f"Model Version (name={given}, version={number}) not found")
     return mv
 
 
@@ -75,45 +75,34 @@ def latest_versions(model: RegisteredModel, stages: list[str]) -> list[ModelVers
     return sorted(newest.values(), key=lambda mv: mv.version)
 
 
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<ref>[^/@]+)|@(?P<alias>[\w\-]+))$")
-
-
 def resolve_model_uri(uri: Any, *, include_archived: bool = False) -> ModelVersion:
     """`models:/name/<Stage>`, `models:/name/latest`, `models:/name/<N>`, `models:/name@alias`
     to one version with one indexed lookup. Archived versions are never resolved by stage,
-    `latest` or alias."""
-    if not isinstance(uri, str):
-        raise InvalidParameterValue("A models:/ URI is required.")
-    match = _MODELS_URI.match(uri.strip())
-    if match is None:
-        raise InvalidParameterValue(
-            f"Invalid model URI {uri[:200]!r}: use models:/<name>/<stage>, models:/<name>/latest, "
-            "models:/<name>/<version> or models:/<name>@<alias>."
-        )
-    name = normalize_name(match["name"])
+    `latest` or alias. `uri` is raw input or an already parsed `identifiers.ModelUri`."""
+    parsed = uri if isinstance(uri, identifiers.ModelUri) else identifiers.model_uri(uri)
+    name = parsed.name
     base = ModelVersion.objects.select_related("registered_model").filter(
-        registered_model__name=name, deleted=False
+        registered_model__name_key=identifiers.name_key(name), deleted=False
     )
-    ref, alias = match["ref"], match["alias"]
-    if alias:
-        mv = base.filter(aliases__alias=alias).first()
-        what = f"version with alias '{alias}'"
-    elif ref.isdigit():
-        mv = base.filter(version=int(ref)).first()
+    if parsed.alias is not None:
+        mv = base.filter(aliases__alias=parsed.alias).first()
+        what = f"version with alias '{parsed.alias}'"
+    elif parsed.version is not None:
+        mv = base.filter(version=parsed.version).first()
         if mv is not None and mv.current_stage == Stage.ARCHIVED and not include_archived:
             mv = None
-        what = f"version {ref}"
-    elif ref.lower() == "latest":
+        what = f"version {parsed.version}"
+    elif parsed.latest:
         mv = base.exclude(current_stage=Stage.ARCHIVED).order_by("-version").first()
         what = "version that is not archived"
     else:
-        stage = canonical_stage(ref)
+        stage = canonical_stage(parsed.stage)
         if stage == Stage.ARCHIVED:
             raise InvalidParameterValue("Archived versions are never resolved by stage.")
         mv = base.filter(current_stage=stage).order_by("-version").first()
         what = f"version in stage {stage}"
     if mv is None:
-        if not RegisteredModel.objects.filter(name=name).exists():
+        if not RegisteredModel.objects.filter(name_key=identifiers.name_key(name)).exists():
             raise ResourceDoesNotExist(f"Registered Model with name={name} not found")
         raise ResourceDoesNotExist(f"Registered model '{name}' has no {what} to serve.")
     return mv

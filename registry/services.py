@@ -4,6 +4,7 @@ model's row lock."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -11,14 +12,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit import services as audit
-from core import access
+from core import access, identifiers
 from core.errors import (
     Conflict,
     InvalidParameterValue,
     ResourceAlreadyExists,
     ResourceDoesNotExist,
 )
-from core.mlflow_api import check_text, clean_name, name_identity, normalize_name
+from core.mlflow_api import check_text, clean_name, name_identity
 from registry import hooks, permissions, selectors
 from registry.models import (
     Deployment,
@@ -563,11 +564,20 @@ def archive_superseded(*, registered_model_id: int, production_version_id: int) 
 
 
 @transaction.atomic
-def deployment_record(*, endpoint: str, model_uri: str, user=None) -> Deployment:
+def deployment_record(
+    *, endpoint: str, model_uri: str | identifiers.ModelUri, user=None
+) -> Deployment:
     endpoint = check_text(endpoint or "", "endpoint", max_length=255)
     if not endpoint.strip():
         raise InvalidParameterValue("An endpoint name such as '/predict' is required.")
-    mv = selectors.resolve_model_uri(model_uri, include_archived=True)
+    parsed = (
+        model_uri
+        if isinstance(model_uri, identifiers.ModelUri)
+        else identifiers.model_uri(model_uri, "model_uri")
+    )
+    mv = selectors.resolve_model_uri(parsed, include_archived=True)
+    # Recorded with the model's stored name, however the caller spelled it.
+    model_uri = str(dataclasses.replace(parsed, name=mv.registered_model.name))
     if mv.current_stage == Stage.ARCHIVED:
         raise InvalidParameterValue(
             f"{model_uri} resolves to version {mv.version}, which is Archived; archived "
@@ -586,7 +596,7 @@ def deployment_record(*, endpoint: str, model_uri: str, user=None) -> Deployment
             deployment = Deployment.objects.create(
                 endpoint=endpoint,
                 version=mv,
-                model_uri=normalize_name(model_uri),
+                model_uri=model_uri,
                 since=now,
                 recorded_by=user.get_username() if user is not None else "",
             )

@@ -3,7 +3,6 @@ decision in `core.access`, read filters for searches, and the grant service."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.conf import settings
@@ -11,31 +10,10 @@ from django.db import transaction
 from django.db.models import Q
 
 from audit import services as audit
-from core import access
+from core import access, identifiers
 from core import grants as grant_helpers
-from core.errors import PermissionDenied, ResourceDoesNotExist
+from core.errors import InvalidParameterValue, PermissionDenied, ResourceDoesNotExist
 from tracking.models import Experiment, ExperimentPermission, LoggedModel, Run
-
-_DIGITS = re.compile(r"^\d{1,18}$")
-
-
-def _field(target: Any, *names: str) -> Any:
-    """Finds an identifier in an MLflow request message, URL kwargs or a plain dict."""
-    sources = []
-    if hasattr(target, "kwargs"):
-        sources.append(target.kwargs)
-    if hasattr(target, "data"):
-        sources.append(target.data)
-    if isinstance(target, dict):
-        sources.append(target)
-    for source in sources:
-        for name in names:
-            value = source.get(name)
-            if isinstance(value, list):
-                value = value[0] if value else None
-            if value not in (None, ""):
-                return value
-    return None
 
 
 def _grants(experiment_id: int) -> list[tuple[int | None, int | None, str]]:
@@ -43,6 +21,8 @@ def _grants(experiment_id: int) -> list[tuple[int | None, int | None, str]]:
 
 
 def experiment_level(user, experiment_id: int) -> str:
+    if access.is_admin(user):
+        return access.MANAGE
     return access.effective_level(user, _grants(experiment_id), settings.CUSTODY_DEFAULT_PERMISSION)
 
 
@@ -57,66 +37,111 @@ def check_experiment(user, required: str, experiment_id: int, not_found: str) ->
         )
 
 
-def _resolve_experiment(user, required: str, target: Any) -> None:
-    model_id = _field(target, "model_id")
-    if model_id is not None and _field(target, "experiment_id") is None:
-        experiment_id = (
-            LoggedModel.objects.filter(pk=model_id).values_list("experiment_id", flat=True).first()
-        )
-        if experiment_id is not None:
-            check_experiment(
-                user, required, experiment_id, f"Logged model with id={model_id} not found"
-            )
-        return
-    name = _field(target, "experiment_name")
-    if name is not None:
-        experiment_id = Experiment.objects.filter(name=name).values_list("pk", flat=True).first()
-        if experiment_id is not None:
-            check_experiment(
-                user, required, experiment_id, f"Could not find experiment with name '{name}'"
-            )
-        return
-    raw = _field(target, "experiment_id")
-    if raw is None and getattr(getattr(target, "http", None), "path", "").endswith("runs/create"):
-        raw = "0"  # runs/create without an experiment logs to Default
-    if raw is not None and _DIGITS.match(str(raw)):
-        experiment_id = int(raw)
-        if Experiment.objects.filter(pk=experiment_id).exists():
-            check_experiment(user, required, experiment_id, f"No Experiment with id={raw} exists")
+def _experiment_of_logged_model(user, required: str, raw: Any) -> int:
+    model_id = identifiers.logged_model_id(raw)
+    experiment_id = (
+        LoggedModel.objects.filter(pk=model_id).values_list("experiment_id", flat=True).first()
+    )
+    not_found = f"Logged model with id={model_id} not found"
+    if experiment_id is None:
+        raise ResourceDoesNotExist(not_found)
+    check_experiment(user, required, experiment_id, not_found)
+    return experiment_id
 
 
-def _resolve_run(user, required: str, target: Any) -> None:
-    run_ids = []
-    data = getattr(target, "data", None) or {}
-    if isinstance(data.get("run_ids"), list):
-        run_ids = [r for r in data["run_ids"] if isinstance(r, str)]
-    else:
-        run_id = _field(target, "run_id", "run_uuid")
-        run_ids = [run_id] if isinstance(run_id, str) else []
-    rows = dict(Run.objects.filter(pk__in=run_ids).values_list("run_id", "experiment_id"))
+def resolve_experiment(user, required: str, target: Any) -> Experiment | None:
+    """Every experiment identifier a request carries (`experiment_id`, `experiment_name`, a
+    logged model's `model_id`) is parsed, found and decided on: a handler reading any one of
+    them reads an object that was checked. Missing objects are 404s, never "allowed"."""
+    decided: Experiment | None = None
+    present = {
+        key: access.target_value(target, key)
+        for key in ("experiment_id", "experiment_name", "model_id")
+    }
+    present = {key: value for key, value in present.items() if value is not None}
+    if not present:
+        if getattr(getattr(target, "http", None), "path", "").endswith("runs/create"):
+            present["experiment_id"] = "0"  # runs/create without an experiment logs to Default
+        else:
+            raise InvalidParameterValue(
+                "Missing value for required parameter 'experiment_id' (or 'experiment_name')."
+            )
+    if "model_id" in present:
+        _experiment_of_logged_model(user, required, present["model_id"])
+    if "experiment_name" in present:
+        given = identifiers.experiment_name(present["experiment_name"])
+        decided = Experiment.objects.filter(name_key=identifiers.name_key(given)).first()
+        not_found = f"Could not find experiment with name '{given}'"
+        if decided is None:
+            raise ResourceDoesNotExist(not_found)
+        check_experiment(user, required, decided.pk, not_found)
+        access.set_target_value(target, "experiment_name", decided.name)
+    if "experiment_id" in present:
+        pk = identifiers.experiment_id(present["experiment_id"])
+        decided = Experiment.objects.filter(pk=pk).first()
+        not_found = f"No Experiment with id={pk} exists"
+        if decided is None:
+            raise ResourceDoesNotExist(not_found)
+        check_experiment(user, required, pk, not_found)
+        access.set_target_value(target, "experiment_id", str(pk))
+    return decided
+
+
+def resolve_run(user, required: str, target: Any) -> Run:
+    """Every run a request names (`run_id`, the legacy `run_uuid`, a `run_ids` list), parsed,
+    found and decided on; a missing run is a 404."""
+    given = [access.target_value(target, key) for key in ("run_id", "run_uuid")]
+    given = [value for value in given if value is not None] + access.target_values(
+        target, "run_ids"
+    )
+    if not given:
+        raise InvalidParameterValue("Missing value for required parameter 'run_id'.")
+    run_ids = list(dict.fromkeys(identifiers.run_id(value) for value in given))
+    rows = {run.run_id: run for run in Run.objects.filter(pk__in=run_ids)}
     for run_id in run_ids:
-        if run_id in rows:
-            check_experiment(user, required, rows[run_id], f"Run with id={run_id} not found")
+        not_found = f"Run with id={run_id} not found"
+        if run_id not in rows:
+            raise ResourceDoesNotExist(not_found)
+        check_experiment(user, required, rows[run_id].experiment_id, not_found)
+    return rows[run_ids[0]]
 
 
-def _resolve_artifact(user, required: str, target: Any) -> None:
-    path = _field(target, "artifact_path", "path") or ""
-    first = str(path).strip("/").split("/", 1)[0]
-    if not first:
+def resolve_artifact(user, required: str, target: Any) -> Any:
+    """The experiment (and run or logged model) an artifact path belongs to, found with the
+    same location rules the artifact handlers use, after the one path validator."""
+    from tracking.api_artifacts import resolve_artifact_location
+    from tracking.artifacts import clean_artifact_path
+
+    raw = access.target_value(target, "artifact_path")
+    if raw is None:
+        raw = access.target_value(target, "path")
+    path = clean_artifact_path("" if raw is None else raw, allow_empty=True)
+    if not path:
         if not access.is_admin(user):
             raise PermissionDenied(
                 "Listing the artifact root is for administrators; list an experiment's or a "
                 "run's artifacts instead."
             )
-        return
-    if _DIGITS.match(first) and Experiment.objects.filter(pk=int(first)).exists():
-        check_experiment(user, required, int(first), f"No such artifact: {path}")
+        return None
+    not_found = f"No such artifact: {path}"
+    try:
+        location = resolve_artifact_location(path, write=required != access.READ)
+    except ResourceDoesNotExist:
+        # A missing run or model below a readable experiment: the handler answers (a listing
+        # of a missing path is empty, as in MLflow). A missing experiment is a 404 here.
+        experiment_id = identifiers.experiment_id(path.split("/", 1)[0], "path")
+        if not Experiment.objects.filter(pk=experiment_id).exists():
+            raise
+        check_experiment(user, required, experiment_id, not_found)
+        return None
+    check_experiment(user, required, location.experiment.pk, not_found)
+    return location
 
 
 def register() -> None:
-    access.register_resolver("experiment", _resolve_experiment)
-    access.register_resolver("run", _resolve_run)
-    access.register_resolver("artifact", _resolve_artifact)
+    access.register_resolver("experiment", resolve_experiment)
+    access.register_resolver("run", resolve_run)
+    access.register_resolver("artifact", resolve_artifact)
 
 
 # ---------------------------------------------------------------------------------------------

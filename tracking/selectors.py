@@ -11,8 +11,9 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from core.errors import InvalidParameterValue, ResourceDoesNotExist
-from core.mlflow_api import encode_double, normalize_name
+from core import identifiers
+from core.errors import ResourceDoesNotExist
+from core.mlflow_api import encode_double
 from tracking.models import (
     Experiment,
     ExperimentTag,
@@ -54,12 +55,7 @@ def _view_filter(qs: QuerySet, view: str) -> QuerySet:
 
 
 def parse_experiment_id(experiment_id: Any) -> int:
-    text = str(experiment_id) if experiment_id is not None else ""
-    if not _EXPERIMENT_ID.match(text):
-        raise InvalidParameterValue(
-            f"Invalid experiment id {text[:40]!r}: experiment ids are decimal integers."
-        )
-    return int(text)
+    return identifiers.experiment_id(experiment_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,10 +71,12 @@ def experiment_get(experiment_id: Any, *, for_update: bool = False) -> Experimen
     return experiment
 
 
-def experiment_get_by_name(name: str) -> Experiment:
-    experiment = Experiment.objects.filter(name=normalize_name(name)).first()
+def experiment_get_by_name(name: Any) -> Experiment:
+    """Found by the name's identity key, as the access layer finds it."""
+    given = identifiers.experiment_name(name)
+    experiment = Experiment.objects.filter(name_key=identifiers.name_key(given)).first()
     if experiment is None:
-        raise ResourceDoesNotExist(f"Could not find experiment with name '{name}'")
+        raise ResourceDoesNotExist(f"Could not find experiment with name '{given}'")
     return experiment
 
 
@@ -137,7 +135,8 @@ def experiments_search(
 # Runs
 
 
-def run_get(run_id: str) -> Run:
+def run_get(run_id: Any) -> Run:
+    run_id = identifiers.run_id(run_id)
     run = Run.objects.select_related("experiment").filter(run_id=run_id).first()
     if run is None:
         raise ResourceDoesNotExist(f"Run with id={run_id} not found")
@@ -415,6 +414,7 @@ def metric_history_bulk_interval(
 def logged_model_get(
     model_id: str, *, for_update: bool = False, allow_deleted: bool = False
 ) -> LoggedModel:
+    model_id = identifiers.logged_model_id(model_id)
     qs = LoggedModel.objects.select_for_update() if for_update else LoggedModel.objects
     model = qs.filter(model_id=model_id).first()
     if model is None or (model.lifecycle_stage == LifecycleStage.DELETED and not allow_deleted):

@@ -19,7 +19,8 @@ def page(rule: str) -> Callable:
             if rule != access.PUBLIC and not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             try:
-                access.authorize(request, rule, dict(kwargs))
+                # The resolver rewrites kwargs' identifiers to their canonical form.
+                access.authorize(request, rule, kwargs)
                 return view(request, **kwargs)
             except ResourceDoesNotExist as exc:
                 return render(
