@@ -91,23 +91,25 @@ def model_version(value: Any, field: str = "version") -> int:
 
 
 def run_id(value: Any, field: str = "run_id") -> str:
+    """Run ids are lowercase hex as the server makes them; other letter cases find the same
+    run."""
     value = _required(value, field)
     if not isinstance(value, str) or not _RUN_ID.match(value):
         raise InvalidParameterValue(
             f"Invalid value {_short(value)} for parameter '{field}': run ids are up to 32 "
             "letters, digits, '-' or '_'."
         )
-    return value
+    return value.lower()
 
 
 def logged_model_id(value: Any, field: str = "model_id") -> str:
     value = _required(value, field)
     if not isinstance(value, str) or not _LOGGED_MODEL_ID.match(value):
         raise InvalidParameterValue(
-            f"Invalid value {_short(value)} for parameter '{field}': logged model ids look "
-            "like 'm-' followed by lowercase hex digits."
+            f"Invalid value {_short(value)} for parameter '{field}': logged model ids are "
+            "up to 64 letters, digits, '-' or '_' (e.g. 'm-' and 32 hex digits)."
         )
-    return value
+    return value.lower()
 
 
 @dataclass(frozen=True)

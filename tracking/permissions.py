@@ -37,8 +37,9 @@ def check_experiment(user, required: str, experiment_id: int, not_found: str) ->
         )
 
 
-def _experiment_of_logged_model(user, required: str, raw: Any) -> int:
+def _experiment_of_logged_model(user, required: str, target: Any, raw: Any) -> int:
     model_id = identifiers.logged_model_id(raw)
+    access.set_target_value(target, "model_id", model_id)
     experiment_id = (
         LoggedModel.objects.filter(pk=model_id).values_list("experiment_id", flat=True).first()
     )
@@ -67,7 +68,7 @@ def resolve_experiment(user, required: str, target: Any) -> Experiment | None:
                 "Missing value for required parameter 'experiment_id' (or 'experiment_name')."
             )
     if "model_id" in present:
-        _experiment_of_logged_model(user, required, present["model_id"])
+        _experiment_of_logged_model(user, required, target, present["model_id"])
     if "experiment_name" in present:
         given = identifiers.experiment_name(present["experiment_name"])
         decided = Experiment.objects.filter(name_key=identifiers.name_key(given)).first()
@@ -97,6 +98,15 @@ def resolve_run(user, required: str, target: Any) -> Run:
     if not given:
         raise InvalidParameterValue("Missing value for required parameter 'run_id'.")
     run_ids = list(dict.fromkeys(identifiers.run_id(value) for value in given))
+    for key in ("run_id", "run_uuid"):
+        value = access.target_value(target, key)
+        if value is not None:
+            access.set_target_value(target, key, identifiers.run_id(value))
+    if access.target_values(target, "run_ids"):
+        listed = [identifiers.run_id(value) for value in access.target_values(target, "run_ids")]
+        for source in access.target_sources(target):
+            if "run_ids" in source:
+                source["run_ids"] = listed
     rows = {run.run_id: run for run in Run.objects.filter(pk__in=run_ids)}
     for run_id in run_ids:
         not_found = f"Run with id={run_id} not found"

@@ -12,7 +12,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from core import access
 from core.drf import view_rule
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.access]
 
 # Routes that are public on purpose, with the reason.
 PUBLIC_ROUTES = {
