@@ -6,8 +6,8 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit trail"
 
     def ready(self) -> None:
-        from audit.services import record_denial
-        from core import access
+        from audit.services import record
+        from core import access, refusals
         from core.errors import PermissionDenied
 
         def audit_readers_only(user, required, target) -> None:
@@ -18,4 +18,4 @@ class AuditConfig(AppConfig):
                 )
 
         access.register_resolver("audit", audit_readers_only)
-        access.on_write_denied(record_denial)
+        refusals.set_recorder(lambda refusal: record(**refusal))

@@ -137,30 +137,6 @@ def record(
     return event
 
 
-def record_denial(
-    *,
-    rule: str,
-    path: str,
-    reason: str,
-    model_name: str = "",
-    model_version: int | None = None,
-) -> None:
-    """A refused write, recorded in its own transaction (the refused change has none). The
-    model and version the request named, when it named one, put it in that model's
-    history (and its exports)."""
-    with transaction.atomic():
-        record(
-            action=f"{rule}.denied",
-            object_type=rule.split(".")[0],
-            object_id=path[:255],
-            object_name=model_name,
-            model_name=model_name,
-            model_version=model_version,
-            outcome=AuditEvent.Outcome.DENIED,
-            reason=reason,
-        )
-
-
 def checkpoint_create() -> AuditCheckpoint | None:
     """Sign the current head of the chain (run periodically by Celery beat)."""
     from audit.verify import sign_checkpoint

@@ -22,6 +22,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from core import refusals
 from core.errors import PermissionDenied, Unauthenticated
 
 PUBLIC = "public"
@@ -85,7 +86,6 @@ _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _COMPLIANCE_READS_ONLY = "Compliance officers have read access to everything and change nothing."
 
 
-_denial_recorders: list[Callable[..., None]] = []
 # resource -> subject(target) -> {"model_name": …, "model_version": …}: what a refused write
 # was about, so that it shows in that object's audit history.
 _SUBJECTS: dict[str, Callable[[Any], dict[str, Any]]] = {}
@@ -107,11 +107,6 @@ def _denial_subject(rule: str, target: Any) -> dict[str, Any]:
         return subject(target)
     except Exception:  # noqa: BLE001 - a malformed target must not hide the refusal itself
         return {}
-
-
-def on_write_denied(recorder: Callable[..., None]) -> None:
-    """The audit app registers here: refused writes are part of the trail."""
-    _denial_recorders.append(recorder)
 
 
 def _groups(user) -> dict[int, str]:
@@ -213,10 +208,19 @@ def authorize(request: HttpRequest, rule: str, target: Any = None) -> Any:
     try:
         return _decide(user, rule, target)
     except PermissionDenied as exc:
-        if request.method in _UNSAFE:
+        if request.method in _UNSAFE:  # refused writes are part of the trail; reads are not
             subject = _denial_subject(rule, target)
-            for recorder in _denial_recorders:
-                recorder(rule=rule, path=request.path, reason=exc.message, **subject)
+            refusals.mark(
+                exc,
+                refusals.denial(
+                    f"{rule}.denied",
+                    exc.message,
+                    object_type=rule.split(".")[0],
+                    object_id=request.path[:255],
+                    object_name=subject.get("model_name", ""),
+                    **subject,
+                ),
+            )
         raise
 
 

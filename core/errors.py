@@ -6,8 +6,6 @@ always a 4xx: the MLflow client retries 5xx answers for minutes."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from typing import Any
 
 # MLflow's own error_code -> HTTP status table (reference/mlflow-protocol.md §3.2).
@@ -46,9 +44,13 @@ class ApplicationError(Exception):
     ) -> None:
         super().__init__(message)
         self.message = message
-        # What the audit trail should record of this refused attempt (audit.record keyword
-        # arguments), written by the error mapping once the refused call has rolled back.
+        # What the audit trail records of this refused attempt (audit.record keyword
+        # arguments; see core.refusals), written once the refused call has rolled back.
         self.refusal = refusal
+        if refusal is not None:
+            from core import refusals
+
+            refusals.register(self)
         if error_code is not None:
             self.error_code = error_code
         if http_status is not None:
@@ -106,26 +108,6 @@ class EndpointNotFound(ApplicationError):
     error_code = "ENDPOINT_NOT_FOUND"
 
 
-_refusal_recorders: list[Callable[[ApplicationError], None]] = []
-
-
-def on_refusal(recorder: Callable[[ApplicationError], None]) -> None:
-    """The app that keeps the audit trail registers here (core knows nothing of it)."""
-    _refusal_recorders.append(recorder)
-
-
-def report_refusal(exc: ApplicationError) -> None:
-    """Called by the error mappings after the refused call's transaction has rolled back, so
-    the record of the refusal survives it."""
-    if exc.refusal is None:
-        return
-    for recorder in _refusal_recorders:
-        try:
-            recorder(exc)
-        except Exception:  # the client still gets its 4xx; the failure is logged
-            logging.getLogger(__name__).exception("Could not record a refused attempt")
-
-
 def translate(exc: BaseException) -> ApplicationError | None:
     """Map framework exceptions that can be caused by client input to ApplicationError."""
     from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
@@ -152,7 +134,6 @@ def api_exception_handler(exc: BaseException, context: dict[str, Any]):
 
     app_error = translate(exc)
     if app_error is not None:
-        report_refusal(app_error)
         body = {
             "error": {
                 "code": app_error.error_code,

@@ -427,7 +427,6 @@ def _dispatch(route: Route):
                     "Internal error; the request id in X-Request-Id identifies it in the logs.",
                     error_code="INTERNAL_ERROR",
                 )
-            errors.report_refusal(app_error)
             return error_response(app_error)
         if isinstance(result, HttpResponseBase):
             return result

@@ -6,11 +6,9 @@ class GovernanceConfig(AppConfig):
     verbose_name = "Governance"
 
     def ready(self) -> None:
-        from core import errors
         from governance import services
         from registry import hooks
 
-        errors.on_refusal(services.record_refusal)
         hooks.register(
             archive_grace=services.archive_grace_of,
             registration=services.check_registration,

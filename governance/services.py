@@ -19,9 +19,8 @@ from django.utils import timezone
 
 from audit import services as audit
 from audit.models import AuditEvent
-from core import access
+from core import access, refusals
 from core.errors import (
-    ApplicationError,
     Conflict,
     InvalidParameterValue,
     InvalidState,
@@ -54,31 +53,35 @@ class Outcome:
 
 
 def _refusals_audited(action: str, object_type: str = "transition_request") -> Callable[[F], F]:
-    """A refused call (4xx) leaves a `<action>.denied` event in a transaction of its own."""
+    """Gives a refused call's error its audit record (see core.refusals): a permission or
+    separation-of-duties denial is `<action>.denied`, a rule the request does not meet yet
+    (INVALID_STATE, a stale review basis) `<action>.refused`. Input mistakes and missing
+    objects are not refusals."""
 
     def decorator(fn: F) -> F:
         @wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except ApplicationError as exc:
-                if exc.status < 500 and not isinstance(exc, ResourceDoesNotExist):
-                    with transaction.atomic():
-                        audit.record(
-                            action=f"{action}.denied",
-                            object_type=object_type,
-                            object_id=str(kwargs.get("request_id") or ""),
-                            object_name=str(kwargs.get("name") or ""),
-                            model_name=str(kwargs.get("name") or ""),
-                            model_version=_int_or_none(kwargs.get("version")),
-                            outcome=AuditEvent.Outcome.DENIED,
-                            reason=exc.message[:2000],
-                            after={
-                                k: v
-                                for k, v in kwargs.items()
-                                if k in ("stage", "request_id", "comment", "data")
-                            },
-                        )
+            except (PermissionDenied, InvalidState, Conflict) as exc:
+                denied = isinstance(exc, PermissionDenied)
+                refusals.mark(
+                    exc,
+                    (refusals.denial if denied else refusals.rule_refusal)(
+                        f"{action}.{'denied' if denied else 'refused'}",
+                        exc.message,
+                        object_type=object_type,
+                        object_id=str(kwargs.get("request_id") or ""),
+                        object_name=str(kwargs.get("name") or ""),
+                        model_name=str(kwargs.get("name") or ""),
+                        model_version=_int_or_none(kwargs.get("version")),
+                        after={
+                            k: v
+                            for k, v in kwargs.items()
+                            if k in ("stage", "request_id", "comment", "data")
+                        },
+                    ),
+                )
                 raise
 
         return wrapper  # type: ignore[return-value]
@@ -799,23 +802,17 @@ def _refusal(
     version: int | None = None,
     **attempted: Any,
 ) -> dict[str, Any]:
-    """The audit record of an attempt the policy refused (see core.errors.report_refusal)."""
-    return {
-        "action": action,
-        "object_type": object_type,
-        "object_id": "",
-        "object_name": model_name if version is None else f"{model_name}/{version}",
-        "model_name": model_name,
-        "model_version": version,
-        "outcome": AuditEvent.Outcome.REFUSED,
-        "reason": reason[:2000],
-        "after": attempted,
-    }
-
-
-def record_refusal(exc: ApplicationError) -> None:
-    with transaction.atomic():
-        audit.record(**exc.refusal)
+    """The audit record of an attempt the policy refused (see core.refusals)."""
+    return refusals.rule_refusal(
+        action,
+        reason,
+        object_type=object_type,
+        object_id="",
+        object_name=model_name if version is None else f"{model_name}/{version}",
+        model_name=model_name,
+        model_version=version,
+        after=attempted,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from audit import services as audit
-from core import access, identifiers
+from core import access, identifiers, refusals
 from core.errors import PermissionDenied, ResourceAlreadyExists, ResourceDoesNotExist
 from lineage.models import LineageLink
 from registry.models import Deployment, ModelVersion
@@ -130,8 +130,15 @@ def link_delete(*, link: LineageLink, user, path: str) -> None:
             "Removing a declared link needs its creator, an administrator, or EDIT on the run, "
             "logged model, version or endpoint at one of its ends."
         )
-        audit.record_denial(rule="lineage.link_delete", path=path, reason=reason)
-        raise PermissionDenied(reason)
+        raise PermissionDenied(
+            reason,
+            refusal=refusals.denial(
+                "lineage.link_delete.denied",
+                reason,
+                object_type="lineage",
+                object_id=path[:255],
+            ),
+        )
     with transaction.atomic():
         before = _snapshot(link)
         link_id = link.pk

@@ -17,7 +17,7 @@ from core import access
 from core.errors import ApplicationError
 from governance import exports
 from governance.models import AuditExport
-from web.pages import page
+from web.pages import page, show_error
 
 PAGE_SIZE = 100
 FILTER_KEYS = ("model", "version", "actor", "action", "object_type", "outcome", "since", "until")
@@ -71,6 +71,6 @@ def _export_in_background(request):
             request, f"Export #{export.pk} queued; its download link appears below when done."
         )
     except ApplicationError as exc:
-        messages.error(request, exc.message)
+        show_error(request, exc)
     query = urlencode({k: v for k, v in values.items() if v})
     return HttpResponseRedirect(reverse("web:audit") + (f"?{query}" if query else ""))

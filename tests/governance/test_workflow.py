@@ -105,9 +105,10 @@ def test_production_needs_a_reviewer_who_is_not_the_requester_and_a_complete_car
         "transition_request.create",
         "model_version.transition.refused",
         "model_version.transition.refused",
-        "transition_request.approve.denied",
-        "transition_request.approve.denied",
-        "transition_request.approve.denied",
+        "transition_request.approve.denied",  # alice: separation of duties
+        "transition_request.approve.denied",  # bob: not a reviewer
+        # rita, before the card was complete: a rule the request did not meet yet
+        "transition_request.approve.refused",
         "transition_request.approve",
         "transition_request.apply",
     ]
