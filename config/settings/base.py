@@ -25,7 +25,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 PORT = env_int("PORT", 5000)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.admin_config.CustodyAdminConfig",  # django.contrib.admin, sign-in throttled
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
