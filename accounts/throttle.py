@@ -87,9 +87,6 @@ class DatabaseCounters:
             return
         logger.warning("login throttle: could not record a failed sign-in after 3 attempts")
 
-    def clear(self) -> None:
-        LoginFailureCounter.objects.all().delete()
-
 
 class RedisCounters:
     def __init__(self, url: str) -> None:
@@ -121,10 +118,6 @@ class RedisCounters:
         pipe.set(self._key(key), 0, ex=FAILED_LOGIN_WINDOW_SECONDS, nx=True)
         pipe.incr(self._key(key))
         pipe.execute()
-
-    def clear(self) -> None:
-        for name in self.client.scan_iter(match=self._key("*"), count=1000):
-            self.client.delete(name)
 
 
 def _seconds_left(delta: timedelta) -> int:
@@ -183,11 +176,3 @@ def record_failed_login(username: str, client_ip: str) -> None:
         except Exception as exc:  # noqa: BLE001 - any store failure falls back, never a 500
             _store_failed("count a failure", exc)
     _database.add_failure(key)
-
-
-def clear_all() -> None:
-    """Forgets every counter (tests, and an administrator lifting lockouts)."""
-    _database.clear()
-    counters = _redis_counters()
-    if counters is not None:
-        counters.clear()

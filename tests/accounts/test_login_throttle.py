@@ -8,6 +8,7 @@ import base64
 import logging
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -206,14 +207,20 @@ def _admin_login_over_http(base_url: str, username: str, password: str) -> reque
 @pytest.mark.django_db(transaction=False)
 def test_two_gunicorn_workers_share_one_count(live_server_process):
     """Each request on a fresh connection, so the two workers share the attempts between
-    them; with per-process counters neither would reach the limit and the right password
+    them (and the failures arrive concurrently); with per-process counters neither would reach the limit and the right password
     would pass (or 401 and 429 would alternate)."""
     server = live_server_process
     username = f"cross-{uuid.uuid4().hex[:8]}"
     password = server.create_user(username, "admin")
     url = f"{server.url}{SEARCH}?max_results=10"
-    for _ in range(LIMIT):
-        assert requests.get(url, auth=(username, "wrong"), timeout=30).status_code == 401
+    # At once, from as many threads: no failure may be lost between processes either.
+    with ThreadPoolExecutor(max_workers=LIMIT) as pool:
+        wrong = list(
+            pool.map(
+                lambda _: requests.get(url, auth=(username, "wrong"), timeout=30), range(LIMIT)
+            )
+        )
+    assert [r.status_code for r in wrong] == [401] * LIMIT
     answers = [requests.get(url, auth=(username, password), timeout=30) for _ in range(12)]
     assert [r.status_code for r in answers] == [429] * 12
     assert all(0 < int(r.headers["Retry-After"]) <= 300 for r in answers)
