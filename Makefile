@@ -1,6 +1,7 @@
 .PHONY: run test lint format bench worker beat migrate lock clean
 
-# Install and start Custody on the embedded default (SQLite, local artifacts, in-process tasks).
+# Install and start Custody on the embedded default (SQLite, local artifacts, in-process tasks),
+# listening on 127.0.0.1 (HOST=0.0.0.0 make run for every interface).
 run:
 	scripts/run.sh
 

@@ -18,19 +18,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.utils import timezone
 
 from accounts.models import TOKEN_PREFIX, ApiToken, hash_token
-from core.errors import ApplicationError, Unauthenticated
+from accounts.throttle import check_not_throttled, record_failed_login
+from core.errors import Unauthenticated
 
-FAILED_LOGIN_LIMIT = 10
-FAILED_LOGIN_WINDOW_SECONDS = 300
 LAST_USED_RESOLUTION = timedelta(seconds=60)
-
-
-class TooManyAttempts(ApplicationError):
-    error_code = "REQUEST_LIMIT_EXCEEDED"
 
 
 @dataclass(frozen=True)
@@ -68,29 +62,6 @@ class _VerifiedPasswords:
 
 
 _verified = _VerifiedPasswords()
-
-
-def _throttle_key(username: str, client_ip: str) -> str:
-    digest = hashlib.sha256(f"{username}\x00{client_ip}".encode("utf-8", "replace")).hexdigest()
-    return f"custody:failed-login:{digest}"
-
-
-def check_not_throttled(username: str, client_ip: str) -> None:
-    if cache.get(_throttle_key(username, client_ip), 0) >= FAILED_LOGIN_LIMIT:
-        raise TooManyAttempts(
-            f"Too many failed sign-in attempts for this user from this address; try again in "
-            f"{FAILED_LOGIN_WINDOW_SECONDS // 60} minutes."
-        )
-
-
-def record_failed_login(username: str, client_ip: str) -> None:
-    key = _throttle_key(username, client_ip)
-    if cache.add(key, 1, FAILED_LOGIN_WINDOW_SECONDS):
-        return
-    try:
-        cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, FAILED_LOGIN_WINDOW_SECONDS)
 
 
 def _token_user(raw: str) -> AuthResult:

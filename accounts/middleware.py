@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.http import JsonResponse
 
 from accounts.authentication import authenticate_header
+from accounts.throttle import TooManyAttempts
 from core.context import update_context
 from core.errors import ApplicationError
 
@@ -28,6 +29,8 @@ class ApiAuthenticationMiddleware:
                 )
                 if exc.status == 401:
                     response["WWW-Authenticate"] = 'Basic realm="custody"'
+                if isinstance(exc, TooManyAttempts):
+                    response["Retry-After"] = str(exc.retry_after)
                 return response
             request.user = result.user
             request.custody_auth_method = result.method

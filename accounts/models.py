@@ -50,3 +50,19 @@ class ApiToken(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > timezone.now()
+
+
+class LoginFailureCounter(models.Model):
+    """Failed sign-ins per (username, client address) in the current window, shared by every
+    process when Redis is not configured (see accounts.throttle)."""
+
+    # SHA-256 of username and address: the table does not keep a list of attempted names.
+    key = models.CharField(max_length=64, unique=True)
+    failures = models.PositiveIntegerField(default=0)
+    window_started_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["window_started_at"], name="login_failure_window_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.key[:12]}… {self.failures} since {self.window_started_at:%H:%M:%S}"

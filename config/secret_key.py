@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def load_or_create_secret_key(data_dir: Path) -> str:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = data_dir / "secret_key"
     try:
         return path.read_text(encoding="utf-8").strip()

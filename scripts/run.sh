@@ -1,16 +1,43 @@
 #!/usr/bin/env bash
 # Installs and starts Custody on the embedded default: SQLite, a local artifact directory,
 # Celery tasks in-process, under gunicorn.
+#
+# Listens on 127.0.0.1 unless HOST says otherwise (HOST=0.0.0.0 make run for every interface).
 set -euo pipefail
+# The data directory holds password hashes, sessions, the secret key and artifacts: whatever
+# this script and gunicorn create is private to this account.
+umask 077
 cd "$(dirname "$0")/.."
 if [ -f .env ]; then set -a; . ./.env; set +a; fi
 scripts/bootstrap.sh requirements-run.lock
 export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-config.settings.base}"
 PORT="${PORT:-5000}"
-mkdir -p "${CUSTODY_DATA_DIR:-data}"
+HOST="${HOST:-127.0.0.1}"
+case "$HOST" in
+  *:*) BIND_HOST="[${HOST#[}"; BIND_HOST="${BIND_HOST%]}]" ;;  # IPv6, bracketed once
+  *) BIND_HOST="$HOST" ;;
+esac
+case "$BIND_HOST" in
+  0.0.0.0 | "[::]")
+    URL_HOST=127.0.0.1
+    LISTENING="listening on all interfaces (${BIND_HOST}); from this machine:"
+    HINT="  Other machines: set ALLOWED_HOSTS to the name they use for this one." ;;
+  127.0.0.1 | localhost | "[::1]")
+    URL_HOST="$BIND_HOST"
+    LISTENING="listening on ${BIND_HOST} only (HOST=0.0.0.0 to serve other machines):"
+    HINT="" ;;
+  *)
+    URL_HOST="$BIND_HOST"
+    LISTENING="listening on ${BIND_HOST} only:"
+    HINT=""
+    # Clients will send this address as the Host header: serve it.
+    export ALLOWED_HOSTS="${ALLOWED_HOSTS:-localhost,127.0.0.1,[::1],${BIND_HOST}}" ;;
+esac
+BASE_URL="http://${URL_HOST}:${PORT}"
+mkdir -p -m 700 "${CUSTODY_DATA_DIR:-data}"
 .venv/bin/python manage.py migrate --noinput -v 0
 .venv/bin/python manage.py collectstatic --noinput -v 0
-.venv/bin/python manage.py ensure_admin --url "http://127.0.0.1:${PORT}"
+.venv/bin/python manage.py ensure_admin --url "$BASE_URL"
 case "${DATABASE_URL:-sqlite}" in
   postgres*) DEFAULT_WORKERS=$(( $(nproc) * 2 + 1 )) ;;
   *) DEFAULT_WORKERS=2 ;;  # SQLite has one writer; more processes only queue for its lock
@@ -19,14 +46,14 @@ WORKERS="${WEB_CONCURRENCY:-$DEFAULT_WORKERS}"
 [ "$WORKERS" -gt 8 ] && WORKERS=8
 cat <<MSG
 
-Custody is starting on http://127.0.0.1:${PORT}
-  MLflow client:  export MLFLOW_TRACKING_URI=http://127.0.0.1:${PORT}
+Custody is starting, ${LISTENING} ${BASE_URL}
+  MLflow client:  export MLFLOW_TRACKING_URI=${BASE_URL}
                   (and MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN)
-  Web UI:         http://127.0.0.1:${PORT}/
-  Admin:          http://127.0.0.1:${PORT}/admin/
-  API docs:       http://127.0.0.1:${PORT}/api/v1/docs
-
+  Web UI:         ${BASE_URL}/
+  Admin:          ${BASE_URL}/admin/
+  API docs:       ${BASE_URL}/api/v1/docs
+${HINT}
 MSG
-exec .venv/bin/gunicorn config.wsgi:application --bind "0.0.0.0:${PORT}" \
+exec .venv/bin/gunicorn config.wsgi:application --bind "${BIND_HOST}:${PORT}" \
   --workers "$WORKERS" --threads "${GUNICORN_THREADS:-4}" --worker-class gthread \
   --timeout 120 --access-logfile -

@@ -1,27 +1,10 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm
 
-from accounts.authentication import check_not_throttled, record_failed_login
-from core.errors import ApplicationError
+from accounts.forms import ThrottledLoginForm
 
-
-class ThrottledLoginForm(AuthenticationForm):
-    """The admin and UI sign-in share the API's failed-login throttle."""
-
-    def clean(self):
-        username = self.cleaned_data.get("username") or ""
-        client_ip = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
-        try:
-            check_not_throttled(username, client_ip)
-        except ApplicationError as exc:
-            raise forms.ValidationError(exc.message, code="throttled") from None
-        try:
-            return super().clean()
-        except forms.ValidationError:
-            record_failed_login(username, client_ip)
-            raise
+__all__ = ["ThrottledLoginForm", "TokenForm"]
 
 
 class TokenForm(forms.Form):

@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.shortcuts import redirect, render
 
 from accounts import services
+from accounts.forms import with_throttle_status
 from accounts.models import ApiToken
 from core import access
 from web.forms import ThrottledLoginForm, TokenForm
@@ -17,6 +18,9 @@ class LoginView(auth_views.LoginView):
     template_name = "web/login.html"
     authentication_form = ThrottledLoginForm
     redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        return with_throttle_status(super().form_invalid(form))
 
 
 login = LoginView.as_view()

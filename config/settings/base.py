@@ -8,9 +8,13 @@ from pathlib import Path
 import dj_database_url
 
 from config.env import env_bool, env_int, env_list, env_str
+from config.private_files import ensure_private_dir, ensure_private_sqlite, sqlite_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = Path(env_str("CUSTODY_DATA_DIR", str(BASE_DIR / "data")))
+# Private to the account running Custody (0700). The default ./data is also tightened if an
+# older version created it open; a CUSTODY_DATA_DIR that exists is the operator's to set.
+ensure_private_dir(DATA_DIR, tighten=not env_str("CUSTODY_DATA_DIR"))
 
 SECRET_KEY = env_str("SECRET_KEY")
 DEBUG = env_bool("DEBUG", False)
@@ -25,7 +29,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 PORT = env_int("PORT", 5000)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.admin_config.CustodyAdminConfig",  # django.contrib.admin, sign-in throttled
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -106,6 +110,9 @@ else:
     DATABASES["default"]["OPTIONS"]["options"] = f"-c statement_timeout={statement_timeout_ms}"
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
+if (SQLITE_FILE := sqlite_file(DATABASES["default"])) is not None:
+    ensure_private_sqlite(SQLITE_FILE)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -127,6 +134,8 @@ STORAGES = {
 
 # Artifact store: a local directory by default, or s3://bucket/prefix.
 CUSTODY_ARTIFACT_ROOT = env_str("CUSTODY_ARTIFACT_ROOT", str(DATA_DIR / "artifacts"))
+if not CUSTODY_ARTIFACT_ROOT.startswith("s3://"):
+    ensure_private_dir(Path(CUSTODY_ARTIFACT_ROOT))
 CUSTODY_S3_ENDPOINT_URL = env_str("CUSTODY_S3_ENDPOINT_URL") or env_str("AWS_ENDPOINT_URL")
 CUSTODY_S3_REGION = env_str("AWS_DEFAULT_REGION", "us-east-1")
 # Largest single artifact upload accepted through the proxy, in bytes.
