@@ -169,9 +169,10 @@ DEFAULT_POLICY_TABLE = [
     ("Staging", "None", AT_ONCE),
     ("Staging", "Production", REQUEST),
     ("Staging", "Archived", AT_ONCE),
-    ("Production", "Staging", AT_ONCE),
+    # Leaving Production takes the version out of serving: reviewed like entering it.
+    ("Production", "Staging", REQUEST),
     ("Production", "None", REFUSED),
-    ("Production", "Archived", AT_ONCE),
+    ("Production", "Archived", REQUEST),
     ("Archived", "None", AT_ONCE),
     ("Archived", "Staging", REFUSED),
     ("Archived", "Production", REFUSED),
