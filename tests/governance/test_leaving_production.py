@@ -226,3 +226,22 @@ def test_the_policy_field_is_described_and_shown(people, fraud):
     web = Client()
     web.force_login(people["alice"].user)
     assert "2 to leave Production" in web.get("/models/fraud/").content.decode()
+
+
+def test_deleting_a_production_version_or_its_model_is_refused(people, fraud):
+    alice = people["alice"]  # she created the model: she manages it
+    promote(people)
+    for who in (alice, people["admin"]):
+        version = who.mlflow("model-versions/delete", {"name": "fraud", "version": "1"}, "DELETE")
+        assert version.status_code == 400 and version.json()["error_code"] == "INVALID_STATE"
+        assert "Request that the version leave Production first" in version.json()["message"]
+        model = who.mlflow("registered-models/delete", {"name": "fraud"}, "DELETE")
+        assert model.status_code == 400 and model.json()["error_code"] == "INVALID_STATE"
+        assert "leave Production first" in model.json()["message"]
+    assert stage(1) == "Production"
+    # Once it has left Production (reviewed), it can be deleted.
+    alice.transition(1, "Archived")
+    request_id = TransitionRequest.objects.get(status="open").pk
+    assert people["rita"].post(f"transition-requests/{request_id}/approve").json()["applied"]
+    deleted = alice.mlflow("model-versions/delete", {"name": "fraud", "version": "1"}, "DELETE")
+    assert deleted.status_code == 200, deleted.content
