@@ -441,8 +441,13 @@ def approve(
     current = rules.review_basis(req.version)
     mine = Review.objects.filter(request=req, reviewer=user).first()
     if mine is not None and mine.decision == Review.Decision.APPROVE and _counts(mine, current):
-        # A replayed or double-submitted approval: the first one already had its effect.
-        return Outcome(version=req.version, request=req, applied=req.status == TR.Status.APPLIED)
+        # A replayed or double-submitted approval: the first one already had its effect. It
+        # answers as the first did: what the request still misses, if it is still open.
+        applied = req.status == TR.Status.APPLIED
+        missing: list[rules.Missing] = []
+        if req.status == TR.Status.OPEN:
+            missing, _ = evaluate(req, rules.policy_for(model))
+        return Outcome(version=req.version, request=req, applied=applied, missing=missing)
     _ensure_open(req, model)
     policy = rules.policy_for(model)
     refusal = review_refusal(user, policy, req)
