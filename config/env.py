@@ -25,6 +25,12 @@ def env_int(name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
+def env_optional_int(name: str) -> int | None:
+    """An integer, or None when the variable is unset or empty."""
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else None
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":

@@ -179,7 +179,15 @@ class ModelPolicyAdmin(ConsoleReadOnly, admin.ModelAdmin):
     """Policies are shown here; they change through /api/v1/models/<name>/policy, which
     enforces "managers only stricter" and audits every change."""
 
-    list_display = ("model", "production_approvals", "staging_approvals", "require_model_card")
+    list_display = (
+        "model",
+        "production_approvals",
+        "approvals_to_leave_production",
+        "staging_approvals",
+        "require_model_card",
+    )
+    # Shown as approvals_to_leave_production, which spells out what null stands for.
+    exclude = ("demotion_approvals",)
     readonly_fields = (
         "model",
         "required_tags",
@@ -187,6 +195,7 @@ class ModelPolicyAdmin(ConsoleReadOnly, admin.ModelAdmin):
         "metric_gates",
         "staging_approvals",
         "production_approvals",
+        "approvals_to_leave_production",
         "reviewers",
         "exclude_run_author",
         "require_model_card",
@@ -198,6 +207,13 @@ class ModelPolicyAdmin(ConsoleReadOnly, admin.ModelAdmin):
         return (
             super().get_queryset(request).filter(selectors.console_models_q(request.user, "model"))
         )
+
+    @admin.display(description="approvals to leave Production")
+    def approvals_to_leave_production(self, obj):
+        # demotion_approvals, or (null) as many as production_approvals.
+        if obj.demotion_approvals is None:
+            return f"{obj.production_approvals} (same as Production)"
+        return obj.demotion_approvals
 
 
 @admin.register(ModelCard)

@@ -13,6 +13,7 @@ from governance import selectors, services
 from governance.models import Comment
 from governance.models import TransitionRequest as TR
 from registry import selectors as registry_selectors
+from registry.transitions import Stage
 
 
 def _ms(value) -> int | None:
@@ -24,8 +25,11 @@ def pending_message(outcome: services.Outcome) -> str:
     assert req is not None
     name = req.version.registered_model.name
     missing = "; ".join(m.message for m in outcome.missing)
+    move = f"enter {req.to_stage}"
+    if req.from_stage == Stage.PRODUCTION:
+        move = f"leave Production for {req.to_stage}"
     return (
-        f"Version {req.version.version} of '{name}' cannot enter {req.to_stage} yet: "
+        f"Version {req.version.version} of '{name}' cannot {move} yet: "
         f"transition request {req.pk} is open (requested by "
         f"{req.requested_by.get_username()}). Still missing: {missing}. "
         "The move is applied by the last required approval; nothing else needs to call "

@@ -46,7 +46,10 @@ class PolicyApi(APIView):
         summary="Change the policy (admins: anything; the model's managers: only stricter)",
         description=(
             "Fields: required_tags, require_tags_at_registration, metric_gates "
-            '([{"metric","op","value"}]), staging_approvals, production_approvals, reviewers '
+            '([{"metric","op","value"}]), staging_approvals, production_approvals, '
+            "demotion_approvals (approvals for a version to leave Production, to Staging, None "
+            "or Archived; null: the same as production_approvals; the archiving of the previous "
+            "Production version by an approved promotion needs none), reviewers "
             "(usernames; admins only), exclude_run_author, require_model_card, "
             "protected_aliases, archive_grace_seconds. Fields left out keep their value."
         ),

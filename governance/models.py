@@ -21,6 +21,11 @@ class ModelPolicy(models.Model):
     metric_gates = models.JSONField(default=list)
     staging_approvals = models.PositiveSmallIntegerField(default=0)
     production_approvals = models.PositiveSmallIntegerField(default=1)
+    # Approvals for a version to leave Production (to Staging, None or Archived), which takes
+    # it out of serving. None: the same as production_approvals, whatever that is set to.
+    # The archiving that an approved promotion does to the previous Production version is
+    # part of that promotion and needs nothing more.
+    demotion_approvals = models.PositiveSmallIntegerField(null=True, blank=True)
     # Empty: anyone with the reviewer (or admin) role who may read the model.
     reviewers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     exclude_run_author = models.BooleanField(default=True)
@@ -36,6 +41,12 @@ class ModelPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"policy of {self.model.name}"
+
+    @property
+    def leave_production_approvals(self) -> int:
+        if self.demotion_approvals is None:
+            return self.production_approvals
+        return self.demotion_approvals
 
 
 class TransitionRequest(models.Model):

@@ -33,6 +33,7 @@ SCALAR_FIELDS = (
     "require_tags_at_registration",
     "staging_approvals",
     "production_approvals",
+    "demotion_approvals",
     "exclude_run_author",
     "require_model_card",
     "archive_grace_seconds",
@@ -67,6 +68,8 @@ def payload(policy: ModelPolicy) -> dict[str, Any]:
         "metric_gates": list(policy.metric_gates),
         "staging_approvals": policy.staging_approvals,
         "production_approvals": policy.production_approvals,
+        # null: the same as production_approvals.
+        "demotion_approvals": policy.demotion_approvals,
         "reviewers": reviewer_names(policy),
         "exclude_run_author": policy.exclude_run_author,
         "require_model_card": policy.require_model_card,
@@ -161,6 +164,16 @@ def clean_policy(data: Any, *, partial: bool = True) -> dict[str, Any]:
     for field in ("staging_approvals", "production_approvals"):
         if field in data:
             out[field] = _count(data[field], field)
+    if "demotion_approvals" in data:
+        value = data["demotion_approvals"]
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_APPROVALS
+        ):
+            raise InvalidParameterValue(
+                "'demotion_approvals' must be null (the same as production_approvals) or a "
+                f"whole number from 0 to {MAX_APPROVALS}."
+            )
+        out["demotion_approvals"] = value
     for field in ("require_tags_at_registration", "exclude_run_author", "require_model_card"):
         if field in data:
             out[field] = _flag(data[field], field)
@@ -209,6 +222,10 @@ def loosenings(current: dict[str, Any], proposed: dict[str, Any]) -> list[str]:
     for field in ("staging_approvals", "production_approvals"):
         if proposed[field] < current[field]:
             found.append(f"{field} from {current[field]} to {proposed[field]}")
+    # Compared as the number it stands for: null means "as many as production_approvals".
+    was, now = leave_production_count(current), leave_production_count(proposed)
+    if now < was:
+        found.append(f"approvals to leave Production (demotion_approvals) from {was} to {now}")
     dropped = sorted(set(current["required_tags"]) - set(proposed["required_tags"]))
     if dropped:
         found.append(f"required_tags drops {', '.join(dropped)}")
@@ -354,9 +371,22 @@ def conditions(policy: ModelPolicy, version: ModelVersion, target: str) -> list[
     return missing
 
 
-def approvals_needed(policy: ModelPolicy, target: str) -> int:
+def leave_production_count(values: dict[str, Any]) -> int:
+    """Approvals to leave Production, from a policy's payload values."""
+    if values.get("demotion_approvals") is None:
+        return values["production_approvals"]
+    return values["demotion_approvals"]
+
+
+def approvals_needed(policy: ModelPolicy, target: str, source: str | None = None) -> int:
+    """Approvals for a move from `source` to `target`. Leaving Production takes the version out
+    of serving, so it needs the policy's approvals to leave Production, and, when it goes to
+    Staging, at least as many as entering Staging needs."""
+    entering = 0
     if target == Stage.STAGING:
-        return policy.staging_approvals
-    if target == Stage.PRODUCTION:
-        return policy.production_approvals
-    return 0
+        entering = policy.staging_approvals
+    elif target == Stage.PRODUCTION:
+        entering = policy.production_approvals
+    if source == Stage.PRODUCTION and target != Stage.PRODUCTION:
+        return max(entering, policy.leave_production_approvals)
+    return entering

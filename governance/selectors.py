@@ -176,7 +176,7 @@ def request_checks(req: TR) -> dict[str, Any]:
     from governance.services import evaluate, who_can_approve
 
     policy = rules.policy_for(req.version.registered_model)
-    needed = rules.approvals_needed(policy, req.to_stage)
+    needed = rules.approvals_needed(policy, req.to_stage, req.from_stage)
     if effective_status(req) != TR.Status.OPEN:
         given = req.reviews.filter(decision=Review.Decision.APPROVE).count()
         return {"missing": [], "approvals": {"given": given, "needed": needed}}

@@ -202,9 +202,14 @@ def _approvers(req: TR, policy: ModelPolicy, basis: str) -> tuple[list[str], lis
 def evaluate(req: TR, policy: ModelPolicy) -> tuple[list[rules.Missing], list[str]]:
     missing = rules.conditions(policy, req.version, req.to_stage)
     approvers, outdated = _approvers(req, policy, rules.review_basis(req.version))
-    needed = rules.approvals_needed(policy, req.to_stage)
+    needed = rules.approvals_needed(policy, req.to_stage, req.from_stage)
     if len(approvers) < needed:
         more = needed - len(approvers)
+        leaving = (
+            " to leave Production"
+            if req.from_stage == Stage.PRODUCTION and req.to_stage != Stage.PRODUCTION
+            else ""
+        )
         again = (
             f" ({', '.join(outdated)} approved before the source run or the model card "
             "changed, so that approval must be given again)"
@@ -214,8 +219,9 @@ def evaluate(req: TR, policy: ModelPolicy) -> tuple[list[rules.Missing], list[st
         missing.append(
             rules.Missing(
                 "approvals",
-                f"{more} more approval{'s' if more > 1 else ''} needed ({len(approvers)} of "
-                f"{needed}) from {who_can_approve(policy)}, other than the requester{again}; "
+                f"{more} more approval{'s' if more > 1 else ''} needed{leaving} "
+                f"({len(approvers)} of {needed}) from {who_can_approve(policy)}, other than the "
+                f"requester{again}; "
                 f"reviewers approve it on /reviews/{req.pk}/, in the reviewers' console at "
                 f"/admin/governance/transitionrequest/{req.pk}/change/ or with POST "
                 f"/api/v1/transition-requests/{req.pk}/approve",
@@ -438,8 +444,13 @@ def approve(
     current = rules.review_basis(req.version)
     mine = Review.objects.filter(request=req, reviewer=user).first()
     if mine is not None and mine.decision == Review.Decision.APPROVE and _counts(mine, current):
-        # A replayed or double-submitted approval: the first one already had its effect.
-        return Outcome(version=req.version, request=req, applied=req.status == TR.Status.APPLIED)
+        # A replayed or double-submitted approval: the first one already had its effect. It
+        # answers as the first did: what the request still misses, if it is still open.
+        applied = req.status == TR.Status.APPLIED
+        missing: list[rules.Missing] = []
+        if req.status == TR.Status.OPEN:
+            missing, _ = evaluate(req, rules.policy_for(model))
+        return Outcome(version=req.version, request=req, applied=applied, missing=missing)
     _ensure_open(req, model)
     policy = rules.policy_for(model)
     refusal = review_refusal(user, policy, req)

@@ -16,6 +16,7 @@ from core import access, identifiers
 from core.errors import (
     Conflict,
     InvalidParameterValue,
+    InvalidState,
     ResourceAlreadyExists,
     ResourceDoesNotExist,
 )
@@ -177,14 +178,23 @@ def registered_model_update(*, name: str, description: Any) -> RegisteredModel:
     return model
 
 
+# A Production version leaves serving only by a stage move, which the model's policy governs
+# (it may need approvals), so deletion never shortcuts it.
+_LEAVE_PRODUCTION_FIRST = (
+    "Request that the version leave Production first (transition-stage to Archived; the "
+    "model's policy may ask for approvals), then delete."
+)
+
+
 @transaction.atomic
 def registered_model_delete(*, name: str) -> None:
     model = selectors.registered_model_get(name, for_update=True)
     if ModelVersion.objects.filter(
         registered_model=model, current_stage=Stage.PRODUCTION, deleted=False
     ).exists():
-        raise InvalidParameterValue(
-            f"Cannot delete '{name}': it has a version in Production. Archive it first."
+        raise InvalidState(
+            f"Cannot delete '{name}': it has a version in Production, which deleting would take "
+            f"out of serving. {_LEAVE_PRODUCTION_FIRST}"
         )
     if Deployment.objects.filter(version__registered_model=model, until__isnull=True).exists():
         raise InvalidParameterValue(f"Cannot delete '{name}': one of its versions is deployed.")
@@ -355,9 +365,9 @@ def model_version_delete(*, name: str, version: Any) -> None:
     model = selectors.registered_model_get(name, for_update=True)
     mv = selectors.model_version_get(model, version)
     if mv.current_stage == Stage.PRODUCTION:
-        raise InvalidParameterValue(
-            f"Cannot delete version {mv.version} of '{name}': it is in Production. "
-            "Archive it first."
+        raise InvalidState(
+            f"Cannot delete version {mv.version} of '{name}': it is in Production, and deleting "
+            f"it would take it out of serving. {_LEAVE_PRODUCTION_FIRST}"
         )
     if Deployment.objects.filter(version=mv, until__isnull=True).exists():
         raise InvalidParameterValue(f"Cannot delete version {mv.version}: it is deployed.")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_int, env_list, env_optional_int, env_str
 from config.private_files import ensure_private_dir, ensure_private_sqlite, sqlite_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -182,6 +182,8 @@ CUSTODY_DEFAULT_POLICY = {
     "metric_gates": [],
     "staging_approvals": env_int("CUSTODY_POLICY_STAGING_APPROVALS", 0),
     "production_approvals": env_int("CUSTODY_POLICY_PRODUCTION_APPROVALS", 1),
+    # Approvals to leave Production; unset: the same number as production_approvals.
+    "demotion_approvals": env_optional_int("CUSTODY_POLICY_DEMOTION_APPROVALS"),
     "exclude_run_author": env_bool("CUSTODY_POLICY_EXCLUDE_RUN_AUTHOR", True),
     "require_model_card": env_bool("CUSTODY_POLICY_REQUIRE_MODEL_CARD", True),
     "protected_aliases": env_list("CUSTODY_POLICY_PROTECTED_ALIASES", []),

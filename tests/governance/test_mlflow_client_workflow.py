@@ -86,6 +86,82 @@ def test_promotion_through_review_with_the_real_client(
     assert production[0]["status"] == "applied"
 
 
+def _request_id(message: str) -> int:
+    return int(message.split("transition request ")[1].split(" ")[0])
+
+
+@pytest.mark.mlflow_client
+def test_leaving_production_with_the_real_client_waits_for_a_reviewer(
+    mlflow_env, unique_name, live_server_process, monkeypatch
+):
+    """A data scientist who may edit the model drives the unmodified client. Archiving the
+    Production version opens a request and fails with what it needs; the reviewer's approval
+    applies it. The promotion that replaces a Production version archives it with no request."""
+    from sklearn.linear_model import LogisticRegression
+
+    server = live_server_process
+    v1 = f"{server.url}/api/v1"
+    reviewer = (f"rev-{unique_name}", server.create_user(f"rev-{unique_name}", "reviewer"))
+    scientist = (f"ds-{unique_name}", server.create_user(f"ds-{unique_name}", "data-scientist"))
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", scientist[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", scientist[1])
+    name = f"exit-{unique_name}"
+    mlflow.set_experiment(unique_name)
+    with mlflow.start_run():
+        mlflow.set_tags({"dataset_version": "d1", "git_commit": "c1", "triggered_by": "ci"})
+        model = LogisticRegression().fit(X, np.array([0, 1, 0, 1]))
+        mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
+    client = MlflowClient()
+    first = client.get_model_version(name, "1")
+    client.create_model_version(name, first.source, run_id=first.run_id)
+    for version in ("1", "2"):
+        card = requests.put(
+            f"{v1}/models/{name}/versions/{version}/card", json=CARD, auth=scientist, timeout=30
+        )
+        assert card.ok, card.text
+
+    def approve(request_id: int, auth=reviewer) -> requests.Response:
+        return requests.post(
+            f"{v1}/transition-requests/{request_id}/approve", json={}, auth=auth, timeout=30
+        )
+
+    def refused_move(version: str, stage: str, **kwargs) -> str:
+        with pytest.raises(MlflowException) as excinfo:
+            client.transition_model_version_stage(name, version, stage, **kwargs)
+        assert excinfo.value.error_code == "INVALID_STATE"
+        return excinfo.value.message
+
+    assert client.transition_model_version_stage(name, "1", "Staging").current_stage == "Staging"
+    assert approve(_request_id(refused_move("1", "Production"))).json()["applied"] is True
+
+    # Version 2 replaces it: the approved promotion archives version 1, no request of its own.
+    assert client.transition_model_version_stage(name, "2", "Staging").current_stage == "Staging"
+    message = refused_move("2", "Production", archive_existing_versions=True)
+    assert approve(_request_id(message)).json()["applied"] is True
+    assert client.get_model_version(name, "2").current_stage == "Production"
+    assert client.get_model_version(name, "1").current_stage == "Archived"
+    chain = requests.get(f"{v1}/models/{name}/versions/1/reviews", auth=reviewer, timeout=30)
+    assert [r["to_stage"] for r in chain.json()["requests"]] == ["Staging", "Production"]
+
+    # Archiving version 2 takes it out of serving: a request, and the client is told.
+    message = refused_move("2", "Archived")
+    request_id = _request_id(message)
+    assert f"Version 2 of '{name}' cannot leave Production for Archived yet" in message
+    assert "1 more approval needed to leave Production (0 of 1)" in message
+    assert "any user with the reviewer role" in message and "other than the requester" in message
+    assert [v.version for v in client.get_latest_versions(name, stages=["Production"])] == ["2"]
+    loaded = mlflow.sklearn.load_model(f"models:/{name}/Production")
+    assert loaded.predict(X).tolist() == [0, 1, 0, 1]
+    assert _request_id(refused_move("2", "Archived")) == request_id  # reused
+
+    own = approve(request_id, auth=scientist)
+    assert own.status_code == 403 and "separation of duties" in own.text
+    approved = approve(request_id)
+    assert approved.status_code == 200 and approved.json()["applied"] is True, approved.text
+    assert client.get_model_version(name, "2").current_stage == "Archived"
+    assert client.get_latest_versions(name, stages=["Production"]) == []
+
+
 @pytest.mark.postgres
 def test_concurrent_approvals_apply_the_move_exactly_once(live_server_process, unique_name):
     server = live_server_process

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from audit.models import AuditEvent
-from governance.models import TransitionRequest
+from governance.models import Review, TransitionRequest
 from registry import services as registry_services
 from tests.personas import FULL_CARD, stage, to_production_request
 
@@ -169,9 +169,10 @@ DEFAULT_POLICY_TABLE = [
     ("Staging", "None", AT_ONCE),
     ("Staging", "Production", REQUEST),
     ("Staging", "Archived", AT_ONCE),
-    ("Production", "Staging", AT_ONCE),
+    # Leaving Production takes the version out of serving: reviewed like entering it.
+    ("Production", "Staging", REQUEST),
     ("Production", "None", REFUSED),
-    ("Production", "Archived", AT_ONCE),
+    ("Production", "Archived", REQUEST),
     ("Archived", "None", AT_ONCE),
     ("Archived", "Staging", REFUSED),
     ("Archived", "Production", REFUSED),
@@ -366,3 +367,22 @@ def test_the_review_forms_carry_what_the_reviewer_saw(people, fraud):
         f"/reviews/{request_id}/act", {"action": "approve", "basis": basis}, follow=True
     )
     assert "changed after you opened" in answer.content.decode() and stage(1) == "Staging"
+
+
+def test_a_replayed_approval_reports_what_is_still_missing(people, fraud):
+    """The same reviewer approving twice a request that needs two approvals: the second
+    answer says, as the first did, that one approval is still missing, and counts nothing."""
+    people["admin"].put("models/fraud/policy", {"production_approvals": 2})
+    people["alice"].put("models/fraud/versions/1/card", FULL_CARD)
+    request_id = to_production_request(people)
+    first = people["rita"].post(f"transition-requests/{request_id}/approve")
+    again = people["rita"].post(f"transition-requests/{request_id}/approve")
+    assert first.status_code == again.status_code == 200
+    for answer in (first.json(), again.json()):
+        assert answer["applied"] is False and answer["status"] == "open"
+        assert [m["code"] for m in answer["missing"]] == ["approvals"]
+        assert "1 more approval needed (1 of 2)" in answer["missing"][0]["message"]
+    assert Review.objects.filter(request_id=request_id).count() == 1
+    assert AuditEvent.objects.filter(action="transition_request.approve").count() == 1
+    assert stage(1) == "Staging"
+    assert people["rob"].post(f"transition-requests/{request_id}/approve").json()["applied"]
