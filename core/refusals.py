@@ -69,6 +69,23 @@ def kind(exc: Any) -> str:
     return DENIED if getattr(exc, "error_code", "") == "PERMISSION_DENIED" else "mistake"
 
 
+# How people read the three kinds, on pages and in the admin's messages.
+TITLES = {
+    DENIED: "Not allowed",
+    REFUSED: "Not yet: the model's policy is not met",
+    "mistake": "Cannot do that",
+}
+
+
+def show(request: Any, exc: Any) -> None:
+    """An error as a message on the page the user goes back to (web UI, admin)."""
+    from django.contrib import messages
+
+    kind_of = kind(exc)
+    level = messages.WARNING if kind_of == REFUSED else messages.ERROR
+    messages.add_message(request, level, f"{TITLES[kind_of]}. {exc.message}")
+
+
 def _write(exc: Any) -> None:
     from django.db import transaction
 

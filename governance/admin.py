@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from core import access
+from core import access, refusals
 from core.errors import ApplicationError, ResourceDoesNotExist
 from governance import selectors, services
 from governance.models import CARD_FIELDS, ModelCard, ModelPolicy, TransitionRequest
@@ -170,7 +170,7 @@ class TransitionRequestAdmin(ConsoleReadOnly, admin.ModelAdmin):
             messages.error(request, f"Transition request {request_id} not found.")
             return redirect("admin:governance_transitionrequest_changelist")
         except ApplicationError as exc:
-            messages.error(request, exc.message)
+            refusals.show(request, exc)
         return redirect(back)
 
 

@@ -5,26 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 
-from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import render
 
 from core import access, refusals
 from core.errors import ApplicationError, ResourceDoesNotExist
-
-# Security denials, rule refusals and input mistakes read differently (core.refusals).
-TITLES = {
-    refusals.DENIED: "Not allowed",
-    refusals.REFUSED: "Not yet: the model's policy is not met",
-    "mistake": "Cannot do that",
-}
-
-
-def show_error(request, exc: ApplicationError) -> None:
-    """An error shown as a message on the page the user returns to."""
-    kind = refusals.kind(exc)
-    level = messages.WARNING if kind == refusals.REFUSED else messages.ERROR
-    messages.add_message(request, level, f"{TITLES[kind]}. {exc.message}")
 
 
 def page(rule: str) -> Callable:
@@ -49,7 +34,7 @@ def page(rule: str) -> Callable:
                 return render(
                     request,
                     "web/error.html",
-                    {"title": TITLES[kind], "message": exc.message, "kind": kind},
+                    {"title": refusals.TITLES[kind], "message": exc.message, "kind": kind},
                     status=exc.status if exc.status < 500 else 400,
                 )
 

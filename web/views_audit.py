@@ -13,11 +13,11 @@ from django.urls import reverse
 from audit import selectors as audit_selectors
 from audit.api_v1 import filters_from
 from audit.export import filtered_events
-from core import access
+from core import access, refusals
 from core.errors import ApplicationError
 from governance import exports
 from governance.models import AuditExport
-from web.pages import page, show_error
+from web.pages import page
 
 PAGE_SIZE = 100
 FILTER_KEYS = ("model", "version", "actor", "action", "object_type", "outcome", "since", "until")
@@ -71,6 +71,6 @@ def _export_in_background(request):
             request, f"Export #{export.pk} queued; its download link appears below when done."
         )
     except ApplicationError as exc:
-        show_error(request, exc)
+        refusals.show(request, exc)
     query = urlencode({k: v for k, v in values.items() if v})
     return HttpResponseRedirect(reverse("web:audit") + (f"?{query}" if query else ""))

@@ -9,7 +9,7 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 
-from core import access
+from core import access, refusals
 from core.errors import ApplicationError
 from governance import policy as rules
 from governance import selectors, services
@@ -127,7 +127,7 @@ def review_act(request, request_id: int):
     except ApplicationError as exc:
         if exc.status == 404:
             raise
-        messages.error(request, exc.message)
+        refusals.show(request, exc)
     return HttpResponseRedirect(back)
 
 
@@ -151,7 +151,7 @@ def request_promotion(request, name: str, version: str):
     except ApplicationError as exc:
         if exc.status == 404:
             raise
-        messages.error(request, exc.message)
+        refusals.show(request, exc)
         return HttpResponseRedirect(_version_url(mv))
     if outcome.applied:
         messages.success(request, f"Version {mv.version} is now {outcome.version.current_stage}.")
@@ -180,7 +180,7 @@ def card(request, name: str, version: str):
             messages.success(request, "Model card saved.")
             return HttpResponseRedirect(reverse("web:card", args=[name, mv.version]))
         except ApplicationError as exc:
-            messages.error(request, exc.message)
+            refusals.show(request, exc)
     current, _ = selectors.card_get(mv)
     fields = [
         {
