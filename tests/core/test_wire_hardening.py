@@ -155,3 +155,31 @@ def test_deeply_nested_json_is_a_400_on_every_v1_write_route(people, fraud):
     assert ("POST", "/api/v1/tokens") in checked
     assert ("POST", "/api/v1/lineage/links") in checked
     assert len(checked) >= 10, checked
+
+
+FIFTY_MB = b'{"name": "' + b"x" * (50 * 1024**2) + b'"}'
+
+
+def test_50mb_body_on_v1_is_a_json_413(client):
+    """The unstorable-input middleware meets the oversized body first; Django's answer to
+    that was its HTML 400 page."""
+    response = client.generic("POST", "/api/v1/tokens", FIFTY_MB, content_type="application/json")
+    assert "larger" in assert_v1_refused(response, status=413)
+    response = client.generic(
+        "POST", "/api/v1/tokens", FIFTY_MB, content_type="application/x-www-form-urlencoded"
+    )
+    assert_v1_refused(response, status=413)
+
+
+def test_50mb_body_on_mlflow_routes_is_an_mlflow_413(client):
+    response = post_raw(client, FIFTY_MB)
+    assert "larger" in assert_refused(response, status=413)
+    assert Experiment.objects.count() == 1
+
+
+def test_50mb_form_on_a_page_is_a_plain_413(client):
+    response = client.generic(
+        "POST", "/login/", FIFTY_MB, content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 413
+    assert response["Content-Type"].startswith("text/plain")
