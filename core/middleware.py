@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from core import errors
 from core.context import RequestContext, new_request_id, reset_context, set_context
 
 
@@ -24,6 +25,37 @@ class RequestContextMiddleware:
             reset_context(token)
         response["X-Request-Id"] = request_id
         return response
+
+
+# The longest URL (path and query string, percent-encoded) Custody answers. gunicorn runs
+# with --limit-request-line 0 (see scripts/run.sh) so that a longer one gets this JSON 414
+# rather than gunicorn's HTML page; 8190 is gunicorn's largest request-line limit.
+MAX_URI_BYTES = 8190
+
+
+class RequestLimitsMiddleware:
+    """Limits on the request itself, answered in the error shape of the surface asked
+    (core.errors.response_for_path):
+
+    - a URL longer than MAX_URI_BYTES is a 414."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        meta = request.META
+        uri = meta.get("RAW_URI") or request.get_full_path()
+        if len(uri) > MAX_URI_BYTES:
+            return errors.response_for_path(
+                request.path,
+                errors.ApplicationError(
+                    f"The URL is {len(uri)} bytes long; this server accepts at most "
+                    f"{MAX_URI_BYTES}. Send long values in a POST body.",
+                    error_code="INVALID_PARAMETER_VALUE",
+                    http_status=414,
+                ),
+            )
+        return self.get_response(request)
 
 
 def _unstorable(value) -> bool:

@@ -29,4 +29,4 @@ Custody is starting on http://127.0.0.1:${PORT}
 MSG
 exec .venv/bin/gunicorn config.wsgi:application --bind "0.0.0.0:${PORT}" \
   --workers "$WORKERS" --threads "${GUNICORN_THREADS:-4}" --worker-class gthread \
-  --timeout 120 --access-logfile -
+  --timeout 120 --limit-request-line 0 --access-logfile -

@@ -3,18 +3,23 @@
 
 from __future__ import annotations
 
+import base64
+import http.client
+import json
 import re
 
 import pytest
 from django.urls import get_resolver
 
+from core.middleware import MAX_URI_BYTES
 from tests.core.test_route_inventory import walk
 from tests.personas import to_production_request
 from tracking.models import Experiment, Run
 
 pytestmark = pytest.mark.django_db
 
-URL = "/api/2.0/mlflow/experiments/create"
+MLFLOW = "/api/2.0/mlflow"
+URL = f"{MLFLOW}/experiments/create"
 
 
 @pytest.fixture
@@ -77,8 +82,6 @@ def test_wrong_content_type(client, content_type):
     ["a\u0000b", "\ud800", "x" * 501],
 )
 def test_unstorable_strings(client, name):
-    import json
-
     body = json.dumps({"name": name}).encode()
     assert_refused(post_raw(client, body))
     assert Experiment.objects.count() == 1
@@ -86,8 +89,6 @@ def test_unstorable_strings(client, name):
 
 @pytest.mark.parametrize("value", [2**63, -(2**63) - 1, "abc", 1.5, True, [], {}])
 def test_int64_fields_reject_bad_values(client, value):
-    import json
-
     response = client.post(
         "/api/2.0/mlflow/runs/create",
         json.dumps({"experiment_id": "0", "start_time": value}),
@@ -183,3 +184,62 @@ def test_50mb_form_on_a_page_is_a_plain_413(client):
     )
     assert response.status_code == 413
     assert response["Content-Type"].startswith("text/plain")
+
+
+# ------------------------------------------------------------------------------ long URLs
+
+
+LONG = "x" * (MAX_URI_BYTES + 1)
+
+
+def test_url_over_the_limit_is_a_414_in_each_surface_shape(client):
+    response = client.get("/api/2.0/mlflow/experiments/get-by-name", {"experiment_name": LONG})
+    assert "8190" in assert_refused(response, status=414)
+    assert_v1_refused(client.get("/api/v1/resolve", {"uri": LONG}), status=414)
+    response = client.get("/experiments/", {"q": LONG})
+    assert response.status_code == 414
+    assert response["Content-Type"].startswith("text/plain")
+
+
+# Against gunicorn itself: its request-line limit is what matters.
+
+
+def live_request(server, method: str, path: str, body=None, headers: dict | None = None):
+    """One raw request to the live server; answers (status, content type, body)."""
+    credentials = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        connection.request(
+            method,
+            path,
+            body=body,
+            headers={"Authorization": f"Basic {credentials}", **(headers or {})},
+        )
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        connection.close()
+
+
+def test_live_url_over_the_limit_is_a_json_414(live_server_process):
+    status, content_type, body = live_request(
+        live_server_process,
+        "GET",
+        f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={LONG}",
+    )
+    assert (status, content_type) == (414, "application/json"), body[:300]
+    assert set(json.loads(body)) == {"error_code", "message"}
+    status, content_type, body = live_request(
+        live_server_process, "GET", f"/api/v1/resolve?uri={LONG}"
+    )
+    assert (status, content_type) == (414, "application/json"), body[:300]
+    assert set(json.loads(body)["error"]) == {"code", "message", "details"}
+    status, content_type, _ = live_request(live_server_process, "GET", f"/experiments/?q={LONG}")
+    assert (status, content_type) == (414, "text/plain")
+    # Under the limit but over gunicorn's default request line (4094): Custody answers.
+    status, content_type, body = live_request(
+        live_server_process,
+        "GET",
+        "/api/2.0/mlflow/experiments/get-by-name?experiment_name=" + "y" * 6000,
+    )
+    assert status in (400, 404) and content_type == "application/json", (status, body[:300])
