@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import http.client
+import io
 import json
 import re
+import uuid
 
 import pytest
 from django.urls import get_resolver
@@ -186,7 +188,45 @@ def test_50mb_form_on_a_page_is_a_plain_413(client):
     assert response["Content-Type"].startswith("text/plain")
 
 
-# ------------------------------------------------------------------------------ long URLs
+# ------------------------------------------------------------- chunked bodies, long URLs
+
+
+def post_chunked(client, url: str, body: bytes, *, terminated: bool = True):
+    """A body as gunicorn hands over a chunked one: de-chunked in wsgi.input, no
+    Content-Length, and `wsgi.input_terminated` saying the input ends with the body."""
+    return client.generic(
+        "POST",
+        url,
+        b"",
+        CONTENT_TYPE="application/json",
+        CONTENT_LENGTH="",
+        HTTP_TRANSFER_ENCODING="chunked",
+        **{"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": terminated},
+    )
+
+
+def test_chunked_json_body_is_read(client):
+    response = post_chunked(client, URL, b'{"name": "sent-chunked"}')
+    assert response.status_code == 200, response.content
+    assert Experiment.objects.filter(name="sent-chunked").exists()
+    response = post_chunked(client, "/api/v1/tokens", b'{"name": "chunked-token"}')
+    assert response.status_code == 201, response.content
+    assert response.json()["name"] == "chunked-token"
+
+
+def test_chunked_body_over_the_limit_is_a_413(client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    body = b'{"name": "' + b"x" * 2048 + b'"}'
+    assert_refused(post_chunked(client, URL, body), status=413)
+    assert_v1_refused(post_chunked(client, "/api/v1/tokens", body), status=413)
+    assert Experiment.objects.count() == 1
+
+
+def test_chunked_body_the_server_cannot_delimit_is_a_411(client):
+    response = post_chunked(client, URL, b'{"name": "x"}', terminated=False)
+    assert "Content-Length" in assert_refused(response, status=411)
+    response = post_chunked(client, "/api/v1/tokens", b'{"name": "x"}', terminated=False)
+    assert_v1_refused(response, status=411)
 
 
 LONG = "x" * (MAX_URI_BYTES + 1)
@@ -201,11 +241,12 @@ def test_url_over_the_limit_is_a_414_in_each_surface_shape(client):
     assert response["Content-Type"].startswith("text/plain")
 
 
-# Against gunicorn itself: its request-line limit is what matters.
+# Against gunicorn itself: its request-line limit and its de-chunking are what matter.
 
 
 def live_request(server, method: str, path: str, body=None, headers: dict | None = None):
-    """One raw request to the live server; answers (status, content type, body)."""
+    """One raw request to the live server (http.client sends an iterable body chunked,
+    without Content-Length); answers (status, content type, body)."""
     credentials = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     try:
@@ -219,6 +260,33 @@ def live_request(server, method: str, path: str, body=None, headers: dict | None
         return response.status, response.getheader("Content-Type", ""), response.read()
     finally:
         connection.close()
+
+
+def test_live_chunked_json_body_is_read(live_server_process):
+    name = f"chunked-{uuid.uuid4().hex[:8]}"
+    parts = [b'{"name": ', json.dumps(name).encode(), b"}"]
+    status, content_type, body = live_request(
+        live_server_process,
+        "POST",
+        "/api/2.0/mlflow/experiments/create",
+        body=iter(parts),
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 200, body
+    experiment_id = json.loads(body)["experiment_id"]
+    status, _, body = live_request(
+        live_server_process, "GET", f"/api/2.0/mlflow/experiments/get?experiment_id={experiment_id}"
+    )
+    assert json.loads(body)["experiment"]["name"] == name
+    status, _, body = live_request(
+        live_server_process,
+        "POST",
+        "/api/v1/tokens",
+        body=iter([b'{"name": "chunked', b'-token"}']),
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 201, body
+    assert json.loads(body)["name"] == "chunked-token"
 
 
 def test_live_url_over_the_limit_is_a_json_414(live_server_process):
@@ -243,3 +311,26 @@ def test_live_url_over_the_limit_is_a_json_414(live_server_process):
         "/api/2.0/mlflow/experiments/get-by-name?experiment_name=" + "y" * 6000,
     )
     assert status in (400, 404) and content_type == "application/json", (status, body[:300])
+
+
+def test_live_chunked_artifact_uploads_still_stream(live_server_process):
+    """Artifact PUTs read their chunked bodies themselves (the MLflow client sends empty
+    files that way); the JSON body reading leaves them alone."""
+    server = live_server_process
+    json_headers = {"Content-Type": "application/json"}
+    name = f"chunked-artifacts-{uuid.uuid4().hex[:8]}"
+    _, _, body = live_request(
+        server, "POST", f"{MLFLOW}/experiments/create", json.dumps({"name": name}), json_headers
+    )
+    experiment_id = json.loads(body)["experiment_id"]
+    run = {"experiment_id": experiment_id, "start_time": 1}
+    _, _, body = live_request(
+        server, "POST", f"{MLFLOW}/runs/create", json.dumps(run), json_headers
+    )
+    run_id = json.loads(body)["run"]["info"]["run_id"]
+    prefix = f"/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts"
+    for file_name, parts in [("empty.txt", []), ("two-chunks.bin", [b"first ", b"second"])]:
+        status, _, body = live_request(server, "PUT", f"{prefix}/{file_name}", iter(parts))
+        assert status == 200, body
+        status, _, body = live_request(server, "GET", f"{prefix}/{file_name}")
+        assert (status, body) == (200, b"".join(parts))
