@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
-from rest_framework import serializers
+from django.conf import settings
+from rest_framework import parsers, serializers
 from rest_framework.permissions import BasePermission
 
 from core import access
-from core.errors import PermissionDenied
+from core.errors import PayloadTooLarge, PermissionDenied
+from core.mlflow_api import parse_json_bytes
 
 
 def view_rule(view, method: str) -> str | None:
@@ -16,6 +18,20 @@ def view_rule(view, method: str) -> str | None:
     if isinstance(rule, dict):
         return rule.get(method)
     return rule
+
+
+class JSONParser(parsers.JSONParser):
+    """/api/v1 reads JSON exactly as the MLflow routes do (`parse_json_bytes`): duplicate
+    keys, bare NaN and nesting too deep to parse are 400s, never a RecursionError. The body
+    is capped like `request.body` (DATA_UPLOAD_MAX_MEMORY_SIZE), which DRF's own parser,
+    reading the stream, would not enforce."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read() if limit is None else stream.read(limit + 1)
+        if limit is not None and len(raw) > limit:
+            raise PayloadTooLarge("Request body is larger than this server accepts.")
+        return parse_json_bytes(raw)
 
 
 class RuleAccess(BasePermission):

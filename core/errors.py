@@ -126,6 +126,26 @@ def translate(exc: BaseException) -> ApplicationError | None:
     return None
 
 
+# Paths whose clients read MLflow's error shape; the rest of /api/ is the Custody API.
+MLFLOW_PATH_PREFIXES = ("/api/2.0/", "/api/3.0/", "/ajax-api/")
+
+
+def response_for_path(path: str, exc: ApplicationError):
+    """`exc` in the error shape of the surface `path` belongs to: MLflow's on the MLflow
+    routes, the /api/v1 one on the rest of /api/, plain text on pages. For refusals made
+    before any view's own mapping runs (an oversized body read by a middleware, a URL over
+    the limit)."""
+    from django.http import HttpResponse, JsonResponse
+
+    if path.startswith(MLFLOW_PATH_PREFIXES):
+        body = {"error_code": exc.error_code, "message": exc.message}
+        return JsonResponse(body, status=exc.status)
+    if path.startswith("/api/"):
+        body = {"error": {"code": exc.error_code, "message": exc.message, "details": exc.details}}
+        return JsonResponse(body, status=exc.status)
+    return HttpResponse(f"{exc.message}\n", status=exc.status, content_type="text/plain")
+
+
 def api_exception_handler(exc: BaseException, context: dict[str, Any]):
     """DRF exception handler for /api/v1: one JSON error shape for every failure."""
     from rest_framework import exceptions as drf_exceptions

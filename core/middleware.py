@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import io
+
+from django.conf import settings
+
+from core import errors
 from core.context import RequestContext, new_request_id, reset_context, set_context
 
 
@@ -24,6 +29,90 @@ class RequestContextMiddleware:
             reset_context(token)
         response["X-Request-Id"] = request_id
         return response
+
+
+# The longest URL (path and query string, percent-encoded) Custody answers. gunicorn runs
+# with --limit-request-line 0 (see scripts/run.sh) so that a longer one gets this JSON 414
+# rather than gunicorn's HTML page; 8190 is gunicorn's largest request-line limit.
+MAX_URI_BYTES = 8190
+_READ_CHUNK = 64 * 1024
+
+
+class RequestLimitsMiddleware:
+    """Limits on the request itself, answered in the error shape of the surface asked
+    (core.errors.response_for_path):
+
+    - a URL longer than MAX_URI_BYTES is a 414;
+    - a body sent with `Transfer-Encoding: chunked` has no Content-Length, so Django would
+      read it as empty. When the server ends the de-chunked input at the body's end
+      (`wsgi.input_terminated`, as gunicorn does), it is read here, up to
+      DATA_UPLOAD_MAX_MEMORY_SIZE (else 413), and handed on as if its length had been sent;
+      otherwise the answer is 411. Artifact uploads (`raw_body` handlers) stream chunked
+      bodies themselves and are left alone."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        meta = request.META
+        uri = meta.get("RAW_URI") or request.get_full_path()
+        if len(uri) > MAX_URI_BYTES:
+            return errors.response_for_path(
+                request.path,
+                errors.ApplicationError(
+                    f"The URL is {len(uri)} bytes long; this server accepts at most "
+                    f"{MAX_URI_BYTES}. Send long values in a POST body.",
+                    error_code="INVALID_PARAMETER_VALUE",
+                    http_status=414,
+                ),
+            )
+        if (
+            not meta.get("CONTENT_LENGTH")
+            and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower()
+            and not _streams_its_body(request)
+        ):
+            refused = self._read_chunked_body(request)
+            if refused is not None:
+                return errors.response_for_path(request.path, refused)
+        return self.get_response(request)
+
+    @staticmethod
+    def _read_chunked_body(request) -> errors.ApplicationError | None:
+        meta = request.META
+        if not meta.get("wsgi.input_terminated"):
+            return errors.ApplicationError(
+                "A request body sent without Content-Length (chunked) cannot be read by this "
+                "server; send Content-Length.",
+                error_code="BAD_REQUEST",
+                http_status=411,
+            )
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        stream, parts, size = meta["wsgi.input"], [], 0
+        while chunk := stream.read(_READ_CHUNK):
+            parts.append(chunk)
+            size += len(chunk)
+            if limit is not None and size > limit:
+                return errors.PayloadTooLarge("Request body is larger than this server accepts.")
+        body = b"".join(parts)
+        # What HttpRequest.body itself leaves behind after reading, so that request.body,
+        # request.POST, request.read() and DRF all see this body.
+        request._body = body
+        request._stream = io.BytesIO(body)
+        meta["CONTENT_LENGTH"] = str(len(body))
+        return None
+
+
+def _streams_its_body(request) -> bool:
+    """Whether the route reads the request stream itself (an artifact upload)."""
+    from django.urls import Resolver404, resolve
+
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return False
+    route = getattr(match.func, "mlflow_route", None)
+    entry = route.methods.get(request.method) if route is not None else None
+    return entry is not None and getattr(entry[0], "raw_body", False)
 
 
 def _unstorable(value) -> bool:

@@ -23,6 +23,20 @@ def not_found(request, exception=None):
     return HttpResponse("Not found", status=404, content_type="text/plain")
 
 
+def bad_request(request, exception=None):
+    """Django's answer to a SuspiciousOperation that no view mapped itself, typically a body
+    over DATA_UPLOAD_MAX_MEMORY_SIZE met by a middleware: a 413 for that (any other is a
+    400), in the error shape of the surface asked, never Django's HTML page."""
+    from core import errors
+
+    app_error = errors.translate(exception) if exception is not None else None
+    if app_error is None:
+        app_error = errors.InvalidParameterValue(
+            "The request was refused as malformed.", error_code="BAD_REQUEST"
+        )
+    return errors.response_for_path(request.path, app_error)
+
+
 def server_error(request):
     body = {"error_code": "INTERNAL_ERROR", "message": "Internal error."}
     if request.path.startswith(_API_PREFIXES):

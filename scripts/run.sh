@@ -56,4 +56,4 @@ ${HINT}
 MSG
 exec .venv/bin/gunicorn config.wsgi:application --bind "${BIND_HOST}:${PORT}" \
   --workers "$WORKERS" --threads "${GUNICORN_THREADS:-4}" --worker-class gthread \
-  --timeout 120 --access-logfile -
+  --timeout 120 --limit-request-line 0 --access-logfile -

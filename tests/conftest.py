@@ -110,6 +110,9 @@ class LiveServer:
                 "gthread",
                 "--timeout",
                 "120",
+                # As scripts/run.sh: URLs over Custody's own limit get its JSON 414.
+                "--limit-request-line",
+                "0",
             ],
             cwd=ROOT,
             env=self.env,

@@ -65,7 +65,9 @@ def search_experiments(req: MlflowRequest) -> dict:
         view_type=req.enum("view_type", selectors.VIEW_TYPES, default="active"),
         filter_string=req.str("filter"),
         order_by=req.str_list("order_by"),
-        max_results=req.int64("max_results"),
+        # MLflow's server refuses a missing max_results, but SearchExperiments leaves the
+        # default to the server; 1000 is what the client sends when not told otherwise.
+        max_results=req.int64("max_results", default=1000),
         page_token=req.str("page_token"),
     )
     result: dict[str, Any] = {"experiments": selectors.experiment_payloads(experiments)}

@@ -87,6 +87,40 @@ def test_experiment_search_requires_positive_max_results(api):
     assert "Default" in [e["name"] for e in ok.json()["experiments"]]
 
 
+def test_experiment_search_without_max_results_pages_by_1000():
+    """Issue #14 item 7: a search without max_results gets the client's default page
+    (1000) rather than a 400; an explicit 0 is still refused (above)."""
+    from django.test import Client
+
+    from accounts import services as accounts
+    from tracking.models import Experiment
+
+    admin = accounts.user_create(username="search-admin", role="admin", password="pw-admin-1")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {accounts.token_create(user=admin, name='t')[1]}")
+    Experiment.objects.bulk_create(
+        Experiment(
+            name=f"bulk-{i}",
+            name_key=f"bulk-{i}",
+            artifact_location=f"mlflow-artifacts:/bulk-{i}",
+            creation_time=TS + i,
+            last_update_time=TS + i,
+        )
+        for i in range(1001)
+    )
+    url = "/api/2.0/mlflow/experiments/search"
+    for first in (
+        client.post(url, {}, content_type="application/json"),
+        client.get(url),
+    ):
+        assert first.status_code == 200, first.content
+        body = first.json()
+        assert len(body["experiments"]) == 1000
+        rest = client.get(url, {"page_token": body["next_page_token"]})
+        assert rest.status_code == 200, rest.content
+        assert len(rest.json()["experiments"]) == 2  # bulk-0 and Default
+        assert "next_page_token" not in rest.json()
+
+
 # ------------------------------------------------------------------------------------- runs
 
 
