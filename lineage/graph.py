@@ -107,7 +107,11 @@ def parse_node(node_id: Any) -> tuple[str, str]:
                 f"A commit id needs at least {MIN_COMMIT} characters of the hash "
                 f"(e.g. commit:b7d9e4), not {node_id[:80]!r}."
             )
-    if kind == "version":
+    if kind == "run":
+        key = identifiers.run_id(key, "run id in the node id")
+    elif kind == "logged-model":
+        key = identifiers.logged_model_id(key, "logged model id in the node id")
+    elif kind == "version":
         if not re.match(r"^.+/[0-9]{1,9}\Z", key):
             raise InvalidParameterValue(
                 f"A version node is version:<model>/<number>, not {node_id!r}."
