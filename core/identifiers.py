@@ -90,26 +90,27 @@ def model_version(value: Any, field: str = "version") -> int:
     return number
 
 
-def run_id(value: Any, field: str = "run_id") -> str:
-    """Run ids are lowercase hex as the server makes them; other letter cases find the same
-    run."""
+def _server_id(value: Any, field: str, pattern: re.Pattern, what: str) -> str:
+    """An id the server made (lowercase hex); other letter cases find the same object."""
     value = _required(value, field)
-    if not isinstance(value, str) or not _RUN_ID.match(value):
+    if not isinstance(value, str) or not pattern.match(value):
         raise InvalidParameterValue(
-            f"Invalid value {_short(value)} for parameter '{field}': run ids are up to 32 "
-            "letters, digits, '-' or '_'."
+            f"Invalid value {_short(value)} for parameter '{field}': {what}."
         )
     return value.lower()
+
+
+def run_id(value: Any, field: str = "run_id") -> str:
+    return _server_id(value, field, _RUN_ID, "run ids are up to 32 letters, digits, '-' or '_'")
 
 
 def logged_model_id(value: Any, field: str = "model_id") -> str:
-    value = _required(value, field)
-    if not isinstance(value, str) or not _LOGGED_MODEL_ID.match(value):
-        raise InvalidParameterValue(
-            f"Invalid value {_short(value)} for parameter '{field}': logged model ids are "
-            "up to 64 letters, digits, '-' or '_' (e.g. 'm-' and 32 hex digits)."
-        )
-    return value.lower()
+    return _server_id(
+        value,
+        field,
+        _LOGGED_MODEL_ID,
+        "logged model ids are up to 64 letters, digits, '-' or '_' (e.g. 'm-' and 32 hex digits)",
+    )
 
 
 @dataclass(frozen=True)
