@@ -189,6 +189,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
 CELERY_REDIS_SOCKET_TIMEOUT = 10
+# Without Redis there is no beat: every web process runs the outbox relay in a thread this
+# often (outbox/inprocess.py); 0 turns it off. With Redis, beat runs it (below).
+CUSTODY_INPROCESS_RELAY_SECONDS = env_int("CUSTODY_INPROCESS_RELAY_SECONDS", 0 if REDIS_URL else 5)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Periodic jobs; the relay's and the reconciler's messages expire rather than pile up while no
 # worker runs.
