@@ -194,18 +194,19 @@ CELERY_REDIS_SOCKET_TIMEOUT = 10
 CUSTODY_INPROCESS_RELAY_SECONDS = env_int("CUSTODY_INPROCESS_RELAY_SECONDS", 0 if REDIS_URL else 5)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Periodic jobs; the relay's and the reconciler's messages expire rather than pile up while no
-# worker runs.
+# worker runs (expire_seconds for django-celery-beat's DatabaseScheduler, expires for Celery's
+# own scheduler).
 CELERY_BEAT_SCHEDULE: dict = {
     "outbox-relay": {
         "task": "outbox.relay",
         "schedule": env_int("CUSTODY_OUTBOX_RELAY_SECONDS", 5),
-        "options": {"expires": 30},
+        "options": {"expires": 30, "expire_seconds": 30},
     },
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 300.0},
     "registry-reconcile-superseded": {
         "task": "registry.reconcile_superseded_versions",
         "schedule": env_int("CUSTODY_RECONCILE_SECONDS", 30),
-        "options": {"expires": 60},
+        "options": {"expires": 60, "expire_seconds": 60},
     },
 }
 # After a promotion to Production, Staging versions older than it are archived once this many
