@@ -134,7 +134,7 @@ def dispatch(job_id: int) -> bool:
         )
     except Exception as exc:  # noqa: BLE001 - broker errors are many types; all mean "later"
         if eager:
-            # The task ran in-process and failed; OutboxTask.on_failure recorded it.
+            # The task ran in-process and failed; OutboxTask recorded the error.
             logger.warning(
                 "outbox job %s (%s) failed in-process: %r", job.pk, job.task, exc, exc_info=True
             )
