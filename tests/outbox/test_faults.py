@@ -147,10 +147,13 @@ def deployment(tmp_path_factory):
     worker.start()
     beat.start()
     worker.wait_for("ready.")
+    deployment = Deployment(server, broker, worker, beat)
     try:
-        yield Deployment(server, broker, worker, beat)
+        yield deployment
     finally:
-        for proc in (beat, worker):
+        # Tests replace the worker they kill: stop the current one (and the broker last, so
+        # that workers can shut down warm).
+        for proc in {beat, worker, deployment.beat, deployment.worker}:
             proc.stop()
         server.stop()
         broker.stop()
