@@ -224,3 +224,16 @@ def test_with_the_broker_down_a_direct_promotion_answers_200(
     assert (stage(1), stage(2)) == ("Staging", "Production")
     assert outbox.relay() == 1
     assert (stage(1), stage(2)) == ("Archived", "Production")
+
+
+def test_administrators_see_the_jobs_read_only(people):
+    from django.test import Client
+
+    enqueue("tests.outbox.record", countdown=60, n=1)
+    admin, reviewer = Client(), Client()
+    admin.force_login(people["admin"].user)
+    reviewer.force_login(people["rita"].user)
+    listing = admin.get("/admin/outbox/outboxjob/")
+    assert listing.status_code == 200 and b"tests.outbox.record" in listing.content
+    assert admin.get("/admin/outbox/outboxjob/add/").status_code == 403
+    assert reviewer.get("/admin/outbox/outboxjob/").status_code in (302, 403)
