@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core import mlflow_api
+from core.readiness import ready
 from core.views import health, version
 
 # Importing the handler modules registers their MLflow routes.
@@ -13,6 +14,7 @@ import governance.api_mlflow  # noqa: E402,F401  isort: skip
 
 urlpatterns = [
     path("health", health),
+    path("ready", ready),
     path("version", version),
     path("admin/", admin.site.urls),
     path("api/v1/schema", SpectacularAPIView.as_view(), name="v1-schema"),

@@ -6,6 +6,7 @@ always a 4xx: the MLflow client retries 5xx answers for minutes."""
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 # MLflow's own error_code -> HTTP status table (reference/mlflow-protocol.md §3.2).
@@ -100,6 +101,45 @@ class PayloadTooLarge(ApplicationError):
     http_status = 413
 
 
+class StorageFull(ApplicationError):
+    """The artifact store has no room (a full disk, a quota). 507 is a 5xx the MLflow client
+    does not retry (it retries 408, 429, 500, 502, 503 and 504: mlflow/utils/request_utils.py
+    _TRANSIENT_FAILURE_RESPONSE_CODES), so an upload fails once, with this message, instead of
+    being re-sent for minutes."""
+
+    error_code = "QUOTA_EXCEEDED"
+    http_status = 507
+
+
+class StorageRefused(ApplicationError):
+    """The artifact store refused a write for a reason no retry of the client fixes (read-only
+    file system, permissions or credentials of the server). Not retried either (507)."""
+
+    error_code = "IO_ERROR"
+    http_status = 507
+
+
+# errno values meaning "no room": no space left, quota exceeded, file too large for the FS.
+NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+REFUSED_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def storage_error(exc: OSError, where: str) -> ApplicationError | None:
+    """The client-readable error for an OSError from the artifact store at `where`, or None
+    when it is not a storage condition (then it stays an internal error)."""
+    if exc.errno in NO_ROOM_ERRNOS:
+        return StorageFull(
+            f"The artifact store is full ({where}: {exc.strerror or 'no space left'}); nothing "
+            "was stored. Free space or raise the quota, then upload again."
+        )
+    if exc.errno in REFUSED_ERRNOS:
+        return StorageRefused(
+            f"The artifact store refused the write ({where}: {exc.strerror}); nothing was "
+            "stored. The server's storage needs an administrator."
+        )
+    return None
+
+
 class NotImplementedOnServer(ApplicationError):
     error_code = "NOT_IMPLEMENTED"
 
@@ -123,6 +163,10 @@ def translate(exc: BaseException) -> ApplicationError | None:
         )
     if isinstance(exc, DjangoValidationError):
         return InvalidParameterValue("; ".join(exc.messages))
+    if isinstance(exc, OSError) and exc.errno in NO_ROOM_ERRNOS:
+        # A full disk anywhere below a request (the stores translate their own; this is the
+        # net for the rest): a client-readable error the MLflow client does not retry.
+        return storage_error(exc, "server storage")
     return None
 
 

@@ -16,6 +16,7 @@ from audit.export import export_lines, filtered_events, jsonable_filters
 from audit.verify import RowTally
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
 from governance.models import AuditExport
+from outbox import services as outbox
 from tracking.artifacts import get_artifact_store
 
 FORMATS = ("csv", "jsonl")
@@ -45,10 +46,7 @@ def export_create(*, user, filters: dict[str, Any], fmt: str) -> AuditExport:
         object_id=export.pk,
         after={"format": fmt, "filters": export.filters},
     )
-    from governance.tasks import run_audit_export
-
-    export_id = export.pk
-    transaction.on_commit(lambda: run_audit_export.delay(export_id))
+    outbox.enqueue("governance.run_audit_export", export_id=export.pk)
     return export
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from celery import shared_task
 
 from governance import exports
+from outbox.tasks import OutboxTask
 
 
 @shared_task(
     name="governance.run_audit_export",
+    base=OutboxTask,
     autoretry_for=(OSError,),
     retry_backoff=True,
     max_retries=3,

@@ -21,6 +21,7 @@ from core.errors import (
     ResourceDoesNotExist,
 )
 from core.mlflow_api import check_text, clean_name, name_identity
+from outbox import services as outbox
 from registry import hooks, permissions, selectors
 from registry.models import (
     Deployment,
@@ -521,14 +522,13 @@ def model_version_transition_stage(
         ) from None
     _touch(model)
     if target == Stage.PRODUCTION:
-        from registry.tasks import archive_superseded_versions
-
-        model_pk, version_pk = model.pk, mv.pk
+        # In this transaction: a broker outage delays the archiving, never the answer.
         grace = hooks.archive_grace_seconds(model)
-        transaction.on_commit(
-            lambda: archive_superseded_versions.apply_async(
-                args=[model_pk, version_pk], countdown=grace + 1 if grace else 0
-            )
+        outbox.enqueue(
+            "registry.archive_superseded_versions",
+            countdown=grace + 1 if grace else 0,
+            registered_model_id=model.pk,
+            production_version_id=mv.pk,
         )
     return mv
 

@@ -29,7 +29,15 @@ from urllib.parse import unquote
 
 from django.conf import settings
 
-from core.errors import InvalidParameterValue, PayloadTooLarge, ResourceDoesNotExist
+from core.errors import (
+    ApplicationError,
+    InvalidParameterValue,
+    PayloadTooLarge,
+    ResourceDoesNotExist,
+    StorageFull,
+    StorageRefused,
+    storage_error,
+)
 
 MAX_PATH_LENGTH = 1024
 MAX_SEGMENTS = 64
@@ -136,6 +144,11 @@ class ArtifactStore(Protocol):
 
     def describe(self) -> str: ...
 
+    def probe(self) -> None:
+        """Take a small write and remove it (for /ready): StorageFull or StorageRefused when
+        the store cannot take one."""
+        ...
+
     def put(
         self, path: str, stream: IO[bytes], length: int | None = None, *, limit: int | None = None
     ) -> int:
@@ -194,10 +207,27 @@ class _CappedReader:
             )
         return chunk
 
+    def drain(self) -> None:
+        """Read and discard the rest of the body (within the cap) before the error answer:
+        a client still sending when the server answers and closes sees a broken connection,
+        which the MLflow client retries, instead of the answer, which it does not."""
+        try:
+            while self.read(CHUNK):
+                pass
+        except (ApplicationError, OSError):
+            pass
+
+
+def _refused_by_storage(reader: _CappedReader, error: ApplicationError) -> ApplicationError:
+    reader.drain()
+    return error
+
 
 # ---------------------------------------------------------------------------------------------
 # Local directory
 
+# What /ready writes to see that the store takes a write.
+_PROBE_BYTES = 4096
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -278,6 +308,17 @@ class LocalArtifactStore:
         reader = _CappedReader(stream, _limit(limit), length)
         if not path:
             raise _invalid("a file name is required")
+        try:
+            return self._put(path, reader)
+        except OSError as exc:
+            # A full disk or quota, a read-only or unwritable root: a 507 the client reads
+            # (and does not retry); the temporary file is already gone.
+            error = storage_error(exc, f"local directory, {exc.strerror}")
+            if error is None:
+                raise
+            raise _refused_by_storage(reader, error) from exc
+
+    def _put(self, path: str, reader: _CappedReader) -> int:
         with self._parent(path, create=True) as (fd, name):
             assert fd is not None
             info = self._lstat(fd, name)
@@ -303,6 +344,27 @@ class LocalArtifactStore:
                     pass
                 raise
         return reader.read_bytes
+
+    def probe(self) -> None:
+        """Write and remove a small file at the root (for /ready); StorageFull or
+        StorageRefused when the store cannot take a write."""
+        temp = f"{_TEMP_PREFIX}ready-{uuid.uuid4().hex}"
+        try:
+            fd = self._root_fd()
+            try:
+                out_fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640, dir_fd=fd)
+                try:
+                    with os.fdopen(out_fd, "wb") as out:
+                        out.write(b"\0" * _PROBE_BYTES)
+                finally:
+                    try:
+                        os.unlink(temp, dir_fd=fd)
+                    except FileNotFoundError:
+                        pass
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise (storage_error(exc, "local directory") or exc) from exc
 
     def open(self, path: str) -> tuple[Iterator[bytes], int]:
         missing = ResourceDoesNotExist(f"No such artifact: {path}")
@@ -389,6 +451,30 @@ class LocalArtifactStore:
 # ---------------------------------------------------------------------------------------------
 # S3
 
+# Error codes of S3 and S3-compatible servers (AWS, MinIO, SeaweedFS, Ceph) for "no room".
+S3_NO_ROOM_CODES = frozenset(
+    {
+        "QuotaExceeded",
+        "ServiceQuotaExceeded",
+        "InsufficientStorage",
+        "XMinioStorageFull",
+        "XMinioAdminBucketQuotaExceeded",
+        "StorageFull",
+    }
+)
+# ... and for "this server may not write there".
+S3_REFUSED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccountProblem",
+        "NoSuchBucket",
+        "InvalidObjectState",
+    }
+)
+
 
 class S3ArtifactStore:
     """Keys are `<prefix>/<path>`. Paths are validated, so a key never leaves the prefix
@@ -439,14 +525,56 @@ class S3ArtifactStore:
         if not path:
             raise _invalid("a file name is required")
         key = self._key(path)
-        if self._has_children(key):
-            raise _invalid("a directory exists at this path")
-        # upload_fileobj holds at most one part (8 MiB) in memory and aborts the multipart
-        # upload when the reader raises, so a refused or truncated body stores nothing.
-        self.client.upload_fileobj(
-            reader, self.bucket, key, Config=TransferConfig(use_threads=False)
-        )
+        try:
+            if self._has_children(key):
+                raise _invalid("a directory exists at this path")
+            # upload_fileobj holds at most one part (8 MiB) in memory and aborts the multipart
+            # upload when the reader raises, so a refused or truncated body stores nothing.
+            self.client.upload_fileobj(
+                reader, self.bucket, key, Config=TransferConfig(use_threads=False)
+            )
+        except ApplicationError:
+            raise
+        except Exception as exc:
+            error = self._storage_error(exc)
+            if error is None:
+                raise
+            raise _refused_by_storage(reader, error) from exc
         return reader.read_bytes
+
+    def _storage_error(self, exc: BaseException) -> ApplicationError | None:
+        """A quota or permission refusal from S3 (directly or wrapped by boto3's transfer
+        manager) as a client-readable 507; None for anything else."""
+        from botocore.exceptions import ClientError
+
+        while exc is not None and not isinstance(exc, ClientError):
+            exc = exc.__cause__ or exc.__context__
+        if exc is None:
+            return None
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        where = f"s3://{self.bucket}: {code or status}"
+        if code in S3_NO_ROOM_CODES or status == 507:
+            return StorageFull(
+                f"The artifact store is full ({where}); nothing was stored. Free space or "
+                "raise the quota, then upload again."
+            )
+        if code in S3_REFUSED_CODES or status == 403:
+            return StorageRefused(
+                f"The artifact store refused the write ({where}); nothing was stored. The "
+                "server's storage credentials or bucket policy need an administrator."
+            )
+        return None
+
+    def probe(self) -> None:
+        """Put and delete a small object under the prefix (for /ready)."""
+        key = self._key(f"{_TEMP_PREFIX}ready")
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=b"\0" * _PROBE_BYTES)
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise (self._storage_error(exc) or exc) from exc
 
     def open(self, path: str) -> tuple[Iterator[bytes], int]:
         from botocore.exceptions import ClientError
@@ -542,3 +670,8 @@ def get_artifact_store() -> ArtifactStore:
 
 
 get_artifact_store.cache_clear = _store_for.cache_clear  # type: ignore[attr-defined]
+
+
+def check_writable() -> None:
+    """The /ready check of the artifact store (core.readiness)."""
+    get_artifact_store().probe()

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "core",
     "audit",
+    "outbox",
     "accounts",
     "tracking",
     "registry",
@@ -159,15 +160,54 @@ else:
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_SERIALIZER = "json"
+# Nothing reads task results; not asking for them keeps the result backend (and its Redis
+# subscription) out of the request path.
+CELERY_TASK_IGNORE_RESULT = True
+# Failures (docs/operations.md, "Failures and recovery"). Every task is idempotent, so a
+# message is acknowledged only once its task has finished and a worker that dies mid-task
+# gets it redelivered; one message prefetched per process keeps the rest with Redis.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_TASK_TIME_LIMIT = 600
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A worker that loses the broker stops its running acks_late tasks, whose messages will be
+# redelivered, instead of finishing them and then failing to acknowledge.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits for Redis however long it is gone
+# The longest task (an audit export) may run CELERY_TASK_TIME_LIMIT seconds; other tasks set
+# shorter limits of their own. Redis redelivers an unacknowledged message after the
+# visibility timeout, so it must exceed the longest task or long tasks would run twice.
+CELERY_TASK_TIME_LIMIT = env_int("CUSTODY_TASK_TIME_LIMIT", 600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_TASK_TIME_LIMIT + 60,
+    # Sweep for abandoned messages every 10 s (kombu's default scans every 100 s).
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 1,
+    # A broker that is down answers within a second or two instead of hanging a request.
+    "socket_connect_timeout": 2,
+    "socket_timeout": 10,
+    "health_check_interval": 10,
+}
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
+CELERY_REDIS_SOCKET_TIMEOUT = 10
+# Without Redis there is no beat: every web process runs the outbox relay in a thread this
+# often (outbox/inprocess.py); 0 turns it off. With Redis, beat runs it (below).
+CUSTODY_INPROCESS_RELAY_SECONDS = env_int("CUSTODY_INPROCESS_RELAY_SECONDS", 0 if REDIS_URL else 5)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Periodic jobs; the relay's and the reconciler's messages expire rather than pile up while no
+# worker runs (expire_seconds for django-celery-beat's DatabaseScheduler, expires for Celery's
+# own scheduler).
 CELERY_BEAT_SCHEDULE: dict = {
+    "outbox-relay": {
+        "task": "outbox.relay",
+        "schedule": env_int("CUSTODY_OUTBOX_RELAY_SECONDS", 5),
+        "options": {"expires": 30, "expire_seconds": 30},
+    },
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 300.0},
     "registry-reconcile-superseded": {
         "task": "registry.reconcile_superseded_versions",
-        "schedule": 600.0,
+        "schedule": env_int("CUSTODY_RECONCILE_SECONDS", 30),
+        "options": {"expires": 60, "expire_seconds": 60},
     },
 }
 # After a promotion to Production, Staging versions older than it are archived once this many

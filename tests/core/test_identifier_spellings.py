@@ -505,6 +505,7 @@ def named_elsewhere_attempts(world) -> dict[tuple[str, str], list[Attempt]]:
 # Routes that name no model, experiment or run by a caller-given spelling, with the reason.
 NAMES_NOTHING = {
     "health": "liveness probe",
+    "ready": "readiness probe",
     "version": "server version",
     "api/v1/schema": "the OpenAPI schema",
     "api/v1/docs": "Swagger UI",

@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.access]
 # Routes that are public on purpose, with the reason.
 PUBLIC_ROUTES = {
     "health": "liveness probe for load balancers",
+    "ready": "readiness probe: database, artifact store, broker (no details, core.readiness)",
     "version": "server version, as MLflow serves it",
 }
 # drf-spectacular views are guarded by SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"].
