@@ -256,13 +256,11 @@ def _mark_stale(model_id: int) -> None:
 
 def on_stage_change(mv: ModelVersion, from_stage: str) -> None:
     """The registry's stage hook, in the move's transaction: requests the move leaves behind
-    go stale, and a version leaving Production takes no protected alias with it (a protected
-    alias may only point at the Production version)."""
+    go stale, and a version leaving Production (for Staging, None or Archived) takes no
+    protected alias with it (a protected alias may only point at the Production version).
+    Other aliases stay where they are, as in MLflow, archived versions included."""
     _mark_stale(mv.registered_model_id)
-    if from_stage == Stage.PRODUCTION and mv.current_stage not in (
-        Stage.PRODUCTION,
-        Stage.ARCHIVED,  # archiving removes every alias already
-    ):
+    if from_stage == Stage.PRODUCTION and mv.current_stage != Stage.PRODUCTION:
         model = mv.registered_model
         registry_services.drop_aliases(
             mv,

@@ -250,12 +250,9 @@ def registered_model_set_alias(*, name: str, alias: Any, version: Any) -> None:
     model = selectors.registered_model_get(name, for_update=True)
     alias = _clean_alias(alias)
     target = selectors.model_version_get(model, version)
+    # As in MLflow, an alias may point at any version, archived included; the aliases the
+    # layer above governs (a model policy's protected aliases) are checked by the hook.
     hooks.check_alias(model, alias, target)
-    if target.current_stage == Stage.ARCHIVED:
-        raise InvalidParameterValue(
-            f"Cannot point alias '{alias}' at version {target.version}: it is Archived, and "
-            "archived versions are never served. Choose a version that is not archived."
-        )
     existing = RegisteredModelAlias.objects.filter(model=model, alias=alias).first()
     before = {"alias": alias, "version": existing.version.version} if existing else None
     RegisteredModelAlias.objects.update_or_create(
@@ -447,9 +444,6 @@ def _move(
     getattr(mv, ModelVersion.TRANSITION_METHODS[target])()
     mv.last_updated_timestamp = mv.stage_since = now_ms()
     mv.save(update_fields=["current_stage", "last_updated_timestamp", "stage_since"])
-    if target == Stage.ARCHIVED:
-        # Archived versions are never served: no alias may keep pointing at one.
-        drop_aliases(mv, model_name, reason="the version was archived")
     _audit_version(
         "model_version.transition",
         mv,

@@ -65,10 +65,21 @@ def test_register_transition_alias_and_load_every_uri(mlflow_env, unique_name, l
     client.transition_model_version_stage(name, "2", "Production")
     assert client.get_model_version(name, "1").current_stage == "Archived"
     assert client.get_model_version(name, "2").current_stage == "Production"
-    assert "champion" not in client.get_registered_model(name).aliases  # archived: alias gone
-    with pytest.raises(MlflowException) as excinfo:
-        client.set_registered_model_alias(name, "champion", "1")
-    assert excinfo.value.error_code == "INVALID_PARAMETER_VALUE"
+    # MLflow semantics: archiving keeps the aliases (none is protected by this policy), and
+    # an alias may be pointed at an archived version. Stages and `latest` skip it.
+    assert client.get_registered_model(name).aliases == {"champion": "1", "challenger": "2"}
+    client.set_registered_model_alias(name, "champion", "2")
+    client.set_registered_model_alias(name, "champion", "1")
+    assert client.get_model_version_by_alias(name, "champion").current_stage == "Archived"
+    assert mlflow.sklearn.load_model(f"models:/{name}/Production").predict(X).tolist() == [
+        1,
+        0,
+        1,
+        0,
+    ]
+    assert mlflow.sklearn.load_model(f"models:/{name}/latest").predict(X).tolist() == [1, 0, 1, 0]
+    assert mlflow.sklearn.load_model(f"models:/{name}/1").predict(X).tolist() == [0, 1, 0, 1]
+    assert mlflow.sklearn.load_model(f"models:/{name}@champion").predict(X).tolist() == [0, 1, 0, 1]
     with pytest.raises(MlflowException):
         client.transition_model_version_stage(name, "1", "Production")  # Archived → Production
     with pytest.raises(MlflowException) as excinfo:
