@@ -146,6 +146,8 @@ def request_payloads(requests: list[TR], *, detail: bool = False) -> list[dict[s
             "version": req.version.version,
             "from_stage": req.from_stage,
             "to_stage": req.to_stage,
+            # Archived → Production: a version that was in Production before goes back.
+            "rollback": req.from_stage == Stage.ARCHIVED and req.to_stage == Stage.PRODUCTION,
             "status": effective_status(req),
             "status_reason": req.status_reason,
             "requested_by": req.requested_by.get_username(),

@@ -141,7 +141,15 @@ def test_the_transition_table(api, model, source, target):
     for step in path:
         assert move(api, 1, step).status_code == 200
     response = move(api, 1, target)
-    if target == source or source in ALLOWED[target]:
+    if (source, target) == ("Archived", "Production"):
+        # A rollback, allowed only to a version that was in Production before: this one never
+        # was (see test_rollback_to_a_version_that_was_in_production).
+        assert response.status_code == 400
+        message = response.json()["message"]
+        assert f"from {source} to {target}" in message
+        assert "only a version that has been in Production before" in message
+        assert stage_of(1) == source
+    elif target == source or source in ALLOWED[target]:
         assert response.status_code == 200, response.content
         assert stage_of(1) == target
     else:
@@ -149,6 +157,19 @@ def test_the_transition_table(api, model, source, target):
         message = response.json()["message"]
         assert f"from {source} to {target}" in message and "may move to" in message
         assert stage_of(1) == source
+
+
+def test_rollback_to_a_version_that_was_in_production(api, model):
+    for step in ("Staging", "Production"):
+        assert move(api, 1, step).status_code == 200
+    move(api, 2, "Staging")
+    assert move(api, 2, "Production").status_code == 200
+    assert (stage_of(1), stage_of(2)) == ("Archived", "Production")
+    assert ModelVersion.objects.get(version=1).was_in_production
+    assert not ModelVersion.objects.get(version=3).was_in_production
+    back = move(api, 1, "Production")  # the open policy asks no approvals for it either
+    assert back.status_code == 200, back.content
+    assert (stage_of(1), stage_of(2)) == ("Production", "Archived")
 
 
 def test_stage_names_are_case_insensitive_and_checked(api, model):
