@@ -88,15 +88,31 @@ def model_detail(request, name: str):
         .select_related("version")
         .order_by("endpoint")
     )
+    level = model_permissions.model_level(request.user, model.pk)
+    can_edit = access.RANK[level] >= access.RANK[access.EDIT] and not (
+        access.is_compliance(request.user) and not access.is_admin(request.user)
+    )
+    production = next((mv for mv in versions if mv.current_stage == Stage.PRODUCTION), None)
     context = {
         "nav": "models",
         "model": model,
-        "versions": [{"mv": mv, "aliases": sorted(aliases[mv.pk])} for mv in versions],
+        "versions": [
+            {
+                "mv": mv,
+                "aliases": sorted(aliases[mv.pk]),
+                # Archived → Production, for a version that was in Production before: opens a
+                # rollback request (the policy's rollback_approvals) on the usual route.
+                "can_roll_back": can_edit
+                and mv.current_stage == Stage.ARCHIVED
+                and mv.was_in_production,
+            }
+            for mv in versions
+        ],
+        "production": production,
         "tags": sorted(RegisteredModelTag.objects.filter(model=model).values_list("key", "value")),
         "deployments": deployments,
         "policy": rules.payload(rules.policy_for(model)),
-        "can_manage": access.RANK[model_permissions.model_level(request.user, model.pk)]
-        >= access.RANK[access.MANAGE],
+        "can_manage": access.RANK[level] >= access.RANK[access.MANAGE],
     }
     context["timeline"] = model_timeline(model)
     return render(request, "web/model_detail.html", context)

@@ -120,3 +120,41 @@ def test_version_diff_tags_and_audit_exports_have_header_cells(people, fraud):
     )
     audit = signed_in(people["carl"]).get("/audit/").content.decode()
     assert '<th scope="col"></th>' not in audit and 'class="sr-only">Download' in audit
+
+
+def test_roll_back_button_opens_a_rollback_request(people, fraud):
+    from governance.models import TransitionRequest
+    from tests.personas import FULL_CARD, stage
+
+    alice, rita = people["alice"], people["rita"]
+    people["admin"].put("models/fraud/policy", {"production_approvals": 0})
+    for version in (1, 2):
+        alice.put(f"models/fraud/versions/{version}/card", FULL_CARD)
+        alice.transition(version, "Staging")
+        assert alice.transition(version, "Production").status_code == 200
+    alice.mlflow("model-versions/create", {"name": "fraud", "source": f"runs:/{fraud}/model"})
+    alice.transition(3, "Archived")  # archived, never in Production: no button
+    browser = signed_in(alice)
+    page = browser.get("/models/fraud/").content.decode()
+    assert "Roll back to v1" in page and "Roll back to v3" not in page
+    assert "replacing v2" in page
+    # Compliance officers and readers see no button.
+    assert "Roll back to v1" not in signed_in(people["carl"]).get("/models/fraud/").content.decode()
+    version3 = browser.get("/models/fraud/versions/3/").content.decode()
+    assert '<option value="Production">' not in version3
+    assert (
+        '<option value="Production">' in browser.get("/models/fraud/versions/1/").content.decode()
+    )
+
+    answer = browser.post(
+        "/models/fraud/versions/1/request", {"stage": "Production", "comment": "Roll back to v1"}
+    )
+    req = TransitionRequest.objects.get(status="open")
+    assert answer.status_code == 302 and answer["Location"] == f"/reviews/{req.pk}/"
+    assert (req.from_stage, req.to_stage) == ("Archived", "Production")
+    review = signed_in(rita).get(f"/reviews/{req.pk}/")
+    assert review.status_code == 200
+    assert rita.post(f"transition-requests/{req.pk}/approve").json()["applied"] is True
+    assert (stage(1), stage(2)) == ("Production", "Archived")
+    timeline = browser.get("/models/fraud/").content.decode()
+    assert 'class="badge rollback">rollback' in timeline
