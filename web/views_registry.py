@@ -10,6 +10,7 @@ from django.shortcuts import render
 from core import access
 from governance.timeline import model_timeline
 from registry import permissions as model_permissions
+from registry import resolution
 from registry import selectors as registry_selectors
 from registry.models import (
     Deployment,
@@ -88,6 +89,10 @@ def model_detail(request, name: str):
         .select_related("version")
         .order_by("endpoint")
     )
+    live = resolution.deployment_resolutions(deployments)
+    for deployment in deployments:
+        deployment.resolves_to = live[deployment.pk]["resolves_to"]
+        deployment.drifted = live[deployment.pk]["drifted"]
     level = model_permissions.model_level(request.user, model.pk)
     can_edit = access.RANK[level] >= access.RANK[access.EDIT] and not (
         access.is_compliance(request.user) and not access.is_admin(request.user)

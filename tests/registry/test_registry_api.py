@@ -413,3 +413,63 @@ def test_resolve_command(api, model):
     assert json.loads(out.getvalue())["version"] == 2
     with pytest.raises(CommandError, match="has no version in stage Production"):
         call_command("resolve_model_uri", "models:/fraud/Production", stdout=io.StringIO())
+
+
+def test_deployments_show_what_their_uri_resolves_to_now(api, model, auth_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    move(api, 1, "Staging")
+    move(api, 1, "Production")
+    api.post("registered-models/alias", {"name": "fraud", "alias": "champion", "version": "1"})
+
+    def deploy(uri, endpoint):
+        response = auth_client.post(
+            "/api/v1/deployments",
+            {"endpoint": endpoint, "model_uri": uri},
+            content_type="application/json",
+        )
+        assert response.status_code == 201, response.content
+        return response.json()
+
+    recorded = deploy("models:/fraud/Production", "/prod")
+    assert (recorded["version"], recorded["resolves_to"], recorded["drifted"]) == (1, 1, False)
+    deploy("models:/fraud@champion", "/champion")
+    deploy("models:/fraud/1", "/pinned")
+    deploy("models:/fraud/latest", "/latest")
+
+    def current():
+        with CaptureQueriesContext(connection) as queries:
+            rows = auth_client.get("/api/v1/deployments", {"current": "true"}).json()
+        return {d["endpoint"]: (d["version"], d["resolves_to"], d["drifted"]) for d in rows}, len(
+            queries
+        )
+
+    before, few = current()
+    assert before == {
+        "/prod": (1, 1, False),
+        "/champion": (1, 1, False),
+        "/pinned": (1, 1, False),
+        "/latest": (3, 3, False),
+    }
+    move(api, 2, "Staging")
+    move(api, 2, "Production")  # v1 archived; @champion stays on it (MLflow semantics)
+    move(api, 3, "Archived")
+    after, many = current()
+    assert after == {
+        "/prod": (1, 2, True),
+        "/champion": (1, 1, False),
+        "/pinned": (1, None, True),  # archived: never resolved by number
+        "/latest": (3, 2, True),
+    }
+    # Past deployments resolve too but never count as drifted.
+    deploy("models:/fraud/Production", "/champion")
+    history = auth_client.get("/api/v1/deployments", {"endpoint": "/champion"}).json()
+    assert [(d["version"], d["resolves_to"], d["drifted"]) for d in history] == [
+        (2, 2, False),
+        (1, 1, False),
+    ]
+    for i in range(12):  # more rows, same number of queries
+        deploy("models:/fraud/Production", f"/extra-{i}")
+    _, more = current()
+    assert few == many == more, (few, many, more)

@@ -158,3 +158,28 @@ def test_roll_back_button_opens_a_rollback_request(people, fraud):
     assert (stage(1), stage(2)) == ("Production", "Archived")
     timeline = browser.get("/models/fraud/").content.decode()
     assert 'class="badge rollback">rollback' in timeline
+
+
+def test_model_page_shows_where_each_deployment_resolves_now(people, fraud):
+    alice = people["alice"]
+    people["admin"].put(
+        "models/fraud/policy", {"production_approvals": 0, "require_model_card": False}
+    )
+    alice.transition(1, "Staging")
+    alice.transition(1, "Production")
+    alice.post("deployments", {"endpoint": "/predict", "model_uri": "models:/fraud/Production"})
+    browser = signed_in(alice)
+    page = browser.get("/models/fraud/").content.decode()
+    assert "models:/fraud/Production" in page and "changed since recorded" not in page
+    alice.transition(2, "Staging")
+    alice.transition(2, "Production")
+    with CaptureQueriesContext(connection) as queries:
+        page = browser.get("/models/fraud/").content.decode()
+    assert "changed since recorded" in page and 'class="drifted"' in page
+    assert 'href="/models/fraud/versions/2/">v2</a> <span class="badge drift"' in page
+    count = len(queries)
+    for i in range(5):
+        alice.post("deployments", {"endpoint": f"/e{i}", "model_uri": "models:/fraud/latest"})
+    with CaptureQueriesContext(connection) as queries:
+        browser.get("/models/fraud/")
+    assert len(queries) == count
