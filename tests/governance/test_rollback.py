@@ -6,6 +6,7 @@ transaction, and recorded as a rollback in the audit trail and the timeline. All
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 
 from audit.models import AuditEvent
 from governance.models import TransitionRequest
@@ -147,3 +148,56 @@ def test_rollback_approvals_is_a_policy_field_managers_cannot_lower(people, frau
     assert alice.put("models/fraud/policy", {"rollback_approvals": 2}).status_code == 200
     for bad in (-1, 11, "1", None, True):
         assert admin.put("models/fraud/policy", {"rollback_approvals": bad}).status_code == 400
+
+
+def test_the_request_says_what_approving_will_do(people, fraud):
+    """Before v2's promotion is approved: v1 will be archived, the protected @champion leaves
+    with it, the unprotected @canary stays on archived v1, and the endpoint serving
+    models:/fraud/Production will answer v2."""
+    admin, alice, rita = people["admin"], people["alice"], people["rita"]
+    admin.put("models/fraud/policy", {"protected_aliases": ["champion"]})
+    promote(people, 1)
+    for alias in ("champion", "canary"):
+        alice.mlflow("registered-models/alias", {"name": "fraud", "alias": alias, "version": "1"})
+    for endpoint, uri in (
+        ("/prod", "models:/fraud/Production"),
+        ("/canary", "models:/fraud@canary"),
+    ):
+        assert (
+            alice.post("deployments", {"endpoint": endpoint, "model_uri": uri}).status_code == 201
+        )
+    alice.put("models/fraud/versions/2/card", FULL_CARD)
+    request_id = to_production_request(people, 2)
+    effects = rita.get(f"transition-requests/{request_id}").json()["effects"]
+    assert effects == {
+        "versions_moved": [
+            {"version": 1, "from": "Production", "to": "Archived"},
+            {"version": 2, "from": "Staging", "to": "Production"},
+        ],
+        "versions_archived": [1],
+        "aliases_removed": [
+            {"alias": "champion", "version": 1, "why": "protected: follows Production"}
+        ],
+        "aliases_kept_on_archived": [{"alias": "canary", "version": 1}],
+        "deployments_changed": [
+            {"endpoint": "/prod", "model_uri": "models:/fraud/Production", "now": 1, "after": 2}
+        ],
+    }
+    screen = rita.get(f"transition-requests/{request_id}/review").json()
+    assert "v1: Production → Archived" in screen["effects"]
+    assert any("@champion is removed from v1" in line for line in screen["effects"])
+    page = Client()
+    page.force_login(rita.user)
+    html = page.get(f"/reviews/{request_id}/").content.decode()
+    assert (
+        'id="effects"' in html
+        and "deployment /prod (models:/fraud/Production) resolves to v2" in html
+    )
+    admin_html = Client()
+    admin_html.force_login(rita.user)
+    console = admin_html.get(f"/admin/governance/transitionrequest/{request_id}/change/")
+    assert "Approving will" in console.content.decode()
+
+    assert rita.post(f"transition-requests/{request_id}/approve").json()["applied"] is True
+    done = rita.get(f"transition-requests/{request_id}").json()
+    assert done["effects"] is None  # applied: nothing left to foresee
