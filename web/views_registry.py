@@ -119,8 +119,40 @@ def model_detail(request, name: str):
         "policy": rules.payload(rules.policy_for(model)),
         "can_manage": access.RANK[level] >= access.RANK[access.MANAGE],
     }
+    context["serving"] = _serving_table(request, model, versions, aliases)
     context["timeline"] = model_timeline(model)
     return render(request, "web/model_detail.html", context)
+
+
+def _serving_table(request, model, versions, aliases) -> list[dict]:
+    """What each `models:/` URI a serving layer may use answers now, with snippets; from the
+    rows the page already loaded (no query of its own), by the rules of /api/v1/resolve."""
+    from urllib.parse import quote
+
+    stages = {mv.version: mv.current_stage for mv in versions}
+    number_of = {mv.pk: mv.version for mv in versions}
+    alias_map = {
+        alias: number_of[version_id]
+        for version_id, names in aliases.items()
+        if version_id in number_of
+        for alias in names
+    }
+    base = request.build_absolute_uri("/").rstrip("/")
+    uris = [f"models:/{model.name}/{ref}" for ref in ("Production", "Staging", "latest")]
+    uris += [f"models:/{model.name}@{alias}" for alias in sorted(alias_map)]
+    rows = []
+    for uri in uris:
+        number = resolution.resolve_in(uri, stages, alias_map)
+        rows.append(
+            {
+                "uri": uri,
+                "version": number,
+                "stage": stages.get(number) if number is not None else None,
+                "python": f'mlflow.pyfunc.load_model("{uri}")',
+                "curl": f'curl -u "$USER:$TOKEN" "{base}/api/v1/resolve?uri={quote(uri, safe=":/@")}"',
+            }
+        )
+    return rows
 
 
 @page(access.MODEL_READ)

@@ -183,3 +183,34 @@ def test_model_page_shows_where_each_deployment_resolves_now(people, fraud):
     with CaptureQueriesContext(connection) as queries:
         browser.get("/models/fraud/")
     assert len(queries) == count
+
+
+def test_model_page_serving_table(people, fraud):
+    alice = people["alice"]
+    people["admin"].put(
+        "models/fraud/policy",
+        {"production_approvals": 0, "require_model_card": False, "demotion_approvals": 0},
+    )
+    for version in (1, 2):
+        alice.transition(version, "Staging")
+        alice.transition(version, "Production")  # v1 archived by v2
+    alice.mlflow("registered-models/alias", {"name": "fraud", "alias": "champion", "version": "1"})
+    page = signed_in(alice).get("/models/fraud/")
+    html = page.content.decode()
+    import re
+
+    table = html.split('id="serving"')[1].split("</table>")[0]
+    rows = re.findall(r"<code>(models:/[^<]+)</code></td>\s*<td>(.*?)</td>", table, re.S)
+    answers = {
+        uri: re.search(r">v(\d+)</a>", cell).group(1) if "v" in cell and "</a>" in cell else None
+        for uri, cell in rows
+    }
+    assert answers == {
+        "models:/fraud/Production": "2",
+        "models:/fraud/Staging": None,
+        "models:/fraud/latest": "2",
+        "models:/fraud@champion": "1",  # archived, as in MLflow
+    }
+    assert 'data-copy="mlflow.pyfunc.load_model(&quot;models:/fraud@champion&quot;)"' in table
+    assert "/api/v1/resolve?uri=models:/fraud/Production" in table
+    assert "web/copy.js" in html
