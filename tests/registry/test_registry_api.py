@@ -473,3 +473,31 @@ def test_deployments_show_what_their_uri_resolves_to_now(api, model, auth_client
         deploy("models:/fraud/Production", f"/extra-{i}")
     _, more = current()
     assert few == many == more, (few, many, more)
+
+
+def test_batch_resolution_answers_as_resolve_model_uri(api, model):
+    """registry.resolution (deployment lists, approval effects) and the one-URI resolver
+    agree on every URI form, archived versions included."""
+    from core.errors import ApplicationError
+    from registry import resolution, selectors
+    from registry.models import RegisteredModel
+
+    move(api, 1, "Staging")
+    move(api, 1, "Production")
+    move(api, 2, "Staging")
+    move(api, 2, "Production")  # v1 archived
+    move(api, 3, "Staging")
+    for alias, version in (("champion", 1), ("challenger", 3)):
+        api.post("registered-models/alias", {"name": "fraud", "alias": alias, "version": version})
+    model_id = RegisteredModel.objects.get(name="fraud").pk
+    stages, aliases = resolution.model_states([model_id])
+    uris = [
+        f"models:/fraud/{ref}"
+        for ref in ("Production", "staging", "None", "Archived", "latest", "1", "2", "3", "9")
+    ] + ["models:/fraud@champion", "models:/fraud@challenger", "models:/fraud@nope"]
+    for uri in uris:
+        try:
+            expected = selectors.resolve_model_uri(uri).version
+        except ApplicationError:
+            expected = None
+        assert resolution.resolve_in(uri, stages[model_id], aliases[model_id]) == expected, uri
