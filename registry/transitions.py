@@ -34,15 +34,18 @@ def refusal(*, name: str, version: int, source: str, target: str, was_in_product
     """Why the table refuses moving `version` of `name` from `source` to `target` ('' when it
     allows it)."""
     if source not in ALLOWED[target]:
+        targets = [
+            t for t in allowed_targets(source) if was_in_production or not is_rollback(source, t)
+        ]
         return (
             f"Cannot move version {version} of '{name}' from {source} to {target}. From "
-            f"{source} it may move to: {', '.join(allowed_targets(source)) or 'nothing'}."
+            f"{source} it may move to: {', '.join(targets) or 'nothing'}."
         )
     if is_rollback(source, target) and not was_in_production:
         return (
             f"Cannot move version {version} of '{name}' from Archived to Production: only a "
-            "version that has been in Production before can be rolled back into it. Request "
-            "Staging first, then Production."
+            "version that has been in Production before can be rolled back into it. Move it "
+            "to None, then Staging, then request Production."
         )
     return ""
 
