@@ -80,9 +80,10 @@ class ResolveApi(APIView):
 class DeploymentSerializer(serializers.ModelSerializer):
     """`version` is what was recorded; `resolves_to` what `model_uri` resolves to now (null:
     nothing, e.g. no version in that stage), and `drifted` says a current deployment's URI now
-    answers another version than the recorded one. Pass `resolutions` in the context
-    (registry.resolution.deployment_resolutions) to keep a list at a fixed query count."""
+    answers another version than the recorded one."""
 
+    # Lists pass `resolutions` in the context (registry.resolution.deployment_resolutions) to
+    # stay at a fixed query count; a single deployment resolves itself.
     model = serializers.CharField(source="version.registered_model.name")
     version = serializers.IntegerField(source="version.version")
     resolves_to = serializers.SerializerMethodField()
