@@ -501,3 +501,22 @@ def test_batch_resolution_answers_as_resolve_model_uri(api, model):
         except ApplicationError:
             expected = None
         assert resolution.resolve_in(uri, stages[model_id], aliases[model_id]) == expected, uri
+
+
+def test_the_migration_finds_past_production_versions_in_the_audit_trail(api, model):
+    """Versions from before `was_in_production` existed: the migration sets it for the
+    Production version and for every version the audit trail shows entering Production."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("registry.migrations.0003_version_was_in_production")
+    move(api, 1, "Staging")
+    move(api, 1, "Production")
+    move(api, 2, "Staging")
+    move(api, 2, "Production")  # v1 archived
+    move(api, 3, "Staging")
+    ModelVersion.objects.update(was_in_production=False)  # as before the field existed
+    migration.record_past_production(apps, None)
+    flags = dict(ModelVersion.objects.values_list("version", "was_in_production"))
+    assert flags == {1: True, 2: True, 3: False}
