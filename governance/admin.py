@@ -196,6 +196,7 @@ class ModelPolicyAdmin(ConsoleReadOnly, admin.ModelAdmin):
         "staging_approvals",
         "production_approvals",
         "approvals_to_leave_production",
+        "rollback_approvals",
         "reviewers",
         "exclude_run_author",
         "require_model_card",

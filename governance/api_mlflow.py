@@ -28,6 +28,8 @@ def pending_message(outcome: services.Outcome) -> str:
     move = f"enter {req.to_stage}"
     if req.from_stage == Stage.PRODUCTION:
         move = f"leave Production for {req.to_stage}"
+    elif req.from_stage == Stage.ARCHIVED and req.to_stage == Stage.PRODUCTION:
+        move = "be rolled back into Production"
     return (
         f"Version {req.version.version} of '{name}' cannot {move} yet: "
         f"transition request {req.pk} is open (requested by "

@@ -49,7 +49,9 @@ class PolicyApi(APIView):
             '([{"metric","op","value"}]), staging_approvals, production_approvals, '
             "demotion_approvals (approvals for a version to leave Production, to Staging, None "
             "or Archived; null: the same as production_approvals; the archiving of the previous "
-            "Production version by an approved promotion needs none), reviewers "
+            "Production version by an approved promotion needs none), rollback_approvals "
+            "(approvals to roll an archived version that was in Production before back into "
+            "it; 0: at once), reviewers "
             "(usernames; admins only), exclude_run_author, require_model_card, "
             "protected_aliases, archive_grace_seconds. Fields left out keep their value."
         ),

@@ -26,6 +26,9 @@ class ModelPolicy(models.Model):
     # The archiving that an approved promotion does to the previous Production version is
     # part of that promotion and needs nothing more.
     demotion_approvals = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Approvals to roll an archived version that was in Production before back into it
+    # (Archived → Production). 0: an immediate rollback, recorded and audited as such.
+    rollback_approvals = models.PositiveSmallIntegerField(default=1)
     # Empty: anyone with the reviewer (or admin) role who may read the model.
     reviewers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     exclude_run_author = models.BooleanField(default=True)

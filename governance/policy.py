@@ -34,6 +34,7 @@ SCALAR_FIELDS = (
     "staging_approvals",
     "production_approvals",
     "demotion_approvals",
+    "rollback_approvals",
     "exclude_run_author",
     "require_model_card",
     "archive_grace_seconds",
@@ -70,6 +71,7 @@ def payload(policy: ModelPolicy) -> dict[str, Any]:
         "production_approvals": policy.production_approvals,
         # null: the same as production_approvals.
         "demotion_approvals": policy.demotion_approvals,
+        "rollback_approvals": policy.rollback_approvals,
         "reviewers": reviewer_names(policy),
         "exclude_run_author": policy.exclude_run_author,
         "require_model_card": policy.require_model_card,
@@ -161,7 +163,7 @@ def clean_policy(data: Any, *, partial: bool = True) -> dict[str, Any]:
         )
     if "metric_gates" in data:
         out["metric_gates"] = _gates(data["metric_gates"])
-    for field in ("staging_approvals", "production_approvals"):
+    for field in ("staging_approvals", "production_approvals", "rollback_approvals"):
         if field in data:
             out[field] = _count(data[field], field)
     if "demotion_approvals" in data:
@@ -219,7 +221,7 @@ def _gate_covered(gate: dict[str, Any], gates: list[dict[str, Any]]) -> bool:
 def loosenings(current: dict[str, Any], proposed: dict[str, Any]) -> list[str]:
     """Every way `proposed` is looser than `current`, in plain words (empty: not looser)."""
     found = []
-    for field in ("staging_approvals", "production_approvals"):
+    for field in ("staging_approvals", "production_approvals", "rollback_approvals"):
         if proposed[field] < current[field]:
             found.append(f"{field} from {current[field]} to {proposed[field]}")
     # Compared as the number it stands for: null means "as many as production_approvals".
@@ -382,6 +384,10 @@ def approvals_needed(policy: ModelPolicy, target: str, source: str | None = None
     """Approvals for a move from `source` to `target`. Leaving Production takes the version out
     of serving, so it needs the policy's approvals to leave Production, and, when it goes to
     Staging, at least as many as entering Staging needs."""
+    if source == Stage.ARCHIVED and target == Stage.PRODUCTION:
+        # A rollback: the version was approved into Production before; the card and the gates
+        # are checked again, the approvals are the policy's own count for rollbacks.
+        return policy.rollback_approvals
     entering = 0
     if target == Stage.STAGING:
         entering = policy.staging_approvals

@@ -12,6 +12,8 @@ from django.utils import timezone
 from core import access, identifiers
 from core.errors import InvalidParameterValue
 from governance import policy as rules
+from governance.effects import approval_effects
+from governance.effects import describe as describe_effects
 from governance.models import CARD_FIELDS, Comment, ModelCard, ModelPolicy, Review
 from governance.models import TransitionRequest as TR
 from registry import permissions as model_permissions
@@ -146,6 +148,8 @@ def request_payloads(requests: list[TR], *, detail: bool = False) -> list[dict[s
             "version": req.version.version,
             "from_stage": req.from_stage,
             "to_stage": req.to_stage,
+            # Archived → Production: a version that was in Production before goes back.
+            "rollback": req.from_stage == Stage.ARCHIVED and req.to_stage == Stage.PRODUCTION,
             "status": effective_status(req),
             "status_reason": req.status_reason,
             "requested_by": req.requested_by.get_username(),
@@ -158,6 +162,11 @@ def request_payloads(requests: list[TR], *, detail: bool = False) -> list[dict[s
         }
         if detail:
             item.update(request_checks(req))
+            # What approving will do (versions archived, aliases removed or left on an archived
+            # version, deployments that will answer another version); for open requests only.
+            item["effects"] = (
+                approval_effects(req) if effective_status(req) == TR.Status.OPEN else None
+            )
             item["comments"] = [
                 {
                     "id": c.pk,
@@ -446,8 +455,9 @@ def review_screen(req: TR) -> dict[str, Any]:
                 else "missing: " + ", ".join(card.missing_fields() if saved else CARD_FIELDS),
             }
         )
+    payload = request_payloads([req], detail=True)[0]
     return {
-        "request": request_payloads([req], detail=True)[0],
+        "request": payload,
         "policy": rules.payload(policy),
         "checks": checks,
         "candidate": candidate,
@@ -466,6 +476,8 @@ def review_screen(req: TR) -> dict[str, Any]:
         },
         "card": card_payload(card, saved),
         "card_markdown": card_markdown(card),
+        # The request's effects in plain words (its `effects` has them field by field).
+        "effects": describe_effects(payload["effects"]) if payload["effects"] else [],
         # What this screen shows, as a digest: an approval sent with it is refused if the run
         # or the card changed in the meantime (services.approve).
         "basis": rules.review_basis(mv),

@@ -35,7 +35,8 @@ from registry import permissions as model_permissions
 from registry import selectors as registry_selectors
 from registry import services as registry_services
 from registry.models import ModelVersion, RegisteredModel
-from registry.transitions import ALLOWED, Stage, allowed_targets, canonical_stage
+from registry.transitions import Stage, canonical_stage, is_rollback
+from registry.transitions import refusal as transition_refusal
 from tracking.models import Run
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -208,6 +209,8 @@ def evaluate(req: TR, policy: ModelPolicy) -> tuple[list[rules.Missing], list[st
         leaving = (
             " to leave Production"
             if req.from_stage == Stage.PRODUCTION and req.to_stage != Stage.PRODUCTION
+            else " to roll back into Production"
+            if is_rollback(req.from_stage, req.to_stage)
             else ""
         )
         again = (
@@ -256,13 +259,11 @@ def _mark_stale(model_id: int) -> None:
 
 def on_stage_change(mv: ModelVersion, from_stage: str) -> None:
     """The registry's stage hook, in the move's transaction: requests the move leaves behind
-    go stale, and a version leaving Production takes no protected alias with it (a protected
-    alias may only point at the Production version)."""
+    go stale, and a version leaving Production (for Staging, None or Archived) takes no
+    protected alias with it (a protected alias may only point at the Production version).
+    Other aliases stay where they are, as in MLflow, archived versions included."""
     _mark_stale(mv.registered_model_id)
-    if from_stage == Stage.PRODUCTION and mv.current_stage not in (
-        Stage.PRODUCTION,
-        Stage.ARCHIVED,  # archiving removes every alias already
-    ):
+    if from_stage == Stage.PRODUCTION and mv.current_stage != Stage.PRODUCTION:
         model = mv.registered_model
         registry_services.drop_aliases(
             mv,
@@ -282,23 +283,32 @@ def _apply_if_ready(req: TR, policy: ModelPolicy, model: RegisteredModel, actor)
     req.resolved_at = timezone.now()
     req.resolved_by = actor
     req.save(update_fields=["status", "resolved_at", "resolved_by"])
+    approval: dict[str, Any] = {
+        "transition_request": req.pk,
+        "requested_by": req.requested_by.get_username(),
+        "approved_by": approvers,
+    }
+    if is_rollback(req.from_stage, req.to_stage):
+        # Recorded as what it is; with rollback_approvals 0 it is an immediate rollback, and
+        # the record says so rather than leaving an empty approver list to interpretation.
+        approval["rollback"] = True
+        approval["immediate"] = rules.approvals_needed(policy, req.to_stage, req.from_stage) == 0
     mv = registry_services.model_version_transition_stage(
         name=model.name,
         version=req.version.version,
         stage=req.to_stage,
         archive_existing_versions=req.archive_existing_versions,
-        approval={
-            "transition_request": req.pk,
-            "requested_by": req.requested_by.get_username(),
-            "approved_by": approvers,
-        },
-        reason=req.comment[:500],
+        approval=approval,
+        reason=req.comment[:500] or ("rollback" if approval.get("rollback") else ""),
     )
     _audit_request(
         "transition_request.apply",
         req,
         model.name,
-        after={**_request_snapshot(req), "approved_by": approvers},
+        after={
+            **_request_snapshot(req),
+            **{k: v for k, v in approval.items() if k not in ("transition_request",)},
+        },
     )
     return Outcome(version=mv, request=req, applied=True)
 
@@ -326,12 +336,15 @@ def request_transition(
     model, mv = _lock(name, version)
     if mv.current_stage == target:
         return Outcome(version=mv, applied=True)
-    if mv.current_stage not in ALLOWED[target]:
-        raise InvalidParameterValue(
-            f"Cannot move version {mv.version} of '{model.name}' from {mv.current_stage} to "
-            f"{target}. From {mv.current_stage} it may move to: "
-            f"{', '.join(allowed_targets(mv.current_stage)) or 'nothing'}."
-        )
+    refused = transition_refusal(
+        name=model.name,
+        version=mv.version,
+        source=mv.current_stage,
+        target=target,
+        was_in_production=mv.was_in_production,
+    )
+    if refused:
+        raise InvalidParameterValue(refused)
     _mark_stale(model.pk)
     policy = rules.policy_for(model)
     req = (

@@ -34,7 +34,7 @@ def _names(model: RegisteredModel) -> set[str]:
 def model_timeline(model: RegisteredModel, at: datetime | None = None) -> dict[str, Any]:
     """{"stages": {"Production": [interval...], "Staging": [...]}, "aliases": {alias: [...]},
     "at": {...} when `at` is given}. An interval: version, from, until (None: still),
-    moved_in_by, approved_by, transition_request, moved_out_by, moved_out_reason."""
+    moved_in_by, approved_by, transition_request, rollback, moved_out_by, moved_out_reason."""
     open_: dict[tuple[str, str], dict[str, Any]] = {}
     stages: dict[str, list[dict[str, Any]]] = {s: [] for s in TRACKED_STAGES}
     aliases: dict[str, list[dict[str, Any]]] = {}
@@ -56,6 +56,8 @@ def model_timeline(model: RegisteredModel, at: datetime | None = None) -> dict[s
             "requested_by": after.get("requested_by"),
             "approved_by": after.get("approved_by", []),
             "transition_request": after.get("transition_request"),
+            # Archived → Production of a version that was in Production before.
+            "rollback": bool(after.get("rollback")),
             "reason": event.reason,
             "moved_out_by": None,
             "moved_out_reason": None,

@@ -23,6 +23,7 @@ from core import grants as grant_helpers
 from core import identifiers
 from core.errors import InvalidParameterValue
 from lineage.models import LineageLink
+from registry import resolution
 from registry.models import Deployment, ModelVersion, RegisteredModel, RegisteredModelPermission
 from tracking.models import (
     LatestMetric,
@@ -451,6 +452,7 @@ def describe(
                 "stage": mv["current_stage"],
                 **_run_ref("run_id", mv["run_id"], hidden_runs),
             }
+    live: list[tuple[str, int, str, int]] = []  # open deployments: resolved below, together
     for chunk in chunks(by_kind.get("deployment", ())):
         rows = Deployment.objects.filter(endpoint__in=chunk).order_by("endpoint", "-since")
         decided: set[str] = set()
@@ -458,6 +460,7 @@ def describe(
             "endpoint",
             "until",
             "since",
+            "model_uri",
             "version__registered_model_id",
             "version__registered_model__name",
             "version__version",
@@ -476,6 +479,18 @@ def describe(
                 "serving": serving if d["until"] is None else None,
                 "since": d["since"].isoformat(),
             }
+            if d["until"] is None:
+                live.append(
+                    (node, d["version__registered_model_id"], d["model_uri"], d["version__version"])
+                )
+    if live:
+        # What each endpoint's URI answers now beside what was recorded (two queries in all).
+        stages, aliases = resolution.model_states({model_id for _, model_id, _, _ in live})
+        for node, model_id, uri, recorded in live:
+            now = resolution.resolve_in(uri, stages[model_id], aliases[model_id])
+            facts[node]["model_uri"] = uri
+            facts[node]["resolves_to"] = now
+            facts[node]["drifted"] = now != recorded
     return facts
 
 

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from core import access, identifiers
 from core.drf import GrantsSerializer
-from registry import permissions, selectors, services
+from registry import permissions, resolution, selectors, services
 from registry.models import Deployment, ModelVersion
 
 
@@ -78,8 +78,16 @@ class ResolveApi(APIView):
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
+    """`version` is what was recorded; `resolves_to` what `model_uri` resolves to now (null:
+    nothing, e.g. no version in that stage), and `drifted` says a current deployment's URI now
+    answers another version than the recorded one."""
+
+    # Lists pass `resolutions` in the context (registry.resolution.deployment_resolutions) to
+    # stay at a fixed query count; a single deployment resolves itself.
     model = serializers.CharField(source="version.registered_model.name")
     version = serializers.IntegerField(source="version.version")
+    resolves_to = serializers.SerializerMethodField()
+    drifted = serializers.SerializerMethodField()
 
     class Meta:
         model = Deployment
@@ -89,10 +97,24 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "model",
             "version",
             "model_uri",
+            "resolves_to",
+            "drifted",
             "since",
             "until",
             "recorded_by",
         ]
+
+    def _resolution(self, deployment: Deployment) -> dict:
+        known = self.context.setdefault("resolutions", {})
+        if deployment.pk not in known:
+            known.update(resolution.deployment_resolutions([deployment]))
+        return known[deployment.pk]
+
+    def get_resolves_to(self, deployment: Deployment) -> int | None:
+        return self._resolution(deployment)["resolves_to"]
+
+    def get_drifted(self, deployment: Deployment) -> bool:
+        return bool(self._resolution(deployment)["drifted"])
 
 
 class DeploymentsApi(APIView):
@@ -143,7 +165,10 @@ class DeploymentsApi(APIView):
             qs = qs.filter(version__version=selectors.parse_version(params["version"]))
         if params.get("current") == "true":
             qs = qs.filter(until__isnull=True)
-        return Response(DeploymentSerializer(qs[:1000], many=True).data)
+        rows = list(qs[:1000])
+        # Every row's live resolution in two queries, not two per row.
+        context = {"resolutions": resolution.deployment_resolutions(rows)}
+        return Response(DeploymentSerializer(rows, many=True, context=context).data)
 
 
 class ModelPermissionsApi(APIView):

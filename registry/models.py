@@ -59,6 +59,9 @@ class ModelVersion(FSMModelMixin, models.Model):
     # When the version entered its current stage (ms): the archiving grace period counts
     # from the Production version's stage_since, whatever else touches the row.
     stage_since = models.BigIntegerField(default=0)
+    # Set when the version first enters Production and never cleared: only such a version may
+    # be rolled back into Production from Archived.
+    was_in_production = models.BooleanField(default=False)
     deleted = models.BooleanField(default=False)
 
     class Meta:
@@ -95,7 +98,12 @@ class ModelVersion(FSMModelMixin, models.Model):
     def to_staging(self) -> None:
         pass
 
-    @transition(field=current_stage, source=sources_of(Stage.PRODUCTION), target=Stage.PRODUCTION)
+    @transition(
+        field=current_stage,
+        source=sources_of(Stage.PRODUCTION),
+        target=Stage.PRODUCTION,
+        conditions=[lambda mv: mv.current_stage != Stage.ARCHIVED or mv.was_in_production],
+    )
     def to_production(self) -> None:
         pass
 

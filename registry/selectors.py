@@ -77,14 +77,17 @@ def latest_versions(model: RegisteredModel, stages: list[str]) -> list[ModelVers
 
 def resolve_model_uri(uri: Any, *, include_archived: bool = False) -> ModelVersion:
     """`models:/name/<Stage>`, `models:/name/latest`, `models:/name/<N>`, `models:/name@alias`
-    to one version with one indexed lookup. Archived versions are never resolved by stage,
-    `latest` or alias. `uri` is raw input or an already parsed `identifiers.ModelUri`."""
+    to one version with one indexed lookup. Archived versions are never resolved by stage or
+    `latest`, nor by number unless `include_archived`; an alias resolves to whatever version it
+    points at, archived included, as in MLflow (the aliases a policy protects only ever point
+    at the Production version). `uri` is raw input or an already parsed `identifiers.ModelUri`."""
     parsed = uri if isinstance(uri, identifiers.ModelUri) else identifiers.model_uri(uri)
     name = parsed.name
     base = ModelVersion.objects.select_related("registered_model").filter(
         registered_model__name_key=identifiers.name_key(name), deleted=False
     )
     if parsed.alias is not None:
+        # MLflow semantics: the alias's version whatever its stage.
         mv = base.filter(aliases__alias=parsed.alias).first()
         what = f"version with alias '{parsed.alias}'"
     elif parsed.version is not None:

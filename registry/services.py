@@ -32,7 +32,8 @@ from registry.models import (
     RegisteredModelTag,
 )
 from registry.source import resolve_source
-from registry.transitions import ALLOWED, Stage, allowed_targets, canonical_stage
+from registry.transitions import Stage, canonical_stage
+from registry.transitions import refusal as transition_refusal
 from tracking.permissions import check_experiment
 from tracking.services import now_ms
 from tracking.validation import parse_key_values
@@ -251,12 +252,9 @@ def registered_model_set_alias(*, name: str, alias: Any, version: Any) -> None:
     model = selectors.registered_model_get(name, for_update=True)
     alias = _clean_alias(alias)
     target = selectors.model_version_get(model, version)
+    # As in MLflow, an alias may point at any version, archived included; the aliases the
+    # layer above governs (a model policy's protected aliases) are checked by the hook.
     hooks.check_alias(model, alias, target)
-    if target.current_stage == Stage.ARCHIVED:
-        raise InvalidParameterValue(
-            f"Cannot point alias '{alias}' at version {target.version}: it is Archived, and "
-            "archived versions are never served. Choose a version that is not archived."
-        )
     existing = RegisteredModelAlias.objects.filter(model=model, alias=alias).first()
     before = {"alias": alias, "version": existing.version.version} if existing else None
     RegisteredModelAlias.objects.update_or_create(
@@ -447,10 +445,11 @@ def _move(
     before = _version_snapshot(mv)
     getattr(mv, ModelVersion.TRANSITION_METHODS[target])()
     mv.last_updated_timestamp = mv.stage_since = now_ms()
-    mv.save(update_fields=["current_stage", "last_updated_timestamp", "stage_since"])
-    if target == Stage.ARCHIVED:
-        # Archived versions are never served: no alias may keep pointing at one.
-        drop_aliases(mv, model_name, reason="the version was archived")
+    fields = ["current_stage", "last_updated_timestamp", "stage_since"]
+    if target == Stage.PRODUCTION and not mv.was_in_production:
+        mv.was_in_production = True
+        fields.append("was_in_production")
+    mv.save(update_fields=fields)
     _audit_version(
         "model_version.transition",
         mv,
@@ -488,12 +487,15 @@ def model_version_transition_stage(
     mv = selectors.model_version_get(model, version)
     if mv.current_stage == target:
         return mv
-    if mv.current_stage not in ALLOWED[target]:
-        raise InvalidParameterValue(
-            f"Cannot move version {mv.version} of '{name}' from {mv.current_stage} to "
-            f"{target}. From {mv.current_stage} it may move to: "
-            f"{', '.join(allowed_targets(mv.current_stage)) or 'nothing'}."
-        )
+    refused = transition_refusal(
+        name=model.name,
+        version=mv.version,
+        source=mv.current_stage,
+        target=target,
+        was_in_production=mv.was_in_production,
+    )
+    if refused:
+        raise InvalidParameterValue(refused)
     others = ModelVersion.objects.filter(
         registered_model=model, deleted=False, current_stage=target
     ).exclude(pk=mv.pk)

@@ -15,13 +15,39 @@ class Stage(models.TextChoices):
     ARCHIVED = "Archived"
 
 
-# target -> the stages a version may come from.
+# target -> the stages a version may come from. Archived → Production is a rollback: only a
+# version that has been in Production before may take it (see `refusal`).
 ALLOWED: dict[str, tuple[str, ...]] = {
     Stage.STAGING: (Stage.NONE, Stage.PRODUCTION),
-    Stage.PRODUCTION: (Stage.STAGING,),
+    Stage.PRODUCTION: (Stage.STAGING, Stage.ARCHIVED),
     Stage.ARCHIVED: (Stage.NONE, Stage.STAGING, Stage.PRODUCTION),
     Stage.NONE: (Stage.STAGING, Stage.ARCHIVED),
 }
+
+
+def is_rollback(source: str, target: str) -> bool:
+    """Archived → Production: a version that was in Production before goes back into it."""
+    return source == Stage.ARCHIVED and target == Stage.PRODUCTION
+
+
+def refusal(*, name: str, version: int, source: str, target: str, was_in_production: bool) -> str:
+    """Why the table refuses moving `version` of `name` from `source` to `target` ('' when it
+    allows it)."""
+    if source not in ALLOWED[target]:
+        targets = [
+            t for t in allowed_targets(source) if was_in_production or not is_rollback(source, t)
+        ]
+        return (
+            f"Cannot move version {version} of '{name}' from {source} to {target}. From "
+            f"{source} it may move to: {', '.join(targets) or 'nothing'}."
+        )
+    if is_rollback(source, target) and not was_in_production:
+        return (
+            f"Cannot move version {version} of '{name}' from Archived to Production: only a "
+            "version that has been in Production before can be rolled back into it. Move it "
+            "to None, then Staging, then request Production."
+        )
+    return ""
 
 
 def sources_of(target: str) -> list[str]:

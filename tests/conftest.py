@@ -232,6 +232,7 @@ OPEN_POLICY = {
     "metric_gates": [],
     "staging_approvals": 0,
     "production_approvals": 0,
+    "rollback_approvals": 0,
     "require_model_card": False,
     "protected_aliases": [],
 }

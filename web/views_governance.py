@@ -18,7 +18,7 @@ from governance.models import TransitionRequest as TR
 from registry import permissions as model_permissions
 from registry import selectors as registry_selectors
 from registry.models import ModelVersion
-from registry.transitions import allowed_targets
+from registry.transitions import allowed_targets, is_rollback
 from web.pages import page
 
 
@@ -50,7 +50,13 @@ def governance_context(user, mv: ModelVersion) -> dict:
         "decidable": decidable,
         "card": selectors.card_payload(card, saved),
         "can_edit": can_edit,
-        "targets": allowed_targets(mv.current_stage) if can_edit and not mv.deleted else [],
+        "targets": [
+            target
+            for target in allowed_targets(mv.current_stage)
+            if not is_rollback(mv.current_stage, target) or mv.was_in_production
+        ]
+        if can_edit and not mv.deleted
+        else [],
     }
 
 

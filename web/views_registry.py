@@ -10,6 +10,7 @@ from django.shortcuts import render
 from core import access
 from governance.timeline import model_timeline
 from registry import permissions as model_permissions
+from registry import resolution
 from registry import selectors as registry_selectors
 from registry.models import (
     Deployment,
@@ -88,18 +89,70 @@ def model_detail(request, name: str):
         .select_related("version")
         .order_by("endpoint")
     )
+    live = resolution.deployment_resolutions(deployments)
+    for deployment in deployments:
+        deployment.resolves_to = live[deployment.pk]["resolves_to"]
+        deployment.drifted = live[deployment.pk]["drifted"]
+    level = model_permissions.model_level(request.user, model.pk)
+    can_edit = access.RANK[level] >= access.RANK[access.EDIT] and not (
+        access.is_compliance(request.user) and not access.is_admin(request.user)
+    )
+    production = next((mv for mv in versions if mv.current_stage == Stage.PRODUCTION), None)
     context = {
         "nav": "models",
         "model": model,
-        "versions": [{"mv": mv, "aliases": sorted(aliases[mv.pk])} for mv in versions],
+        "versions": [
+            {
+                "mv": mv,
+                "aliases": sorted(aliases[mv.pk]),
+                # Archived → Production, for a version that was in Production before: opens a
+                # rollback request (the policy's rollback_approvals) on the usual route.
+                "can_roll_back": can_edit
+                and mv.current_stage == Stage.ARCHIVED
+                and mv.was_in_production,
+            }
+            for mv in versions
+        ],
+        "production": production,
         "tags": sorted(RegisteredModelTag.objects.filter(model=model).values_list("key", "value")),
         "deployments": deployments,
         "policy": rules.payload(rules.policy_for(model)),
-        "can_manage": access.RANK[model_permissions.model_level(request.user, model.pk)]
-        >= access.RANK[access.MANAGE],
+        "can_manage": access.RANK[level] >= access.RANK[access.MANAGE],
     }
+    context["serving"] = _serving_table(request, model, versions, aliases)
     context["timeline"] = model_timeline(model)
     return render(request, "web/model_detail.html", context)
+
+
+def _serving_table(request, model, versions, aliases) -> list[dict]:
+    """What each `models:/` URI a serving layer may use answers now, with snippets; from the
+    rows the page already loaded (no query of its own), by the rules of /api/v1/resolve."""
+    from urllib.parse import quote
+
+    stages = {mv.version: mv.current_stage for mv in versions}
+    number_of = {mv.pk: mv.version for mv in versions}
+    alias_map = {
+        alias: number_of[version_id]
+        for version_id, names in aliases.items()
+        if version_id in number_of
+        for alias in names
+    }
+    base = request.build_absolute_uri("/").rstrip("/")
+    uris = [f"models:/{model.name}/{ref}" for ref in ("Production", "Staging", "latest")]
+    uris += [f"models:/{model.name}@{alias}" for alias in sorted(alias_map)]
+    rows = []
+    for uri in uris:
+        number = resolution.resolve_in(uri, stages, alias_map)
+        rows.append(
+            {
+                "uri": uri,
+                "version": number,
+                "stage": stages.get(number) if number is not None else None,
+                "python": f'mlflow.pyfunc.load_model("{uri}")',
+                "curl": f'curl -u "$USER:$TOKEN" "{base}/api/v1/resolve?uri={quote(uri, safe=":/@")}"',
+            }
+        )
+    return rows
 
 
 @page(access.MODEL_READ)

@@ -225,6 +225,8 @@ CUSTODY_DEFAULT_POLICY = {
     "production_approvals": env_int("CUSTODY_POLICY_PRODUCTION_APPROVALS", 1),
     # Approvals to leave Production; unset: the same number as production_approvals.
     "demotion_approvals": env_optional_int("CUSTODY_POLICY_DEMOTION_APPROVALS"),
+    # Approvals to roll a version that was in Production back into it (Archived → Production).
+    "rollback_approvals": env_int("CUSTODY_POLICY_ROLLBACK_APPROVALS", 1),
     "exclude_run_author": env_bool("CUSTODY_POLICY_EXCLUDE_RUN_AUTHOR", True),
     "require_model_card": env_bool("CUSTODY_POLICY_REQUIRE_MODEL_CARD", True),
     "protected_aliases": env_list("CUSTODY_POLICY_PROTECTED_ALIASES", []),

@@ -234,3 +234,94 @@ def test_concurrent_approvals_apply_the_move_exactly_once(live_server_process, u
     to_production = [e for e in rows if (e.get("after") or {}).get("current_stage") == "Production"]
     assert len(to_production) == 1, rows
     assert len(to_production[0]["after"]["approved_by"]) == 2
+
+
+@pytest.mark.mlflow_client
+def test_rollback_with_the_real_client(mlflow_env, unique_name, live_server_process, monkeypatch):
+    """Production v2 misbehaves: the data scientist asks with the unmodified client for v1 to
+    go back; a reviewer approves over /api/v1; v1 serves again under models:/…/Production and
+    @champion (which stayed on it while it was archived), v2 is archived."""
+    from sklearn.linear_model import LogisticRegression
+
+    server = live_server_process
+    v1 = f"{server.url}/api/v1"
+    reviewer = (f"rev-{unique_name}", server.create_user(f"rev-{unique_name}", "reviewer"))
+    scientist = (f"ds-{unique_name}", server.create_user(f"ds-{unique_name}", "data-scientist"))
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", scientist[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", scientist[1])
+    name = f"rollback-{unique_name}"
+    mlflow.set_experiment(unique_name)
+    for flip in (False, True):
+        with mlflow.start_run():
+            mlflow.set_tags({"dataset_version": "d1", "git_commit": "c1", "triggered_by": "ci"})
+            y = np.array([1, 0, 1, 0] if flip else [0, 1, 0, 1])
+            model = LogisticRegression().fit(X, y)
+            mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
+    client = MlflowClient()
+    for version in ("1", "2"):
+        card = requests.put(
+            f"{v1}/models/{name}/versions/{version}/card", json=CARD, auth=scientist, timeout=30
+        )
+        assert card.ok, card.text
+
+    def promote(version: str, stage: str = "Production") -> dict:
+        with pytest.raises(MlflowException) as excinfo:
+            client.transition_model_version_stage(name, version, stage)
+        assert excinfo.value.error_code == "INVALID_STATE"
+        approved = requests.post(
+            f"{v1}/transition-requests/{_request_id(excinfo.value.message)}/approve",
+            json={"comment": "ok"},
+            auth=reviewer,
+            timeout=30,
+        )
+        assert approved.status_code == 200 and approved.json()["applied"], approved.text
+        return {"message": excinfo.value.message, "request": approved.json()["request"]}
+
+    client.transition_model_version_stage(name, "1", "Staging")
+    promote("1")
+    client.set_registered_model_alias(name, "champion", "1")
+    client.transition_model_version_stage(name, "2", "Staging")
+    promote("2")
+    assert client.get_model_version(name, "1").current_stage == "Archived"
+    # The seed flow: every URI form still loads, @champion the archived version 1.
+    assert mlflow.sklearn.load_model(f"models:/{name}/Production").predict(X).tolist() == [
+        1,
+        0,
+        1,
+        0,
+    ]
+    assert mlflow.sklearn.load_model(f"models:/{name}/latest").predict(X).tolist() == [1, 0, 1, 0]
+    assert mlflow.sklearn.load_model(f"models:/{name}/1").predict(X).tolist() == [0, 1, 0, 1]
+    assert mlflow.sklearn.load_model(f"models:/{name}@champion").predict(X).tolist() == [0, 1, 0, 1]
+
+    rollback = promote("1")
+    assert "cannot be rolled back into Production yet" in rollback["message"]
+    assert "to roll back into Production (0 of 1)" in rollback["message"]
+    assert rollback["request"]["rollback"] is True
+    assert client.get_model_version(name, "1").current_stage == "Production"
+    assert client.get_model_version(name, "2").current_stage == "Archived"
+    assert client.get_registered_model(name).aliases == {"champion": "1"}
+    assert mlflow.sklearn.load_model(f"models:/{name}/Production").predict(X).tolist() == [
+        0,
+        1,
+        0,
+        1,
+    ]
+    assert mlflow.sklearn.load_model(f"models:/{name}@champion").predict(X).tolist() == [0, 1, 0, 1]
+
+    timeline = requests.get(f"{v1}/models/{name}/timeline", auth=reviewer, timeout=30).json()
+    production = timeline["stages"]["Production"]
+    assert [(i["version"], i["rollback"]) for i in production] == [
+        (1, False),
+        (2, False),
+        (1, True),
+    ]
+    events = requests.get(
+        f"{v1}/audit/events",
+        params={"model": name, "action": "model_version.transition", "limit": 100},
+        auth=(server.username, server.password),
+        timeout=30,
+    ).json()
+    rows = events.get("events", events.get("results", []))
+    rollbacks = [e for e in rows if (e.get("after") or {}).get("rollback")]
+    assert len(rollbacks) == 1 and rollbacks[0]["after"]["approved_by"] == [reviewer[0]]

@@ -162,6 +162,8 @@ def test_a_gate_value_too_large_for_a_float_is_a_400(people, fraud):
 
 
 AT_ONCE, REQUEST, REFUSED = "at once", "opens a request", "refused"
+# Archived → Production is a rollback: only for a version that was in Production before.
+NEVER_IN_PRODUCTION = "refused: never in Production"
 DEFAULT_POLICY_TABLE = [
     ("None", "Staging", AT_ONCE),
     ("None", "Production", REFUSED),
@@ -175,7 +177,8 @@ DEFAULT_POLICY_TABLE = [
     ("Production", "Archived", REQUEST),
     ("Archived", "None", AT_ONCE),
     ("Archived", "Staging", REFUSED),
-    ("Archived", "Production", REFUSED),
+    ("Archived", "Production", NEVER_IN_PRODUCTION),
+    ("Archived (was in Production)", "Production", REQUEST),
 ]
 
 
@@ -187,7 +190,11 @@ def test_the_transition_table_under_the_default_policy(people, fraud, source, ta
     from registry.models import ModelVersion
 
     people["alice"].put("models/fraud/versions/1/card", FULL_CARD)
-    ModelVersion.objects.filter(version=1).update(current_stage=source)  # the starting state
+    was_in_production = source.endswith("(was in Production)")
+    source = source.split(" ")[0]
+    ModelVersion.objects.filter(version=1).update(  # the starting state
+        current_stage=source, was_in_production=was_in_production
+    )
     answer = people["alice"].transition(1, target)
     body = answer.json()
     if expected == AT_ONCE:
@@ -197,6 +204,12 @@ def test_the_transition_table_under_the_default_policy(people, fraud, source, ta
         assert answer.status_code == 400 and body["error_code"] == "INVALID_STATE"
         assert "1 more approval needed" in body["message"] and stage(1) == source
         assert TransitionRequest.objects.filter(status="open", to_stage=target).exists()
+    elif expected == NEVER_IN_PRODUCTION:
+        assert answer.status_code == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert f"from {source} to {target}" in body["message"]
+        assert "only a version that has been in Production before" in body["message"]
+        assert stage(1) == source
+        assert not TransitionRequest.objects.filter(status="open").exists()
     else:
         assert answer.status_code == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE"
         assert f"from {source} to {target}" in body["message"]

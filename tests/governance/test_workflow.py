@@ -260,6 +260,53 @@ def test_protected_aliases_follow_production(people, fraud):
     assert alice.mlflow("registered-models/alias", alias).status_code == 200
 
 
+def test_archiving_takes_only_the_protected_aliases_along(people, fraud):
+    """MLflow semantics for the aliases the policy does not protect: they stay on a version
+    that is archived (and may be set on one); the protected ones leave with Production."""
+    admin, alice = people["admin"], people["alice"]
+    admin.put(
+        "models/fraud/policy",
+        {"protected_aliases": ["champion"], "production_approvals": 0, "demotion_approvals": 0},
+    )
+    for version in (1, 2):
+        alice.put(f"models/fraud/versions/{version}/card", FULL_CARD)
+        assert alice.transition(version, "Staging").status_code == 200
+    assert alice.transition(1, "Production").status_code == 200
+    for name in ("champion", "canary"):
+        set_alias = {"name": "fraud", "alias": name, "version": "1"}
+        assert alice.mlflow("registered-models/alias", set_alias).status_code == 200
+    assert alice.transition(2, "Production").status_code == 200  # archives version 1
+
+    def alias_of(name):
+        return alice.mlflow("registered-models/alias", {"name": "fraud", "alias": name}, "GET")
+
+    assert alias_of("canary").json()["model_version"]["version"] == "1"
+    assert alias_of("canary").json()["model_version"]["current_stage"] == "Archived"
+    assert alias_of("champion").status_code == 400  # protected: it followed Production out
+    deleted = AuditEvent.objects.get(action="model_version.alias.delete")
+    assert deleted.before == {"alias": "champion", "version": 1}
+    assert "protected alias follows Production" in deleted.reason
+    resolved = alice.get("resolve", {"uri": "models:/fraud@canary"})
+    assert resolved.status_code == 200 and resolved.json()["version"] == 1
+    assert resolved.json()["stage"] == "Archived"
+    # An unprotected alias may be pointed at an archived version; a protected one may not.
+    assert (
+        alice.mlflow(
+            "registered-models/alias", {"name": "fraud", "alias": "old", "version": "1"}
+        ).status_code
+        == 200
+    )
+    refused = alice.mlflow(
+        "registered-models/alias", {"name": "fraud", "alias": "champion", "version": "1"}
+    )
+    assert refused.status_code == 403 and "protected" in refused.json()["message"]
+    # Stage and `latest` never resolve an archived version.
+    assert alice.transition(2, "Archived").status_code == 200
+    assert alice.get("resolve", {"uri": "models:/fraud/Production"}).status_code == 404
+    assert alice.get("resolve", {"uri": "models:/fraud/latest"}).status_code == 404
+    assert alice.get("resolve", {"uri": "models:/fraud@canary"}).json()["version"] == 1
+
+
 def test_tags_can_be_required_at_registration(people, fraud):
     admin, alice = people["admin"], people["alice"]
     admin.put("models/fraud/policy", {"require_tags_at_registration": True})

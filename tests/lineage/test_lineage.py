@@ -111,6 +111,14 @@ def test_from_an_endpoint_back_to_its_datasets_and_code(people, served):
     assert version["stage"] == "Production"
     deployment = next(n for n in body["nodes"] if n["id"] == "deployment:/predict")
     assert deployment["serving"] == "fraud v1" and deployment["root"] is True
+    # What the recorded URI answers now, beside what was recorded.
+    assert deployment["model_uri"] == "models:/fraud/Production"
+    assert deployment["resolves_to"] == 1 and deployment["drifted"] is False
+    people["alice"].transition(2, "Staging")
+    assert people["alice"].transition(2, "Production").status_code == 200
+    again = people["carl"].get("lineage", {"node": "deployment:/predict", "depth": "1"}).json()
+    moved = next(n for n in again["nodes"] if n["id"] == "deployment:/predict")
+    assert (moved["serving"], moved["resolves_to"], moved["drifted"]) == ("fraud v1", 2, True)
 
 
 def test_impact_of_a_dataset(people, served):

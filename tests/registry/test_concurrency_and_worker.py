@@ -108,6 +108,78 @@ def test_concurrent_promotions_leave_exactly_one_production(live_server_process,
     assert len(statuses) == threads_n * rounds
 
 
+@pytest.mark.postgres
+def test_a_rollback_racing_a_promotion_leaves_exactly_one_production(
+    live_server_process, run_in_live
+):
+    """Version 1 (in Production before, now archived) rolled back while version 3 is promoted
+    from Staging, at the same instant, several rounds: each ends with one Production version,
+    and the other one archived by whichever move came second."""
+    server = live_server_process
+    if not server.database_url.startswith("postgres"):
+        pytest.skip("needs PostgreSQL row locks; run with DATABASE_URL=postgres://...")
+    api = f"{server.url}/api/2.0/mlflow"
+    http = _session(server)
+    name = f"rollback-race-{int(time.time() * 1000)}"
+    assert http.post(f"{api}/registered-models/create", json={"name": name}).ok
+    server.open_policy(name)  # rollback_approvals 0: both moves apply at once
+    for _ in range(3):
+        created = http.post(
+            f"{api}/model-versions/create",
+            json={"name": name, "source": f"runs:/{run_in_live}/model"},
+        )
+        assert created.ok, created.text
+
+    def transition(version: str, stage: str, session=http) -> requests.Response:
+        return session.post(
+            f"{api}/model-versions/transition-stage",
+            json={"name": name, "version": version, "stage": stage},
+        )
+
+    def stages() -> dict[str, str]:
+        return {
+            v: http.get(f"{api}/model-versions/get", params={"name": name, "version": v}).json()[
+                "model_version"
+            ]["current_stage"]
+            for v in ("1", "2", "3")
+        }
+
+    for version in ("1", "2"):  # v1 in Production, then replaced by v2
+        assert transition(version, "Staging").ok
+        assert transition(version, "Production").ok
+    assert stages()["1"] == "Archived"
+    statuses: list[int] = []
+    for _ in range(6):
+        current = stages()
+        for version, stage in current.items():  # v1 archived, v3 in Staging, the rest aside
+            if version == "1" and stage == "Production":
+                assert transition("1", "Archived").ok
+            if version == "3":
+                if stage == "Archived":
+                    assert transition("3", "None").ok
+                if stage != "Staging":
+                    assert transition("3", "Staging").ok
+        barrier = threading.Barrier(2)
+
+        def move(version: str, target: str, barrier: threading.Barrier = barrier) -> None:
+            session = _session(server)
+            barrier.wait()
+            statuses.append(transition(version, target, session).status_code)
+
+        workers = [
+            threading.Thread(target=move, args=("1", "Production")),
+            threading.Thread(target=move, args=("3", "Production")),
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        after = stages()
+        assert list(after.values()).count("Production") == 1, after
+    assert all(s == 200 or 400 <= s < 500 for s in statuses), statuses
+    assert statuses.count(200) >= 6
+
+
 @pytest.fixture
 def run_in_live(live_server_process) -> str:
     http = _session(live_server_process)

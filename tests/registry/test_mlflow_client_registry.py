@@ -65,12 +65,37 @@ def test_register_transition_alias_and_load_every_uri(mlflow_env, unique_name, l
     client.transition_model_version_stage(name, "2", "Production")
     assert client.get_model_version(name, "1").current_stage == "Archived"
     assert client.get_model_version(name, "2").current_stage == "Production"
-    assert "champion" not in client.get_registered_model(name).aliases  # archived: alias gone
+    # MLflow semantics: archiving keeps the aliases (none is protected by this policy), and
+    # an alias may be pointed at an archived version. Stages and `latest` skip it.
+    assert client.get_registered_model(name).aliases == {"champion": "1", "challenger": "2"}
+    client.set_registered_model_alias(name, "champion", "2")
+    client.set_registered_model_alias(name, "champion", "1")
+    assert client.get_model_version_by_alias(name, "champion").current_stage == "Archived"
+    assert mlflow.sklearn.load_model(f"models:/{name}/Production").predict(X).tolist() == [
+        1,
+        0,
+        1,
+        0,
+    ]
+    assert mlflow.sklearn.load_model(f"models:/{name}/latest").predict(X).tolist() == [1, 0, 1, 0]
+    assert mlflow.sklearn.load_model(f"models:/{name}/1").predict(X).tolist() == [0, 1, 0, 1]
+    assert mlflow.sklearn.load_model(f"models:/{name}@champion").predict(X).tolist() == [0, 1, 0, 1]
+    # Archived → Production is a rollback for a version that was in Production before (at
+    # once under this policy: rollback_approvals 0); a version never in Production may not.
+    client.transition_model_version_stage(name, "1", "Production")
+    assert client.get_model_version(name, "1").current_stage == "Production"
+    assert client.get_model_version(name, "2").current_stage == "Archived"
+    assert mlflow.sklearn.load_model(f"models:/{name}/Production").predict(X).tolist() == [
+        0,
+        1,
+        0,
+        1,
+    ]
+    v3 = client.create_model_version(name, v1.source, run_id=v1.run_id)
+    client.transition_model_version_stage(name, v3.version, "Archived")
     with pytest.raises(MlflowException) as excinfo:
-        client.set_registered_model_alias(name, "champion", "1")
-    assert excinfo.value.error_code == "INVALID_PARAMETER_VALUE"
-    with pytest.raises(MlflowException):
-        client.transition_model_version_stage(name, "1", "Production")  # Archived → Production
+        client.transition_model_version_stage(name, v3.version, "Production")
+    assert "only a version that has been in Production before" in excinfo.value.message
     with pytest.raises(MlflowException) as excinfo:
         client.get_model_version_by_alias(name, "nope")
     assert excinfo.value.error_code == "INVALID_PARAMETER_VALUE"

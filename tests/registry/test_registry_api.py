@@ -141,7 +141,15 @@ def test_the_transition_table(api, model, source, target):
     for step in path:
         assert move(api, 1, step).status_code == 200
     response = move(api, 1, target)
-    if target == source or source in ALLOWED[target]:
+    if (source, target) == ("Archived", "Production"):
+        # A rollback, allowed only to a version that was in Production before: this one never
+        # was (see test_rollback_to_a_version_that_was_in_production).
+        assert response.status_code == 400
+        message = response.json()["message"]
+        assert f"from {source} to {target}" in message
+        assert "only a version that has been in Production before" in message
+        assert stage_of(1) == source
+    elif target == source or source in ALLOWED[target]:
         assert response.status_code == 200, response.content
         assert stage_of(1) == target
     else:
@@ -149,6 +157,19 @@ def test_the_transition_table(api, model, source, target):
         message = response.json()["message"]
         assert f"from {source} to {target}" in message and "may move to" in message
         assert stage_of(1) == source
+
+
+def test_rollback_to_a_version_that_was_in_production(api, model):
+    for step in ("Staging", "Production"):
+        assert move(api, 1, step).status_code == 200
+    move(api, 2, "Staging")
+    assert move(api, 2, "Production").status_code == 200
+    assert (stage_of(1), stage_of(2)) == ("Archived", "Production")
+    assert ModelVersion.objects.get(version=1).was_in_production
+    assert not ModelVersion.objects.get(version=3).was_in_production
+    back = move(api, 1, "Production")  # the open policy asks no approvals for it either
+    assert back.status_code == 200, back.content
+    assert (stage_of(1), stage_of(2)) == ("Production", "Archived")
 
 
 def test_stage_names_are_case_insensitive_and_checked(api, model):
@@ -205,13 +226,15 @@ def test_aliases(api, model):
     assert alias("x", 99).status_code == 404
     missing = api.get("registered-models/alias", {"name": "fraud", "alias": "nope"})
     assert (missing.status_code, missing.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    # MLflow semantics: archiving keeps the version's aliases, and an alias may be pointed at
+    # an archived version (the aliases a policy protects are governance's; see
+    # tests/governance/test_workflow.py).
     move(api, 2, "Archived")
-    assert (
-        api.get("registered-models/alias", {"name": "fraud", "alias": "champion"}).status_code
-        == 400
-    )
-    refused = alias("champion", 2)
-    assert refused.status_code == 400 and "Archived" in refused.json()["message"]
+    kept = api.get("registered-models/alias", {"name": "fraud", "alias": "champion"})
+    assert kept.status_code == 200 and kept.json()["model_version"]["version"] == "2"
+    assert kept.json()["model_version"]["current_stage"] == "Archived"
+    assert alias("canary", 2).status_code == 200
+    assert not AuditEvent.objects.filter(action="model_version.alias.delete").exists()
     assert (
         api.delete("registered-models/alias", {"name": "fraud", "alias": "gone"}).status_code == 400
     )
@@ -390,3 +413,110 @@ def test_resolve_command(api, model):
     assert json.loads(out.getvalue())["version"] == 2
     with pytest.raises(CommandError, match="has no version in stage Production"):
         call_command("resolve_model_uri", "models:/fraud/Production", stdout=io.StringIO())
+
+
+def test_deployments_show_what_their_uri_resolves_to_now(api, model, auth_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    move(api, 1, "Staging")
+    move(api, 1, "Production")
+    api.post("registered-models/alias", {"name": "fraud", "alias": "champion", "version": "1"})
+
+    def deploy(uri, endpoint):
+        response = auth_client.post(
+            "/api/v1/deployments",
+            {"endpoint": endpoint, "model_uri": uri},
+            content_type="application/json",
+        )
+        assert response.status_code == 201, response.content
+        return response.json()
+
+    recorded = deploy("models:/fraud/Production", "/prod")
+    assert (recorded["version"], recorded["resolves_to"], recorded["drifted"]) == (1, 1, False)
+    deploy("models:/fraud@champion", "/champion")
+    deploy("models:/fraud/1", "/pinned")
+    deploy("models:/fraud/latest", "/latest")
+
+    def current():
+        with CaptureQueriesContext(connection) as queries:
+            rows = auth_client.get("/api/v1/deployments", {"current": "true"}).json()
+        return {d["endpoint"]: (d["version"], d["resolves_to"], d["drifted"]) for d in rows}, len(
+            queries
+        )
+
+    before, few = current()
+    assert before == {
+        "/prod": (1, 1, False),
+        "/champion": (1, 1, False),
+        "/pinned": (1, 1, False),
+        "/latest": (3, 3, False),
+    }
+    move(api, 2, "Staging")
+    move(api, 2, "Production")  # v1 archived; @champion stays on it (MLflow semantics)
+    move(api, 3, "Archived")
+    after, many = current()
+    assert after == {
+        "/prod": (1, 2, True),
+        "/champion": (1, 1, False),
+        "/pinned": (1, None, True),  # archived: never resolved by number
+        "/latest": (3, 2, True),
+    }
+    # Past deployments resolve too but never count as drifted.
+    deploy("models:/fraud/Production", "/champion")
+    history = auth_client.get("/api/v1/deployments", {"endpoint": "/champion"}).json()
+    assert [(d["version"], d["resolves_to"], d["drifted"]) for d in history] == [
+        (2, 2, False),
+        (1, 1, False),
+    ]
+    for i in range(12):  # more rows, same number of queries
+        deploy("models:/fraud/Production", f"/extra-{i}")
+    _, more = current()
+    assert few == many == more, (few, many, more)
+
+
+def test_batch_resolution_answers_as_resolve_model_uri(api, model):
+    """registry.resolution (deployment lists, approval effects) and the one-URI resolver
+    agree on every URI form, archived versions included."""
+    from core.errors import ApplicationError
+    from registry import resolution, selectors
+    from registry.models import RegisteredModel
+
+    move(api, 1, "Staging")
+    move(api, 1, "Production")
+    move(api, 2, "Staging")
+    move(api, 2, "Production")  # v1 archived
+    move(api, 3, "Staging")
+    for alias, version in (("champion", 1), ("challenger", 3)):
+        api.post("registered-models/alias", {"name": "fraud", "alias": alias, "version": version})
+    model_id = RegisteredModel.objects.get(name="fraud").pk
+    stages, aliases = resolution.model_states([model_id])
+    uris = [
+        f"models:/fraud/{ref}"
+        for ref in ("Production", "staging", "None", "Archived", "latest", "1", "2", "3", "9")
+    ] + ["models:/fraud@champion", "models:/fraud@challenger", "models:/fraud@nope"]
+    for uri in uris:
+        try:
+            expected = selectors.resolve_model_uri(uri).version
+        except ApplicationError:
+            expected = None
+        assert resolution.resolve_in(uri, stages[model_id], aliases[model_id]) == expected, uri
+
+
+def test_the_migration_finds_past_production_versions_in_the_audit_trail(api, model):
+    """Versions from before `was_in_production` existed: the migration sets it for the
+    Production version and for every version the audit trail shows entering Production."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("registry.migrations.0003_version_was_in_production")
+    move(api, 1, "Staging")
+    move(api, 1, "Production")
+    move(api, 2, "Staging")
+    move(api, 2, "Production")  # v1 archived
+    move(api, 3, "Staging")
+    ModelVersion.objects.update(was_in_production=False)  # as before the field existed
+    migration.record_past_production(apps, None)
+    flags = dict(ModelVersion.objects.values_list("version", "was_in_production"))
+    assert flags == {1: True, 2: True, 3: False}

@@ -120,3 +120,97 @@ def test_version_diff_tags_and_audit_exports_have_header_cells(people, fraud):
     )
     audit = signed_in(people["carl"]).get("/audit/").content.decode()
     assert '<th scope="col"></th>' not in audit and 'class="sr-only">Download' in audit
+
+
+def test_roll_back_button_opens_a_rollback_request(people, fraud):
+    from governance.models import TransitionRequest
+    from tests.personas import FULL_CARD, stage
+
+    alice, rita = people["alice"], people["rita"]
+    people["admin"].put("models/fraud/policy", {"production_approvals": 0})
+    for version in (1, 2):
+        alice.put(f"models/fraud/versions/{version}/card", FULL_CARD)
+        alice.transition(version, "Staging")
+        assert alice.transition(version, "Production").status_code == 200
+    alice.mlflow("model-versions/create", {"name": "fraud", "source": f"runs:/{fraud}/model"})
+    alice.transition(3, "Archived")  # archived, never in Production: no button
+    browser = signed_in(alice)
+    page = browser.get("/models/fraud/").content.decode()
+    assert "Roll back to v1" in page and "Roll back to v3" not in page
+    assert "replacing v2" in page
+    # Compliance officers and readers see no button.
+    assert "Roll back to v1" not in signed_in(people["carl"]).get("/models/fraud/").content.decode()
+    version3 = browser.get("/models/fraud/versions/3/").content.decode()
+    assert '<option value="Production">' not in version3
+    assert (
+        '<option value="Production">' in browser.get("/models/fraud/versions/1/").content.decode()
+    )
+
+    answer = browser.post(
+        "/models/fraud/versions/1/request", {"stage": "Production", "comment": "Roll back to v1"}
+    )
+    req = TransitionRequest.objects.get(status="open")
+    assert answer.status_code == 302 and answer["Location"] == f"/reviews/{req.pk}/"
+    assert (req.from_stage, req.to_stage) == ("Archived", "Production")
+    review = signed_in(rita).get(f"/reviews/{req.pk}/")
+    assert review.status_code == 200
+    assert rita.post(f"transition-requests/{req.pk}/approve").json()["applied"] is True
+    assert (stage(1), stage(2)) == ("Production", "Archived")
+    timeline = browser.get("/models/fraud/").content.decode()
+    assert 'class="badge rollback">rollback' in timeline
+
+
+def test_model_page_shows_where_each_deployment_resolves_now(people, fraud):
+    alice = people["alice"]
+    people["admin"].put(
+        "models/fraud/policy", {"production_approvals": 0, "require_model_card": False}
+    )
+    alice.transition(1, "Staging")
+    alice.transition(1, "Production")
+    alice.post("deployments", {"endpoint": "/predict", "model_uri": "models:/fraud/Production"})
+    browser = signed_in(alice)
+    page = browser.get("/models/fraud/").content.decode()
+    assert "models:/fraud/Production" in page and "changed since recorded" not in page
+    alice.transition(2, "Staging")
+    alice.transition(2, "Production")
+    with CaptureQueriesContext(connection) as queries:
+        page = browser.get("/models/fraud/").content.decode()
+    assert "changed since recorded" in page and 'class="drifted"' in page
+    assert 'href="/models/fraud/versions/2/">v2</a> <span class="badge drift"' in page
+    count = len(queries)
+    for i in range(5):
+        alice.post("deployments", {"endpoint": f"/e{i}", "model_uri": "models:/fraud/latest"})
+    with CaptureQueriesContext(connection) as queries:
+        browser.get("/models/fraud/")
+    assert len(queries) == count
+
+
+def test_model_page_serving_table(people, fraud):
+    alice = people["alice"]
+    people["admin"].put(
+        "models/fraud/policy",
+        {"production_approvals": 0, "require_model_card": False, "demotion_approvals": 0},
+    )
+    for version in (1, 2):
+        alice.transition(version, "Staging")
+        alice.transition(version, "Production")  # v1 archived by v2
+    alice.mlflow("registered-models/alias", {"name": "fraud", "alias": "champion", "version": "1"})
+    page = signed_in(alice).get("/models/fraud/")
+    html = page.content.decode()
+    import re
+
+    table = html.split('id="serving"')[1].split("</table>")[0]
+    rows = re.findall(r"<code>(models:/[^<]+)</code></td>\s*<td>(.*?)</td>", table, re.S)
+    answers = {
+        uri: re.search(r">v(\d+)</a>", cell).group(1) if "v" in cell and "</a>" in cell else None
+        for uri, cell in rows
+    }
+    assert answers == {
+        "models:/fraud/Production": "2",
+        "models:/fraud/Staging": None,
+        "models:/fraud/latest": "2",
+        "models:/fraud@champion": "1",  # archived, as in MLflow
+    }
+    assert 'data-copy="mlflow.pyfunc.load_model(&quot;models:/fraud@champion&quot;)"' in table
+    assert "/api/v1/resolve?uri=models:/fraud/Production" in table
+    assert "web/copy.js" in html
