@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from audit import services as audit
-from core import access, identifiers
+from core import access, identifiers, process_cache
 from core import grants as grant_helpers
 from core.errors import PermissionDenied, ResourceDoesNotExist
 from registry.models import RegisteredModel, RegisteredModelPermission
@@ -73,6 +73,8 @@ def resolve_model(user, required: str, target: Any) -> RegisteredModel:
 def register() -> None:
     access.register_resolver("model", resolve_model)
     access.register_subject("model", _model_subject)
+    # Grants are cached per process (core.grants); any saved or deleted grant row bumps.
+    process_cache.bump_on_change(RegisteredModelPermission, process_cache.ACCESS)
 
 
 def readable_models_q(user, field: str = "pk") -> Q:
@@ -99,6 +101,7 @@ def model_grants_replace(*, name: str, grants: list[dict[str, str]]) -> Register
     before = grants_payload(model.pk)
     RegisteredModelPermission.objects.filter(model=model).delete()
     RegisteredModelPermission.objects.bulk_create(rows)
+    process_cache.bump(process_cache.ACCESS)  # bulk_create sends no signal
     audit.record(
         action="registered_model.permissions.update",
         object_type="registered_model",
