@@ -38,6 +38,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
+from core import context
+
 ACCESS = "access"
 RESOLUTION = "resolution"
 FAMILIES = (ACCESS, RESOLUTION)
@@ -50,6 +52,8 @@ _known: dict[str, Any] = {family: _UNSET for family in FAMILIES}
 _epochs: dict[str, int] = {family: 0 for family in FAMILIES}
 _stores: dict[str, list[Store]] = {family: [] for family in FAMILIES}
 _checked_at = -1e18
+# The request (id) each thread last checked the versions for: one check per request at most.
+_thread = threading.local()
 
 
 class Store:
@@ -140,7 +144,13 @@ def refresh(*, force: bool = False) -> None:
     started = time.monotonic()
     if not force and started - _checked_at < poll_seconds():
         return
+    request_id = context.current().request_id
+    if not force and request_id and getattr(_thread, "request_id", None) == request_id:
+        return
     versions = _read_versions()
+    _thread.request_id = request_id
+    if force:
+        _thread.forced_request_id = request_id
     with _lock:
         for family in FAMILIES:
             version = versions.get(family)
@@ -148,6 +158,13 @@ def refresh(*, force: bool = False) -> None:
                 _drop(family)
                 _known[family] = version
         _checked_at = max(_checked_at, started)
+
+
+def checked_in_this_request() -> bool:
+    """Whether this request read the versions itself (`refresh(force=True)`): then every
+    cache is exactly as fresh as the database was when the request began."""
+    request_id = context.current().request_id
+    return bool(request_id) and getattr(_thread, "forced_request_id", None) == request_id
 
 
 def bump(family: str) -> None:
@@ -159,8 +176,15 @@ def bump(family: str) -> None:
     value = secrets.randbits(62) + 1
     if not CacheVersion.objects.filter(name=family).update(version=value):
         CacheVersion.objects.update_or_create(name=family, defaults={"version": value})
-    _drop(family)
-    transaction.on_commit(lambda: _drop(family))
+    _seen(family, value)
+    transaction.on_commit(lambda: _seen(family, value))
+
+
+def _seen(family: str, version: int) -> None:
+    # If the change rolls back, the next check reads the old value, which differs: dropped.
+    with _lock:
+        _drop(family)
+        _known[family] = version
 
 
 def bump_on_change(
