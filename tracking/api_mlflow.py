@@ -135,11 +135,15 @@ def create_run(req: MlflowRequest) -> dict:
     return {"run": _run(run.run_id)}
 
 
+def _resolved_run(req: MlflowRequest) -> Run | None:
+    """The run the access layer decided on, when it is the one the handler reads."""
+    run = req.resolved
+    return run if isinstance(run, Run) and run.run_id == req.run_id() else None
+
+
 @mlflow_route("runs/get", "GET", access=access.RUN_READ)
 def get_run(req: MlflowRequest) -> dict:
-    run_id = req.run_id()
-    resolved = req.resolved if isinstance(req.resolved, Run) else None
-    return {"run": _run(run_id, resolved if resolved and resolved.run_id == run_id else None)}
+    return {"run": _run(req.run_id(), _resolved_run(req))}
 
 
 @mlflow_route("runs/update", "POST", access=access.RUN_EDIT)
@@ -179,7 +183,7 @@ def log_metric(req: MlflowRequest) -> dict:
             "dataset_digest",
         )
     }
-    services.run_log_batch(run_id=req.run_id(), metrics=[metric])
+    services.run_log_batch(run_id=req.run_id(), metrics=[metric], run=_resolved_run(req))
     return {}
 
 
@@ -212,6 +216,7 @@ def log_batch(req: MlflowRequest) -> dict:
         metrics=req.messages("metrics"),
         params=req.messages("params"),
         tags=req.messages("tags"),
+        run=_resolved_run(req),
     )
     return {}
 
