@@ -15,6 +15,9 @@ Each cache belongs to a family whose version is one row of `core.CacheVersion`:
   change to a registered model, a version, an alias or a deployment. Readers that promise
   "never stale after the change commits" call `refresh(force=True)`: one small query per
   request, then the answer from memory.
+- `throttle`: the failed-sign-in counters kept in the database (accounts.throttle). Every
+  failed sign-in bumps it with its counter write; every password sign-in reads the versions
+  first, so a cached counter is exactly the stored one.
 
 A version is a new random value on every change (compared for equality, never ordered), so a
 rolled-back change can never make an old cache look current again. An entry loaded while
@@ -42,7 +45,8 @@ from core import context
 
 ACCESS = "access"
 RESOLUTION = "resolution"
-FAMILIES = (ACCESS, RESOLUTION)
+THROTTLE = "throttle"
+FAMILIES = (ACCESS, RESOLUTION, THROTTLE)
 
 _MISSING = object()
 _UNSET = object()
@@ -145,8 +149,10 @@ def refresh(*, force: bool = False) -> None:
     if not force and started - _checked_at < poll_seconds():
         return
     request_id = context.current().request_id
-    if not force and request_id and getattr(_thread, "request_id", None) == request_id:
-        return
+    if request_id and getattr(_thread, "request_id", None) == request_id:
+        # Once per request: a forced read earlier in this request already counts as one.
+        if not force or getattr(_thread, "forced_request_id", None) == request_id:
+            return
     versions = _read_versions()
     _thread.request_id = request_id
     if force:

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 def create_rows(apps, schema_editor):
     CacheVersion = apps.get_model("core", "CacheVersion")
-    for name in ("access", "resolution"):
+    for name in ("access", "resolution", "throttle"):
         CacheVersion.objects.get_or_create(name=name, defaults={"version": 0})
 
 

@@ -4,7 +4,8 @@ and no more. A regression (a second look-up of the object, a grant query per req
 savepoint that is not needed) fails these tests.
 
 Counts are for a bearer-token caller whose caches are warm and within the poll interval;
-a password caller adds one query (the sign-in throttle's counter, docs/security.md)."""
+a password caller adds one query (the cache versions, read on every password sign-in so that
+the throttle's counter comes exactly from memory, docs/security.md)."""
 
 from __future__ import annotations
 
@@ -121,12 +122,28 @@ def test_no_identity_role_or_grant_query_on_a_warm_request(world):
         assert table not in text, text
 
 
-def test_a_password_caller_adds_only_the_throttle_read(world):
+def test_a_password_caller_adds_only_the_version_read(world):
     client = Client(HTTP_AUTHORIZATION=world["basic"])
     params = {"experiment_id": world["experiment_id"]}
     client.get("/api/2.0/mlflow/experiments/get", params)
     count, sql = _count(lambda: client.get("/api/2.0/mlflow/experiments/get", params))
     assert count <= BUDGET["experiments/get"] + 1, "\n".join(sql)
+    assert not any("loginfailurecounter" in q.lower() for q in sql), sql
+    # A serving read costs a password caller nothing more than its one version read.
+    uri = {"uri": "models:/hot-model/Production"}
+    client.get("/api/v1/resolve", uri)
+    count, sql = _count(lambda: client.get("/api/v1/resolve", uri))
+    assert count == 1, "\n".join(sql)
+
+
+def test_a_failed_sign_in_reaches_the_cached_counter_at_once(world):
+    client = Client(HTTP_AUTHORIZATION=world["basic"])
+    params = {"experiment_id": world["experiment_id"]}
+    assert client.get("/api/2.0/mlflow/experiments/get", params).status_code == 200
+    wrong = Client(HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"hot:wrong").decode())
+    for _ in range(10):
+        assert wrong.get("/api/2.0/mlflow/experiments/get", params).status_code == 401
+    assert client.get("/api/2.0/mlflow/experiments/get", params).status_code == 429
 
 
 def test_the_version_check_is_one_query_per_poll_interval(world, settings):
