@@ -145,18 +145,14 @@ def refresh(*, force: bool = False) -> None:
     """Drop the caches of every family whose version changed. Reads the versions (one small
     query) when forced or when the last read is older than the poll interval."""
     global _checked_at
+    request_id = context.current().request_id
+    if request_id and getattr(_thread, "read_for", None) == request_id:
+        return  # at most once per request: this request has read them already
     started = time.monotonic()
     if not force and started - _checked_at < poll_seconds():
         return
-    request_id = context.current().request_id
-    if request_id and getattr(_thread, "request_id", None) == request_id:
-        # Once per request: a forced read earlier in this request already counts as one.
-        if not force or getattr(_thread, "forced_request_id", None) == request_id:
-            return
     versions = _read_versions()
-    _thread.request_id = request_id
-    if force:
-        _thread.forced_request_id = request_id
+    _thread.read_for = request_id
     with _lock:
         for family in FAMILIES:
             version = versions.get(family)
@@ -167,10 +163,10 @@ def refresh(*, force: bool = False) -> None:
 
 
 def checked_in_this_request() -> bool:
-    """Whether this request read the versions itself (`refresh(force=True)`): then every
-    cache is exactly as fresh as the database was when the request began."""
+    """Whether this request read the versions itself (`refresh(force=True)` makes sure):
+    then every cache is exactly as fresh as the database was when the request began."""
     request_id = context.current().request_id
-    return bool(request_id) and getattr(_thread, "forced_request_id", None) == request_id
+    return bool(request_id) and getattr(_thread, "read_for", None) == request_id
 
 
 def bump(family: str) -> None:
