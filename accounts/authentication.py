@@ -2,13 +2,18 @@
 on every request; the UI and admin use sessions).
 
 Basic passwords are checked with Django's slow password hasher once, then remembered per
-process against the stored hash: a password change or a disabled account takes effect on the
-very next request, and steady traffic does not pay a PBKDF2 round per call."""
+process against the stored hash, so steady traffic does not pay a PBKDF2 round per call.
+
+Tokens (by their hash) and users (by username) come from per-process caches of the `access`
+family (`core.process_cache`): a revoke, a deactivation or a password change gives the family
+a new version in its own transaction, and every worker drops the caches within
+`CUSTODY_CACHE_POLL_SECONDS` (0.5 s) of the commit. Expiry is checked on every request."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import hashlib
 import hmac
 import threading
@@ -22,6 +27,7 @@ from django.utils import timezone
 
 from accounts.models import TOKEN_PREFIX, ApiToken, hash_token
 from accounts.throttle import check_not_throttled, record_failed_login
+from core import process_cache
 from core.errors import Unauthenticated
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -63,20 +69,47 @@ class _VerifiedPasswords:
 
 _verified = _VerifiedPasswords()
 
+# Known tokens by hash and users by username (unknown ones are not remembered, so guesses
+# cannot fill the cache).
+_tokens = process_cache.Store(process_cache.ACCESS, "tokens")
+_users = process_cache.Store(process_cache.ACCESS, "users")
+
+
+def _cached_token(raw: str) -> ApiToken | None:
+    if not raw.startswith(TOKEN_PREFIX):
+        return None
+    digest = hash_token(raw)
+    process_cache.refresh()
+    return _tokens.get_or_load(
+        digest,
+        lambda: ApiToken.objects.select_related("user").filter(token_hash=digest).first(),
+        keep_none=False,
+    )
+
 
 def _token_user(raw: str) -> AuthResult:
-    token = (
-        ApiToken.objects.select_related("user").filter(token_hash=hash_token(raw)).first()
-        if raw.startswith(TOKEN_PREFIX)
-        else None
-    )
-    if token is None or not token.is_usable or not token.user.is_active:
+    cached = _cached_token(raw)
+    if cached is None or not cached.is_usable or not cached.user.is_active:
         raise Unauthenticated("The API token is invalid, expired or revoked.")
     now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+    if cached.last_used_at is None or now - cached.last_used_at > LAST_USED_RESOLUTION:
         # Recorded at minute resolution: a write per request would cost more than the request.
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        ApiToken.objects.filter(pk=cached.pk).update(last_used_at=now)
+        cached.last_used_at = now
+    # Each request gets its own instances: the cached ones are shared between threads.
+    token = copy.copy(cached)
+    token.user = copy.copy(cached.user)
     return AuthResult(user=token.user, method="token", token=token)
+
+
+def _cached_user(username: str):
+    process_cache.refresh()
+    cached = _users.get_or_load(
+        username,
+        lambda: get_user_model().objects.filter(username=username).first(),
+        keep_none=False,
+    )
+    return copy.copy(cached) if cached is not None else None
 
 
 def _basic(credentials: str, client_ip: str) -> AuthResult:
@@ -98,7 +131,7 @@ def _basic(credentials: str, client_ip: str) -> AuthResult:
             record_failed_login(username, client_ip)
             raise Unauthenticated("The API token does not belong to this user.")
         return result
-    user = get_user_model().objects.filter(username=username).first()
+    user = _cached_user(username)
     if user is None or not user.is_active:
         record_failed_login(username, client_ip)
         raise Unauthenticated("Invalid username or password.")

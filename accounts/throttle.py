@@ -23,6 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import LoginFailureCounter
+from core import process_cache
 from core.errors import ApplicationError
 
 FAILED_LOGIN_LIMIT = 10
@@ -49,23 +50,42 @@ def throttle_key(username: str, client_ip: str) -> str:
     return hashlib.sha256(f"{username}\x00{client_ip}".encode("utf-8", "replace")).hexdigest()
 
 
+# key -> (failures, window start) or None, as stored; exact while the `throttle` version is
+# the one this request read (see DatabaseCounters).
+_COUNTERS = process_cache.Store(process_cache.THROTTLE, "failed-logins")
+
+
 class DatabaseCounters:
     """One row per key. Every write is a single conditional UPDATE (or an INSERT that the
-    unique key arbitrates), so concurrent failures from many processes are all counted."""
+    unique key arbitrates), so concurrent failures from many processes are all counted.
+
+    Each write also bumps the `throttle` cache version in its transaction, and a read first
+    reads the versions (`core.process_cache`, one small query that the request's other caches
+    share): a counter this process has read since is answered from memory, exactly as
+    stored. Windows end by the clock, checked on every read."""
 
     def failures(self, key: str) -> tuple[int, int]:
         now = timezone.now()
         window = timedelta(seconds=FAILED_LOGIN_WINDOW_SECONDS)
-        row = (
-            LoginFailureCounter.objects.filter(key=key, window_started_at__gt=now - window)
-            .values_list("failures", "window_started_at")
-            .first()
+        process_cache.refresh(force=True)
+        row = _COUNTERS.get_or_load(
+            key,
+            lambda: (
+                LoginFailureCounter.objects.filter(key=key)
+                .values_list("failures", "window_started_at")
+                .first()
+            ),
         )
-        if row is None:
+        if row is None or row[1] <= now - window:
             return 0, 0
         return row[0], _seconds_left(row[1] + window - now)
 
     def add_failure(self, key: str) -> None:
+        with transaction.atomic():
+            self._add_failure(key)
+            process_cache.bump(process_cache.THROTTLE)
+
+    def _add_failure(self, key: str) -> None:
         now = timezone.now()
         expired = now - timedelta(seconds=FAILED_LOGIN_WINDOW_SECONDS)
         rows = LoginFailureCounter.objects.filter(key=key)

@@ -121,10 +121,11 @@ class Client:
         json_body: Any = None,
         params: dict[str, Any] | None = None,
         content_type: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Response:
         if params:
             path = path + "?" + urlencode(params, doseq=True)
-        headers = dict(self.base_headers)
+        headers = {**self.base_headers, **(headers or {})}
         if json_body is not None:
             body = json.dumps(json_body, separators=(", ", ": ")).encode()
             headers["Content-Type"] = "application/json"
@@ -173,5 +174,7 @@ class Client:
     def post(self, path: str, payload: Any) -> Response:
         return self.request("POST", path, json_body=payload)
 
-    def get(self, path: str, params: dict[str, Any] | None = None) -> Response:
-        return self.request("GET", path, params=params)
+    def get(
+        self, path: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> Response:
+        return self.request("GET", path, params=params, headers=headers)

@@ -263,6 +263,7 @@ def main(argv=None) -> int:
             log(f"  {ctx.target:7s} {name} took {time.monotonic() - t0:.0f}s")
 
         fns = {
+            "floor": S.scenario_floor,
             "log_batch": S.scenario_log_batch,
             "log_metric": S.scenario_log_metric,
             "create_runs": S.scenario_create_runs,
@@ -304,7 +305,8 @@ def main(argv=None) -> int:
 
     table = render_table(rec, targets)
     resources = render_resources(rec)
-    md = render_markdown(meta, table, resources, rec, failures)
+    floor = render_floor(rec, targets)
+    md = render_markdown(meta, table, resources, rec, failures, floor)
     (outdir / "results.md").write_text(md)
     (outdir / "results.json").write_text(
         json.dumps(
@@ -399,6 +401,42 @@ def render_table(rec: S.Recorder, targets: list[str]) -> list[list[str]]:
     return rows
 
 
+def render_floor(rec: S.Recorder, targets: list[str]) -> list[list[str]] | None:
+    """Each keep-alive 8-thread requests/s row as a share of the same server's /health."""
+    if not rec.floor:
+        return None
+    head = ["scenario", "Custody req/s", "Custody share", "MLflow req/s", "MLflow share", "goal"]
+    rows = [head]
+    for r in rec.rows.values():
+        if r.metric != "requests/s" or "8 thr, keep-alive" not in r.scenario:
+            continue
+        cells = [r.scenario]
+        custody_share = None
+        for t in ("custody", "mlflow"):
+            v, floor = r.values.get(t), rec.floor.get(t)
+            if t not in targets or v is None or not floor:
+                cells += ["-", "-"]
+                continue
+            share = v / floor
+            if t == "custody":
+                custody_share = share
+            cells += [_fmt(v, "req/s"), f"{100 * share:.0f}%"]
+        goal = S.floor_goal(r.scenario)
+        if goal is None:
+            cells.append("")
+        elif custody_share is None:
+            cells.append(f">={100 * goal:.0f}%")
+        else:
+            noisy = any("noisy" in n for n in r.notes.values())
+            cells.append(
+                f">={100 * goal:.0f}% "
+                + ("met" if custody_share >= goal else "MISSED")
+                + (" (noisy machine)" if noisy else "")
+            )
+        rows.append(cells)
+    return rows
+
+
 def render_resources(rec: S.Recorder) -> list[list[str]]:
     head = [
         "target",
@@ -454,7 +492,7 @@ def md_table(rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def render_markdown(meta, table, resources, rec, failures) -> str:
+def render_markdown(meta, table, resources, rec, failures, floor=None) -> str:
     v = meta.get("versions", {})
     lines = [
         f"# Custody vs MLflow benchmark, {meta['started_utc']}"
@@ -476,6 +514,19 @@ def render_markdown(meta, table, resources, rec, failures) -> str:
         "throughput), below 1x it is worse.",
         "",
         md_table(table),
+    ]
+    if floor:
+        lines += [
+            "",
+            "## Share of the floor",
+            "",
+            "Each keep-alive, 8-thread throughput as a share of the same server's cheapest "
+            "request (`GET /health`, no authentication, no database, same workers and "
+            "threads): what is left of the floor once the request pays for its work.",
+            "",
+            md_table(floor),
+        ]
+    lines += [
         "",
         "## Where the time goes (per measurement)",
         "",

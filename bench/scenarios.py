@@ -43,6 +43,9 @@ class Row:
 class Recorder:
     def __init__(self):
         self.rows: OrderedDict[tuple[str, str], Row] = OrderedDict()
+        # target -> /health requests/s (8 threads, keep-alive): the floor every keep-alive
+        # 8-thread requests/s row is compared with (its "share of the floor").
+        self.floor: dict[str, float] = {}
         self.details: list[dict[str, Any]] = []
         self.info: list[dict[str, Any]] = []
         self.profiles: list[dict[str, Any]] = []
@@ -1107,6 +1110,12 @@ def registry_rows(threads: int) -> dict[str, list]:
                 None,
             ),
         ]
+    scen = f"GET /api/v1/resolve with If-None-Match (304), {threads} thr, keep-alive"
+    rows["resolve304True"] = [
+        (scen, "requests/s", "req/s", HIGHER, None),
+        (scen, "p50", "ms", LOWER, None),
+        (scen, "p99", "ms", LOWER, None),
+    ]
     rows["register"] = [
         ("register model-versions/create, 4 thr", "versions/s", "req/s", HIGHER, 10),
         ("register model-versions/create, 4 thr", "p50", "ms", LOWER, None),
@@ -1239,17 +1248,35 @@ def scenario_registry(ctx: Ctx) -> None:
             raise OpError(f"resolve: version {PROD_VERSION} not in {str(data)[:200]}")
         return 1.0
 
+    etag = {}
+
+    def op_resolve_304(tid, seq, client):
+        if "value" not in etag:
+            first = client.get("/api/v1/resolve", {"uri": f"models:/{model}/Production"})
+            expect_ok(first, "resolve")
+            etag["value"] = first.headers.get("etag", "")
+        resp = client.get(
+            "/api/v1/resolve",
+            {"uri": f"models:/{model}/Production"},
+            headers={"If-None-Match": etag["value"]},
+        )
+        if resp.status != 304:
+            raise OpError(f"resolve with If-None-Match: HTTP {resp.status}, expected 304")
+        return 1.0
+
     plan = [
         ("latest", op_latest, "transition-stage" in setup_missing),
         ("alias", op_alias, "set alias" in setup_missing),
     ]
     if ctx.target == "custody":
         plan.append(("resolve", op_resolve, "transition-stage" in setup_missing))
+        plan.append(("resolve304", op_resolve_304, "transition-stage" in setup_missing))
     else:
         for ka in (True, False):
             na_all(ctx, rows[f"resolve{ka}"], "Custody-only endpoint")
+        na_all(ctx, rows["resolve304True"], "Custody-only endpoint")
     for key, op, missing in plan:
-        for keepalive in (True, False):
+        for keepalive in (True, False) if key != "resolve304" else (True,):
             rws = rows[f"{key}{keepalive}"]
             if missing:
                 na_all(ctx, rws, "setup endpoint missing")
@@ -1313,4 +1340,95 @@ def scenario_registry(ctx: Ctx) -> None:
     _set_rows(ctx, rows["register"], summ)
 
 
-SCENARIOS = ["log_batch", "log_metric", "create_runs", "search", "artifacts", "registry"]
+# ---------------------------------------------------------------------------------------------
+# The floor: the cheapest request the same server and workers answer, and hot reads beside it
+
+FLOOR_SCENARIO = "floor: GET /health (no auth, no database), 8 thr, keep-alive"
+
+
+def _reads_rows(name: str) -> list:
+    scen = f"{name}, 8 thr, keep-alive"
+    return [
+        (scen, "requests/s", "req/s", HIGHER, None),
+        (scen, "p50", "ms", LOWER, None),
+        (scen, "p99", "ms", LOWER, None),
+    ]
+
+
+def scenario_floor(ctx: Ctx) -> None:
+    threads = 8
+
+    def op_health(tid, seq, client):
+        resp = client.get("/health")
+        if resp.status != 200:
+            raise OpError(f"/health: HTTP {resp.status}")
+        return 1.0
+
+    summ = ctx.measure(
+        FLOOR_SCENARIO,
+        "floor /health keep-alive",
+        op_health,
+        threads=threads,
+        duration=ctx.opts.load_s,
+        max_ops=2_000_000,
+        keepalive=True,
+    )
+    _set_rows(ctx, _reads_rows(FLOOR_SCENARIO.removesuffix(", 8 thr, keep-alive")), summ)
+    if summ.get("ok"):
+        ctx.rec.floor[ctx.target] = summ["ops_per_s"]
+
+    # Authenticated reads of one object each: the fixed cost of a request over the floor.
+    c = ctx.client()
+    exp = create_experiment(c, "bench-floor")
+    run_id = create_run(c, exp, "floor-run")["run_id"]
+    model = "bench-floor-model"
+    expect_ok(c.post(f"{API}/registered-models/create", {"name": model}), "create model")
+
+    def reader(path, params, what):
+        def op(tid, seq, client):
+            expect_ok(client.get(f"{API}/{path}", params), what)
+            return 1.0
+
+        return op
+
+    for name, path, params in (
+        ("experiments/get", "experiments/get", {"experiment_id": exp}),
+        ("runs/get", "runs/get", {"run_id": run_id}),
+        ("registered-models/get", "registered-models/get", {"name": model}),
+    ):
+        rows = _reads_rows(f"hot read {name}")
+        try:
+            summ = ctx.measure(
+                rows[0][0],
+                f"read {name} keep-alive",
+                reader(path, params, name),
+                threads=threads,
+                duration=ctx.opts.load_s,
+                max_ops=2_000_000,
+                keepalive=True,
+                profile=name == "experiments/get",
+            )
+        except EndpointMissing:
+            na_all(ctx, rows, "endpoint missing")
+            continue
+        _set_rows(ctx, rows, summ)
+
+
+# Share of the floor each kind of request should reach (issue #15).
+FLOOR_GOALS = [
+    ("304", 0.8),
+    ("resolve", 0.7),
+    ("hot read", 0.5),
+    ("get-latest-versions", 0.5),
+    ("by alias", 0.5),
+]
+
+
+def floor_goal(scenario: str) -> float | None:
+    for needle, goal in FLOOR_GOALS:
+        if needle in scenario:
+            return goal
+    return None
+
+
+SCENARIOS = ["floor", "log_batch", "log_metric", "create_runs", "search", "artifacts", "registry"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from core import refusals
+from core import process_cache, refusals
 from core.errors import PermissionDenied, Unauthenticated
 
 PUBLIC = "public"
@@ -109,11 +109,17 @@ def _denial_subject(rule: str, target: Any) -> dict[str, Any]:
         return {}
 
 
+# user id -> {group id: name}; a change of roles bumps the `access` family (accounts' signals).
+_GROUPS = process_cache.Store(process_cache.ACCESS, "groups")
+
+
 def _groups(user) -> dict[int, str]:
-    """The caller's groups (id -> name), read once per request and kept on the user object."""
+    """The caller's groups (id -> name): from the process's access cache, kept on the user
+    object for the rest of the request. Read-only: the dict is shared."""
     cached = getattr(user, "_custody_groups", None)
     if cached is None:
-        cached = dict(user.groups.values_list("id", "name"))
+        process_cache.refresh()
+        cached = _GROUPS.get_or_load(user.pk, lambda: dict(user.groups.values_list("id", "name")))
         user._custody_groups = cached
     return cached
 

@@ -9,15 +9,25 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import models
 
-from core import access
+from core import access, process_cache
 from core.errors import InvalidParameterValue
+
+# (permission model, owner id) -> [(user_id, group_id, level)]. The apps bump the `access`
+# family whenever a grant row is saved or deleted, and their grant services bump it too
+# (bulk writes send no signals).
+_GRANTS = process_cache.Store(process_cache.ACCESS, "grants", size=50_000)
 
 
 def grant_rows(permission_model: type[models.Model], owner_field: str, owner_id: Any) -> list:
-    return list(
-        permission_model.objects.filter(**{owner_field: owner_id}).values_list(
-            "user_id", "group_id", "level"
-        )
+    """The grants on one object, from the process's access cache. Read-only: shared."""
+    process_cache.refresh()
+    return _GRANTS.get_or_load(
+        (permission_model._meta.label, owner_field, owner_id),
+        lambda: list(
+            permission_model.objects.filter(**{owner_field: owner_id}).values_list(
+                "user_id", "group_id", "level"
+            )
+        ),
     )
 
 

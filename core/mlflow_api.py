@@ -180,6 +180,9 @@ class MlflowRequest:
         self.data = data
         self.kwargs = kwargs
         self._from_query = request.method == "GET"
+        # The object the access decision was taken on (`authorize` returns it): handlers use
+        # it instead of looking the same object up again.
+        self.resolved: Any = None
 
     # -- raw access -----------------------------------------------------------------------
     def _raw(self, name: str) -> Any:
@@ -416,8 +419,12 @@ def _dispatch(route: Route):
                 # since the object a request touches is named inside it.
                 require_authenticated(request)
             data = parse_request_data(request) if not getattr(handler, "raw_body", False) else {}
+            if getattr(handler, "fresh_caches", False):
+                from core import process_cache
+
+                process_cache.refresh(force=True)
             message = MlflowRequest(request, data, kwargs)
-            authorize(request, access, message)
+            message.resolved = authorize(request, access, message)
             result = handler(message)
         except Exception as exc:  # noqa: BLE001 - the single mapping point for the MLflow API
             app_error = errors.translate(exc)
@@ -434,6 +441,14 @@ def _dispatch(route: Route):
 
     view.mlflow_route = route  # type: ignore[attr-defined]
     return view
+
+
+def fresh_caches(handler: Handler) -> Handler:
+    """Mark a read served from the per-process caches with no staleness at all: the request
+    reads the cache versions first (one small query), so it answers as of its own start,
+    never from before a change that had committed (core.process_cache)."""
+    handler.fresh_caches = True  # type: ignore[attr-defined]
+    return handler
 
 
 def raw_body(handler: Handler) -> Handler:

@@ -4,9 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import access
-from core.mlflow_api import MlflowRequest, mlflow_route
+from core import access, process_cache
+from core.mlflow_api import MlflowRequest, fresh_caches, mlflow_route
 from registry import permissions, selectors, services
+from registry.models import RegisteredModel
+
+
+def _resolved_model(req: MlflowRequest) -> RegisteredModel:
+    """The model the access layer decided on (it wrote the stored name back into the
+    request), or, for a route that resolved nothing, the model the name names."""
+    name = _name(req)
+    model = req.resolved
+    if isinstance(model, RegisteredModel) and model.name == name:
+        return model
+    return selectors.registered_model_get(name)
+
+
+# Serving reads (latest versions, aliases): answers by (route, model id, what was asked),
+# dropped by any registry change in the change's own transaction; the handlers read the cache
+# versions first (@fresh_caches), so an answer is never older than the request.
+_ANSWERS = process_cache.Store(process_cache.RESOLUTION, "registry-answers")
 
 
 def _model(name: str) -> dict:
@@ -34,7 +51,7 @@ def create_registered_model(req: MlflowRequest) -> dict:
 
 @mlflow_route("registered-models/get", "GET", access=access.MODEL_READ)
 def get_registered_model(req: MlflowRequest) -> dict:
-    return {"registered_model": _model(_name(req))}
+    return {"registered_model": selectors.model_payloads([_resolved_model(req)])[0]}
 
 
 @mlflow_route("registered-models/rename", "POST", access=access.MODEL_MANAGE)
@@ -73,10 +90,16 @@ def search_registered_models(req: MlflowRequest) -> dict:
 
 
 @mlflow_route("registered-models/get-latest-versions", ["POST", "GET"], access=access.MODEL_READ)
+@fresh_caches
 def get_latest_versions(req: MlflowRequest) -> dict:
-    model = selectors.registered_model_get(_name(req))
-    versions = selectors.latest_versions(model, req.str_list("stages"))
-    return {"model_versions": selectors.version_payloads(versions)}
+    model = _resolved_model(req)
+    stages = req.str_list("stages")
+
+    def answer() -> dict:
+        versions = selectors.latest_versions(model, stages)
+        return {"model_versions": selectors.version_payloads(versions)}
+
+    return _ANSWERS.get_or_load(("latest", model.pk, tuple(stages)), answer)
 
 
 @mlflow_route("registered-models/set-tag", "POST", access=access.MODEL_EDIT)
@@ -108,17 +131,22 @@ def delete_alias(req: MlflowRequest) -> dict:
 
 
 @mlflow_route("registered-models/alias", "GET", access=access.MODEL_READ)
+@fresh_caches
 def get_version_by_alias(req: MlflowRequest) -> dict:
     from core.errors import InvalidParameterValue, ResourceDoesNotExist
 
-    name, alias = _name(req), req.str("alias", required=True)
-    selectors.registered_model_get(name)
-    try:
-        mv = selectors.resolve_model_uri(f"models:/{name}@{alias}")
-    except (ResourceDoesNotExist, InvalidParameterValue):
-        # MLflow answers an unknown alias with INVALID_PARAMETER_VALUE, not a 404.
-        raise InvalidParameterValue(f"Registered model alias {alias} not found.") from None
-    return {"model_version": _version(mv)}
+    alias = req.str("alias", required=True)
+    model = _resolved_model(req)
+
+    def answer() -> dict:
+        try:
+            mv = selectors.resolve_model_uri(f"models:/{model.name}@{alias}")
+        except (ResourceDoesNotExist, InvalidParameterValue):
+            # MLflow answers an unknown alias with INVALID_PARAMETER_VALUE, not a 404.
+            raise InvalidParameterValue(f"Registered model alias {alias} not found.") from None
+        return {"model_version": _version(mv)}
+
+    return _ANSWERS.get_or_load(("alias", model.pk, alias), answer)
 
 
 @mlflow_route("model-versions/create", "POST", access=access.MODEL_EDIT)
@@ -139,7 +167,9 @@ def create_model_version(req: MlflowRequest) -> dict:
 @mlflow_route("model-versions/get", "GET", access=access.MODEL_READ)
 def get_model_version(req: MlflowRequest) -> dict:
     return {
-        "model_version": _version(selectors.model_version_by_name(_name(req), req.str("version")))
+        "model_version": _version(
+            selectors.model_version_get(_resolved_model(req), req.str("version"))
+        )
     }
 
 

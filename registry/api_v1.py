@@ -10,7 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core import access, identifiers
+from core import access, identifiers, process_cache
 from core.drf import GrantsSerializer
 from registry import permissions, resolution, selectors, services
 from registry.models import Deployment, ModelVersion
@@ -40,6 +40,24 @@ class ResolutionSerializer(serializers.Serializer):
     last_updated_timestamp = serializers.IntegerField()
 
 
+# (model id, parsed URI) -> (body, ETag); any registry change bumps `resolution` in its own
+# transaction, and each request reads the versions first: never older than the request.
+_RESOLUTIONS = process_cache.Store(process_cache.RESOLUTION, "resolutions")
+
+
+def _resolve(uri: identifiers.ModelUri) -> tuple[dict, str]:
+    mv = selectors.resolve_model_uri(uri)
+    # The ETag changes with any move of the version or of the stage/alias it answers.
+    etag = (
+        '"'
+        + hashlib.sha256(
+            f"{uri}|{mv.pk}|{mv.current_stage}|{mv.last_updated_timestamp}".encode()
+        ).hexdigest()[:32]
+        + '"'
+    )
+    return _resolution(mv), etag
+
+
 class ResolveApi(APIView):
     access_rule = access.AUTHENTICATED  # and MODEL_READ on the model named in the URI
 
@@ -57,17 +75,9 @@ class ResolveApi(APIView):
     )
     def get(self, request):
         uri = identifiers.model_uri(request.query_params.get("uri"))
-        access.authorize(request._request, access.MODEL_READ, {"name": uri.name})
-        mv = selectors.resolve_model_uri(uri)
-        body = _resolution(mv)
-        # The ETag changes with any move of the version or of the stage/alias it answers.
-        etag = (
-            '"'
-            + hashlib.sha256(
-                f"{uri}|{mv.pk}|{mv.current_stage}|{mv.last_updated_timestamp}".encode()
-            ).hexdigest()[:32]
-            + '"'
-        )
+        process_cache.refresh(force=True)  # the answer may come from memory: never stale
+        model = access.authorize(request._request, access.MODEL_READ, {"name": uri.name})
+        body, etag = _RESOLUTIONS.get_or_load((model.pk, str(uri)), lambda: _resolve(uri))
         if request.headers.get("If-None-Match") == etag:
             response = HttpResponseNotModified()
         else:

@@ -3,6 +3,7 @@ the read filter for searches, and grants."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.conf import settings
@@ -10,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from audit import services as audit
-from core import access, identifiers
+from core import access, identifiers, process_cache
 from core import grants as grant_helpers
 from core.errors import PermissionDenied, ResourceDoesNotExist
 from registry.models import RegisteredModel, RegisteredModelPermission
@@ -62,7 +63,7 @@ def resolve_model(user, required: str, target: Any) -> RegisteredModel:
     400, a missing or unreadable model its 404."""
     raw = access.target_value(target, "name")
     given = identifiers.model_name(raw)
-    model = RegisteredModel.objects.filter(name_key=identifiers.name_key(given)).first()
+    model = _model_by_key(identifiers.name_key(given))
     if model is None:
         raise ResourceDoesNotExist(not_found_message(given))
     check_model(user, required, model.pk, given)
@@ -70,9 +71,45 @@ def resolve_model(user, required: str, target: Any) -> RegisteredModel:
     return model
 
 
+# name key -> the model, for requests that checked the cache versions themselves (serving
+# reads: resolve, latest versions, aliases); any change to a model bumps `resolution`.
+_MODELS = process_cache.Store(process_cache.RESOLUTION, "models")
+
+
+def _model_by_key(key: str) -> RegisteredModel | None:
+    if not process_cache.checked_in_this_request():
+        return RegisteredModel.objects.filter(name_key=key).first()
+    model = _MODELS.get_or_load(
+        key, lambda: RegisteredModel.objects.filter(name_key=key).first(), keep_none=False
+    )
+    return copy.copy(model) if model is not None else None
+
+
 def register() -> None:
     access.register_resolver("model", resolve_model)
     access.register_subject("model", _model_subject)
+    # Grants are cached per process (core.grants); any saved or deleted grant row bumps.
+    process_cache.bump_on_change(RegisteredModelPermission, process_cache.ACCESS)
+    # What a name, stage or alias resolves to, and the versions' payloads, are cached per
+    # process (registry.selectors, registry.api_v1): any saved or deleted registry row that
+    # can change an answer bumps `resolution` in its own transaction.
+    from registry.models import (
+        Deployment,
+        ModelVersion,
+        ModelVersionTag,
+        RegisteredModelAlias,
+        RegisteredModelTag,
+    )
+
+    for model in (
+        RegisteredModel,
+        ModelVersion,
+        RegisteredModelAlias,
+        Deployment,
+        ModelVersionTag,
+        RegisteredModelTag,
+    ):
+        process_cache.bump_on_change(model, process_cache.RESOLUTION)
 
 
 def readable_models_q(user, field: str = "pk") -> Q:
@@ -99,6 +136,7 @@ def model_grants_replace(*, name: str, grants: list[dict[str, str]]) -> Register
     before = grants_payload(model.pk)
     RegisteredModelPermission.objects.filter(model=model).delete()
     RegisteredModelPermission.objects.bulk_create(rows)
+    process_cache.bump(process_cache.ACCESS)  # bulk_create sends no signal
     audit.record(
         action="registered_model.permissions.update",
         object_type="registered_model",

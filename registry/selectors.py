@@ -45,6 +45,7 @@ def model_version_get(model: RegisteredModel, version: Any) -> ModelVersion:
     mv = ModelVersion.objects.filter(registered_model=model, version=number, deleted=False).first()
     if mv is None:
         raise ResourceDoesNotExist(f"Model Version (name={model.name}, version={number}) not found")
+    mv.registered_model = model
     return mv
 
 
@@ -71,6 +72,7 @@ def latest_versions(model: RegisteredModel, stages: list[str]) -> list[ModelVers
     for mv in ModelVersion.objects.filter(
         registered_model=model, deleted=False, current_stage__in=wanted
     ).order_by("-version"):
+        mv.registered_model = model
         newest.setdefault(mv.current_stage, mv)
     return sorted(newest.values(), key=lambda mv: mv.version)
 
@@ -127,11 +129,15 @@ def version_payloads(versions: Sequence[ModelVersion]) -> list[dict[str, Any]]:
         "version_id", "alias"
     ):
         aliases[vid].append(alias)
-    names = dict(
-        RegisteredModel.objects.filter(
-            pk__in={v.registered_model_id for v in versions}
-        ).values_list("pk", "name")
-    )
+    # Names of the models already loaded with their versions cost no query.
+    names = {
+        v.registered_model_id: v.registered_model.name
+        for v in versions
+        if ModelVersion.registered_model.is_cached(v)
+    }
+    missing = {v.registered_model_id for v in versions} - names.keys()
+    if missing:
+        names.update(RegisteredModel.objects.filter(pk__in=missing).values_list("pk", "name"))
     result = []
     for v in versions:
         payload: dict[str, Any] = {
@@ -171,9 +177,11 @@ def model_payloads(models: Sequence[RegisteredModel]) -> list[dict[str, Any]]:
         aliases[mid].append({"alias": alias, "version": str(version)})
     # The highest version per stage, for every model of the page in one query.
     latest: dict[int, dict[str, ModelVersion]] = defaultdict(dict)
+    by_id = {m.pk: m for m in models}
     for mv in ModelVersion.objects.filter(registered_model_id__in=ids, deleted=False).order_by(
         "registered_model_id", "-version"
     ):
+        mv.registered_model = by_id[mv.registered_model_id]
         latest[mv.registered_model_id].setdefault(mv.current_stage, mv)
     latest_versions_all = [mv for stages in latest.values() for mv in stages.values()]
     version_dicts = {

@@ -174,6 +174,15 @@ class LiveServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+@pytest.fixture(autouse=True)
+def _fresh_process_caches():
+    """Each test's database starts over (rolled back or flushed): so do the per-process
+    caches that were filled from the previous one."""
+    from core import process_cache
+
+    process_cache.clear_all()
+
+
 @pytest.fixture(scope="session")
 def live_server_process(tmp_path_factory) -> LiveServer:
     """A live Custody server (gunicorn) on a fresh database, with an admin user."""

@@ -8,7 +8,7 @@ from core import access
 from core.errors import InvalidParameterValue
 from core.mlflow_api import MlflowRequest, mlflow_route
 from tracking import selectors, services
-from tracking.models import RunStatus
+from tracking.models import Experiment, Run, RunStatus
 
 RUN_STATUSES = {
     **{s.value: s.value for s in RunStatus},
@@ -24,8 +24,8 @@ def _experiment(experiment_id: Any) -> dict[str, Any]:
     return selectors.experiment_payloads([selectors.experiment_get(experiment_id)])[0]
 
 
-def _run(run_id: str) -> dict[str, Any]:
-    payloads = selectors.run_payloads([run_id])
+def _run(run_id: str, run: Run | None = None) -> dict[str, Any]:
+    payloads = selectors.run_payloads([run_id], runs=[run] if run is not None else ())
     if not payloads:
         selectors.run_get(run_id)  # raises the MLflow "not found" error
     return payloads[0]
@@ -49,12 +49,19 @@ def create_experiment(req: MlflowRequest) -> dict:
 
 @mlflow_route("experiments/get", "GET", access=access.EXPERIMENT_READ)
 def get_experiment(req: MlflowRequest) -> dict:
-    return {"experiment": _experiment(req.str("experiment_id", required=True))}
+    experiment_id = req.str("experiment_id", required=True)
+    experiment = req.resolved  # the experiment the access layer decided on
+    if isinstance(experiment, Experiment) and str(experiment.pk) == experiment_id:
+        return {"experiment": selectors.experiment_payloads([experiment])[0]}
+    return {"experiment": _experiment(experiment_id)}
 
 
 @mlflow_route("experiments/get-by-name", "GET", access=access.EXPERIMENT_READ)
 def get_experiment_by_name(req: MlflowRequest) -> dict:
-    experiment = selectors.experiment_get_by_name(req.str("experiment_name", required=True))
+    name = req.str("experiment_name", required=True)
+    experiment = req.resolved  # the experiment the access layer decided on
+    if not (isinstance(experiment, Experiment) and experiment.name == name):
+        experiment = selectors.experiment_get_by_name(name)
     return {"experiment": selectors.experiment_payloads([experiment])[0]}
 
 
@@ -130,9 +137,15 @@ def create_run(req: MlflowRequest) -> dict:
     return {"run": _run(run.run_id)}
 
 
+def _resolved_run(req: MlflowRequest) -> Run | None:
+    """The run the access layer decided on, when it is the one the handler reads."""
+    run = req.resolved
+    return run if isinstance(run, Run) and run.run_id == req.run_id() else None
+
+
 @mlflow_route("runs/get", "GET", access=access.RUN_READ)
 def get_run(req: MlflowRequest) -> dict:
-    return {"run": _run(req.run_id())}
+    return {"run": _run(req.run_id(), _resolved_run(req))}
 
 
 @mlflow_route("runs/update", "POST", access=access.RUN_EDIT)
@@ -172,7 +185,7 @@ def log_metric(req: MlflowRequest) -> dict:
             "dataset_digest",
         )
     }
-    services.run_log_batch(run_id=req.run_id(), metrics=[metric])
+    services.run_log_batch(run_id=req.run_id(), metrics=[metric], run=_resolved_run(req))
     return {}
 
 
@@ -205,6 +218,7 @@ def log_batch(req: MlflowRequest) -> dict:
         metrics=req.messages("metrics"),
         params=req.messages("params"),
         tags=req.messages("tags"),
+        run=_resolved_run(req),
     )
     return {}
 

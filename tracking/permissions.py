@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from audit import services as audit
-from core import access, identifiers
+from core import access, identifiers, process_cache
 from core import grants as grant_helpers
 from core.errors import InvalidParameterValue, PermissionDenied, ResourceDoesNotExist
 from tracking.models import Experiment, ExperimentPermission, LoggedModel, Run
@@ -152,6 +152,8 @@ def register() -> None:
     access.register_resolver("experiment", resolve_experiment)
     access.register_resolver("run", resolve_run)
     access.register_resolver("artifact", resolve_artifact)
+    # Grants are cached per process (core.grants); any saved or deleted grant row bumps.
+    process_cache.bump_on_change(ExperimentPermission, process_cache.ACCESS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,6 +193,7 @@ def experiment_grants_replace(*, experiment_id: int, grants: list[dict[str, str]
     before = grants_payload(experiment_id)
     ExperimentPermission.objects.filter(experiment=experiment).delete()
     ExperimentPermission.objects.bulk_create(rows)
+    process_cache.bump(process_cache.ACCESS)  # bulk_create sends no signal
     audit.record(
         action="experiment.permissions.update",
         object_type="experiment",

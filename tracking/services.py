@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from audit import services as audit
 from core.errors import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
@@ -469,22 +469,39 @@ def _insert_metrics(run: Run, metrics: list[dict[str, Any]]) -> None:
     # A point identical to one already stored is the client re-sending it (with model_id,
     # after log_model): it is accepted and not duplicated.
     Metric.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-    existing = {lm.key: lm for lm in LatestMetric.objects.filter(run=run, key__in=list(newest))}
-    to_create, to_update = [], []
-    for key, candidate in newest.items():
-        current = existing.get(key)
-        if current is None:
-            to_create.append(LatestMetric(run=run, key=key, **candidate))
-        elif _metric_order(**candidate) > _metric_order(
-            current.step, current.timestamp, current.value, current.is_nan
-        ):
-            for field, val in candidate.items():
-                setattr(current, field, val)
-            to_update.append(current)
-    if to_create:
-        LatestMetric.objects.bulk_create(to_create)
-    if to_update:
-        LatestMetric.objects.bulk_update(to_update, ["value", "is_nan", "timestamp", "step"])
+    _upsert_latest(run.pk, newest)
+
+
+def _upsert_latest(run_id: str, newest: dict[str, dict[str, Any]]) -> None:
+    """One statement per 500 keys: insert each key's newest point, or replace the stored one
+    when the new point ranks higher (`_metric_order`: step, timestamp, a number above NaN,
+    value). The conflict arbitration makes concurrent writers to one run safe without a lock
+    on the run (PostgreSQL and SQLite 3.24+ share the syntax)."""
+    table = connection.ops.quote_name(LatestMetric._meta.db_table)
+    cols = ("run_id", "key", "value", "is_nan", "timestamp", "step")
+    q = {c: connection.ops.quote_name(c) for c in cols}
+
+    def order(row: str) -> str:
+        return (
+            f"({row}.{q['step']}, {row}.{q['timestamp']}, "
+            f"CASE WHEN {row}.{q['is_nan']} THEN 0 ELSE 1 END, {row}.{q['value']})"
+        )
+
+    items = list(newest.items())
+    for start in range(0, len(items), 500):
+        chunk = items[start : start + 500]
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+        params: list[Any] = []
+        for key, c in chunk:
+            params += [run_id, key, c["value"], c["is_nan"], c["timestamp"], c["step"]]
+        sql = (
+            f"INSERT INTO {table} ({', '.join(q.values())}) VALUES {values} "
+            f"ON CONFLICT ({q['run_id']}, {q['key']}) DO UPDATE SET "
+            + ", ".join(f"{q[c]} = excluded.{q[c]}" for c in cols[2:])
+            + f" WHERE {order('excluded')} > {order(table)}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
 
 
 @transaction.atomic
@@ -494,7 +511,11 @@ def run_log_batch(
     metrics: list[dict[str, Any]] = (),  # type: ignore[assignment]
     params: list[dict[str, Any]] = (),  # type: ignore[assignment]
     tags: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    run: Run | None = None,
 ) -> None:
+    """`run`: the run as the access layer found it. A batch of metrics only then needs no
+    lock on the run (the latest-metric upsert arbitrates concurrent writers itself); params
+    (the "changed value" check) and tags (the run name) still queue on the run's row."""
     check_batch_limits(len(metrics), len(params), len(tags))
     parsed_metrics = [parse_metric(m) for m in metrics]
     parsed_params = parse_key_values(
@@ -503,6 +524,10 @@ def run_log_batch(
     parsed_tags = parse_key_values(
         list(tags), "tag", value_limit=MAX_RUN_TAG_VALUE_LENGTH, truncate_values=True
     )
+    if run is not None and run.run_id == run_id and not parsed_params and not parsed_tags:
+        _require_active_run(run)
+        _insert_metrics(run, parsed_metrics)
+        return
     run = _lock_run(run_id)
     _require_active_run(run)
     _insert_params(run, parsed_params)

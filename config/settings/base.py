@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_int, env_list, env_optional_int, env_str
 from config.private_files import ensure_private_dir, ensure_private_sqlite, sqlite_file
@@ -242,6 +243,13 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Identity, roles and grants are cached per process; each process checks at most this often
+# whether they changed (core.process_cache): the bound on how long any worker may act on a
+# revoked token, a deactivated user or a removed grant after the change commits.
+CUSTODY_CACHE_POLL_SECONDS = float(env_str("CUSTODY_CACHE_POLL_SECONDS", "0.5"))
+if not 0 <= CUSTODY_CACHE_POLL_SECONDS <= 1:
+    raise ImproperlyConfigured("CUSTODY_CACHE_POLL_SECONDS must be between 0 and 1.")
 
 # What authenticated users get on experiments and models they were not granted anything on.
 CUSTODY_DEFAULT_PERMISSION = env_str("CUSTODY_DEFAULT_PERMISSION", "READ")

@@ -1,0 +1,225 @@
+"""Per-process caches with bounded staleness, invalidated through the database.
+
+Each cache belongs to a family whose version is one row of `core.CacheVersion`:
+
+- `access`: API tokens, users (for HTTP basic), a user's roles, the grants on an object.
+  The version changes in the same transaction as a token revoke, a user deactivation or
+  password change, a change of roles or of grants (`bump`, called by the services and by
+  model signals, so the admin and every other path that saves those rows bump it too).
+  A process reads the versions at most every `CUSTODY_CACHE_POLL_SECONDS` (0.5 s) and drops
+  a family's caches when its version differs from the one they were filled under: a change
+  is seen by every worker on every machine within that interval, and by the process that
+  made it at once.
+- `resolution`: what a model name, stage or alias resolves to (`/api/v1/resolve`,
+  get-latest-versions, alias reads). Its version changes in the same transaction as any
+  change to a registered model, a version, an alias or a deployment. Readers that promise
+  "never stale after the change commits" call `refresh(force=True)`: one small query per
+  request, then the answer from memory.
+- `throttle`: the failed-sign-in counters kept in the database (accounts.throttle). Every
+  failed sign-in bumps it with its counter write; every password sign-in reads the versions
+  first, so a cached counter is exactly the stored one.
+
+A version is a new random value on every change (compared for equality, never ordered), so a
+rolled-back change can never make an old cache look current again. An entry loaded while
+a family was being dropped is not stored (each drop starts a new epoch, and an entry is
+stored only under the epoch its load began in), so a slow reader cannot put pre-change data
+back into a cache that was just emptied.
+
+Cached model instances are shared between threads: callers copy them (`copy.copy`) before
+handing them to a request."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save
+
+from core import context
+
+ACCESS = "access"
+RESOLUTION = "resolution"
+THROTTLE = "throttle"
+FAMILIES = (ACCESS, RESOLUTION, THROTTLE)
+
+_MISSING = object()
+_UNSET = object()
+
+_lock = threading.RLock()
+_known: dict[str, Any] = {family: _UNSET for family in FAMILIES}
+_epochs: dict[str, int] = {family: 0 for family in FAMILIES}
+_stores: dict[str, list[Store]] = {family: [] for family in FAMILIES}
+_checked_at = -1e18
+# The request (id) each thread last checked the versions for: one check per request at most.
+_thread = threading.local()
+
+
+class Store:
+    """A bounded LRU map in one family."""
+
+    def __init__(self, family: str, name: str, size: int = 10_000):
+        if family not in FAMILIES:
+            raise ValueError(f"Unknown cache family {family!r}")
+        self.family = family
+        self.name = name
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        with _lock:
+            _stores[family].append(self)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with _lock:
+            value = self._items.get(key, _MISSING)
+            if value is _MISSING:
+                return default
+            self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any, epoch: int) -> None:
+        """Store `value` if the family was not dropped since `epoch` (see `epoch()`)."""
+        with _lock:
+            if epoch != _epochs[self.family]:
+                return
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def get_or_load(self, key: Any, load: Callable[[], Any], *, keep_none: bool = True) -> Any:
+        value = self.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        started = epoch(self.family)
+        value = load()
+        if value is not None or keep_none:
+            self.put(key, value, started)
+        return value
+
+    def clear(self) -> None:
+        with _lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def epoch(family: str) -> int:
+    with _lock:
+        return _epochs[family]
+
+
+def _drop(family: str) -> None:
+    with _lock:
+        _epochs[family] += 1
+        for store in _stores[family]:
+            store.clear()
+
+
+def clear_all() -> None:
+    """Forget everything (tests: each test's database starts over)."""
+    global _checked_at
+    with _lock:
+        for family in FAMILIES:
+            _drop(family)
+            _known[family] = _UNSET
+        _checked_at = -1e18
+
+
+def poll_seconds() -> float:
+    return getattr(settings, "CUSTODY_CACHE_POLL_SECONDS", 0.5)
+
+
+def _read_versions() -> dict[str, Any]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name, version FROM core_cacheversion")
+        return dict(cursor.fetchall())
+
+
+def refresh(*, force: bool = False) -> None:
+    """Drop the caches of every family whose version changed. Reads the versions (one small
+    query) when forced or when the last read is older than the poll interval."""
+    global _checked_at
+    request_id = context.current().request_id
+    if request_id and getattr(_thread, "read_for", None) == request_id:
+        return  # at most once per request: this request has read them already
+    started = time.monotonic()
+    if not force and started - _checked_at < poll_seconds():
+        return
+    versions = _read_versions()
+    _thread.read_for = request_id
+    with _lock:
+        for family in FAMILIES:
+            version = versions.get(family)
+            if _known[family] is _UNSET or _known[family] != version:
+                _drop(family)
+                _known[family] = version
+        _checked_at = max(_checked_at, started)
+
+
+def checked_in_this_request() -> bool:
+    """Whether this request read the versions itself (`refresh(force=True)` makes sure):
+    then every cache is exactly as fresh as the database was when the request began."""
+    request_id = context.current().request_id
+    return bool(request_id) and getattr(_thread, "read_for", None) == request_id
+
+
+def bump(family: str) -> None:
+    """Give `family` a new version in the current transaction: every process drops its
+    caches of that family within the poll interval of the commit; this one drops them now
+    and again at commit (a reader in another thread may have refilled them meanwhile)."""
+    from core.models import CacheVersion
+
+    value = secrets.randbits(62) + 1
+    if not CacheVersion.objects.filter(name=family).update(version=value):
+        CacheVersion.objects.update_or_create(name=family, defaults={"version": value})
+    _seen(family, value)
+    transaction.on_commit(lambda: _seen(family, value))
+
+
+def _seen(family: str, version: int) -> None:
+    # If the change rolls back, the next check reads the old value, which differs: dropped.
+    with _lock:
+        _drop(family)
+        _known[family] = version
+
+
+def bump_on_change(
+    model: type, family: str, *, fields: Iterable[str] | None = None, on_create: bool = True
+) -> None:
+    """Bump `family` whenever a `model` row is saved or deleted (any path: services, the
+    admin, management commands), in the same transaction. With `fields`, a save that names
+    its `update_fields` bumps only when one of them is among `fields`."""
+    watched = frozenset(fields) if fields is not None else None
+
+    def saved(sender, instance, created, raw=False, update_fields=None, **kwargs):
+        if raw or (created and not on_create):
+            return
+        if watched is not None and update_fields is not None and not watched & set(update_fields):
+            return
+        bump(family)
+
+    def deleted(sender, instance, **kwargs):
+        bump(family)
+
+    uid = f"custody-cache-{family}-{model._meta.label}"
+    post_save.connect(saved, sender=model, weak=False, dispatch_uid=uid + "-save")
+    post_delete.connect(deleted, sender=model, weak=False, dispatch_uid=uid + "-delete")
+
+
+def bump_on_m2m_change(through: type, family: str) -> None:
+    def changed(sender, action, **kwargs):
+        if action in ("post_add", "post_remove", "post_clear"):
+            bump(family)
+
+    m2m_changed.connect(
+        changed,
+        sender=through,
+        weak=False,
+        dispatch_uid=f"custody-cache-{family}-{through._meta.label}-m2m",
+    )

@@ -1,0 +1,254 @@
+"""The hot routes' fixed cost, pinned: once a process has seen a caller (identity, roles and
+grants come from its caches, core.process_cache), each route costs the queries listed here
+and no more. A regression (a second look-up of the object, a grant query per request, a
+savepoint that is not needed) fails these tests.
+
+Counts are for a bearer-token caller whose caches are warm and within the poll interval;
+a password caller adds one query (the cache versions, read on every password sign-in so that
+the throttle's counter comes exactly from memory, docs/security.md)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from accounts import services as accounts
+from core import process_cache
+from registry import services as registry
+from tests.conftest import MlflowApiClient, set_open_policy
+
+pytestmark = pytest.mark.django_db
+
+# route -> the most queries it may take (see the module docstring).
+BUDGET = {
+    "experiments/get": 2,  # experiment (the resolver's), its tags
+    "runs/get": 7,  # run (the resolver's), metrics, params, tags, inputs, model ins and outs
+    # run (the resolver's); in the transaction, no lock on the run: the point, the latest
+    # value's conditional upsert (the test's outer transaction adds a savepoint and release)
+    "runs/log-metric": 5,
+    "registered-models/get": 6,  # model (resolver's), tags, aliases, versions, their tags+aliases
+    "model-versions/get": 4,  # model (resolver's), version, tags, aliases
+    # Serving reads: the cache versions (one query), then model, grants and answer from memory.
+    "registered-models/get-latest-versions": 1,
+    "registered-models/alias": 1,
+    "resolve": 1,
+}
+
+
+@pytest.fixture
+def world(settings):
+    # Measure within one poll interval (the version check is its own, pinned below).
+    settings.CUSTODY_CACHE_POLL_SECONDS = 60
+    user = accounts.user_create(username="hot", role="data-scientist", password="hot-pw-1")
+    raw = accounts.token_create(user=user, name="t")[1]
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    api = MlflowApiClient(client)
+    experiment_id = api.experiment("hot-exp")
+    run_id = api.run(experiment_id)["info"]["run_id"]
+    response = api.post("registered-models/create", {"name": "hot-model"})
+    assert response.status_code == 200, response.content
+    set_open_policy("hot-model")
+    response = api.post(
+        "model-versions/create",
+        {"name": "hot-model", "source": f"runs:/{run_id}/model", "run_id": run_id},
+    )
+    assert response.status_code == 200, response.content
+    registry.model_version_transition_stage(name="hot-model", version="1", stage="Staging")
+    registry.model_version_transition_stage(name="hot-model", version="1", stage="Production")
+    response = api.post(
+        "registered-models/alias", {"name": "hot-model", "alias": "champion", "version": "1"}
+    )
+    assert response.status_code == 200, response.content
+    return {
+        "client": client,
+        "api": api,
+        "experiment_id": experiment_id,
+        "run_id": run_id,
+        "basic": "Basic " + base64.b64encode(b"hot:hot-pw-1").decode(),
+    }
+
+
+def _calls(world) -> dict:
+    api, client = world["api"], world["client"]
+    metric = {"key": "loss", "value": 0.5, "timestamp": 1, "step": 0}
+    steps = iter(range(1, 10_000))
+    return {
+        "experiments/get": lambda: api.get(
+            "experiments/get", {"experiment_id": world["experiment_id"]}
+        ),
+        "runs/get": lambda: api.get("runs/get", {"run_id": world["run_id"]}),
+        "runs/log-metric": lambda: api.post(
+            "runs/log-metric", {"run_id": world["run_id"], **metric, "step": next(steps)}
+        ),
+        "registered-models/get": lambda: api.get("registered-models/get", {"name": "hot-model"}),
+        "registered-models/get-latest-versions": lambda: api.get(
+            "registered-models/get-latest-versions", {"name": "hot-model", "stages": "Production"}
+        ),
+        "registered-models/alias": lambda: api.get(
+            "registered-models/alias", {"name": "hot-model", "alias": "champion"}
+        ),
+        "model-versions/get": lambda: api.get(
+            "model-versions/get", {"name": "hot-model", "version": "1"}
+        ),
+        "resolve": lambda: client.get("/api/v1/resolve", {"uri": "models:/hot-model/Production"}),
+    }
+
+
+def _count(call) -> tuple[int, list[str]]:
+    with CaptureQueriesContext(connection) as queries:
+        response = call()
+    assert response.status_code == 200, response.content
+    return len(queries), [q["sql"] for q in queries.captured_queries]
+
+
+@pytest.mark.parametrize("route", sorted(BUDGET))
+def test_hot_route_stays_within_its_query_budget(world, route):
+    call = _calls(world)[route]
+    call()  # the process meets this caller, object and answer once
+    count, sql = _count(call)
+    assert count <= BUDGET[route], "\n".join(sql)
+
+
+def test_no_identity_role_or_grant_query_on_a_warm_request(world):
+    call = _calls(world)["experiments/get"]
+    call()
+    _, sql = _count(call)
+    text = "\n".join(sql).lower()
+    for table in ("accounts_apitoken", "auth_user", "auth_group", "experimentpermission"):
+        assert table not in text, text
+
+
+def test_a_password_caller_adds_only_the_version_read(world):
+    client = Client(HTTP_AUTHORIZATION=world["basic"])
+    params = {"experiment_id": world["experiment_id"]}
+    client.get("/api/2.0/mlflow/experiments/get", params)
+    count, sql = _count(lambda: client.get("/api/2.0/mlflow/experiments/get", params))
+    assert count <= BUDGET["experiments/get"] + 1, "\n".join(sql)
+    assert not any("loginfailurecounter" in q.lower() for q in sql), sql
+    # A serving read costs a password caller nothing more than its one version read.
+    uri = {"uri": "models:/hot-model/Production"}
+    client.get("/api/v1/resolve", uri)
+    count, sql = _count(lambda: client.get("/api/v1/resolve", uri))
+    assert count == 1, "\n".join(sql)
+
+
+def test_a_failed_sign_in_reaches_the_cached_counter_at_once(world):
+    client = Client(HTTP_AUTHORIZATION=world["basic"])
+    params = {"experiment_id": world["experiment_id"]}
+    assert client.get("/api/2.0/mlflow/experiments/get", params).status_code == 200
+    wrong = Client(HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"hot:wrong").decode())
+    for _ in range(10):
+        assert wrong.get("/api/2.0/mlflow/experiments/get", params).status_code == 401
+    assert client.get("/api/2.0/mlflow/experiments/get", params).status_code == 429
+
+
+def test_the_version_check_is_one_query_per_poll_interval(world, settings):
+    call = _calls(world)["experiments/get"]
+    call()
+    settings.CUSTODY_CACHE_POLL_SECONDS = 0  # every request checks
+    count, sql = _count(call)
+    assert count <= BUDGET["experiments/get"] + 1, "\n".join(sql)
+    assert sum("core_cacheversion" in q for q in sql) == 1
+
+
+def test_a_grant_change_in_this_process_is_seen_by_the_next_request(world):
+    """The process that changes a grant drops its cache at once (others: within the poll
+    interval, tests/core/test_cache_invalidation_live.py)."""
+    from tracking import permissions
+
+    call = _calls(world)["experiments/get"]
+    assert call().status_code == 200
+    permissions.experiment_grants_replace(
+        experiment_id=int(world["experiment_id"]), grants=[{"user": "hot", "level": "NONE"}]
+    )
+    assert call().status_code == 404
+
+
+def test_a_change_behind_the_services_back_is_seen_within_the_poll_interval(world, settings):
+    """A raw UPDATE sends no signal; the version row still moves when anything bumps it, and
+    a process never keeps a cache past a version it has not seen."""
+    from accounts.models import ApiToken
+
+    call = _calls(world)["experiments/get"]
+    assert call().status_code == 200
+    ApiToken.objects.filter(user__username="hot").update(revoked_at="2000-01-01T00:00:00Z")
+    process_cache.bump(process_cache.ACCESS)
+    assert call().status_code == 401
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving reads: from memory, never stale once a change has committed.
+
+
+def _resolve(client, uri: str, **headers):
+    return client.get("/api/v1/resolve", {"uri": uri}, **headers)
+
+
+def test_resolution_follows_a_stage_move_at_once(world):
+    client = world["client"]
+    api = world["api"]
+    run_id = world["run_id"]
+    first = _resolve(client, "models:/hot-model/Production")
+    assert first.json()["version"] == 1
+    latest = world["api"].get(
+        "registered-models/get-latest-versions", {"name": "hot-model", "stages": "Production"}
+    )
+    assert [v["version"] for v in latest.json()["model_versions"]] == ["1"]
+    response = api.post(
+        "model-versions/create",
+        {"name": "hot-model", "source": f"runs:/{run_id}/model", "run_id": run_id},
+    )
+    assert response.status_code == 200, response.content
+    registry.model_version_transition_stage(name="hot-model", version="2", stage="Staging")
+    registry.model_version_transition_stage(
+        name="hot-model", version="2", stage="Production", archive_existing_versions=True
+    )
+
+    second = _resolve(client, "models:/hot-model/Production")
+    assert second.json()["version"] == 2
+    assert second["ETag"] != first["ETag"]
+    latest = world["api"].get(
+        "registered-models/get-latest-versions", {"name": "hot-model", "stages": "Production"}
+    )
+    assert [v["version"] for v in latest.json()["model_versions"]] == ["2"]
+
+
+def test_alias_read_follows_an_alias_move_and_a_tag_at_once(world):
+    api = world["api"]
+    params = {"name": "hot-model", "alias": "champion"}
+    assert api.get("registered-models/alias", params).json()["model_version"]["tags"] == []
+    response = api.post(
+        "model-versions/set-tag",
+        {"name": "hot-model", "version": "1", "key": "k", "value": "v"},
+    )
+    assert response.status_code == 200, response.content
+    tags = api.get("registered-models/alias", params).json()["model_version"]["tags"]
+    assert tags == [{"key": "k", "value": "v"}]
+    api.delete("registered-models/alias", params)
+    assert api.get("registered-models/alias", params).status_code == 400
+
+
+def test_resolution_answers_304_to_its_etag(world):
+    client = world["client"]
+    first = _resolve(client, "models:/hot-model/Production")
+    etag = first["ETag"]
+    with CaptureQueriesContext(connection) as queries:
+        again = _resolve(client, "models:/hot-model/Production", HTTP_IF_NONE_MATCH=etag)
+    assert again.status_code == 304
+    assert again["ETag"] == etag
+    assert len(queries) == 1
+
+
+def test_cached_resolution_still_decides_access(world):
+    """The answer is cached; the decision is not skipped: a grant removed in this process is
+    refused on the next request."""
+    from registry import permissions
+
+    client = world["client"]
+    assert _resolve(client, "models:/hot-model/Production").status_code == 200
+    permissions.model_grants_replace(name="hot-model", grants=[{"user": "hot", "level": "NONE"}])
+    assert _resolve(client, "models:/hot-model/Production").status_code == 404
