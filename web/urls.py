@@ -28,6 +28,7 @@ urlpatterns = [
     path("compare/", views_tracking.compare, name="compare"),
     path("models/", views_registry.model_list, name="models"),
     path("models/<str:name>/", views_registry.model_detail, name="model"),
+    path("models/<str:name>/aliases", views_registry.alias_change, name="alias-change"),
     path(
         "models/<str:name>/versions/<str:version>/",
         views_registry.version_detail,

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from django.contrib import messages
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 
-from core import access
+from core import access, refusals
+from core.errors import ApplicationError
 from governance.timeline import model_timeline
 from registry import permissions as model_permissions
 from registry import resolution
 from registry import selectors as registry_selectors
+from registry import services as registry_services
 from registry.models import (
     Deployment,
     ModelVersion,
@@ -118,6 +123,7 @@ def model_detail(request, name: str):
         "deployments": deployments,
         "policy": rules.payload(rules.policy_for(model)),
         "can_manage": access.RANK[level] >= access.RANK[access.MANAGE],
+        "can_edit": can_edit,
     }
     context["serving"] = _serving_table(request, model, versions, aliases)
     context["timeline"] = model_timeline(model)
@@ -202,3 +208,25 @@ def version_diff_pick(request, name: str, version: str):
     return HttpResponseRedirect(
         reverse("web:version-diff", args=[mv.registered_model.name, other, mv.version])
     )
+
+
+@page(access.MODEL_EDIT)
+def alias_change(request, name: str):
+    """Point an alias at a version, or remove it, from the model page. A protected alias is
+    refused here as on every route: it moves with Production, through a request."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    alias = request.POST.get("alias", "")
+    try:
+        if request.POST.get("action") == "delete":
+            registry_services.registered_model_delete_alias(name=name, alias=alias)
+            messages.success(request, f"Alias @{alias} removed.")
+        else:
+            version = request.POST.get("version", "")
+            registry_services.registered_model_set_alias(name=name, alias=alias, version=version)
+            messages.success(request, f"@{alias} now points at version {version}.")
+    except ApplicationError as exc:
+        if exc.status == 404:
+            raise
+        refusals.show(request, exc)
+    return HttpResponseRedirect(reverse("web:model", args=[name]) + "#serving")

@@ -565,7 +565,7 @@ def all_attempts(world, who: str) -> tuple[list[Attempt], list[str]]:
             }
         else:
             methods = {"GET": None} | (
-                {"POST": None} if route.endswith(("card/", "request")) else {}
+                {"POST": None} if route.endswith(("card/", "request", "aliases")) else {}
             )
         for method in methods:
             key = (route, method)

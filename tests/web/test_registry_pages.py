@@ -214,3 +214,43 @@ def test_model_page_serving_table(people, fraud):
     assert 'data-copy="mlflow.pyfunc.load_model(&quot;models:/fraud@champion&quot;)"' in table
     assert "/api/v1/resolve?uri=models:/fraud/Production" in table
     assert "web/copy.js" in html
+
+
+def test_aliases_are_set_and_removed_from_the_model_page(people, fraud):
+    from audit.models import AuditEvent
+    from registry.models import RegisteredModelAlias
+
+    alice = signed_in(people["alice"])
+    page = alice.get("/models/fraud/").content.decode()
+    assert 'id="alias-form"' in page
+    moved = alice.post(
+        "/models/fraud/aliases", {"action": "set", "alias": "canary", "version": "2"}, follow=True
+    )
+    assert moved.status_code == 200
+    assert "@canary now points at version 2" in moved.content.decode()
+    assert RegisteredModelAlias.objects.get(alias="canary").version.version == 2
+    assert AuditEvent.objects.filter(action="model_version.alias.set", actor_username="alice")
+    removed = alice.post(
+        "/models/fraud/aliases", {"action": "delete", "alias": "canary"}, follow=True
+    )
+    assert "Alias @canary removed." in removed.content.decode()
+    assert not RegisteredModelAlias.objects.filter(alias="canary").exists()
+
+    # A protected alias moves with Production only: refused as a policy matter, and recorded.
+    people["admin"].put("models/fraud/policy", {"protected_aliases": ["champion"]})
+    refused = alice.post(
+        "/models/fraud/aliases", {"action": "set", "alias": "champion", "version": "1"}, follow=True
+    )
+    body = refused.content.decode()
+    assert "Not yet: the model&#x27;s policy is not met" in body and "protected" in body
+    assert not RegisteredModelAlias.objects.filter(alias="champion").exists()
+    assert AuditEvent.objects.filter(action="model_version.alias.set.refused").count() == 1
+
+    # Someone who may only read the model sees no form and cannot post one.
+    grants = {"grants": [{"user": "alice", "level": "MANAGE"}, {"user": "bob", "level": "READ"}]}
+    assert people["alice"].put("models/fraud/permissions", grants).status_code == 200
+    bob = signed_in(people["bob"])
+    assert 'id="alias-form"' not in bob.get("/models/fraud/").content.decode()
+    denied = bob.post("/models/fraud/aliases", {"action": "set", "alias": "x", "version": "1"})
+    assert denied.status_code == 403
+    assert not RegisteredModelAlias.objects.filter(alias="x").exists()
