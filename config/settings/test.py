@@ -22,3 +22,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F
     DATABASES["default"]["OPTIONS"]["options"] += " -c custody.allow_audit_truncate=on"  # noqa: F405
 
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  (whitenoise warns when it is missing)
+
+# Every request reads the cache versions (production polls at most every 0.5 s): query counts
+# in tests then depend on what a request does, not on how long ago another one polled.
+CUSTODY_CACHE_POLL_SECONDS = 0
