@@ -6,6 +6,7 @@ default), with a local artifact directory. The real MLflow client talks to it ov
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -183,29 +184,36 @@ def _fresh_process_caches():
     process_cache.clear_all()
 
 
+@contextlib.contextmanager
+def fresh_database(workdir: Path, stem: str):
+    """The URL of a new, empty database of the suite's kind (PostgreSQL when DATABASE_URL
+    names it, else a SQLite file in `workdir`), dropped afterwards, for live servers."""
+    base_url = os.environ.get("DATABASE_URL", "")
+    if not base_url.startswith("postgres"):
+        yield f"sqlite:///{workdir / f'{stem}.sqlite3'}"
+        return
+    dbname = f"{stem}_{os.getpid()}"
+    with _postgres_admin(base_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        yield urlunsplit(urlsplit(base_url)._replace(path=f"/{dbname}"))
+    finally:
+        with _postgres_admin(base_url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def live_server_process(tmp_path_factory) -> LiveServer:
     """A live Custody server (gunicorn) on a fresh database, with an admin user."""
     workdir = tmp_path_factory.mktemp("custody-live")
-    base_url = os.environ.get("DATABASE_URL", "")
-    dbname = None
-    if base_url.startswith("postgres"):
-        dbname = f"custody_live_{os.getpid()}"
-        with _postgres_admin(base_url) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        database_url = urlunsplit(urlsplit(base_url)._replace(path=f"/{dbname}"))
-    else:
-        database_url = f"sqlite:///{workdir / 'live.sqlite3'}"
-    server = LiveServer(workdir, database_url)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        if dbname:
-            with _postgres_admin(base_url) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    with fresh_database(workdir, "custody_live") as database_url:
+        server = LiveServer(workdir, database_url)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")

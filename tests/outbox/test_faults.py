@@ -15,12 +15,11 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
 
-from tests.conftest import OPEN_POLICY, ROOT, LiveServer, _postgres_admin
+from tests.conftest import OPEN_POLICY, ROOT, LiveServer, fresh_database
 
 pytestmark = pytest.mark.celery
 
@@ -128,38 +127,26 @@ def deployment(tmp_path_factory):
     if shutil.which("redis-server") is None:
         pytest.skip("needs redis-server (apt-get install redis-server)")
     workdir = tmp_path_factory.mktemp("custody-faults")
-    base_url = os.environ.get("DATABASE_URL", "")
-    dbname = None
-    if base_url.startswith("postgres"):
-        dbname = f"custody_faults_{os.getpid()}"
-        with _postgres_admin(base_url) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        database_url = urlunsplit(urlsplit(base_url)._replace(path=f"/{dbname}"))
-    else:
-        database_url = f"sqlite:///{workdir / 'faults.sqlite3'}"
-    broker = PrivateRedis(workdir)
-    broker.start()
-    server = LiveServer(workdir, database_url, {"LOG_LEVEL": "INFO"})
-    server.env["REDIS_URL"] = broker.url
-    server.start()
-    worker, beat = Celery(server, "worker"), Celery(server, "beat")
-    worker.start()
-    beat.start()
-    worker.wait_for("ready.")
-    deployment = Deployment(server, broker, worker, beat)
-    try:
-        yield deployment
-    finally:
-        # Tests replace the worker they kill: stop the current one (and the broker last, so
-        # that workers can shut down warm).
-        for proc in {beat, worker, deployment.beat, deployment.worker}:
-            proc.stop()
-        server.stop()
-        broker.stop()
-        if dbname:
-            with _postgres_admin(base_url) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    with fresh_database(workdir, "custody_faults") as database_url:
+        broker = PrivateRedis(workdir)
+        broker.start()
+        server = LiveServer(workdir, database_url, {"LOG_LEVEL": "INFO"})
+        server.env["REDIS_URL"] = broker.url
+        server.start()
+        worker, beat = Celery(server, "worker"), Celery(server, "beat")
+        worker.start()
+        beat.start()
+        worker.wait_for("ready.")
+        deployment = Deployment(server, broker, worker, beat)
+        try:
+            yield deployment
+        finally:
+            # Tests replace the worker they kill: stop the current one (and the broker last,
+            # so that workers can shut down warm).
+            for proc in {beat, worker, deployment.beat, deployment.worker}:
+                proc.stop()
+            server.stop()
+            broker.stop()
 
 
 class Deployment:
