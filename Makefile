@@ -9,13 +9,14 @@ run:
 test:
 	scripts/test.sh $(ARGS)
 
-# Style, the app layering (import contracts in pyproject.toml), and models that agree with
-# their migrations.
+# Style, the app layering (import contracts in pyproject.toml), types (mypy on core, services
+# and selectors) and models that agree with their migrations.
 lint:
 	scripts/bootstrap.sh requirements-test.lock
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/lint-imports --no-cache
+	DATABASE_URL= .venv/bin/mypy
 	DATABASE_URL= DJANGO_SETTINGS_MODULE=config.settings.test .venv/bin/python manage.py makemigrations --check --dry-run
 
 format:

@@ -63,7 +63,7 @@ def _fit(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
     value = _storable_text(value)
-    limit = AuditEvent._meta.get_field(name).max_length
+    limit = getattr(AuditEvent._meta.get_field(name), "max_length", None)
     if limit is not None and len(value) > limit:
         value = value[: limit - 1] + "\u2026"
     return value

@@ -181,6 +181,7 @@ def response_for_path(path: str, exc: ApplicationError):
     the limit)."""
     from django.http import HttpResponse, JsonResponse
 
+    body: dict[str, Any]
     if path.startswith(MLFLOW_PATH_PREFIXES):
         body = {"error_code": exc.error_code, "message": exc.message}
         return JsonResponse(body, status=exc.status)
@@ -190,7 +191,7 @@ def response_for_path(path: str, exc: ApplicationError):
     return HttpResponse(f"{exc.message}\n", status=exc.status, content_type="text/plain")
 
 
-def api_exception_handler(exc: BaseException, context: dict[str, Any]):
+def api_exception_handler(exc: Exception, context: dict[str, Any]):
     """DRF exception handler for /api/v1: one JSON error shape for every failure."""
     from rest_framework import exceptions as drf_exceptions
     from rest_framework.response import Response

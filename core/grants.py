@@ -24,7 +24,7 @@ def grant_rows(permission_model: type[models.Model], owner_field: str, owner_id:
     return _GRANTS.get_or_load(
         (permission_model._meta.label, owner_field, owner_id),
         lambda: list(
-            permission_model.objects.filter(**{owner_field: owner_id}).values_list(
+            permission_model._default_manager.filter(**{owner_field: owner_id}).values_list(
                 "user_id", "group_id", "level"
             )
         ),

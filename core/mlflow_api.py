@@ -7,6 +7,7 @@ place that decides. Errors raised as `core.errors.ApplicationError` become MLflo
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import math
@@ -204,10 +205,10 @@ class MlflowRequest:
     # -- typed getters --------------------------------------------------------------------
     def str(
         self,
-        name: str,
+        name: builtins.str,
         *,
         required: bool = False,
-        default: str | None = None,
+        default: builtins.str | None = None,
         max_length: int | None = None,
     ) -> str | None:
         value = self._raw(name)
@@ -221,7 +222,9 @@ class MlflowRequest:
             value = str(value)
         return check_text(value, name, max_length=max_length)
 
-    def int64(self, name: str, *, required: bool = False, default: int | None = None) -> int | None:
+    def int64(
+        self, name: builtins.str, *, required: bool = False, default: int | None = None
+    ) -> int | None:
         value = self._raw(name)
         if value is None or value == "":
             if required:
@@ -229,7 +232,7 @@ class MlflowRequest:
             return default
         return to_int64(value, name)
 
-    def double(self, name: str, *, required: bool = False) -> float | None:
+    def double(self, name: builtins.str, *, required: bool = False) -> float | None:
         value = self._raw(name)
         if value is None:
             if required:
@@ -237,7 +240,7 @@ class MlflowRequest:
             return None
         return to_double(value, name)
 
-    def bool(self, name: str, *, default: bool = False) -> bool:
+    def bool(self, name: builtins.str, *, default: bool = False) -> bool:
         value = self._raw(name)
         if value is None or value == "":
             return default
@@ -249,7 +252,7 @@ class MlflowRequest:
             f"Invalid value {_short(value)} for parameter '{name}': expected true or false."
         )
 
-    def str_list(self, name: str, *, max_length: int | None = None) -> list[str]:
+    def str_list(self, name: builtins.str, *, max_length: int | None = None) -> list[builtins.str]:
         value = self.data.get(name)
         if value is None:
             return []
@@ -257,7 +260,7 @@ class MlflowRequest:
             value = [value]
         return [check_text(item, name, max_length=max_length) for item in value]
 
-    def messages(self, name: str) -> list[dict[str, Any]]:
+    def messages(self, name: builtins.str) -> list[dict[builtins.str, Any]]:
         value = self.data.get(name)
         if value is None:
             return []
@@ -267,7 +270,7 @@ class MlflowRequest:
             )
         return value
 
-    def enum(self, name: str, allowed: dict[str, Any], *, default: Any) -> Any:
+    def enum(self, name: builtins.str, allowed: dict[builtins.str, Any], *, default: Any) -> Any:
         """Protobuf enums arrive as names ("ACTIVE_ONLY") or numbers; `allowed` maps both."""
         value = self._raw(name)
         if value is None or value == "":
@@ -280,7 +283,7 @@ class MlflowRequest:
             )
         return allowed[key]
 
-    def run_id(self) -> str:
+    def run_id(self) -> builtins.str:
         """Run endpoints send both `run_id` and the legacy `run_uuid`; prefer `run_id`."""
         value = self.str("run_id") or self.str("run_uuid")
         if not value:

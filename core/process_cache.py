@@ -39,6 +39,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from core import context
@@ -190,7 +191,7 @@ def _seen(family: str, version: int) -> None:
 
 
 def bump_on_change(
-    model: type, family: str, *, fields: Iterable[str] | None = None, on_create: bool = True
+    model: type[Model], family: str, *, fields: Iterable[str] | None = None, on_create: bool = True
 ) -> None:
     """Bump `family` whenever a `model` row is saved or deleted (any path: services, the
     admin, management commands), in the same transaction. With `fields`, a save that names
@@ -212,7 +213,7 @@ def bump_on_change(
     post_delete.connect(deleted, sender=model, weak=False, dispatch_uid=uid + "-delete")
 
 
-def bump_on_m2m_change(through: type, family: str) -> None:
+def bump_on_m2m_change(through: type[Model], family: str) -> None:
     def changed(sender, action, **kwargs):
         if action in ("post_add", "post_remove", "post_clear"):
             bump(family)

@@ -461,7 +461,7 @@ def review_screen(req: TR) -> dict[str, Any]:
         "policy": rules.payload(policy),
         "checks": checks,
         "candidate": candidate,
-        "production": {"version": production.version, **current} if production else None,
+        "production": {"version": production.version, **(current or {})} if production else None,
         "compare": {
             "params": _rows(candidate["params"], current["params"] if current else {}),
             "metrics": _rows(candidate["metrics"], current["metrics"] if current else {}),

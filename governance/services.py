@@ -191,7 +191,8 @@ def _approvers(req: TR, policy: ModelPolicy, basis: str) -> tuple[list[str], lis
     """(usernames whose approval counts now, usernames whose approval predates a change to
     the run or the card). Re-checked each time: a reviewer who lost the role or the
     designation no longer counts."""
-    counted, outdated = [], []
+    counted: list[str] = []
+    outdated: list[str] = []
     for review in req.reviews.filter(decision=Review.Decision.APPROVE).select_related("reviewer"):
         if review_refusal(review.reviewer, policy, req) is not None:
             continue
@@ -617,7 +618,8 @@ def comment_create(*, user, name: str, version: Any, text: Any, request_id: Any 
     model, mv = _lock(name, version)
     req = None
     if request_id not in (None, ""):
-        req = TR.objects.filter(pk=_int_or_none(request_id), version=mv).first()
+        pk = _int_or_none(request_id)
+        req = TR.objects.filter(pk=pk, version=mv).first() if pk is not None else None
         if req is None:
             raise ResourceDoesNotExist(
                 f"Transition request {request_id} of version {mv.version} of '{name}' not found."

@@ -115,7 +115,7 @@ class ModelVersion(FSMModelMixin, models.Model):
     def to_none(self) -> None:
         pass
 
-    TRANSITION_METHODS = {
+    TRANSITION_METHODS: dict[str, str] = {
         Stage.STAGING: "to_staging",
         Stage.PRODUCTION: "to_production",
         Stage.ARCHIVED: "to_archived",

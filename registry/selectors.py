@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
@@ -281,7 +281,9 @@ def versions_search(
         if c.entity == "tag":
             qs = qs.filter(_tag_condition(ModelVersionTag, "version", c))
         elif c.key == "version_number":
-            qs = qs.filter(search.number_condition("version", c.comparator, c.value, integer=True))
+            # The grammar only admits a number after version_number.
+            bound = cast(float, c.value)
+            qs = qs.filter(search.number_condition("version", c.comparator, bound, integer=True))
         else:
             qs = qs.filter(search.string_condition(columns[c.key], c.comparator, c.value))
     ordering = search.parse_registry_order_by(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -110,8 +111,8 @@ def registered_model_create(
     *,
     name: Any,
     description: Any = "",
-    tags: list[dict] = (),
-    user=None,  # type: ignore[assignment]
+    tags: Sequence[dict] = (),
+    user=None,
 ) -> RegisteredModel:
     name = _clean_model_name(name)
     parsed_tags = dict(

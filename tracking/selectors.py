@@ -198,15 +198,15 @@ def run_payloads(run_ids: Sequence[str], *, runs: Sequence[Run] = ()) -> list[di
             {"key": key, "value": _metric_value(value, is_nan), "timestamp": ts, "step": step}
         )
     params: dict[str, list] = defaultdict(list)
-    for run_id, key, value in Param.objects.filter(run_id__in=run_ids).values_list(
+    for run_id, key, text in Param.objects.filter(run_id__in=run_ids).values_list(
         "run_id", "key", "value"
     ):
-        params[run_id].append({"key": key, "value": value})
+        params[run_id].append({"key": key, "value": text})
     tags: dict[str, list] = defaultdict(list)
-    for run_id, key, value in RunTag.objects.filter(run_id__in=run_ids).values_list(
+    for run_id, key, text in RunTag.objects.filter(run_id__in=run_ids).values_list(
         "run_id", "key", "value"
     ):
-        tags[run_id].append({"key": key, "value": value})
+        tags[run_id].append({"key": key, "value": text})
     inputs: dict[str, list] = defaultdict(list)
     input_rows = list(
         RunInput.objects.filter(run_id__in=run_ids).values_list(
@@ -222,10 +222,10 @@ def run_payloads(run_ids: Sequence[str], *, runs: Sequence[Run] = ()) -> list[di
     )
     input_tags: dict[int, list] = defaultdict(list)
     if input_rows:
-        for input_id, key, value in RunInputTag.objects.filter(
+        for input_id, key, text in RunInputTag.objects.filter(
             run_input_id__in=[r[0] for r in input_rows]
         ).values_list("run_input_id", "key", "value"):
-            input_tags[input_id].append({"key": key, "value": value})
+            input_tags[input_id].append({"key": key, "value": text})
     for input_id, run_id, name, digest, source_type, source, schema, profile in input_rows:
         dataset = {"name": name, "digest": digest, "source_type": source_type, "source": source}
         if schema:
@@ -429,15 +429,15 @@ def logged_model_get(
 def logged_model_payloads(models: Sequence[LoggedModel]) -> list[dict[str, Any]]:
     ids = [m.model_id for m in models]
     tags: dict[str, list] = defaultdict(list)
-    for model_id, key, value in LoggedModelTag.objects.filter(model_id__in=ids).values_list(
+    for model_id, key, text in LoggedModelTag.objects.filter(model_id__in=ids).values_list(
         "model_id", "key", "value"
     ):
-        tags[model_id].append({"key": key, "value": value})
+        tags[model_id].append({"key": key, "value": text})
     params: dict[str, list] = defaultdict(list)
-    for model_id, key, value in LoggedModelParam.objects.filter(model_id__in=ids).values_list(
+    for model_id, key, text in LoggedModelParam.objects.filter(model_id__in=ids).values_list(
         "model_id", "key", "value"
     ):
-        params[model_id].append({"key": key, "value": value})
+        params[model_id].append({"key": key, "value": text})
     metrics: dict[str, list] = defaultdict(list)
     for model_id, run_id, key, value, is_nan, ts, step, ds_name, ds_digest in (
         Metric.objects.filter(model_id__in=ids)

@@ -601,7 +601,7 @@ def run_log_inputs(
         if not isinstance(item, dict):
             raise InvalidParameterValue("Each dataset input must be an object.")
         dataset = _clean_dataset(item.get("dataset"))
-        tags = []
+        tag_pairs: list[tuple[str, str]] = []
         for tag in item.get("tags") or []:
             if not isinstance(tag, dict):
                 raise InvalidParameterValue("Dataset input tags must be objects.")
@@ -614,8 +614,8 @@ def run_log_inputs(
                     f"Dataset input tag value exceeds the maximum length of "
                     f"{MAX_INPUT_TAG_VALUE} characters."
                 )
-            tags.append((key, value))
-        cleaned.append((dataset, dict(tags)))
+            tag_pairs.append((key, value))
+        cleaned.append((dataset, dict(tag_pairs)))
     model_ids = []
     for item in models:
         model_id = item.get("model_id") if isinstance(item, dict) else None
@@ -625,14 +625,14 @@ def run_log_inputs(
     run = _lock_run(run_id)
     _require_active_run(run)
     for dataset_fields, tags in cleaned:
-        dataset, _ = Dataset.objects.get_or_create(
+        stored_dataset, _ = Dataset.objects.get_or_create(
             experiment_id=run.experiment_id,
             name=dataset_fields["name"],
             digest=dataset_fields["digest"],
             defaults=dataset_fields,
         )
         run_input, created = RunInput.objects.get_or_create(
-            run=run, dataset=dataset, defaults={"context": tags.get(DATASET_CONTEXT_TAG, "")}
+            run=run, dataset=stored_dataset, defaults={"context": tags.get(DATASET_CONTEXT_TAG, "")}
         )
         if created and tags:
             RunInputTag.objects.bulk_create(
