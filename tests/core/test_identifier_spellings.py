@@ -27,6 +27,7 @@ from django.urls import get_resolver
 
 from accounts import services as accounts
 from audit.models import AuditEvent
+from core.mlflow_unsupported import route_paths
 from governance.models import TransitionRequest
 from registry import permissions as model_permissions
 from registry import services as registry
@@ -528,6 +529,10 @@ NAMES_NOTHING = {
     "api/v1/lineage/links/<int:link_id>": "integer link id",
     "": "the home page redirects",
     "login/": "sign-in",
+    **{
+        route: f"MLflow family {family!r} Custody does not serve: 501 for every caller"
+        for route, family in route_paths()
+    },
     "logout/": "sign-out",
     "tokens/": "the caller's own tokens",
     "tokens/<int:token_id>/revoke": "integer token id",
