@@ -418,7 +418,10 @@ def _dispatch(route: Route):
                 # Authenticate before reading a body; authorize once the message is parsed,
                 # since the object a request touches is named inside it.
                 require_authenticated(request)
-            data = parse_request_data(request) if not getattr(handler, "raw_body", False) else {}
+            if getattr(handler, "raw_body", False):
+                data = request.GET.dict()  # the body is the handler's; identifiers are here
+            else:
+                data = parse_request_data(request)
             if getattr(handler, "fresh_caches", False):
                 from core import process_cache
 

@@ -121,6 +121,30 @@ def delete_experiment_tag(req: MlflowRequest) -> dict:
     return {}
 
 
+MAX_DATASET_SEARCH_EXPERIMENTS = 20  # MLflow's MAX_EXPERIMENT_IDS_PER_REQUEST
+
+
+@mlflow_route(
+    "experiments/search-datasets",
+    "POST",
+    access=access.AUTHENTICATED,
+    prefixes=("api/2.0/mlflow/", "ajax-api/2.0/mlflow/"),
+)
+def search_datasets(req: MlflowRequest) -> dict:
+    experiment_ids = req.str_list("experiment_ids")
+    if not experiment_ids:
+        raise InvalidParameterValue(
+            "SearchDatasets request must specify at least one experiment_id."
+        )
+    if len(experiment_ids) > MAX_DATASET_SEARCH_EXPERIMENTS:
+        raise InvalidParameterValue(
+            f"SearchDatasets request cannot specify more than {MAX_DATASET_SEARCH_EXPERIMENTS} "
+            f"experiment_ids. Received {len(experiment_ids)} experiment_ids."
+        )
+    summaries = selectors.dataset_summaries(user=req.http.user, experiment_ids=experiment_ids)
+    return {"dataset_summaries": summaries} if summaries else {}
+
+
 # ---------------------------------------------------------------------------------------------
 # Runs
 

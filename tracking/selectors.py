@@ -446,6 +446,31 @@ def _evenly_spaced_by_interval(total: int, count: int) -> list[int]:
     return sorted({int(i * interval) for i in range(count)} | {total - 1})
 
 
+MAX_DATASET_SUMMARIES = 1000  # MLflow's MAX_DATASET_SUMMARIES_RESULTS
+
+
+def dataset_summaries(*, user: Any, experiment_ids: list[str]) -> list[dict[str, Any]]:
+    """The distinct (experiment, dataset name, digest, context) of the runs' inputs in the
+    readable ones of `experiment_ids` (the UI's dataset filter); unreadable or missing
+    experiments contribute nothing, as missing ones do in MLflow."""
+    ids = sorted({parse_experiment_id(e) for e in experiment_ids})
+    rows = (
+        RunInput.objects.filter(
+            permissions_q(user, "run__experiment_id"), run__experiment_id__in=ids
+        )
+        .values_list("dataset__experiment_id", "dataset__name", "dataset__digest", "context")
+        .order_by("dataset__experiment_id", "dataset__name", "dataset__digest", "context")
+        .distinct()[:MAX_DATASET_SUMMARIES]
+    )
+    summaries = []
+    for experiment_id, name, digest, context in rows:
+        summary = {"experiment_id": str(experiment_id), "name": name, "digest": digest}
+        if context:
+            summary["context"] = context
+        summaries.append(summary)
+    return summaries
+
+
 # ---------------------------------------------------------------------------------------------
 # Logged models
 
@@ -515,8 +540,8 @@ def logged_model_payloads(models: Sequence[LoggedModel]) -> list[dict[str, Any]]
         }
         if m.model_type:
             info["model_type"] = m.model_type
-        if m.source_run_id:
-            info["source_run_id"] = m.source_run_id
+        if m.source_run_id or m.source_run_reference:
+            info["source_run_id"] = m.source_run_id or m.source_run_reference
         if m.creator_id.isdigit():
             info["creator_id"] = int(m.creator_id)
         if m.status_message:

@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 from django.test import Client
@@ -482,6 +482,16 @@ def named_elsewhere_attempts(world) -> dict[tuple[str, str], list[Attempt]]:
         lambda t: _json_call("GET", v1 + "lineage/links", {"node": f"version:{t}/1"}),
         MODEL,
     )
+    for prefix in ("api", "ajax-api"):
+        route = f"{prefix}/2.0/mlflow/upload-artifact"
+
+        def upload(t, route=route):
+            query = urlencode({"run_uuid": t, "path": "spelled.txt"})
+            return lambda client: client.post(
+                f"/{route}?{query}", b"data", content_type="application/octet-stream"
+            )
+
+        add(route, "POST", run_id_variants(world["run"]), upload, world["run"])
     searches = (
         ("api/2.0/mlflow/runs/search", "experiment_ids"),
         ("api/2.0/mlflow/experiments/search", "filter"),
@@ -546,6 +556,8 @@ NAMES_NOTHING = {
     "api/2.0/mlflow/experiments/create": "creates a new name",
     "api/2.0/mlflow/registered-models/create": "creates a new name",
     "api/2.0/mlflow/logged-models/search": "lists readable experiments' models only",
+    "api/2.0/mlflow/experiments/search-datasets": "lists readable experiments' datasets only",
+    "ajax-api/2.0/mlflow/experiments/search-datasets": "lists readable experiments' datasets only",
     "api/2.0/mlflow/comments/update": "integer comment id; the author's own comment",
     "api/2.0/mlflow/comments/delete": "integer comment id; the author's own comment",
 }
