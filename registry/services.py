@@ -34,6 +34,7 @@ from registry.models import (
 from registry.source import resolve_source
 from registry.transitions import Stage, canonical_stage
 from registry.transitions import refusal as transition_refusal
+from tracking import selectors as tracking_selectors
 from tracking import services as tracking
 from tracking.permissions import check_experiment
 from tracking.services import now_ms
@@ -100,9 +101,15 @@ def _audit_version(action: str, version: ModelVersion, model_name: str, **kwargs
 def _sync_version_links(model_ids: Any) -> None:
     """Keep each logged model's `mlflow.modelVersions` tag equal to the live versions built
     from it (MLflow's client and UI read the tag to show which registered versions a logged
-    model backs). Called inside the transaction of the change, after the registered model's
-    row lock, so two registrations from one logged model cannot drop each other's link."""
+    model backs). Called inside the transaction of the change. The logged model's row is
+    locked before its versions are read, so a concurrent change from the same logged model
+    under another registered model's lock is waited for and then seen, not overwritten.
+    (Today registrations also serialize earlier, on the `resolution` cache version row.)"""
     for model_id in sorted({m for m in model_ids if m}):
+        try:
+            tracking_selectors.logged_model_get(model_id, for_update=True, allow_deleted=True)
+        except ResourceDoesNotExist:
+            continue
         links = [
             (name, str(number))
             for name, number in ModelVersion.objects.filter(model_id=model_id, deleted=False)
