@@ -691,6 +691,9 @@ def _logged_model_snapshot(model: LoggedModel) -> dict[str, Any]:
     }
 
 
+_LOGGED_MODEL_NAME_FORBIDDEN = ("/", ":", ".", "%", '"', "'")
+
+
 @transaction.atomic
 def logged_model_create(
     *,
@@ -707,6 +710,12 @@ def logged_model_create(
     experiment = selectors.experiment_get(experiment_id)
     _require_active_experiment(experiment, "create logged models")
     name = normalize_name(check_text(name, "name", max_length=500)) if name else generate_name()
+    if any(c in name for c in _LOGGED_MODEL_NAME_FORBIDDEN):
+        # MLflow's rule: the name becomes part of `models:/` URIs and artifact paths.
+        raise InvalidParameterValue(
+            f"Invalid model name ({name!r}) provided. Model name must be a non-empty string "
+            f"and cannot contain the following characters: {_LOGGED_MODEL_NAME_FORBIDDEN}"
+        )
     parsed_params = dict(
         parse_key_values(params, "param", value_limit=MAX_PARAM_VALUE_LENGTH, truncate_values=True)
     )

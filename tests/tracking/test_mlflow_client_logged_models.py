@@ -195,3 +195,16 @@ def test_the_ui_uploads_a_file_into_a_run_and_lists_its_datasets(mlflow_env, uni
     none = http.post("ajax-api/2.0/mlflow/experiments/search-datasets", json={})
     assert none.status_code == 400
     assert "at least one experiment_id" in none.json()["message"]
+
+
+def test_logged_model_names_follow_mlflows_rule(mlflow_env, unique_name):
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    experiment_id = client.create_experiment(unique_name)
+    for bad in ("a/b", "v1.2", "x:y", "50%", "it's"):
+        with pytest.raises(MlflowException) as excinfo:
+            client.create_logged_model(experiment_id, name=bad)
+        assert excinfo.value.error_code == "INVALID_PARAMETER_VALUE"
+        assert "cannot contain the following characters" in excinfo.value.message
+    assert client.create_logged_model(experiment_id, name="").name  # generated, as in MLflow
