@@ -476,6 +476,9 @@ def validate_first(check: Callable[[MlflowRequest], Any]) -> Callable[[Handler],
     return decorator
 
 
+MAX_CHECKED_QUERY_BYTES = 1_000_000
+
+
 def check_overlong_query(request: HttpRequest) -> errors.ApplicationError | None:
     """The route's own refusal of a request whose URL is over the length limit, if its
     `validate_first` check refuses the query; None when the route has no such check or the
@@ -495,6 +498,8 @@ def check_overlong_query(request: HttpRequest) -> errors.ApplicationError | None
         return None
     data: dict[str, list[str]] = {}
     query = request.META.get("QUERY_STRING", "")
+    if len(query) > MAX_CHECKED_QUERY_BYTES:
+        return None  # too long to be worth parsing: the plain 414
     for key, value in parse_qsl(query, keep_blank_values=True, max_num_fields=None):
         data.setdefault(key, []).append(value)
     try:
