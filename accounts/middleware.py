@@ -7,7 +7,10 @@ from accounts.throttle import TooManyAttempts
 from core.context import update_context
 from core.errors import ApplicationError
 
-API_PREFIXES = ("/api/", "/ajax-api/")
+# Besides /api/ and /ajax-api/, the MLflow client calls a few root paths of feature families
+# Custody does not serve (core/mlflow_unsupported.py); its credentials count there too, so
+# that it gets the 501 naming the family rather than a 401.
+API_PREFIXES = ("/api/", "/ajax-api/", "/v1/traces", "/graphql", "/gateway/")
 
 
 class ApiAuthenticationMiddleware:

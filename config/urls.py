@@ -11,6 +11,7 @@ import tracking.api_mlflow  # noqa: E402,F401  isort: skip
 import tracking.api_artifacts  # noqa: E402,F401  isort: skip
 import registry.api_mlflow  # noqa: E402,F401  isort: skip
 import governance.api_mlflow  # noqa: E402,F401  isort: skip
+import core.mlflow_unsupported  # noqa: E402,F401  isort: skip
 
 urlpatterns = [
     path("health", health),

@@ -57,6 +57,12 @@ class RequestLimitsMiddleware:
         meta = request.META
         uri = meta.get("RAW_URI") or request.get_full_path()
         if len(uri) > MAX_URI_BYTES:
+            from core.mlflow_api import check_overlong_query
+
+            refused = check_overlong_query(request)
+            if refused is not None:
+                # An MLflow route's own limit (e.g. at most 100 run_ids) says more than 414.
+                return errors.response_for_path(request.path, refused)
             return errors.response_for_path(
                 request.path,
                 errors.ApplicationError(

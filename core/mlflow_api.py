@@ -421,12 +421,17 @@ def _dispatch(route: Route):
                 # Authenticate before reading a body; authorize once the message is parsed,
                 # since the object a request touches is named inside it.
                 require_authenticated(request)
-            data = parse_request_data(request) if not getattr(handler, "raw_body", False) else {}
+            if getattr(handler, "raw_body", False):
+                data = request.GET.dict()  # the body is the handler's; identifiers are here
+            else:
+                data = parse_request_data(request)
             if getattr(handler, "fresh_caches", False):
                 from core import process_cache
 
                 process_cache.refresh(force=True)
             message = MlflowRequest(request, data, kwargs)
+            if (validate := getattr(handler, "validate_first", None)) is not None:
+                validate(message)
             message.resolved = authorize(request, access, message)
             result = handler(message)
         except Exception as exc:  # noqa: BLE001 - the single mapping point for the MLflow API
@@ -458,6 +463,53 @@ def raw_body(handler: Handler) -> Handler:
     """Mark a handler that reads the request stream itself (artifact uploads)."""
     handler.raw_body = True  # type: ignore[attr-defined]
     return handler
+
+
+def validate_first(check: Callable[[MlflowRequest], Any]) -> Callable[[Handler], Handler]:
+    """Run `check` on the message before the access decision, where MLflow validates the
+    request's shape before looking up what it names (a missing required field is a 400
+    even when a named run does not exist). `check` sees only the request, never the store.
+    It also answers for URLs over the length limit (core.middleware), so that an overlong
+    list is refused with the route's own limit rather than a 414."""
+
+    def decorator(handler: Handler) -> Handler:
+        handler.validate_first = check  # type: ignore[attr-defined]
+        return handler
+
+    return decorator
+
+
+MAX_CHECKED_QUERY_BYTES = 1_000_000
+
+
+def check_overlong_query(request: HttpRequest) -> errors.ApplicationError | None:
+    """The route's own refusal of a request whose URL is over the length limit, if its
+    `validate_first` check refuses the query; None when the route has no such check or the
+    check passes (the caller then answers 414)."""
+    from urllib.parse import parse_qsl
+
+    from django.urls import Resolver404, resolve
+
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return None
+    route = getattr(match.func, "mlflow_route", None)
+    entry = route.methods.get(request.method or "") if route is not None else None
+    check = getattr(entry[0], "validate_first", None) if entry is not None else None
+    if check is None:
+        return None
+    data: dict[str, list[str]] = {}
+    query = request.META.get("QUERY_STRING", "")
+    if len(query) > MAX_CHECKED_QUERY_BYTES:
+        return None  # too long to be worth parsing: the plain 414
+    for key, value in parse_qsl(query, keep_blank_values=True, max_num_fields=None):
+        data.setdefault(key, []).append(value)
+    try:
+        check(MlflowRequest(request, data, match.kwargs))
+    except errors.ApplicationError as exc:
+        return exc
+    return None
 
 
 def urlpatterns() -> list:

@@ -420,12 +420,23 @@ def describe(
             if m["experiment_id"] not in access.hidden_experiments
         ]
         hidden_runs = _hidden_runs({m["source_run_id"] for m in models}, access)
+        # The registered versions it backs (its mlflow.modelVersions tag, read from the
+        # registry that maintains it), without those of models the viewer cannot read.
+        backs: dict[str, list[str]] = defaultdict(list)
+        for model_id, model_pk, name, number in (
+            ModelVersion.objects.filter(model_id__in=[m["model_id"] for m in models], deleted=False)
+            .order_by("creation_timestamp", "pk")
+            .values_list("model_id", "registered_model_id", "registered_model__name", "version")
+        ):
+            if model_pk not in access.hidden_models:
+                backs[model_id].append(f"{name}/{number}")
         for model in models:
             facts[f"logged-model:{model['model_id']}"] = {
                 "kind": "logged-model",
                 "label": model["name"] or model["model_id"],
                 "model_id": model["model_id"],
                 **_run_ref("source_run", model["source_run_id"], hidden_runs),
+                "registered_versions": backs[model["model_id"]],
             }
     for chunk in chunks(by_kind.get("version", ())):
         wanted = set(chunk)

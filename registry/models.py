@@ -87,6 +87,8 @@ class ModelVersion(FSMModelMixin, models.Model):
                 name="mv_stage_idx",
             ),
             models.Index(fields=["run_id"], name="mv_run_idx"),
+            # A logged model's versions (its mlflow.modelVersions tag, lineage).
+            models.Index(fields=["model_id"], name="mv_logged_model_idx"),
             models.Index(fields=["-last_updated_timestamp"], name="mv_updated_idx"),
         ]
 

@@ -35,6 +35,8 @@ from registry.models import (
 from registry.source import resolve_source
 from registry.transitions import Stage, canonical_stage
 from registry.transitions import refusal as transition_refusal
+from tracking import selectors as tracking_selectors
+from tracking import services as tracking
 from tracking.permissions import check_experiment
 from tracking.services import now_ms
 from tracking.validation import parse_key_values
@@ -94,6 +96,36 @@ def _audit_version(action: str, version: ModelVersion, model_name: str, **kwargs
         model_name=model_name,
         model_version=version.version,
         **kwargs,
+    )
+
+
+def _sync_version_links(model_ids: Any) -> None:
+    """Keep each logged model's `mlflow.modelVersions` tag equal to the live versions built
+    from it (MLflow's client and UI read the tag to show which registered versions a logged
+    model backs). Called inside the transaction of the change. The logged model's row is
+    locked before its versions are read, so a concurrent change from the same logged model
+    under another registered model's lock is waited for and then seen, not overwritten.
+    (Today registrations also serialize earlier, on the `resolution` cache version row.)"""
+    for model_id in sorted({m for m in model_ids if m}):
+        try:
+            tracking_selectors.logged_model_get(model_id, for_update=True, allow_deleted=True)
+        except ResourceDoesNotExist:
+            continue
+        links = [
+            (name, str(number))
+            for name, number in ModelVersion.objects.filter(model_id=model_id, deleted=False)
+            .order_by("creation_timestamp", "pk")
+            .values_list("registered_model__name", "version")
+        ]
+        tracking.logged_model_set_version_links(model_id=model_id, links=links)
+
+
+def _logged_model_ids(model: RegisteredModel) -> list[str]:
+    return list(
+        ModelVersion.objects.filter(registered_model=model)
+        .exclude(model_id="")
+        .values_list("model_id", flat=True)
+        .distinct()
     )
 
 
@@ -166,6 +198,7 @@ def registered_model_rename(*, name: str, new_name: Any) -> RegisteredModel:
             model.save(update_fields=["name", "name_key", "last_updated_timestamp"])
     except IntegrityError:
         raise ResourceAlreadyExists(f"Registered Model (name={new_name}) already exists.") from None
+    _sync_version_links(_logged_model_ids(model))
     _audit_model("registered_model.rename", model, before=before, after=_model_snapshot(model))
     return model
 
@@ -204,7 +237,9 @@ def registered_model_delete(*, name: str) -> None:
     before = _model_snapshot(model)
     _audit_model("registered_model.delete", model, before=before)
     Deployment.objects.filter(version__registered_model=model).delete()
+    linked = _logged_model_ids(model)
     model.delete()
+    _sync_version_links(linked)
 
 
 @transaction.atomic
@@ -342,6 +377,7 @@ def model_version_create(
     ModelVersionTag.objects.bulk_create(
         [ModelVersionTag(version=version, key=k, value=v) for k, v in parsed_tags.items()]
     )
+    _sync_version_links([version.model_id])
     _audit_version("model_version.create", version, model.name, after=_version_snapshot(version))
     return version
 
@@ -376,6 +412,7 @@ def model_version_delete(*, name: str, version: Any) -> None:
     mv.deleted = True
     mv.last_updated_timestamp = now_ms()
     mv.save(update_fields=["deleted", "last_updated_timestamp"])
+    _sync_version_links([mv.model_id])
     _touch(model)
     _audit_version(
         "model_version.delete", mv, model.name, before=before, after=_version_snapshot(mv)

@@ -236,13 +236,11 @@ def presigned_download(req: MlflowRequest) -> dict:
     raise _not_implemented()
 
 
-@mlflow_route("artifacts/list", "GET", access=access.RUN_READ)
-def list_run_artifacts(req: MlflowRequest) -> dict:
-    run = selectors.run_get(req.run_id())
-    sub = _path_param(req, "path")
-    if not run.artifact_uri.startswith(_SCHEME):
-        return {"root_uri": run.artifact_uri, "files": []}
-    root = run.artifact_uri.removeprefix(_SCHEME)
+def _owner_listing(owner: Run | LoggedModel, sub: str) -> dict[str, Any]:
+    """One level of a run's or logged model's artifact directory, paths relative to it."""
+    if not owner.artifact_uri.startswith(_SCHEME):
+        return {"root_uri": owner.artifact_uri, "files": []}
+    root = owner.artifact_uri.removeprefix(_SCHEME)
     entries = get_artifact_store().list_dir(f"{root}/{sub}" if sub else root) or []
     files: list[dict[str, Any]] = []
     for e in entries:
@@ -250,7 +248,71 @@ def list_run_artifacts(req: MlflowRequest) -> dict:
         if not e.is_dir:
             item["file_size"] = e.size
         files.append(item)
-    return {"root_uri": run.artifact_uri, "files": files}
+    return {"root_uri": owner.artifact_uri, "files": files}
+
+
+@mlflow_route("artifacts/list", "GET", access=access.RUN_READ)
+def list_run_artifacts(req: MlflowRequest) -> dict:
+    return _owner_listing(selectors.run_get(req.run_id()), _path_param(req, "path"))
+
+
+# The UI's routes for a logged model's files (MLflow serves `directories` under both
+# prefixes and `files` under ajax-api only; Custody serves both under both).
+_BOTH = ("api/2.0/mlflow/", "ajax-api/2.0/mlflow/")
+
+
+@mlflow_route(
+    "logged-models/<str:model_id>/artifacts/directories",
+    "GET",
+    access=access.EXPERIMENT_READ,
+    prefixes=_BOTH,
+)
+def list_logged_model_artifacts(req: MlflowRequest) -> dict:
+    model = selectors.logged_model_get(req.kwargs["model_id"])
+    return _owner_listing(model, _path_param(req, "artifact_directory_path"))
+
+
+@mlflow_route(
+    "logged-models/<str:model_id>/artifacts/files",
+    "GET",
+    access=access.EXPERIMENT_READ,
+    prefixes=_BOTH,
+)
+def download_logged_model_artifact(req: MlflowRequest):
+    model = selectors.logged_model_get(req.kwargs["model_id"])
+    relative = _path_param(req, "artifact_file_path")
+    if not relative:
+        raise InvalidParameterValue(
+            'Request must include the "artifact_file_path" query parameter.'
+        )
+    if not model.artifact_uri.startswith(_SCHEME):
+        raise ResourceDoesNotExist(f"No such artifact: {relative}")
+    return _download(clean_artifact_path(f"{model.artifact_uri.removeprefix(_SCHEME)}/{relative}"))
+
+
+UI_UPLOAD_LIMIT = 10 * 1024 * 1024  # MLflow's limit for the UI's upload route
+
+
+@raw_body
+@mlflow_route("upload-artifact", "POST", access=access.RUN_EDIT, prefixes=_BOTH)
+def upload_run_artifact(req: MlflowRequest) -> dict:
+    """The UI's upload (`?run_uuid=&path=`, the file as the body) into the run's artifacts."""
+    run = selectors.run_get(req.run_id())
+    relative = _path_param(req, "path")
+    if not relative:
+        raise InvalidParameterValue("Request must specify path.")
+    if run.lifecycle_stage != LifecycleStage.ACTIVE:
+        raise InvalidParameterValue(f"Cannot upload to run {run.run_id}: it is deleted.")
+    if not run.artifact_uri.startswith(_SCHEME):
+        raise InvalidParameterValue("This run's artifacts are not stored by this server.")
+    stream, length = _body_stream(req)
+    if length == 0:
+        raise InvalidParameterValue("Request must specify data.")
+    if length is not None and length > UI_UPLOAD_LIMIT:
+        raise InvalidParameterValue("Artifact size is too large. Max size is 10MB.")
+    path = clean_artifact_path(f"{run.artifact_uri.removeprefix(_SCHEME)}/{relative}")
+    get_artifact_store().put(path, stream, length, limit=UI_UPLOAD_LIMIT)
+    return {}
 
 
 @mlflow_route("server-info", "GET", access=access.AUTHENTICATED, prefixes=("api/3.0/mlflow/",))

@@ -6,7 +6,7 @@ from typing import Any
 
 from core import access
 from core.errors import InvalidParameterValue
-from core.mlflow_api import MlflowRequest, mlflow_route
+from core.mlflow_api import MlflowRequest, mlflow_route, validate_first
 from tracking import selectors, services
 from tracking.models import Experiment, Run, RunStatus
 
@@ -119,6 +119,30 @@ def delete_experiment_tag(req: MlflowRequest) -> dict:
         experiment_id=req.str("experiment_id", required=True), key=req.data.get("key")
     )
     return {}
+
+
+MAX_DATASET_SEARCH_EXPERIMENTS = 20  # MLflow's MAX_EXPERIMENT_IDS_PER_REQUEST
+
+
+@mlflow_route(
+    "experiments/search-datasets",
+    "POST",
+    access=access.AUTHENTICATED,
+    prefixes=("api/2.0/mlflow/", "ajax-api/2.0/mlflow/"),
+)
+def search_datasets(req: MlflowRequest) -> dict:
+    experiment_ids = req.str_list("experiment_ids")
+    if not experiment_ids:
+        raise InvalidParameterValue(
+            "SearchDatasets request must specify at least one experiment_id."
+        )
+    if len(experiment_ids) > MAX_DATASET_SEARCH_EXPERIMENTS:
+        raise InvalidParameterValue(
+            f"SearchDatasets request cannot specify more than {MAX_DATASET_SEARCH_EXPERIMENTS} "
+            f"experiment_ids. Received {len(experiment_ids)} experiment_ids."
+        )
+    summaries = selectors.dataset_summaries(user=req.http.user, experiment_ids=experiment_ids)
+    return {"dataset_summaries": summaries} if summaries else {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,6 +300,44 @@ def get_metric_history(req: MlflowRequest) -> dict:
     return result
 
 
+MAX_RUNS_BULK_INTERVAL = 100  # MLflow's MAX_RUNS_GET_METRIC_HISTORY_BULK
+MAX_RESULTS_PER_RUN = 2500
+
+
+def _bulk_interval_arguments(req: MlflowRequest) -> dict[str, Any]:
+    """MLflow's checks, in MLflow's order, before anything about the runs is looked up: the
+    run list, the metric key, then the steps and the sample size."""
+    run_ids = req.str_list("run_ids")
+    if not run_ids:
+        raise InvalidParameterValue("Missing value for required parameter 'run_ids'.")
+    if len(run_ids) > MAX_RUNS_BULK_INTERVAL:
+        raise InvalidParameterValue(
+            f"GetMetricHistoryBulkInterval request must specify at most "
+            f"{MAX_RUNS_BULK_INTERVAL} run_ids. Received {len(run_ids)} run_ids."
+        )
+    key = req.str("metric_key", required=True)
+    start_step, end_step = req.int64("start_step"), req.int64("end_step")
+    max_results = req.int64("max_results", default=MAX_RESULTS_PER_RUN)
+    if not 1 <= max_results <= MAX_RESULTS_PER_RUN:
+        raise InvalidParameterValue(f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}.")
+    if (start_step is None) != (end_step is None):
+        raise InvalidParameterValue(
+            "If either start step or end step are specified, both must be specified."
+        )
+    if start_step is not None and start_step > end_step:
+        raise InvalidParameterValue(
+            "end_step must be greater than start_step. "
+            f"Found start_step={start_step} and end_step={end_step}."
+        )
+    return {
+        "key": key,
+        "start_step": start_step,
+        "end_step": end_step,
+        "max_results": max_results,
+    }
+
+
+@validate_first(_bulk_interval_arguments)
 @mlflow_route(
     "metrics/get-history-bulk-interval",
     "GET",
@@ -283,26 +345,10 @@ def get_metric_history(req: MlflowRequest) -> dict:
     prefixes=("api/2.0/mlflow/", "ajax-api/2.0/mlflow/"),
 )
 def get_metric_history_bulk_interval(req: MlflowRequest) -> dict:
-    run_ids = req.str_list("run_ids")
-    if not 1 <= len(run_ids) <= 100:
-        raise InvalidParameterValue("run_ids must name between 1 and 100 runs.")
-    start_step, end_step = req.int64("start_step"), req.int64("end_step")
-    if (start_step is None) != (end_step is None):
-        raise InvalidParameterValue("start_step and end_step must be given together or not at all.")
-    if start_step is not None and start_step > end_step:
-        raise InvalidParameterValue("start_step must not be greater than end_step.")
-    max_results = req.int64("max_results", default=2500)
-    if not 1 <= max_results <= 2500:
-        raise InvalidParameterValue("max_results must be between 1 and 2500.")
-    for run_id in run_ids:
-        selectors.run_get(run_id)
+    # The access layer has found every run (a missing one is a 404) and decided on each.
     return {
         "metrics": selectors.metric_history_bulk_interval(
-            run_ids=run_ids,
-            key=req.str("metric_key", required=True),
-            start_step=start_step,
-            end_step=end_step,
-            max_results=max_results,
+            run_ids=req.str_list("run_ids"), **_bulk_interval_arguments(req)
         )
     }
 

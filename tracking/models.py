@@ -210,6 +210,10 @@ class LoggedModel(models.Model):
     source_run = models.ForeignKey(
         Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="logged_models"
     )
+    # A `source_run_id` that names no run of this model's experiment: MLflow stores any
+    # value, so Custody reports it as given, but it links nothing (no lineage edge, and a
+    # version registered from the model does not inherit it as its run).
+    source_run_reference = models.CharField(max_length=256, blank=True)
     status = models.CharField(
         max_length=32, choices=LoggedModelStatus.choices, default=LoggedModelStatus.PENDING
     )

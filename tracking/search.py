@@ -73,7 +73,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Cast, Left
+from django.db.models.functions import Cast, Coalesce, Concat, Left, NullIf
 
 from core.errors import InvalidParameterValue
 from tracking.models import (
@@ -963,6 +963,10 @@ def filter_experiments(qs: QuerySet[Experiment], filter_string: str | None) -> Q
             value = _need_strings(value, comparator, "attributes")
             if key == "experiment_id":
                 qs = qs.filter(_id_condition("experiment_id", comparator, value))
+            elif key == "source_run_id":
+                qs = qs.annotate(lm_source_run=_source_run_text()).filter(
+                    string_condition("lm_source_run", comparator, value)
+                )
             else:
                 qs = qs.filter(string_condition("name", comparator, value))
         elif key in _EXPERIMENT_NUMBER:
@@ -1059,20 +1063,29 @@ def _check_datasets(datasets: Any) -> list[dict[str, Any]]:
                 "Each entry of datasets needs a string 'dataset_name' and an optional string "
                 "'dataset_digest'."
             )
+        if not d["dataset_name"]:
+            raise InvalidParameterValue(
+                "`dataset_name` in the `datasets` clause must be specified."
+            )
     return list(datasets)
+
+
+def _dataset_condition(datasets: list[dict[str, Any]]) -> Q:
+    """Metric points logged against any of `datasets` (a digest narrows its name)."""
+    condition = Q()
+    for d in datasets:
+        part = Q(dataset_name=d["dataset_name"])
+        if d.get("dataset_digest"):
+            part &= Q(dataset_digest=d["dataset_digest"])
+        condition |= part
+    return condition
 
 
 def _model_metric_rows(key: str, datasets: list[dict[str, Any]]) -> QuerySet:
     """The model's points of one metric, latest first (largest step, timestamp, value)."""
     rows = Metric.objects.filter(model_id=OuterRef("pk"), key=key)
     if datasets:
-        condition = Q()
-        for d in datasets:
-            part = Q(dataset_name=d["dataset_name"])
-            if d.get("dataset_digest"):
-                part &= Q(dataset_digest=d["dataset_digest"])
-            condition |= part
-        rows = rows.filter(condition)
+        rows = rows.filter(_dataset_condition(datasets))
     return rows.order_by("-step", "-timestamp", "-value", "-id")
 
 
@@ -1081,6 +1094,12 @@ def _latest_model_metric_sortable(key: str, datasets: list[dict[str, Any]]) -> S
         sortable=Case(When(is_nan=True, then=Value(None)), default=F("value"))
     )
     return Subquery(rows.values("sortable")[:1])
+
+
+def _source_run_text() -> Expression:
+    """The model's source run id as the client gave it: the linked run's, or the
+    unlinked reference (LoggedModel.source_run_reference); NULL when there is none."""
+    return NullIf(Concat(Coalesce("source_run_id", Value("")), "source_run_reference"), Value(""))
 
 
 def filter_logged_models(
@@ -1143,6 +1162,10 @@ def filter_logged_models(
                 value = mapped if isinstance(value, tuple) else mapped[0]
             if key == "experiment_id":
                 qs = qs.filter(_id_condition("experiment_id", comparator, value))
+            elif key == "source_run_id":
+                qs = qs.annotate(lm_source_run=_source_run_text()).filter(
+                    string_condition("lm_source_run", comparator, value)
+                )
             else:
                 qs = qs.filter(string_condition(_LM_STRING[key], comparator, value))
         elif key in _LM_NUMBER:
@@ -1157,6 +1180,12 @@ def filter_logged_models(
     if len(metric_aliases) > MAX_SUBQUERIES:
         raise InvalidParameterValue(
             f"A filter may compare at most {MAX_SUBQUERIES} different metrics (filter too long)."
+        )
+    if datasets and not metric_aliases:
+        # As MLflow: without a metric clause, `datasets` keeps the models that have any
+        # metric logged against one of them (with one, it narrows that metric's points).
+        qs = qs.filter(
+            Exists(Metric.objects.filter(_dataset_condition(datasets), model_id=OuterRef("pk")))
         )
     return subqueries.apply(qs)
 
@@ -1202,6 +1231,9 @@ def order_logged_models(qs: QuerySet[LoggedModel], order_by: list[dict]) -> Quer
             identity = ("attribute", column)
             field = F(column)
             nullable = column == "source_run_id"
+            if nullable:
+                qs = qs.annotate(lm_source_run=_source_run_text())
+                field = F("lm_source_run")
         if identity in seen:
             raise _duplicate(name)
         seen.add(identity)

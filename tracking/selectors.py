@@ -379,29 +379,56 @@ def metric_history(
     return metrics, token
 
 
+def _evenly_spaced(total: int, count: int) -> list[int]:
+    """At most `count` evenly spaced indices into `total` items, first and last included."""
+    if total <= count:
+        return list(range(total))
+    if count == 1:
+        return [total - 1]
+    stride = (total - 1) / (count - 1)
+    return sorted({round(i * stride) for i in range(count)})
+
+
 def metric_history_bulk_interval(
     *, run_ids: list[str], key: str, start_step: int | None, end_step: int | None, max_results: int
 ) -> list[dict[str, Any]]:
-    """Up to `max_results` points per run, evenly spread over the steps logged (UI charts)."""
+    """The points of `key` at steps sampled across all the runs together, as MLflow's store
+    does (mlflow.store.tracking.abstract_store): the union of every run's steps is sampled
+    evenly to `max_results` (the range's last step kept), each run's first and last step are
+    added, and each run answers its points at those steps, so the runs' charts line up on
+    the same steps. Without a range the range is 0 to the largest step logged."""
+    steps_by_run: dict[str, set[int]] = defaultdict(set)
+    for run_id, step in (
+        Metric.objects.filter(run_id__in=run_ids, key=key).values_list("run_id", "step").distinct()
+    ):
+        steps_by_run[run_id].add(step)
+    all_steps = sorted(set().union(*steps_by_run.values()))
+    if start_step is None or end_step is None:
+        start_step, end_step = 0, (all_steps[-1] if all_steps else 0)
+    in_range = [step for step in all_steps if start_step <= step <= end_step]
+    sampled = {in_range[i] for i in _evenly_spaced_by_interval(len(in_range), max_results)}
+    sampled |= {
+        step
+        for steps in steps_by_run.values()
+        for step in (min(steps), max(steps))
+        if start_step <= step <= end_step
+    }
+    per_run_limit = max(max_results, len(sampled))
+    rows_by_run: dict[str, list[tuple]] = defaultdict(list)
+    for row in (
+        Metric.objects.filter(run_id__in=run_ids, key=key, step__in=sampled)
+        .order_by("step", "timestamp", "value", "id")
+        .values_list("run_id", "value", "is_nan", "timestamp", "step")
+    ):
+        rows_by_run[row[0]].append(row)
     result = []
     for run_id in run_ids:
-        qs = Metric.objects.filter(run_id=run_id, key=key)
-        if start_step is not None:
-            qs = qs.filter(step__gte=start_step, step__lte=end_step)
-        steps = sorted(set(qs.values_list("step", flat=True)))
-        if len(steps) > max_results:
-            stride = len(steps) / max_results
-            chosen = {steps[int(i * stride)] for i in range(max_results)} | {steps[-1]}
-        else:
-            chosen = set(steps)
-        for k, value, is_nan, ts, step in (
-            qs.filter(step__in=chosen)
-            .order_by("step", "timestamp")
-            .values_list("key", "value", "is_nan", "timestamp", "step")
-        ):
+        rows = rows_by_run.get(run_id, [])
+        for index in _evenly_spaced(len(rows), per_run_limit):
+            _, value, is_nan, ts, step = rows[index]
             result.append(
                 {
-                    "key": k,
+                    "key": key,
                     "value": _metric_value(value, is_nan),
                     "timestamp": ts,
                     "step": step,
@@ -409,6 +436,39 @@ def metric_history_bulk_interval(
                 }
             )
     return result
+
+
+def _evenly_spaced_by_interval(total: int, count: int) -> list[int]:
+    """MLflow's step sampling: every `total / count`-th index, and the last one."""
+    if total <= count:
+        return list(range(total))
+    interval = total / count
+    return sorted({int(i * interval) for i in range(count)} | {total - 1})
+
+
+MAX_DATASET_SUMMARIES = 1000  # MLflow's MAX_DATASET_SUMMARIES_RESULTS
+
+
+def dataset_summaries(*, user: Any, experiment_ids: list[str]) -> list[dict[str, Any]]:
+    """The distinct (experiment, dataset name, digest, context) of the runs' inputs in the
+    readable ones of `experiment_ids` (the UI's dataset filter); unreadable or missing
+    experiments contribute nothing, as missing ones do in MLflow."""
+    ids = sorted({parse_experiment_id(e) for e in experiment_ids})
+    rows = (
+        RunInput.objects.filter(
+            permissions_q(user, "run__experiment_id"), run__experiment_id__in=ids
+        )
+        .values_list("dataset__experiment_id", "dataset__name", "dataset__digest", "context")
+        .order_by("dataset__experiment_id", "dataset__name", "dataset__digest", "context")
+        .distinct()[:MAX_DATASET_SUMMARIES]
+    )
+    summaries = []
+    for experiment_id, name, digest, context in rows:
+        summary = {"experiment_id": str(experiment_id), "name": name, "digest": digest}
+        if context:
+            summary["context"] = context
+        summaries.append(summary)
+    return summaries
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,8 +540,8 @@ def logged_model_payloads(models: Sequence[LoggedModel]) -> list[dict[str, Any]]
         }
         if m.model_type:
             info["model_type"] = m.model_type
-        if m.source_run_id:
-            info["source_run_id"] = m.source_run_id
+        if m.source_run_id or m.source_run_reference:
+            info["source_run_id"] = m.source_run_id or m.source_run_reference
         if m.creator_id.isdigit():
             info["creator_id"] = int(m.creator_id)
         if m.status_message:

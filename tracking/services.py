@@ -60,6 +60,8 @@ from tracking.validation import (
 RUN_NAME_TAG = "mlflow.runName"
 DATASET_CONTEXT_TAG = "mlflow.data.context"
 LOG_MODEL_HISTORY_TAG = "mlflow.log-model.history"
+# On a logged model: the registered versions built from it, `[{"name", "version"}, ...]`.
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"
 
 
 def now_ms() -> int:
@@ -683,10 +685,13 @@ def _logged_model_snapshot(model: LoggedModel) -> dict[str, Any]:
     return {
         "name": model.name,
         "experiment_id": str(model.experiment_id),
-        "source_run_id": model.source_run_id or "",
+        "source_run_id": model.source_run_id or model.source_run_reference,
         "status": model.status,
         "lifecycle_stage": model.lifecycle_stage,
     }
+
+
+_LOGGED_MODEL_NAME_FORBIDDEN = ("/", ":", ".", "%", '"', "'")
 
 
 @transaction.atomic
@@ -705,20 +710,27 @@ def logged_model_create(
     experiment = selectors.experiment_get(experiment_id)
     _require_active_experiment(experiment, "create logged models")
     name = normalize_name(check_text(name, "name", max_length=500)) if name else generate_name()
+    if any(c in name for c in _LOGGED_MODEL_NAME_FORBIDDEN):
+        # MLflow's rule: the name becomes part of `models:/` URIs and artifact paths.
+        raise InvalidParameterValue(
+            f"Invalid model name ({name!r}) provided. Model name must be a non-empty string "
+            f"and cannot contain the following characters: {_LOGGED_MODEL_NAME_FORBIDDEN}"
+        )
     parsed_params = dict(
         parse_key_values(params, "param", value_limit=MAX_PARAM_VALUE_LENGTH, truncate_values=True)
     )
     parsed_tags = dict(
         parse_key_values(tags, "tag", value_limit=MAX_RUN_TAG_VALUE_LENGTH, truncate_values=True)
     )
-    source_run = None
-    if source_run_id:
-        source_run = selectors.run_get(source_run_id)
-        if source_run.experiment_id != experiment.experiment_id:
-            raise InvalidParameterValue(
-                f"Run {source_run_id} belongs to experiment {source_run.experiment_id}, not "
-                f"{experiment.experiment_id}; a logged model lives in its run's experiment."
-            )
+    # MLflow stores any source_run_id. Only a run of the model's own experiment is linked:
+    # a run elsewhere would lend the model its lineage and, once registered, its metrics
+    # and tags to the promotion policy; and whether it exists must not show.
+    source_run_id = check_text(source_run_id or "", "source_run_id", max_length=256)
+    source_run = (
+        Run.objects.filter(run_id=source_run_id, experiment=experiment).first()
+        if source_run_id
+        else None
+    )
     now = now_ms()
     model_id = f"m-{uuid.uuid4().hex}"
     model = LoggedModel.objects.create(
@@ -727,6 +739,7 @@ def logged_model_create(
         name=name,
         model_type=check_text(model_type or "", "model_type", max_length=500),
         source_run=source_run,
+        source_run_reference="" if source_run is not None else source_run_id,
         creation_timestamp=now,
         last_updated_timestamp=now,
         artifact_uri=f"{experiment.artifact_location}/models/{model_id}/artifacts",
@@ -777,6 +790,8 @@ def logged_model_set_tags(*, model_id: str, tags: list[dict[str, Any]]) -> None:
     parsed = dict(
         parse_key_values(tags, "tag", value_limit=MAX_RUN_TAG_VALUE_LENGTH, truncate_values=True)
     )
+    if MODEL_VERSIONS_TAG in parsed:
+        parsed[MODEL_VERSIONS_TAG] = _merged_version_links(parsed[MODEL_VERSIONS_TAG])
     LoggedModelTag.objects.bulk_create(
         [LoggedModelTag(model=model, key=k, value=v) for k, v in parsed.items()],
         update_conflicts=True,
@@ -785,6 +800,44 @@ def logged_model_set_tags(*, model_id: str, tags: list[dict[str, Any]]) -> None:
     )
     model.last_updated_timestamp = now_ms()
     model.save(update_fields=["last_updated_timestamp"])
+
+
+def _version_links_json(links: Iterable[tuple[str, str]]) -> str:
+    return json.dumps([{"name": name, "version": version} for name, version in links])
+
+
+def _merged_version_links(value: str) -> str:
+    """The client's own `mlflow.modelVersions` write (mlflow.register_model reads the tag,
+    appends the version it created and writes it back, after the server has already added
+    it): the same list with each (name, version) once, versions as strings as on the wire.
+    A value that is not such a list is kept as sent, as MLflow keeps it."""
+    try:
+        entries = json.loads(value)
+    except ValueError:
+        return value
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and {"name", "version"} <= e.keys() for e in entries
+    ):
+        return value
+    links = dict.fromkeys((str(e["name"]), str(e["version"])) for e in entries)
+    return _version_links_json(links)
+
+
+@transaction.atomic
+def logged_model_set_version_links(*, model_id: str, links: list[tuple[str, str]]) -> None:
+    """Set the `mlflow.modelVersions` tag to exactly the registered versions (name, version)
+    built from this logged model, or remove it when there are none. Called by the registry
+    in the transaction that creates, deletes or renames them, so the tag never disagrees
+    with the registry. A logged model that no longer exists has nothing to keep."""
+    model = LoggedModel.objects.select_for_update().filter(model_id=model_id).first()
+    if model is None:
+        return
+    if links:
+        LoggedModelTag.objects.update_or_create(
+            model=model, key=MODEL_VERSIONS_TAG, defaults={"value": _version_links_json(links)}
+        )
+    else:
+        LoggedModelTag.objects.filter(model=model, key=MODEL_VERSIONS_TAG).delete()
 
 
 @transaction.atomic

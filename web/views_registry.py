@@ -180,6 +180,20 @@ def version_detail(request, name: str, version: str):
                 .order_by("-version")
                 .values_list("version", "current_stage")[:200]
             ),
+            # The other registered versions built from the same logged model (what its
+            # mlflow.modelVersions tag lists), of models the viewer may read.
+            "logged_model_backs": list(
+                ModelVersion.objects.filter(
+                    model_permissions.readable_models_q(request.user, "registered_model_id"),
+                    model_id=mv.model_id,
+                    deleted=False,
+                )
+                .exclude(pk=mv.pk)
+                .order_by("creation_timestamp", "pk")
+                .values_list("registered_model__name", "version")[:50]
+            )
+            if mv.model_id
+            else [],
         }
     )
     return render(request, "web/version_detail.html", context)

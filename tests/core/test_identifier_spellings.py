@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 from django.test import Client
@@ -27,6 +27,7 @@ from django.urls import get_resolver
 
 from accounts import services as accounts
 from audit.models import AuditEvent
+from core.mlflow_unsupported import route_paths
 from governance.models import TransitionRequest
 from registry import permissions as model_permissions
 from registry import services as registry
@@ -481,6 +482,16 @@ def named_elsewhere_attempts(world) -> dict[tuple[str, str], list[Attempt]]:
         lambda t: _json_call("GET", v1 + "lineage/links", {"node": f"version:{t}/1"}),
         MODEL,
     )
+    for prefix in ("api", "ajax-api"):
+        route = f"{prefix}/2.0/mlflow/upload-artifact"
+
+        def upload(t, route=route):
+            query = urlencode({"run_uuid": t, "path": "spelled.txt"})
+            return lambda client: client.post(
+                f"/{route}?{query}", b"data", content_type="application/octet-stream"
+            )
+
+        add(route, "POST", run_id_variants(world["run"]), upload, world["run"])
     searches = (
         ("api/2.0/mlflow/runs/search", "experiment_ids"),
         ("api/2.0/mlflow/experiments/search", "filter"),
@@ -528,6 +539,10 @@ NAMES_NOTHING = {
     "api/v1/lineage/links/<int:link_id>": "integer link id",
     "": "the home page redirects",
     "login/": "sign-in",
+    **{
+        route: f"MLflow family {family!r} Custody does not serve: 501 for every caller"
+        for route, family in route_paths()
+    },
     "logout/": "sign-out",
     "tokens/": "the caller's own tokens",
     "tokens/<int:token_id>/revoke": "integer token id",
@@ -541,6 +556,8 @@ NAMES_NOTHING = {
     "api/2.0/mlflow/experiments/create": "creates a new name",
     "api/2.0/mlflow/registered-models/create": "creates a new name",
     "api/2.0/mlflow/logged-models/search": "lists readable experiments' models only",
+    "api/2.0/mlflow/experiments/search-datasets": "lists readable experiments' datasets only",
+    "ajax-api/2.0/mlflow/experiments/search-datasets": "lists readable experiments' datasets only",
     "api/2.0/mlflow/comments/update": "integer comment id; the author's own comment",
     "api/2.0/mlflow/comments/delete": "integer comment id; the author's own comment",
 }
