@@ -108,8 +108,9 @@ def decision(request_id: int) -> int:
     req = _request(request_id)
     if req is None or req.status == req.Status.OPEN:
         return 0
+    # Not whoever decided it themselves (a promotion their policy applied at once).
     users = [req.requested_by, *req.co_requesters.all()]
-    users = [u for u in users if _wants(u, "decisions")]
+    users = [u for u in users if u.pk != req.resolved_by_id and _wants(u, "decisions")]
     reason = f"\nReason: {req.status_reason}" if req.status_reason else ""
     body = (
         f"Your request to move {_describe(req)} is {req.status}.{reason}\n\n"
