@@ -67,9 +67,7 @@ def test_a_reviewer_can_turn_request_emails_off(
     assert "rob@example.com" in _recipients()
 
 
-def test_the_requester_hears_the_decision(
-    mailboxes, fraud, django_capture_on_commit_callbacks
-):
+def test_the_requester_hears_the_decision(mailboxes, fraud, django_capture_on_commit_callbacks):
     request_id = _open_request(mailboxes, django_capture_on_commit_callbacks)
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
