@@ -75,7 +75,12 @@ class WebhookUpdate(serializers.Serializer):
 class WebhooksApi(APIView):
     access_rule = access.AUTHENTICATED  # and MANAGE on the model, or admin, checked below
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Webhooks the caller manages")
+    @extend_schema(
+        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        responses=OpenApiTypes.OBJECT,
+        operation_id="webhooks_list",
+        summary="Webhooks the caller manages",
+    )
     def get(self, request):
         limit, offset = _page(request.query_params)
         rows = list(selectors.managed_webhooks(request.user)[offset : offset + limit + 1])

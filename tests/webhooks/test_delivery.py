@@ -271,3 +271,35 @@ def test_audit_checkpoints_reach_registry_wide_webhooks(
     (arrival,) = hook.wait_for(1)
     assert arrival.body["data"]["seq"] == checkpoint.seq
     assert arrival.signature_ok is True
+
+
+def test_the_delivery_log_in_the_admin_with_replay(
+    boss, alice, receiver, allow_loopback, django_capture_on_commit_callbacks
+):
+    from django.test import Client
+
+    hook = receiver(secret=SECRET, status=500)
+    _model(boss)
+    _hook(boss, hook.url, ["model_version.created"], secret=SECRET)
+    with django_capture_on_commit_callbacks(execute=True):
+        _version(boss)
+    WebhookDelivery.objects.update(status="failed")  # as if its attempts were used up
+    delivery = WebhookDelivery.objects.get()
+    page = "/admin/webhooks/webhookdelivery/"
+    console = Client()
+    console.force_login(boss.user)
+    listed = console.get(page)
+    assert listed.status_code == 200
+    assert delivery.delivery_id in listed.content.decode()
+    outsider = Client()
+    outsider.force_login(alice.user)
+    assert outsider.get(page).status_code in (302, 403)
+    hook.status = 200
+    with django_capture_on_commit_callbacks(execute=True):
+        replayed = console.post(
+            page, {"action": "replay", "_selected_action": [delivery.pk]}, follow=True
+        )
+    assert "Replaying 1 deliveries." in replayed.content.decode()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("delivered", 2)
+    assert [a.delivery_id for a in hook.arrivals] == [delivery.delivery_id] * 2

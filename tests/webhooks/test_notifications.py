@@ -11,7 +11,7 @@ from django.core import mail
 from django.utils import timezone
 
 from governance.models import TransitionRequest
-from tests.personas import FULL_CARD, Persona, fraud, people, to_production_request  # noqa: F401
+from tests.personas import FULL_CARD, to_production_request
 from webhooks import notifications
 
 pytestmark = pytest.mark.django_db
