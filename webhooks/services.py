@@ -186,7 +186,9 @@ def webhook_create(
 @transaction.atomic
 def webhook_update(*, webhook: Webhook, changes: dict[str, Any]) -> Webhook:
     """`changes` holds the fields given (name, description, url, events, secret, status)."""
-    webhook = Webhook.objects.select_for_update().select_related("model").get(pk=webhook.pk)
+    webhook = (
+        Webhook.objects.select_for_update(of=("self",)).select_related("model").get(pk=webhook.pk)
+    )
     before = _snapshot(webhook)
     fields = ["last_updated_timestamp"]
     if "name" in changes:
@@ -406,7 +408,7 @@ def _settle(claimed: WebhookDelivery, result: transport.Result) -> str | None:
     Status = WebhookDelivery.Status
     with transaction.atomic():
         webhook = (
-            Webhook.objects.select_for_update()
+            Webhook.objects.select_for_update(of=("self",))
             .select_related("model")
             .filter(pk=claimed.webhook_id)
             .first()
@@ -474,7 +476,9 @@ def delivery_replay(*, delivery: WebhookDelivery) -> WebhookDelivery:
     """Send a failed delivery again, with the same delivery id (a receiver that did get it
     drops the repeat)."""
     webhook = (
-        Webhook.objects.select_for_update().select_related("model").get(pk=delivery.webhook_id)
+        Webhook.objects.select_for_update(of=("self",))
+        .select_related("model")
+        .get(pk=delivery.webhook_id)
     )
     delivery = WebhookDelivery.objects.get(pk=delivery.pk)
     if delivery.status != WebhookDelivery.Status.FAILED:
