@@ -126,6 +126,13 @@ def parse_url(url: str) -> Target:
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise InvalidParameterValue(f"Webhook URL {url[:200]!r} has no host name.")
+    if _literal(host) is None:
+        try:
+            host.encode("idna")
+        except UnicodeError as exc:
+            raise InvalidParameterValue(
+                f"Webhook URL {url[:200]!r} has an invalid host name: {exc}."
+            ) from None
     if parts.username is not None or parts.password is not None:
         raise InvalidParameterValue(
             "Webhook URLs must not carry credentials (user:password@); use the signing secret."

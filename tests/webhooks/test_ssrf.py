@@ -123,6 +123,12 @@ def test_plain_http_and_credentials_are_refused(boss, settings):
     )
     response = _create(boss, "https://user:pw@hooks.example.com/x")
     assert response.status_code == 400 and "credentials" in response.json()["error"]["message"]
+    response = _create(boss, f"https://{'a' * 70}.example.com/x")
+    assert (
+        response.status_code == 400 and "invalid host name" in response.json()["error"]["message"]
+    )
+    response = _create(boss, "https://[::1/x")
+    assert response.status_code == 400
     response = _create(boss, "file:///etc/passwd")
     assert response.status_code == 400 and "scheme" in response.json()["error"]["message"]
 
