@@ -41,10 +41,34 @@ def on_audit_event(event: AuditEvent) -> None:
         audit_seq=event.seq,
     )
     kind = _PEOPLE.get(event.action)
-    if kind is not None and event.object_id.isdigit():
+    if kind is not None and event.object_id.isdigit() and _anyone_to_email(kind, event.object_id):
         outbox.enqueue(
             services.NOTIFY_TASK, kind=kind, object_id=int(event.object_id), audit_seq=event.seq
         )
+
+
+def _anyone_to_email(kind: str, request_id: str) -> bool:
+    """No job when no one it could concern has an email address (an install without mail)."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    from core import access
+    from governance.models import TransitionRequest
+
+    if kind == "review_requested":
+        return (
+            get_user_model()
+            .objects.filter(is_active=True, email__gt="")
+            .filter(
+                Q(is_superuser=True) | Q(groups__name__in=[access.REVIEWER_ROLE, access.ADMIN_ROLE])
+            )
+            .exists()
+        )
+    return (
+        TransitionRequest.objects.filter(pk=request_id)
+        .filter(Q(requested_by__email__gt="") | Q(co_requesters__email__gt=""))
+        .exists()
+    )
 
 
 def on_audit_notice(kind: str, facts: dict[str, Any]) -> None:
