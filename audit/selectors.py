@@ -13,12 +13,17 @@ def verify_live_chain() -> VerifyResult:
     row every append locks and moves), which shows a tail cut after the last checkpoint."""
     head = AuditChainHead.objects.filter(pk=1).values_list("last_seq", "last_hash").first()
     checkpoints = checkpoint_rows()
-    return verify_events(
+    result = verify_events(
         event_rows(AuditEvent.objects.order_by("seq")),
         contiguous=True,
         checkpoints=checkpoints,
         head=head or (0, GENESIS_HASH),
     )
+    if not result.ok:
+        from audit.services import notify
+
+        notify("audit_verification.failed", result.as_dict())
+    return result
 
 
 def event_payload(event: AuditEvent) -> dict[str, Any]:

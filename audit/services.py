@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -80,6 +81,20 @@ def _storable_version(value: Any) -> int | None:
     return value if 0 <= value < _VERSION_LIMIT else None
 
 
+# Extension point for the layers above (webhooks, notifications): each subscriber is called
+# with every recorded event, inside the transaction that records it, so that what it writes
+# (outbox jobs) commits or rolls back with the change. Subscribers must not raise for events
+# they do not handle. `notice_subscribers` hear about chain facts that are not events (a
+# signed checkpoint, a failed verification): `notify(kind, facts)`.
+after_record_subscribers: list[Callable[[AuditEvent], None]] = []
+notice_subscribers: list[Callable[[str, dict[str, Any]], None]] = []
+
+
+def notify(kind: str, facts: dict[str, Any]) -> None:
+    for subscriber in notice_subscribers:
+        subscriber(kind, facts)
+
+
 def record(
     *,
     action: str,
@@ -134,6 +149,8 @@ def record(
     head.last_seq = content["seq"]
     head.last_hash = digest
     head.save(update_fields=["last_seq", "last_hash"])
+    for subscriber in after_record_subscribers:
+        subscriber(event)
     return event
 
 
@@ -148,9 +165,18 @@ def checkpoint_create() -> AuditCheckpoint | None:
         existing = AuditCheckpoint.objects.filter(seq=head.last_seq).first()
         if existing:
             return existing
-        return AuditCheckpoint.objects.create(
+        checkpoint = AuditCheckpoint.objects.create(
             seq=head.last_seq,
             hash=head.last_hash,
             created_at=timezone.now(),
             signature=sign_checkpoint(head.last_seq, head.last_hash),
         )
+        notify(
+            "audit_checkpoint.signed",
+            {
+                "seq": checkpoint.seq,
+                "hash": checkpoint.hash,
+                "created_at": format_time(checkpoint.created_at),
+            },
+        )
+        return checkpoint

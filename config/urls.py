@@ -12,6 +12,7 @@ import tracking.api_artifacts  # noqa: E402,F401  isort: skip
 import registry.api_mlflow  # noqa: E402,F401  isort: skip
 import governance.api_mlflow  # noqa: E402,F401  isort: skip
 import core.mlflow_unsupported  # noqa: E402,F401  isort: skip
+import webhooks.api_mlflow  # noqa: E402,F401  isort: skip
 
 urlpatterns = [
     path("health", health),
@@ -26,6 +27,7 @@ urlpatterns = [
     path("api/v1/", include("registry.urls_v1")),
     path("api/v1/", include("governance.urls_v1")),
     path("api/v1/", include("lineage.urls_v1")),
+    path("api/v1/", include("webhooks.urls_v1")),
     *mlflow_api.urlpatterns(),
     path("", include("web.urls")),
 ]

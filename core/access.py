@@ -43,6 +43,8 @@ MODEL_READ = "model.read"
 MODEL_EDIT = "model.edit"
 MODEL_MANAGE = "model.manage"
 MODEL_CREATE = "model.create"
+# A webhook: per-model ones are managed by the model's managers, registry-wide ones by admins.
+WEBHOOK_MANAGE = "webhook.manage"
 
 RULES = frozenset(
     {
@@ -64,6 +66,7 @@ RULES = frozenset(
         MODEL_EDIT,
         MODEL_MANAGE,
         MODEL_CREATE,
+        WEBHOOK_MANAGE,
     }
 )
 

@@ -29,6 +29,10 @@ _ASCII_INT = re.compile(r"[0-9]{1,18}\Z")
 _RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,32}\Z")
 _LOGGED_MODEL_ID = re.compile(r"[0-9A-Za-z_-]{1,64}\Z")
 _ALIAS = re.compile(r"[\w-]{1,255}\Z")
+_WEBHOOK_ID = re.compile(r"[0-9A-Fa-f]{32}\Z")
+_DELIVERY_ID = re.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\Z"
+)
 _STAGE_WORD = re.compile(r"[A-Za-z]{1,20}\Z")
 
 
@@ -110,6 +114,16 @@ def logged_model_id(value: Any, field: str = "model_id") -> str:
         field,
         _LOGGED_MODEL_ID,
         "logged model ids are up to 64 letters, digits, '-' or '_' (e.g. 'm-' and 32 hex digits)",
+    )
+
+
+def webhook_id(value: Any, field: str = "webhook_id") -> str:
+    return _server_id(value, field, _WEBHOOK_ID, "webhook ids are 32 hexadecimal digits")
+
+
+def delivery_id(value: Any, field: str = "delivery_id") -> str:
+    return _server_id(
+        value, field, _DELIVERY_ID, "delivery ids are UUIDs (8-4-4-4-12 hexadecimal digits)"
     )
 
 

@@ -111,11 +111,6 @@ FAMILIES: tuple[Family, ...] = (
         _family_routes("workspaces", "workspaces/<path:rest>"),
     ),
     Family(
-        "webhooks",
-        "registry webhooks",
-        _family_routes("webhooks", "webhooks/<path:rest>"),
-    ),
-    Family(
         "server-jobs",
         "server-side jobs, demos, the assistant, MCP servers and UI telemetry",
         _family_routes(

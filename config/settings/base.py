@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "registry",
     "governance",
     "lineage",
+    "webhooks",
     "web",
 ]
 LOGIN_URL = "/login/"
@@ -210,6 +211,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": env_int("CUSTODY_RECONCILE_SECONDS", 30),
         "options": {"expires": 60, "expire_seconds": 60},
     },
+    "notifications-review-reminders": {
+        "task": "webhooks.send_review_reminders",
+        "schedule": 600.0,
+        "options": {"expires": 300, "expire_seconds": 300},
+    },
 }
 # After a promotion to Production, Staging versions older than it are archived once this many
 # seconds have passed (time for a canary on the old version).
@@ -243,6 +249,38 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Webhooks (docs/webhooks.md). Deliveries go to public addresses over HTTPS only, except to
+# these hosts (comma-separated names, IP addresses or CIDRs), which may also use plain HTTP.
+CUSTODY_WEBHOOK_ALLOWED_HOSTS = env_list("CUSTODY_WEBHOOK_ALLOWED_HOSTS", [])
+# Encrypts webhook secrets at rest (Fernet); defaults to a key derived from SECRET_KEY. To
+# rotate: set the new key, list the old ones in CUSTODY_WEBHOOK_SECRET_OLD_KEYS, then run
+# `manage.py rotate_webhook_secrets`.
+CUSTODY_WEBHOOK_SECRET_KEY = env_str("CUSTODY_WEBHOOK_SECRET_KEY")
+CUSTODY_WEBHOOK_SECRET_OLD_KEYS = env_list("CUSTODY_WEBHOOK_SECRET_OLD_KEYS", [])
+CUSTODY_WEBHOOK_CONNECT_TIMEOUT = float(env_str("CUSTODY_WEBHOOK_CONNECT_TIMEOUT", "5"))
+CUSTODY_WEBHOOK_READ_TIMEOUT = float(env_str("CUSTODY_WEBHOOK_READ_TIMEOUT", "10"))
+CUSTODY_WEBHOOK_MAX_RESPONSE_BYTES = env_int("CUSTODY_WEBHOOK_MAX_RESPONSE_BYTES", 65536)
+# Attempts per delivery, with exponential backoff from the base (10 s, 20 s, 40 s ... 1 h).
+CUSTODY_WEBHOOK_MAX_ATTEMPTS = env_int("CUSTODY_WEBHOOK_MAX_ATTEMPTS", 8)
+CUSTODY_WEBHOOK_RETRY_BASE_SECONDS = float(env_str("CUSTODY_WEBHOOK_RETRY_BASE_SECONDS", "10"))
+# A webhook whose attempts fail this many times in a row is disabled, with a notice.
+CUSTODY_WEBHOOK_DISABLE_AFTER_FAILURES = env_int("CUSTODY_WEBHOOK_DISABLE_AFTER_FAILURES", 20)
+# Reviewers are reminded of a request still open after this many hours (0: never).
+CUSTODY_REVIEW_REMINDER_HOURS = env_int("CUSTODY_REVIEW_REMINDER_HOURS", 48)
+# Links in emails point here (e.g. https://custody.example.com).
+CUSTODY_BASE_URL = env_str("CUSTODY_BASE_URL", "http://localhost:5000")
+
+# Email to people (review requests, decisions, disabled webhooks): printed to the console
+# unless an SMTP server is configured.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "custody@localhost")
 
 # Identity, roles and grants are cached per process; each process checks at most this often
 # whether they changed (core.process_cache): the bound on how long any worker may act on a

@@ -492,6 +492,22 @@ def named_elsewhere_attempts(world) -> dict[tuple[str, str], list[Attempt]]:
             )
 
         add(route, "POST", run_id_variants(world["run"]), upload, world["run"])
+    add(
+        "api/v1/webhooks",
+        "POST",
+        name_variants(MODEL),
+        lambda t: _json_call(
+            "POST",
+            v1 + "webhooks",
+            {
+                "name": "x",
+                "url": "https://hooks.example.com/x",
+                "events": ["model_version.created"],
+                "model": t,
+            },
+        ),
+        MODEL,
+    )
     searches = (
         ("api/2.0/mlflow/runs/search", "experiment_ids"),
         ("api/2.0/mlflow/experiments/search", "filter"),
@@ -560,6 +576,17 @@ NAMES_NOTHING = {
     "ajax-api/2.0/mlflow/experiments/search-datasets": "lists readable experiments' datasets only",
     "api/2.0/mlflow/comments/update": "integer comment id; the author's own comment",
     "api/2.0/mlflow/comments/delete": "integer comment id; the author's own comment",
+    "api/v1/webhooks": "GET lists the webhooks the caller manages (POST is attacked above)",
+    "api/v1/webhooks/<str:webhook_id>": "server-made hex ids (identifiers.webhook_id); "
+    "webhooks of models the caller may not manage look missing (tests/webhooks)",
+    "api/v1/webhooks/<str:webhook_id>/test": "webhook id, as above",
+    "api/v1/webhooks/<str:webhook_id>/deliveries": "webhook id, as above",
+    "api/v1/webhooks/<str:webhook_id>/deliveries/<str:delivery_id>/replay": "webhook id, as "
+    "above; delivery ids are UUIDs (identifiers.delivery_id)",
+    "api/v1/me/notifications": "the caller's own preferences",
+    "api/2.0/mlflow/webhooks": "admin.manage: MLflow's registry-wide webhooks",
+    "api/2.0/mlflow/webhooks/<str:webhook_id>": "admin.manage",
+    "api/2.0/mlflow/webhooks/<str:webhook_id>/test": "admin.manage",
 }
 
 
