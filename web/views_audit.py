@@ -13,6 +13,7 @@ from django.urls import reverse
 from audit import selectors as audit_selectors
 from audit.api_v1 import filters_from
 from audit.export import filtered_events
+from audit.services import chain_pending
 from core import access, refusals
 from core.errors import ApplicationError
 from governance import exports
@@ -31,6 +32,7 @@ def audit_page(request):
     error, events, filters = None, [], {}
     try:
         filters = filters_from({k: v for k, v in values.items() if v})
+        chain_pending()  # events listed by seq: none may still wait for one
         before = request.GET.get("before_seq")
         qs = filtered_events(**filters).order_by("-seq")
         # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
