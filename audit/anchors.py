@@ -340,3 +340,21 @@ def for_export(
         for d in documents
         if when(d["created_at"]) <= cutoff and (not starts_later or int(d["seq"]) >= first_seq)
     ]
+
+
+def newest_status() -> dict[str, Any] | None:
+    """The newest published anchor and its age, for the audit page (one listing and one
+    read; the full check is verification's). None when no store is configured."""
+    url = configured_url()
+    if not url:
+        return None
+    try:
+        store = store_for(url)
+        names = store.names()
+        if not names:
+            return {"url": store.describe(), "newest": None, "error": ""}
+        document = json.loads(store.get(names[-1]))
+        summary = Anchors(url=store.describe(), documents=[document]).newest_summary()
+        return {"url": store.describe(), "newest": summary, "error": ""}
+    except (AnchorError, OSError, ValueError, KeyError, TypeError) as exc:
+        return {"url": url, "newest": None, "error": str(exc)}

@@ -10,6 +10,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 
+from audit import anchors
 from audit import selectors as audit_selectors
 from audit.api_v1 import filters_from
 from audit.export import filtered_events
@@ -56,6 +57,7 @@ def audit_page(request):
             "next_before": events[PAGE_SIZE - 1].seq if len(events) > PAGE_SIZE else None,
             "query": query,
             "verification": verification,
+            "anchor_status": anchors.newest_status(),
             "exports": AuditExport.objects.select_related("requested_by").order_by("-pk")[:10],
         },
     )
