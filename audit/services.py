@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -138,8 +140,9 @@ def record(
             **{**content, "created_at": datetime.fromisoformat(content["created_at"])}
         )
         event.save(force_insert=True)
-        event_id = event.pk
-        transaction.on_commit(lambda: chain_after_commit(event_id), robust=True)
+        connection = transaction.get_connection()
+        if not any(entry[1] is chain_after_commit for entry in connection.run_on_commit):
+            transaction.on_commit(chain_after_commit, robust=True)
     else:
         event = _append_chained(content)
     # Here an event has been recorded in the caller's transaction.
@@ -164,34 +167,43 @@ def _append_chained(content: dict[str, Any]) -> AuditEvent:
     return event
 
 
-# One chainer at a time: a transaction-scoped advisory lock (PostgreSQL). Unlike a row lock
-# it gives the waiting transactions no transaction id, so a chainer that finds nothing left
-# to chain commits without writing anything.
+# One chainer at a time: a session-level advisory lock (PostgreSQL), held across the
+# chainer's batches. Unlike a row lock it writes nothing, so trying it costs one round trip.
 _CHAIN_LOCK_KEY = 0x637573746F6479  # "custody"
 CHAIN_BATCH = 500
 
 
-def chain_after_commit(event_id: int) -> None:
-    """Run by the recording transaction's on-commit hook: chain its events (and whatever
-    else is waiting) unless another chainer already did. The request answers after this, so
-    what it wrote is chained when the client reads it back."""
-    if AuditEvent.objects.filter(pk=event_id, seq__isnull=True).exists():
-        chain_pending()
+@contextmanager
+def _chain_lock(*, wait: bool) -> Iterator[bool]:
+    connection = transaction.get_connection()
+    with connection.cursor() as cursor:
+        if wait:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [_CHAIN_LOCK_KEY])
+            acquired = True
+        else:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [_CHAIN_LOCK_KEY])
+            acquired = bool(cursor.fetchone()[0])
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [_CHAIN_LOCK_KEY])
 
 
-def chain_pending() -> int:
-    """Give every committed event that has no place in the chain yet the next seq, the
-    previous hash and its own hash, in the order they were recorded (by id), and move the
-    head. Safe to run from any number of processes at once: they take turns, and each one
-    chains what the previous left. Answers how many events it chained."""
-    if not deferred_chaining():
-        return 0
+def _chain_under_lock() -> int:
+    """Chain every visible unchained event, oldest id first, in batches (the caller holds
+    the chain lock)."""
     chained = 0
     while True:
         with transaction.atomic():
             connection = transaction.get_connection()
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+                # The chaining need not wait for its own WAL flush: a crash that loses it
+                # loses the head's move with it (WAL replays in order), and the events, whose
+                # recording committed durably, are chained again. A checkpoint's commit
+                # flushes the WAL up to it, so nothing a checkpoint signed is lost this way.
+                cursor.execute("SET LOCAL synchronous_commit = off")
             pending = list(
                 AuditEvent.objects.filter(seq__isnull=True)
                 .order_by("id")
@@ -225,6 +237,31 @@ def chain_pending() -> int:
             chained += len(rows)
         if len(rows) < CHAIN_BATCH:
             return chained
+
+
+def chain_after_commit() -> None:
+    """The recording transaction's on-commit hook: chain what waits, unless another process
+    is chaining now. That one looks again after it lets go of the lock, and this commit came
+    before this attempt, so it sees these events: none is left behind, and no writer queues
+    behind another's chaining."""
+    while True:
+        with _chain_lock(wait=False) as acquired:
+            if not acquired:
+                return
+            _chain_under_lock()
+        if not AuditEvent.objects.filter(seq__isnull=True).exists():
+            return
+
+
+def chain_pending() -> int:
+    """Give every committed event that has no place in the chain yet the next seq, the
+    previous hash and its own hash, in the order they were recorded (by id), and move the
+    head. Waits for a running chainer, so what had committed before the call is chained when
+    it returns (readers, checkpoints and beat call it). Answers how many it chained."""
+    if not deferred_chaining():
+        return 0
+    with _chain_lock(wait=True):
+        return _chain_under_lock()
 
 
 def checkpoint_create(*, publish: bool = True) -> AuditCheckpoint | None:
