@@ -109,6 +109,7 @@ class S3AnchorStore:
         from botocore.config import Config
 
         self.bucket, self.prefix = bucket, prefix.strip("/")
+        self._listed: dict[str, str] | None = None
         endpoint = getattr(settings, "CUSTODY_AUDIT_ANCHOR_S3_ENDPOINT_URL", "") or getattr(
             settings, "CUSTODY_S3_ENDPOINT_URL", ""
         )
@@ -149,29 +150,43 @@ class S3AnchorStore:
             raise AnchorError(f"cannot write {self.describe()}/{name}: {code or exc}") from exc
         return True
 
-    def names(self) -> list[str]:
+    def _versions(self) -> dict[str, str]:
+        """Each anchor's first version, by name. In a versioned bucket (Object Lock needs
+        one) an overwrite adds a version and a delete adds a marker, while the first version,
+        under retention, stays: that one is the anchor."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         prefix = f"{self.prefix}/" if self.prefix else ""
-        found: list[str] = []
+        # S3 lists a key's versions newest first: the last one listed is the first written
+        # (LastModified has whole seconds only, so it cannot order them).
+        first: dict[str, str] = {}
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
+            pages = self.client.get_paginator("list_object_versions").paginate(
                 Bucket=self.bucket, Prefix=prefix
             )
             for page in pages:
-                for item in page.get("Contents", []):
+                for item in page.get("Versions", []):
                     name = item["Key"][len(prefix) :]
-                    if _is_anchor_name(name):
-                        found.append(name)
+                    if not _is_anchor_name(name):
+                        continue
+                    first[name] = item.get("VersionId") or ""
         except (ClientError, BotoCoreError) as exc:
             raise AnchorError(f"cannot list {self.describe()}: {exc}") from exc
-        return sorted(found)
+        return first
+
+    def names(self) -> list[str]:
+        self._listed = self._versions()  # get() reads the versions this listing found
+        return sorted(self._listed)
 
     def get(self, name: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        version = (self._listed or {}).get(name, "")
+        extra = {"VersionId": version} if version and version != "null" else {}
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(name), **extra)[
+                "Body"
+            ].read()
         except (ClientError, BotoCoreError) as exc:
             raise AnchorError(f"cannot read {self.describe()}/{name}: {exc}") from exc
 

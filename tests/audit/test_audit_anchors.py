@@ -238,3 +238,56 @@ def test_without_an_anchor_store_verification_warns(compliance_client, settings)
     assert code == 0 and "no anchor store is configured" in out, out
     body = compliance_client.get("/api/v1/audit/verify").json()
     assert body["ok"] is True and body["anchors"] is None
+
+
+@pytest.mark.s3
+def test_anchors_in_s3_are_written_once_and_checked(s3_bucket, settings):
+    """SeaweedFS (tests/s3_server.py) as the anchor store, without Object Lock: what keeps
+    an anchor is If-None-Match: * (an existing object is not replaced)."""
+    settings.CUSTODY_AUDIT_ANCHOR_URL = f"s3://{s3_bucket['bucket']}/anchors"
+    settings.CUSTODY_AUDIT_ANCHOR_S3_ENDPOINT_URL = s3_bucket["endpoint"]
+    write_events(3, "s3")
+    code, out = run_command("audit_checkpoint")
+    assert code == 0 and f"published to s3://{s3_bucket['bucket']}/anchors/" in out, out
+    newest = AuditCheckpoint.objects.latest("seq")
+    listed = s3_bucket["client"].list_objects_v2(Bucket=s3_bucket["bucket"], Prefix="anchors/")
+    assert [o["Key"] for o in listed["Contents"]] == [f"anchors/{anchors.object_name(newest.seq)}"]
+    code, out = run_command("audit_checkpoint")
+    assert code == 0 and "already published" in out, out
+    store = anchors.store_for(settings.CUSTODY_AUDIT_ANCHOR_URL)
+    with pytest.raises(anchors.AnchorError, match="never overwritten"):
+        store.put_once(anchors.object_name(newest.seq), b"{}")
+    assert run_command("verify_audit")[0] == 0
+    cut_the_tail(newest.seq - 1, checkpoints_too=True)
+    code, out = run_command("verify_audit")
+    assert code == 1 and f"event #{newest.seq} is missing" in out, out
+
+
+@pytest.mark.s3
+def test_anchors_under_s3_object_lock_outlive_their_deletion(s3_bucket, settings):
+    """A bucket with Object Lock (SeaweedFS supports it): each anchor gets COMPLIANCE
+    retention. Deleting its version is refused; a plain delete only adds a delete marker
+    and an overwrite only a newer version, and verification reads each anchor's first
+    version, so the cut below is still caught."""
+    client = s3_bucket["client"]
+    bucket = f"{s3_bucket['bucket']}-locked"
+    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    settings.CUSTODY_AUDIT_ANCHOR_URL = f"s3://{bucket}/trail"
+    settings.CUSTODY_AUDIT_ANCHOR_S3_ENDPOINT_URL = s3_bucket["endpoint"]
+    settings.CUSTODY_AUDIT_ANCHOR_RETENTION_DAYS = 1
+    write_events(3, "locked")
+    assert run_command("audit_checkpoint")[0] == 0
+    newest = AuditCheckpoint.objects.latest("seq")
+    key = f"trail/{anchors.object_name(newest.seq)}"
+    retention = client.get_object_retention(Bucket=bucket, Key=key)["Retention"]
+    assert retention["Mode"] == "COMPLIANCE"
+    version = client.head_object(Bucket=bucket, Key=key)["VersionId"]
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="AccessDenied"):
+        client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+    client.put_object(Bucket=bucket, Key=key, Body=b"{}")  # a newer version
+    client.delete_object(Bucket=bucket, Key=key)  # a delete marker
+    cut_the_tail(newest.seq - 1, checkpoints_too=True)
+    code, out = run_command("verify_audit")
+    assert code == 1 and f"event #{newest.seq} is missing" in out, out
