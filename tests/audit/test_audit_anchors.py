@@ -291,3 +291,25 @@ def test_anchors_under_s3_object_lock_outlive_their_deletion(s3_bucket, settings
     cut_the_tail(newest.seq - 1, checkpoints_too=True)
     code, out = run_command("verify_audit")
     assert code == 1 and f"event #{newest.seq} is missing" in out, out
+
+
+def test_a_rotated_key_still_verifies_what_it_signed(anchored_trail, settings, tmp_path):
+    original = settings.CUSTODY_AUDIT_SIGNING_KEY or settings.SECRET_KEY  # signed the trail
+    settings.CUSTODY_AUDIT_SIGNING_KEY = "the-first-key-" + "a" * 40
+    write_events(2, "before-rotation")
+    assert run_command("audit_checkpoint")[0] == 0
+    export = tmp_path / "before-rotation.jsonl"
+    assert run_command("export_audit", "-o", str(export))[0] == 0
+    settings.CUSTODY_AUDIT_SIGNING_KEY = "the-second-key-" + "b" * 40
+    # The old key is gone: its checkpoint, anchor and manifest no longer verify.
+    code, out = run_command("verify_audit")
+    assert code == 1 and "invalid signature" in out, out
+    settings.CUSTODY_AUDIT_RETIRED_SIGNING_KEYS = [original, "the-first-key-" + "a" * 40]
+    write_events(2, "after-rotation")
+    assert run_command("audit_checkpoint")[0] == 0
+    key_ids = list(AuditCheckpoint.objects.order_by("seq").values_list("key_id", flat=True))
+    assert len(set(key_ids[-2:])) == 2  # each checkpoint names the key that signed it
+    code, out = run_command("verify_audit")
+    assert code == 0, out
+    code, out = run_command("verify_audit", "--file", str(export))
+    assert code == 0 and "signed manifest matches" in out, out
