@@ -57,9 +57,12 @@ class AuditEvent(models.Model):
 
     objects = AuditEventQuerySet.as_manager()
 
+    # The chain's order: events still waiting to be chained come last, in the order they
+    # were recorded, which is the order they will be chained in.
+    CHAIN_ORDER = (F("seq").asc(nulls_last=True), "id")
+
     class Meta:
-        # Events still waiting to be chained come last, in the order they were recorded.
-        ordering = [F("seq").asc(nulls_last=True), "id"]
+        ordering = [F("seq").asc(nulls_last=True), "id"]  # CHAIN_ORDER
         indexes = [
             models.Index(fields=["id"], condition=Q(seq__isnull=True), name="audit_unchained_idx"),
             models.Index(fields=["created_at"], name="audit_created_idx"),
