@@ -357,19 +357,25 @@ def for_export(
     ]
 
 
-def newest_status() -> dict[str, Any] | None:
-    """The newest published anchor and its age, for the audit page (one listing and one
-    read; the full check is verification's). None when no store is configured."""
+def newest_status(*, look_back: int = 5) -> dict[str, Any] | None:
+    """The newest published anchor and its age, for the audit page: the newest anchored
+    checkpoints in the database, newest first, until one is found in the store (a read or
+    two, however many anchors there are; the full check is verification's). None when no
+    store is configured."""
     url = configured_url()
     if not url:
         return None
     try:
         store = store_for(url)
-        names = store.names()
-        if not names:
-            return {"url": store.describe(), "newest": None, "error": ""}
-        document = json.loads(store.get(names[-1]))
-        summary = Anchors(url=store.describe(), documents=[document]).newest_summary()
-        return {"url": store.describe(), "newest": summary, "error": ""}
+        for checkpoint in AuditCheckpoint.objects.filter(anchored=True).order_by("-seq")[
+            :look_back
+        ]:
+            try:
+                document = json.loads(store.get(object_name(checkpoint.seq)))
+            except (AnchorError, OSError):
+                continue  # not published yet
+            summary = Anchors(url=store.describe(), documents=[document]).newest_summary()
+            return {"url": store.describe(), "newest": summary, "error": ""}
+        return {"url": store.describe(), "newest": None, "error": ""}
     except (AnchorError, OSError, ValueError, KeyError, TypeError) as exc:
         return {"url": url, "newest": None, "error": str(exc)}
