@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from audit import selectors
 from audit.export import export_lines, filtered_events, jsonable_filters
+from audit.services import chain_pending
 from core import access
 from core.errors import InvalidParameterValue
 
@@ -117,6 +118,7 @@ class AuditEventsApi(APIView):
         limit = _int(request.query_params, "limit") or 100
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidParameterValue(f"limit must be between 1 and {MAX_PAGE}.")
+        chain_pending()  # events listed by seq: none may still wait for one
         events = list(filtered_events(**filters)[: limit + 1])
         body = {"events": [selectors.event_payload(e) for e in events[:limit]]}
         if len(events) > limit:
@@ -129,7 +131,8 @@ class AuditVerifyApi(APIView):
 
     @extend_schema(
         responses={200: OpenApiTypes.OBJECT},
-        summary="Recompute the whole chain and the signed checkpoints",
+        summary="Recompute the whole chain against the signed checkpoints, the chain head and "
+        "the published anchors (`anchors`: the newest one and its age)",
     )
     def get(self, request):
         return Response(selectors.verify_live_chain().as_dict())

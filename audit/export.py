@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -13,8 +14,9 @@ from typing import Any
 from django.db.models import Max, Min, QuerySet
 from django.utils import timezone
 
+from audit.anchors import Anchors, configured_url, for_export, load_or_error, report
 from audit.chain import HASHED_FIELDS, format_time
-from audit.models import AuditCheckpoint, AuditEvent
+from audit.models import GENESIS_HASH, AuditChainHead, AuditCheckpoint, AuditEvent
 from audit.verify import RowTally, VerifyResult, check_manifest, manifest_for, verify_events
 
 EXPORT_FIELDS = (*HASHED_FIELDS, "hash")
@@ -38,7 +40,8 @@ def filtered_events(
     until: datetime | None = None,
     after_seq: int | None = None,
 ) -> QuerySet[AuditEvent]:
-    qs = AuditEvent.objects.all()
+    # Only chained events: one that waits for its place in the chain has no seq yet.
+    qs = AuditEvent.objects.filter(seq__isnull=False)
     if model:
         qs = qs.filter(model_name=model)
     if version is not None:
@@ -87,6 +90,8 @@ def _checkpoint_row(c: AuditCheckpoint) -> dict[str, Any]:
         "hash": c.hash,
         "signature": c.signature,
         "created_at": format_time(c.created_at),
+        "key_id": c.key_id,
+        "anchored": c.anchored,
     }
 
 
@@ -96,27 +101,47 @@ def checkpoint_rows() -> list[dict[str, Any]]:
 
 
 def export_checkpoint_rows(first_seq: int | None, last_seq: int | None) -> list[dict[str, Any]]:
-    """The signed checkpoint an export of events #first_seq..#last_seq carries: the newest one
-    in that range, which shows a truncated tail in the file (any older one inside the range
-    shows nothing more). One row at most, however old the service (a checkpoint every few
-    minutes is ~105k a year); none for an export without events or checkpoints."""
+    """Every signed checkpoint an export of events #first_seq..#last_seq covers (one beyond
+    its last event would read as a truncated tail, e.g. for every export with `until`); none
+    for an export without events."""
     if first_seq is None or last_seq is None:
         return []
-    newest = (
-        AuditCheckpoint.objects.filter(seq__gte=first_seq, seq__lte=last_seq).order_by("seq").last()
-    )
-    return [_checkpoint_row(newest)] if newest else []
+    return [
+        _checkpoint_row(c)
+        for c in AuditCheckpoint.objects.filter(seq__gte=first_seq, seq__lte=last_seq).order_by(
+            "seq"
+        )
+    ]
+
+
+def chain_head() -> dict[str, Any]:
+    """The chain's head as an export records it, read before its events: a contiguous export
+    that reaches the present (no `until`) must reach this event, with this hash."""
+    head = AuditChainHead.objects.filter(pk=1).values_list("last_seq", "last_hash").first()
+    seq, digest = head or (0, GENESIS_HASH)
+    return {"seq": seq, "hash": digest}
+
+
+def export_context() -> dict[str, Any]:
+    """When the export was taken and the chain head then, before any event is read (both go
+    into the signed manifest, and into a JSON Lines file's header)."""
+    from audit.services import chain_pending
+
+    chain_pending()
+    return {"exported_at": format_time(timezone.now()), "chain_head": chain_head()}
 
 
 def jsonl_header(
-    qs: QuerySet[AuditEvent], *, filters: dict[str, Any], contiguous: bool
+    qs: QuerySet[AuditEvent],
+    *,
+    filters: dict[str, Any],
+    contiguous: bool,
+    context: dict[str, Any],
 ) -> dict[str, Any]:
-    """The first line of a JSON Lines export. It carries only the checkpoints of its own
-    range (see export_checkpoint_rows): one beyond its last event would read as a truncated tail,
-    e.g. for every export with `until`."""
+    """The first line of a JSON Lines export, with every checkpoint of its own range."""
     bounds = qs.aggregate(first=Min("seq"), last=Max("seq"))
     return {
-        "exported_at": format_time(timezone.now()),
+        **context,
         "filters": filters,
         "contiguous": contiguous,
         "checkpoints": export_checkpoint_rows(bounds["first"], bounds["last"]),
@@ -175,16 +200,19 @@ def export_lines(
     they decide whether it is contiguous. Pass a `tally` to read the row count afterwards."""
     tally = RowTally() if tally is None else tally
     contiguous = is_contiguous(filters)
+    context = export_context()
     counted = tally.counted(event_rows(qs))
     if fmt == "csv":
         yield from csv_lines(counted)
-        manifest = manifest_for(tally, fmt=fmt, filters=filters, contiguous=contiguous)
+        manifest = manifest_for(
+            tally, fmt=fmt, filters=filters, contiguous=contiguous, context=context
+        )
         yield CSV_MANIFEST_PREFIX + json.dumps(manifest, sort_keys=True) + "\r\n"
     else:
-        header = jsonl_header(qs, filters=filters, contiguous=contiguous)
+        header = jsonl_header(qs, filters=filters, contiguous=contiguous, context=context)
         yield from jsonl_lines(counted, header=header)
         manifest = manifest_for(
-            tally, fmt=fmt, filters=filters, contiguous=contiguous, header=header
+            tally, fmt=fmt, filters=filters, contiguous=contiguous, header=header, context=context
         )
         yield json.dumps({JSONL_MANIFEST_KEY: manifest}, sort_keys=True) + "\n"
 
@@ -230,13 +258,54 @@ def _is_blank(path: str) -> bool:
     return True
 
 
-def verify_file(path: str, *, partial: bool = False, legacy: bool = False) -> VerifyResult:
+def _peeked(rows: Iterable[dict[str, Any]]) -> tuple[int | None, Iterator[dict[str, Any]]]:
+    """The first row's seq (None without rows or when it is malformed) and all the rows."""
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is None:
+        return None, iter(())
+    try:
+        seq = int(first.get("seq"))
+    except (TypeError, ValueError, AttributeError):
+        seq = None
+    return seq, itertools.chain([first], iterator)
+
+
+def _file_checks(
+    described: dict[str, Any] | None, first_seq: int | None, anchors: Anchors | None
+) -> dict[str, Any]:
+    """What a file is checked against besides its own rows: the chain head when it was
+    taken (a contiguous export that reaches the present must reach it) and the anchors
+    signed before it. `described` is its header (JSON Lines) or its manifest (CSV)."""
+    if not isinstance(described, dict):
+        return {}
+    filters = described.get("filters") if isinstance(described.get("filters"), dict) else {}
+    checks: dict[str, Any] = {}
+    head = described.get("chain_head")
+    if described.get("contiguous") and not filters.get("until") and isinstance(head, dict):
+        checks["head"] = (int(head["seq"]), str(head["hash"]))
+    if anchors is not None and isinstance(described.get("exported_at"), str):
+        checks["anchors"] = for_export(
+            anchors.documents,
+            exported_at=described["exported_at"],
+            filters=filters,
+            first_seq=first_seq,
+        )
+    return checks
+
+
+def verify_file(
+    path: str, *, partial: bool = False, legacy: bool = False, anchors_url: str | None = None
+) -> VerifyResult:
     """Verify an export from the file alone: its rows, its checkpoints (JSON Lines) and its
-    signed manifest. Every export ends with a manifest, so a file without one is broken (it
-    was cut or stripped) unless `legacy` says it predates manifests: then only its rows are
-    checked, with a warning. Raises OSError when the file cannot be read."""
+    signed manifest, and against the anchors (`anchors_url`, default the configured store).
+    Every export ends with a manifest, so a file without one is broken (it was cut or
+    stripped) unless `legacy` says it predates manifests: then only its rows are checked,
+    with a warning. Raises OSError when the file cannot be read."""
     if _is_blank(path):
         return VerifyResult().fail(None, "the file is empty: it holds no export")
+    url = configured_url() if anchors_url is None else anchors_url
+    published, anchor_error = load_or_error(url) if url else (None, "")
     tally = RowTally()
     found: dict[str, str] = {}
     with open(path, encoding="utf-8", newline="") as handle:
@@ -246,22 +315,31 @@ def verify_file(path: str, *, partial: bool = False, legacy: bool = False) -> Ve
             contiguous = (
                 bool(manifest.get("contiguous")) if isinstance(manifest, dict) else not partial
             )
-            rows = parse_csv(
-                _without_trailer(handle, lambda x: x.startswith(CSV_MANIFEST_PREFIX), found)
+            first_seq, rows = _peeked(
+                parse_csv(
+                    _without_trailer(handle, lambda x: x.startswith(CSV_MANIFEST_PREFIX), found)
+                )
             )
-            result = verify_events(tally.counted(rows), contiguous=contiguous)
+            result = verify_events(
+                tally.counted(rows),
+                contiguous=contiguous,
+                **_file_checks(manifest, first_seq, published),
+            )
             header = None
         else:
             header, rows = parse_jsonl(
                 _without_trailer(handle, lambda x: x.startswith(f'{{"{JSONL_MANIFEST_KEY}"'), found)
             )
+            first_seq, rows = _peeked(rows)
             result = verify_events(
                 tally.counted(rows),
                 contiguous=bool(header.get("contiguous")),
                 checkpoints=header.get("checkpoints", []),
+                **_file_checks(header, first_seq, published),
             )
             trailer = _loads(found["trailer"]) if "trailer" in found else None
             manifest = trailer.get(JSONL_MANIFEST_KEY) if isinstance(trailer, dict) else None
+    report(result, url, published, anchor_error)
     if not result.ok:
         return result
     if manifest is None:

@@ -7,6 +7,7 @@ inside the transaction of the change they describe."""
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import F, Q
 
 GENESIS_HASH = "0" * 64
 
@@ -29,7 +30,10 @@ class AuditEvent(models.Model):
         DENIED = "denied"
         REFUSED = "refused"
 
-    seq = models.BigIntegerField(unique=True)
+    # seq, prev_hash and hash are empty while the event waits to be chained (PostgreSQL:
+    # the chainer fills them right after the recording transaction commits; see
+    # audit.services and docs/audit.md, "Concurrency").
+    seq = models.BigIntegerField(unique=True, null=True, blank=True)
     created_at = models.DateTimeField()
     actor_user_id = models.BigIntegerField(null=True, blank=True)
     actor_username = models.CharField(max_length=150, blank=True)
@@ -48,14 +52,19 @@ class AuditEvent(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     client_ip = models.CharField(max_length=64, blank=True)
     user_agent = models.CharField(max_length=400, blank=True)
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64)
+    prev_hash = models.CharField(max_length=64, blank=True, default="", db_default="")
+    hash = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     objects = AuditEventQuerySet.as_manager()
 
+    # The chain's order: events still waiting to be chained come last, in the order they
+    # were recorded, which is the order they will be chained in.
+    CHAIN_ORDER = (F("seq").asc(nulls_last=True), "id")
+
     class Meta:
-        ordering = ["seq"]
+        ordering = [F("seq").asc(nulls_last=True), "id"]  # CHAIN_ORDER
         indexes = [
+            models.Index(fields=["id"], condition=Q(seq__isnull=True), name="audit_unchained_idx"),
             models.Index(fields=["created_at"], name="audit_created_idx"),
             models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
             models.Index(fields=["actor_username", "seq"], name="audit_actor_idx"),
@@ -74,8 +83,9 @@ class AuditEvent(models.Model):
 
 
 class AuditChainHead(models.Model):
-    """One row: the last sequence number and hash. Locking it serialises appends, which makes
-    the sequence gap-free and the chain linear; a rolled-back change rolls this back too."""
+    """One row: the last chained sequence number and hash. Only the chainer moves it, one
+    chainer at a time (audit.services.chain_pending), which makes the sequence gap-free and
+    the chain linear."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     last_seq = models.BigIntegerField(default=0)
@@ -94,6 +104,12 @@ class AuditCheckpoint(models.Model):
     hash = models.CharField(max_length=64)
     created_at = models.DateTimeField()
     signature = models.CharField(max_length=64)
+    # Which signing key (docs/audit.md, "Keys"); "" for checkpoints signed before key ids.
+    key_id = models.CharField(max_length=32, blank=True, default="", db_default="")
+    # The anchored checkpoint before this one (None for the first): anchors form a sequence,
+    # so a missing anchor shows. Only set when an anchor URL was configured at signing.
+    anchored = models.BooleanField(default=False, db_default=False)
+    previous_seq = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["seq"]

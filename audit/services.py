@@ -2,14 +2,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.chain import event_hash, format_time
+from audit.chain import HASHED_FIELDS, event_hash, format_time
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from core import context
 
@@ -95,6 +97,16 @@ def notify(kind: str, facts: dict[str, Any]) -> None:
         subscriber(kind, facts)
 
 
+def deferred_chaining() -> bool:
+    """Whether events are chained after their transaction commits (docs/audit.md,
+    "Concurrency"): on PostgreSQL by default. SQLite runs one write transaction at a time
+    anyway, so there each event is chained as it is recorded."""
+    mode = getattr(settings, "CUSTODY_AUDIT_CHAINING", "auto")
+    if mode == "auto":
+        return transaction.get_connection().vendor == "postgresql"
+    return mode == "deferred"
+
+
 def record(
     *,
     action: str,
@@ -108,17 +120,15 @@ def record(
     outcome: str = AuditEvent.Outcome.SUCCESS,
     reason: str = "",
 ) -> AuditEvent:
-    """Append one event to the chain, in the caller's transaction.
+    """Append one event to the trail, in the caller's transaction.
 
-    Must run inside `transaction.atomic()`: the event commits or rolls back with the change."""
+    Must run inside `transaction.atomic()`: the event commits or rolls back with the change.
+    With deferred chaining the event has no seq, prev_hash or hash until the transaction has
+    committed and `chain_pending` has given it its place in the chain."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit.services.record must be called inside a transaction")
     ctx = context.current()
-    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
-    if head is None:  # the migration creates it; only an emptied test database lacks it
-        head = AuditChainHead.objects.create(pk=1)
     content: dict[str, Any] = {
-        "seq": head.last_seq + 1,
         "created_at": format_time(timezone.now()),
         "actor_user_id": ctx.user_id,
         "actor_username": ctx.username,
@@ -137,9 +147,30 @@ def record(
         "request_id": ctx.request_id,
         "client_ip": ctx.client_ip,
         "user_agent": ctx.user_agent,
-        "prev_hash": head.last_hash,
     }
     content = {name: _fit(name, value) for name, value in content.items()}
+    if deferred_chaining():
+        event = AuditEvent(
+            **{**content, "created_at": datetime.fromisoformat(content["created_at"])}
+        )
+        event.save(force_insert=True)
+        connection = transaction.get_connection()
+        if not any(entry[1] is chain_after_commit for entry in connection.run_on_commit):
+            transaction.on_commit(chain_after_commit, robust=True)
+    else:
+        event = _append_chained(content)
+    # Here an event has been recorded in the caller's transaction.
+    for subscriber in after_record_subscribers:
+        subscriber(event)
+    return event
+
+
+def _append_chained(content: dict[str, Any]) -> AuditEvent:
+    """Chain while recording: lock the head for the rest of the transaction (SQLite)."""
+    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:  # the migration creates it; only an emptied test database lacks it
+        head = AuditChainHead.objects.create(pk=1)
+    content = {**content, "seq": head.last_seq + 1, "prev_hash": head.last_hash}
     digest = event_hash(content)
     event = AuditEvent(
         **{**content, "created_at": datetime.fromisoformat(content["created_at"])},
@@ -149,27 +180,136 @@ def record(
     head.last_seq = content["seq"]
     head.last_hash = digest
     head.save(update_fields=["last_seq", "last_hash"])
-    for subscriber in after_record_subscribers:
-        subscriber(event)
     return event
 
 
-def checkpoint_create() -> AuditCheckpoint | None:
-    """Sign the current head of the chain (run periodically by Celery beat)."""
-    from audit.verify import sign_checkpoint
+# One chainer at a time: a session-level advisory lock (PostgreSQL), held across the
+# chainer's batches. Unlike a row lock it writes nothing, so trying it costs one round trip.
+_CHAIN_LOCK_KEY = 0x637573746F6479  # "custody"
+CHAIN_BATCH = 500
 
+
+@contextmanager
+def _chain_lock(*, wait: bool) -> Iterator[bool]:
+    connection = transaction.get_connection()
+    with connection.cursor() as cursor:
+        if wait:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [_CHAIN_LOCK_KEY])
+            acquired = True
+        else:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [_CHAIN_LOCK_KEY])
+            acquired = bool(cursor.fetchone()[0])
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [_CHAIN_LOCK_KEY])
+
+
+def _chain_under_lock() -> int:
+    """Chain every visible unchained event, oldest id first, in batches (the caller holds
+    the chain lock)."""
+    chained = 0
+    while True:
+        with transaction.atomic():
+            connection = transaction.get_connection()
+            with connection.cursor() as cursor:
+                # The chaining need not wait for its own WAL flush: a crash that loses it
+                # loses the head's move with it (WAL replays in order), and the events, whose
+                # recording committed durably, are chained again. A checkpoint's commit
+                # flushes the WAL up to it, so nothing a checkpoint signed is lost this way.
+                cursor.execute("SET LOCAL synchronous_commit = off")
+            pending = list(
+                AuditEvent.objects.filter(seq__isnull=True)
+                .order_by("id")
+                .values("id", *(f for f in HASHED_FIELDS if f not in ("seq", "prev_hash")))[
+                    :CHAIN_BATCH
+                ]
+            )
+            if not pending:
+                return chained
+            head = AuditChainHead.objects.filter(pk=1).first()
+            if head is None:
+                head = AuditChainHead.objects.create(pk=1)
+            seq, previous = head.last_seq, head.last_hash
+            rows = []
+            for row in pending:
+                seq += 1
+                content = {**row, "seq": seq, "prev_hash": previous}
+                content["created_at"] = format_time(row["created_at"])
+                previous = event_hash(content)
+                rows.append((row["id"], seq, content["prev_hash"], previous))
+            with connection.cursor() as cursor:
+                values = ", ".join(["(%s::bigint, %s::bigint, %s, %s)"] * len(rows))
+                cursor.execute(
+                    "UPDATE audit_auditevent AS e SET seq = v.seq, prev_hash = v.prev_hash, "
+                    f"hash = v.hash FROM (VALUES {values}) AS v(id, seq, prev_hash, hash) "
+                    "WHERE e.id = v.id AND e.seq IS NULL",
+                    [value for row in rows for value in row],
+                )
+            head.last_seq, head.last_hash = seq, previous
+            head.save(update_fields=["last_seq", "last_hash"])
+            chained += len(rows)
+        if len(rows) < CHAIN_BATCH:
+            return chained
+
+
+def chain_after_commit() -> None:
+    """The recording transaction's on-commit hook: chain what waits, unless another process
+    is chaining now. That one looks again after it lets go of the lock, and this commit came
+    before this attempt, so it sees these events: none is left behind, and no writer queues
+    behind another's chaining."""
+    while True:
+        with _chain_lock(wait=False) as acquired:
+            if not acquired:
+                return
+            _chain_under_lock()
+        if not AuditEvent.objects.filter(seq__isnull=True).exists():
+            return
+
+
+def chain_pending() -> int:
+    """Give every committed event that has no place in the chain yet the next seq, the
+    previous hash and its own hash, in the order they were recorded (by id), and move the
+    head. Waits for a running chainer, so what had committed before the call is chained when
+    it returns (readers, checkpoints and beat call it). Answers how many it chained."""
+    if not deferred_chaining():
+        return 0
+    with _chain_lock(wait=True):
+        return _chain_under_lock()
+
+
+def checkpoint_create(*, publish: bool = True) -> AuditCheckpoint | None:
+    """Sign the current head of the chain (run periodically by Celery beat) and, when an
+    anchor URL is configured, queue its publication in the same transaction (outbox)."""
+    from audit import anchors
+    from audit.verify import current_key_id, sign_checkpoint
+
+    chain_pending()
     with transaction.atomic():
         head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
         if head is None or head.last_seq == 0:
             return None
         existing = AuditCheckpoint.objects.filter(seq=head.last_seq).first()
         if existing:
+            if existing.anchored and publish:
+                anchors.enqueue_publication(existing)
             return existing
+        anchored = bool(anchors.configured_url())
+        previous = (
+            AuditCheckpoint.objects.filter(anchored=True).order_by("-seq").first()
+            if anchored
+            else None
+        )
         checkpoint = AuditCheckpoint.objects.create(
             seq=head.last_seq,
             hash=head.last_hash,
             created_at=timezone.now(),
             signature=sign_checkpoint(head.last_seq, head.last_hash),
+            key_id=current_key_id(),
+            anchored=anchored,
+            previous_seq=previous.seq if previous else None,
         )
         notify(
             "audit_checkpoint.signed",
@@ -179,4 +319,6 @@ def checkpoint_create() -> AuditCheckpoint | None:
                 "created_at": format_time(checkpoint.created_at),
             },
         )
+        if anchored and publish:
+            anchors.enqueue_publication(checkpoint)
         return checkpoint

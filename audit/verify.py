@@ -21,25 +21,78 @@ from audit.chain import HASHED_FIELDS, event_hash
 from audit.models import GENESIS_HASH
 
 
+def _derived(secret: str) -> bytes:
+    return hashlib.sha256(b"custody-audit-checkpoint:" + secret.encode()).digest()
+
+
+def _key_id(derived: bytes) -> str:
+    return hashlib.sha256(b"custody-audit-key-id:" + derived).hexdigest()[:16]
+
+
+def _current_secret() -> str:
+    return getattr(settings, "CUSTODY_AUDIT_SIGNING_KEY", "") or settings.SECRET_KEY
+
+
 def signing_key() -> bytes:
-    key = getattr(settings, "CUSTODY_AUDIT_SIGNING_KEY", "") or settings.SECRET_KEY
-    return hashlib.sha256(b"custody-audit-checkpoint:" + key.encode()).digest()
+    return _derived(_current_secret())
+
+
+def current_key_id() -> str:
+    return _key_id(signing_key())
+
+
+def keyring() -> dict[str, bytes]:
+    """Every key that verifies, by key id; the current one first."""
+    keys = {current_key_id(): signing_key()}
+    for secret in getattr(settings, "CUSTODY_AUDIT_RETIRED_SIGNING_KEYS", []) or []:
+        derived = _derived(secret)
+        keys.setdefault(_key_id(derived), derived)
+    return keys
+
+
+def _hmac(key: bytes, message: bytes) -> str:
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def signature_matches(message: bytes, signature: Any, key_id: Any = "") -> bool:
+    """Whether one of the known keys made `signature`: the one named by `key_id`, or any
+    of them for what was signed before key ids."""
+    if not isinstance(signature, str):
+        return False
+    keys = keyring()
+    candidates = [keys[key_id]] if key_id and key_id in keys else ([] if key_id else keys.values())
+    return any(hmac.compare_digest(_hmac(key, message), signature) for key in candidates)
+
+
+def checkpoint_message(seq: int, digest: str) -> bytes:
+    return f"{seq}:{digest}".encode()
 
 
 def sign_checkpoint(seq: int, digest: str) -> str:
-    return hmac.new(signing_key(), f"{seq}:{digest}".encode(), hashlib.sha256).hexdigest()
+    return _hmac(signing_key(), checkpoint_message(seq, digest))
+
+
+def checkpoint_signature_ok(checkpoint: dict[str, Any]) -> bool:
+    return signature_matches(
+        checkpoint_message(int(checkpoint["seq"]), str(checkpoint["hash"])),
+        checkpoint.get("signature"),
+        checkpoint.get("key_id", ""),
+    )
 
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _manifest_message(manifest: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in manifest.items() if k != "signature"}
+    return b"custody-manifest:" + canonical_json(body).encode("utf-8")
+
+
 def sign_manifest(manifest: dict[str, Any]) -> str:
     """HMAC-SHA256 with the checkpoints' key over "custody-manifest:" and the manifest's
     canonical JSON without its signature (a checkpoint's "<seq>:<hash>" cannot collide)."""
-    body = {k: v for k, v in manifest.items() if k != "signature"}
-    message = b"custody-manifest:" + canonical_json(body).encode("utf-8")
-    return hmac.new(signing_key(), message, hashlib.sha256).hexdigest()
+    return _hmac(signing_key(), _manifest_message(manifest))
 
 
 class RowTally:
@@ -82,8 +135,10 @@ def manifest_for(
     filters: dict[str, Any],
     contiguous: bool,
     header: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     manifest: dict[str, Any] = {
+        **(context or {}),
         "format": fmt,
         "filters": filters,
         "contiguous": contiguous,
@@ -91,6 +146,7 @@ def manifest_for(
         "first_seq": tally.first_seq,
         "last_seq": tally.last_seq,
         "digest": tally.digest,
+        "key_id": current_key_id(),
     }
     if header is not None:
         manifest["header_sha256"] = hashlib.sha256(
@@ -111,7 +167,9 @@ def check_manifest(
     signed, in its order (a deleted, added, reordered or re-hashed row shows here)."""
     if not isinstance(manifest, dict) or not isinstance(manifest.get("signature"), str):
         return result.fail(None, "the manifest is malformed")
-    if not hmac.compare_digest(sign_manifest(manifest), manifest["signature"]):
+    if not signature_matches(
+        _manifest_message(manifest), manifest["signature"], manifest.get("key_id", "")
+    ):
         return result.fail(
             None, "the manifest's signature is invalid: it was edited or not signed by this server"
         )
@@ -151,6 +209,9 @@ class VerifyResult:
     checkpoints_checked: int = 0
     manifest: str | None = None  # "checked" or "absent", for a file
     warnings: list[str] = field(default_factory=list)
+    anchors_checked: int = 0
+    # {"url", "newest": {"seq", "created_at", "age_seconds"} or None}; None when not checked
+    anchors: dict[str, Any] | None = None
 
     def fail(self, seq: int | None, reason: str) -> VerifyResult:
         if self.ok:
@@ -167,9 +228,21 @@ class VerifyResult:
             "first_broken_seq": self.first_broken_seq,
             "reason": self.reason,
             "checkpoints_checked": self.checkpoints_checked,
+            "anchors_checked": self.anchors_checked,
+            "anchors": self.anchors,
             "manifest": self.manifest,
             "warnings": self.warnings,
         }
+
+
+def _missing_tail(last_seq: int | None, seq: int, what: str) -> str:
+    end = last_seq or 0
+    first = end + 1
+    missing = f"event #{seq} is missing" if first == seq else f"events #{first}..#{seq} are missing"
+    return (
+        f"{missing}: {what} records event #{seq}, but the chain ends at #{end}: events were "
+        "removed from the tail"
+    )
 
 
 def verify_events(
@@ -178,15 +251,21 @@ def verify_events(
     contiguous: bool,
     checkpoints: Iterable[dict[str, Any]] = (),
     head: tuple[int, str] | None = None,
+    anchors: Iterable[dict[str, Any]] = (),
+    all_checkpoints_present: bool = False,
 ) -> VerifyResult:
     """`events` are dicts with the hashed fields plus `hash`, in sequence order. `head` is the
-    live chain head (last seq, last hash), read before the events: the chain must reach it,
-    and the event at its seq must have its hash (events appended meanwhile come after it)."""
+    chain head (last seq, last hash), read before the events: the chain must reach it, and
+    the event at its seq must have its hash (events appended meanwhile come after it).
+    `anchors` are the published checkpoints that apply to these events (audit.anchors):
+    the chain must reach each one and have its hash there. With `all_checkpoints_present`
+    (the live table), every anchored checkpoint must also still be among `checkpoints`."""
     result = VerifyResult()
     previous_hash: str | None = None
     previous_seq: int | None = None
     seen: dict[int, str] = {}
     wanted = {int(c["seq"]): c for c in checkpoints}
+    anchored = {int(a["seq"]): a for a in anchors}
     for event in events:
         seq = int(event["seq"])
         result.checked += 1
@@ -208,32 +287,48 @@ def verify_events(
                     return result.fail(
                         seq, f"event #{seq} does not link to event #{previous_seq} (fork)"
                     )
-        if seq in wanted:
+        if seq in wanted or seq in anchored:
             seen[seq] = event["hash"]
         if head is not None and seq == head[0] and event["hash"] != head[1]:
             return result.fail(seq, f"event #{seq} differs from the chain head's hash")
         previous_hash, previous_seq = event["hash"], seq
         result.last_seq = seq
     if contiguous and result.last_seq is None and wanted:
-        return result.fail(1, "signed checkpoints exist but the chain is empty")
+        seq = max(wanted)
+        return result.fail(1, _missing_tail(None, seq, f"signed checkpoint #{seq}"))
     for seq, checkpoint in sorted(wanted.items()):
-        if not hmac.compare_digest(
-            sign_checkpoint(seq, checkpoint["hash"]), checkpoint["signature"]
-        ):
+        if not checkpoint_signature_ok(checkpoint):
             return result.fail(seq, f"checkpoint #{seq} has an invalid signature")
         result.checkpoints_checked += 1
         if contiguous and result.last_seq is not None and seq > result.last_seq:
             return result.fail(
                 result.last_seq + 1,
-                f"a signed checkpoint records event #{seq}, but the chain ends at "
-                f"#{result.last_seq}: events were removed from the tail",
+                _missing_tail(result.last_seq, seq, f"signed checkpoint #{seq}"),
             )
         if seq in seen and seen[seq] != checkpoint["hash"]:
             return result.fail(seq, f"event #{seq} differs from its signed checkpoint")
+    for seq, anchor in sorted(anchored.items()):
+        if not checkpoint_signature_ok(anchor):
+            return result.fail(seq, f"the anchored checkpoint #{seq} has an invalid signature")
+        result.anchors_checked += 1
+        what = f"the anchored checkpoint #{seq} (signed {anchor.get('created_at')})"
+        if contiguous and seq > (result.last_seq or 0):
+            return result.fail(
+                (result.last_seq or 0) + 1, _missing_tail(result.last_seq, seq, what)
+            )
+        if seq in seen and seen[seq] != anchor["hash"]:
+            return result.fail(seq, f"event #{seq} differs from {what}: it was rewritten")
+        if all_checkpoints_present and seq not in wanted:
+            return result.fail(
+                seq,
+                f"checkpoint #{seq} is missing from the database, but {what} records it: "
+                "checkpoints were deleted",
+            )
+        if seq in wanted and wanted[seq]["hash"] != anchor["hash"]:
+            return result.fail(seq, f"checkpoint #{seq} differs from {what}")
     if head is not None and head[0] > (result.last_seq or 0):
         return result.fail(
             (result.last_seq or 0) + 1,
-            f"the chain head records event #{head[0]}, but the chain ends at "
-            f"#{result.last_seq or 0}: events were removed from the tail",
+            _missing_tail(result.last_seq, head[0], "the chain head"),
         )
     return result

@@ -7,6 +7,12 @@
 (a) What the audit write adds to a stage transition: the registry's transition service
     (None <-> Staging on one version, each a full transaction with the row lock) timed with
     auditing on, then with `audit.services.record` replaced by a no-op. p50/p95 in ms.
+(c) Concurrent audited writes (`--writers 16`, PostgreSQL): that many processes, each with its
+    own connection, create experiments (one audited transaction each) for `--seconds`, first
+    with events chained after commit (the default on PostgreSQL), then with the chain head
+    locked from the event to the commit (CUSTODY_AUDIT_CHAINING=inline, as before). Writes/s
+    and p50/p99 per write (the transaction and its chaining); then the chain is verified
+    and checked gap-free.
 (b) Export throughput: N/10 and then N events with a valid chain are bulk-inserted (not
     timed); at each size `manage.py export_audit --format csv` (the API's stream) and
     `manage.py verify_audit --file` run as processes of their own: events/s and each
@@ -111,6 +117,77 @@ def bench_transitions(rounds: int) -> dict[str, tuple[float, float]]:
     }
 
 
+def _writer(mode: str, write: str, index: int, seconds: float, start, out) -> None:
+    """One writer process: audited writes until the time is up; sends its latencies."""
+    from django.conf import settings
+    from django.db import connections, transaction
+
+    from audit import services as audit_services
+    from tracking import services as tracking
+
+    def record_only(name: str) -> None:
+        with transaction.atomic():
+            audit_services.record(action="bench.write", object_type="bench", object_id=name)
+
+    do_write = tracking.experiment_create if write == "experiment" else None
+
+    settings.CUSTODY_AUDIT_CHAINING = mode
+    connections.close_all()
+    samples: list[float] = []
+    start.wait()
+    deadline = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < deadline:
+        began = time.perf_counter()
+        if do_write is None:
+            record_only(f"{mode}-{index}-{n}")
+        else:
+            do_write(name=f"{mode}-{index}-{n}")
+        samples.append((time.perf_counter() - began) * 1000)
+        n += 1
+    connections.close_all()
+    out.put(samples)
+
+
+def bench_writers(writers: int, seconds: float, write: str) -> dict[str, dict[str, float]]:
+    import multiprocessing
+
+    from django.db import connections
+
+    from audit.models import AuditEvent
+    from audit.selectors import verify_live_chain
+
+    context = multiprocessing.get_context("fork")
+    results: dict[str, dict[str, float]] = {}
+    for mode in ("deferred", "inline"):
+        connections.close_all()  # each child opens its own
+        start, out = context.Barrier(writers + 1), context.Queue()
+        procs = [
+            context.Process(target=_writer, args=(mode, write, i, seconds, start, out))
+            for i in range(writers)
+        ]
+        for proc in procs:
+            proc.start()
+        start.wait()
+        began = time.perf_counter()
+        samples = [x for _ in procs for x in out.get()]
+        elapsed = time.perf_counter() - began
+        for proc in procs:
+            proc.join()
+        verified = verify_live_chain(anchors_url="")
+        seqs = list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True))
+        results[mode] = {
+            "writes": len(samples),
+            "per_s": len(samples) / elapsed,
+            "p50": statistics.median(samples),
+            "p99": percentile(samples, 0.99),
+            "verified": verified.ok,
+            "gap_free": seqs == list(range(1, len(seqs) + 1)),
+            "events": len(seqs),
+        }
+    return results
+
+
 def insert_events(count: int) -> None:
     """A valid chain of `count` events, bulk-inserted past the service (setup only)."""
     from datetime import UTC, datetime, timedelta
@@ -205,11 +282,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=400)
+    parser.add_argument("--writers", type=int, default=16, help="concurrent writers for (c)")
+    parser.add_argument("--seconds", type=float, default=20, help="duration of (c) per mode")
+    parser.add_argument(
+        "--write",
+        choices=["experiment", "record"],
+        default="experiment",
+        help="(c)'s write: an experiment's creation (the whole service), or a transaction "
+        "holding only its audit event (the audit path alone)",
+    )
+    parser.add_argument(
+        "--only-writers", action="store_true", help="run only (c), the concurrent writers"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         database = setup(Path(tmp))
+        from django.db import connection
+
+        postgres = connection.vendor == "postgresql"
+        concurrent = bench_writers(args.writers, args.seconds, args.write) if postgres else {}
+        if args.only_writers:
+            print_writers(database, args, concurrent)
+            return
         transitions = bench_transitions(args.rounds)
         exports = bench_export(args.events, Path(tmp))
+    print_writers(database, args, concurrent)
     print(f"# Audit benchmark ({database}, {args.rounds} transitions, {args.events:,} events)\n")
     print("| measurement | p50 ms | p95 ms |\n|---|---|---|")
     for label, (p50, p95) in transitions.items():
@@ -227,6 +324,24 @@ def main() -> None:
             f"| {row['verify_events_per_s']:,.0f} events/s | {row['verify_rss_mb']:.0f} MB |"
         )
     print("\n(Seeding, not measured: " + ", ".join(f"{r['seed_s']:.0f} s" for r in exports) + ".)")
+
+
+def print_writers(database: str, args, concurrent: dict[str, dict[str, float]]) -> None:
+    if not concurrent:
+        print("(c) concurrent writers: PostgreSQL only (SQLite runs one writer at a time).\n")
+        return
+    print(
+        f"# Concurrent audited writes ({database}, {args.writers} writer processes, "
+        f"{args.seconds:.0f} s per mode, writes: {args.write})\n"
+    )
+    print("| chaining | writes | writes/s | p50 ms | p99 ms | chain verifies | gap-free |")
+    print("|---|---|---|---|---|---|---|")
+    for mode, row in concurrent.items():
+        print(
+            f"| {mode} | {row['writes']:,} | {row['per_s']:.0f} | {row['p50']:.1f} "
+            f"| {row['p99']:.1f} | {row['verified']} | {row['gap_free']} |"
+        )
+    print()
 
 
 if __name__ == "__main__":

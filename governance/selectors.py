@@ -203,7 +203,7 @@ def request_history(req: TR) -> list[dict[str, Any]]:
 
     events = AuditEvent.objects.filter(
         object_type="transition_request", object_id=str(req.pk)
-    ).order_by("seq")
+    ).order_by(*AuditEvent.CHAIN_ORDER)
     return [
         {
             "seq": e.seq,

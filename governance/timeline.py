@@ -67,7 +67,7 @@ def model_timeline(model: RegisteredModel, at: datetime | None = None) -> dict[s
 
     events = AuditEvent.objects.filter(
         model_name__in=_names(model), action__in=ACTIONS, outcome=AuditEvent.Outcome.SUCCESS
-    ).order_by("seq")
+    ).order_by(*AuditEvent.CHAIN_ORDER)
     for event in events.only(
         "seq",
         "created_at",

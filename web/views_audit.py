@@ -10,9 +10,11 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 
+from audit import anchors
 from audit import selectors as audit_selectors
 from audit.api_v1 import filters_from
 from audit.export import filtered_events
+from audit.services import chain_pending
 from core import access, refusals
 from core.errors import ApplicationError
 from governance import exports
@@ -31,6 +33,7 @@ def audit_page(request):
     error, events, filters = None, [], {}
     try:
         filters = filters_from({k: v for k, v in values.items() if v})
+        chain_pending()  # events listed by seq: none may still wait for one
         before = request.GET.get("before_seq")
         qs = filtered_events(**filters).order_by("-seq")
         # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
@@ -54,6 +57,7 @@ def audit_page(request):
             "next_before": events[PAGE_SIZE - 1].seq if len(events) > PAGE_SIZE else None,
             "query": query,
             "verification": verification,
+            "anchor_status": anchors.newest_status(),
             "exports": AuditExport.objects.select_related("requested_by").order_by("-pk")[:10],
         },
     )

@@ -206,6 +206,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "options": {"expires": 30, "expire_seconds": 30},
     },
     "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 300.0},
+    "audit-chain-pending": {
+        "task": "audit.chain_pending",
+        "schedule": 60.0,
+        "options": {"expires": 60, "expire_seconds": 60},
+    },
     "registry-reconcile-superseded": {
         "task": "registry.reconcile_superseded_versions",
         "schedule": env_int("CUSTODY_RECONCILE_SECONDS", 30),
@@ -241,7 +246,25 @@ CUSTODY_DEFAULT_POLICY = {
 }
 # Signs audit checkpoints; defaults to a key derived from SECRET_KEY. Set it separately to let
 # auditors verify exports without the application's SECRET_KEY.
+# Like every env_str setting it may come from a file, CUSTODY_AUDIT_SIGNING_KEY_FILE, that
+# only the signer's hosts hold (docs/audit.md, "Keys").
 CUSTODY_AUDIT_SIGNING_KEY = env_str("CUSTODY_AUDIT_SIGNING_KEY")
+# Keys that signed earlier checkpoints and manifests, separated by commas or newlines: they
+# verify, never sign (rotation). Also from CUSTODY_AUDIT_RETIRED_SIGNING_KEYS_FILE.
+CUSTODY_AUDIT_RETIRED_SIGNING_KEYS = [
+    key.strip()
+    for key in env_str("CUSTODY_AUDIT_RETIRED_SIGNING_KEYS").replace(",", "\n").splitlines()
+    if key.strip()
+]
+# Where signed checkpoints are published, write-once, outside the database:
+# file:///path (an append-only directory on another volume) or s3://bucket/prefix.
+CUSTODY_AUDIT_ANCHOR_URL = env_str("CUSTODY_AUDIT_ANCHOR_URL")
+CUSTODY_AUDIT_ANCHOR_S3_ENDPOINT_URL = env_str("CUSTODY_AUDIT_ANCHOR_S3_ENDPOINT_URL")
+# S3 Object Lock retention (COMPLIANCE mode) on each anchor, in days; 0 for none.
+CUSTODY_AUDIT_ANCHOR_RETENTION_DAYS = env_int("CUSTODY_AUDIT_ANCHOR_RETENTION_DAYS", 0)
+# "auto": events are chained after their transaction commits on PostgreSQL and as they are
+# recorded on SQLite; "inline" or "deferred" force one (docs/audit.md, "Concurrency").
+CUSTODY_AUDIT_CHAINING = env_str("CUSTODY_AUDIT_CHAINING", "auto")
 
 if REDIS_URL:
     CACHES = {

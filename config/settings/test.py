@@ -26,3 +26,10 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  (whitenoise warns 
 # Every request reads the cache versions (production polls at most every 0.5 s): query counts
 # in tests then depend on what a request does, not on how long ago another one polled.
 CUSTODY_CACHE_POLL_SECONDS = 0
+
+# In-process tests run inside a transaction that never commits, so events that are chained
+# after their commit (PostgreSQL's default, docs/audit.md "Concurrency") would stay unchained
+# and unordered for tests that read them back. They chain as they are recorded here; the
+# tests of the audit trail (tests/audit) and the live server (base settings, real commits)
+# run the deferred chaining.
+CUSTODY_AUDIT_CHAINING = os.environ.get("CUSTODY_TEST_AUDIT_CHAINING", "inline")

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.django_db
 def test_events_chain_and_recompute():
     for i in range(3):
         tracking_services.experiment_create(name=f"chain-{i}")
+    audit_services.chain_pending()  # what the commit does (PostgreSQL chains after it)
     events = list(AuditEvent.objects.order_by("seq"))
     assert [e.seq for e in events] == list(range(events[0].seq, events[0].seq + 3))
     for previous, event in zip(events, events[1:], strict=False):

@@ -31,6 +31,7 @@ def tamper(sql: str, params=()) -> None:
 def chain():
     for i in range(6):
         tracking.experiment_create(name=f"audited-{i}")
+    audit_services.chain_pending()  # what the commits do (PostgreSQL chains after them)
     return list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True))
 
 
@@ -171,6 +172,7 @@ def test_export_until_a_time_verifies_and_its_tail_is_still_guarded(tmp_path):
     audit_services.checkpoint_create()  # inside the exported range
     cut = AuditEvent.objects.latest("seq")
     tracking.experiment_create(name="boundary")
+    audit_services.chain_pending()
     boundary = AuditEvent.objects.latest("seq")
     for i in range(3):
         tracking.experiment_create(name=f"late-{i}")
@@ -190,6 +192,7 @@ def test_export_until_a_time_verifies_and_its_tail_is_still_guarded(tmp_path):
 def test_newest_event_deleted_after_the_last_checkpoint_is_detected(chain, compliance_client):
     audit_services.checkpoint_create()
     tracking.experiment_create(name="after-the-checkpoint")
+    audit_services.chain_pending()
     newest = AuditEvent.objects.latest("seq").seq
     assert compliance_client.get("/api/v1/audit/verify").json()["ok"] is True
     tamper("DELETE FROM audit_auditevent WHERE seq = %s", [newest])

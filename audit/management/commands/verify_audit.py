@@ -3,6 +3,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.anchors import AnchorError, store_for
 from audit.export import verify_file
 from audit.selectors import verify_live_chain
 from audit.verify import VerifyResult
@@ -29,15 +30,37 @@ class Command(BaseCommand):
             help="the file is an export made before manifests: accept it without one, with a "
             "warning (otherwise a missing manifest means the file was cut or stripped)",
         )
+        parser.add_argument(
+            "--anchors",
+            metavar="URL",
+            help="the anchor store to check against (file:///path or s3://bucket/prefix; "
+            "default: CUSTODY_AUDIT_ANCHOR_URL). The chain or export must reach every "
+            "anchored checkpoint signed before it, with the same hash, and no anchor may be "
+            "missing from their sequence",
+        )
+        parser.add_argument(
+            "--no-anchors", action="store_true", help="do not check against any anchor store"
+        )
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
     def handle(self, *args, **options):
         path = options["file"]
+        anchors_url = "" if options["no_anchors"] else options["anchors"]
+        if anchors_url:
+            try:
+                store_for(anchors_url)
+            except AnchorError as exc:
+                raise CommandError(str(exc)) from None
         if path is None:
-            result = verify_live_chain()
+            result = verify_live_chain(anchors_url)
         else:
             try:
-                result = verify_file(path, partial=options["partial"], legacy=options["legacy"])
+                result = verify_file(
+                    path,
+                    partial=options["partial"],
+                    legacy=options["legacy"],
+                    anchors_url=anchors_url,
+                )
             except OSError as exc:
                 raise CommandError(f"Cannot read {path}: {exc}") from None
             except (ValueError, KeyError, TypeError, AttributeError, csv.Error) as exc:
@@ -48,7 +71,8 @@ class Command(BaseCommand):
             manifest = ", signed manifest matches" if result.manifest == "checked" else ""
             self.stdout.write(
                 f"OK: {result.checked} events verified (last #{result.last_seq}), "
-                f"{result.checkpoints_checked} signed checkpoints{manifest}."
+                f"{result.checkpoints_checked} signed checkpoints{manifest}"
+                f"{_anchor_summary(result)}."
             )
         else:
             where = f" at event #{result.first_broken_seq}" if result.first_broken_seq else ""
@@ -57,3 +81,15 @@ class Command(BaseCommand):
             self.stdout.write(f"Warning: {warning}.")
         if not result.ok:
             raise SystemExit(1)
+
+
+def _anchor_summary(result: VerifyResult) -> str:
+    if result.anchors is None:
+        return ""
+    newest = result.anchors.get("newest")
+    if not newest:
+        return f", no anchors yet in {result.anchors['url']}"
+    return (
+        f", {result.anchors_checked} anchors checked in {result.anchors['url']} (newest: "
+        f"checkpoint #{newest['seq']}, {newest['age_seconds']:.0f} s old)"
+    )
