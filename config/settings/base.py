@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "registry",
     "governance",
     "lineage",
+    "mlflow_import",
     "web",
 ]
 LOGIN_URL = "/login/"
