@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -38,6 +39,7 @@ from tracking.artifacts import clean_artifact_path, get_artifact_store
 from tracking.models import Experiment, LoggedModel, Metric, Run
 
 Kind = ImportedObject.Kind
+User = get_user_model()
 RUN_BATCH = 200
 
 # Phase progress: a callable (phase name, total or None) giving a context manager whose
@@ -158,6 +160,8 @@ class Importer:
         self.model_links: tuple[list[tuple[str, str, int]], list[tuple[str, str]]] = ([], [])
         self.source_versions: dict[str, list[dict[str, Any]]] = {}
         self.source_aliases: dict[str, dict[str, int]] = {}
+        # model name -> {version: the stage it is to have here}
+        self.effective_stages: dict[str, dict[str, str]] = {}
 
     # -- bookkeeping
 
@@ -604,7 +608,8 @@ class Importer:
                     reason = exc.message if isinstance(exc, ApplicationError) else str(exc)
                     self.report.skip("artifacts", f"{owner.key}/{path}", reason)
                 advance(1)
-                if len(done) >= 200:
+                # Mapped every few files, so an interrupted import copies few again.
+                if len(done) >= 25:
                     self._map(Kind.ARTIFACT, done)
                     self.report.count("artifacts", "imported", len(done))
                     done = []
@@ -683,6 +688,7 @@ class Importer:
                 self.source_aliases[model["name"]] = {
                     a["alias"]: int(a["version"]) for a in model.get("aliases", [])
                 }
+                self.effective_stages[model["name"]] = self._effective_stages(versions)
                 self.report.count("model_versions", "source", len(versions))
                 self.report.count("aliases", "source", len(model.get("aliases", [])))
                 for v in versions:
@@ -700,6 +706,7 @@ class Importer:
                 )
                 if existing is not None and mapping.fingerprint == fp:
                     self.report.count("registered_models", "unchanged")
+                    self.report.count("model_versions", "unchanged", len(versions))
                 elif self.dry_run:
                     self.report.count("registered_models", "to_import")
                 else:
@@ -720,11 +727,14 @@ class Importer:
                     source={**self.provenance, "name": name},
                     existing=existing,
                 )
-                # Production last: a version leaving Production at the source leaves it here
-                # before another one enters.
-                ordered = sorted(versions, key=lambda v: v.get("current_stage") == "Production")
-                for v in ordered:
-                    self._import_version(custody_model, v)
+                # The version entering Production is written last, after any version
+                # leaving Production here has left it.
+                stages = self.effective_stages[name]
+                mapped = self._mapped(
+                    Kind.MODEL_VERSION, [f"{name}/{v['version']}" for v in versions]
+                )
+                for v in sorted(versions, key=lambda v: stages[v["version"]] == "Production"):
+                    self._import_version(custody_model, v, stages[v["version"]], mapped)
                 registry.model_aliases_import(
                     model=custody_model,
                     aliases=self.source_aliases[name],
@@ -749,8 +759,33 @@ class Importer:
                 return f"{PROXY_SCHEME}{experiment.experiment_id}/{rest}"
         return uri
 
-    def _import_version(self, model: RegisteredModel, v: dict[str, Any]) -> None:
+    def _effective_stages(self, versions: list[dict[str, Any]]) -> dict[str, str]:
+        """Each version's stage at the source, except that of several Production versions
+        (MLflow allows that; Custody holds one) only the highest-numbered stays Production and
+        the others become Archived, each with a note in the report."""
+        stages = {v["version"]: v.get("current_stage") or "None" for v in versions}
+        production = sorted((int(n) for n, s in stages.items() if s == "Production"), reverse=True)
+        for number in production[1:]:
+            stages[str(number)] = "Archived"
+            self.report.notes.append(
+                {
+                    "kind": "model_version",
+                    "id": f"{versions[0]['name']}/{number}",
+                    "note": f"in Production at the source, as is version {production[0]}; "
+                    "Custody holds one Production version per model, so it was imported as "
+                    "Archived",
+                }
+            )
+        return stages
+
+    def _import_version(
+        self, model: RegisteredModel, v: dict[str, Any], stage: str, mapped: dict
+    ) -> None:
         key = f"{v['name']}/{v['version']}"
+        fp = fingerprint({"version": v, "stage": stage})
+        if key in mapped and mapped[key].fingerprint == fp:
+            self.report.count("model_versions", "unchanged")
+            return
         try:
             with transaction.atomic():
                 resolved = resolve_source(
@@ -761,7 +796,7 @@ class Importer:
                 _, note = registry.model_version_import(
                     model=model,
                     version=int(v["version"]),
-                    stage=v.get("current_stage") or "None",
+                    stage=stage,
                     description=v.get("description", ""),
                     source_uri=resolved.source,
                     storage_location=resolved.storage_location,
@@ -781,7 +816,7 @@ class Importer:
                 )
                 self._map(
                     Kind.MODEL_VERSION,
-                    [{"source_key": key, "target_key": key, "fingerprint": fingerprint(v)}],
+                    [{"source_key": key, "target_key": key, "fingerprint": fp}],
                 )
         except ApplicationError as exc:
             self.report.skip("model_versions", key, f"source {v.get('source')!r}: {exc.message}")
@@ -805,6 +840,7 @@ class Importer:
         report.count("logged_models", "custody", self._count(LoggedModel, "model_id", models))
         report.checks["artifacts"] = self._verify_artifacts()
         report.checks["registry"] = self._verify_registry()
+        report.count("users", "custody", User.objects.filter(username__in=self.users).count())
         return len(run_ids)
 
     @staticmethod
@@ -902,12 +938,12 @@ class Importer:
                     mismatched.append(f"{name}/{v['version']}: not in Custody")
                     continue
                 versions += 1
-                if mv.current_stage != (v.get("current_stage") or "None"):
-                    noted = any(n["id"] == f"{name}/{v['version']}" for n in self.report.notes)
-                    if not noted:
-                        mismatched.append(
-                            f"{name}/{v['version']}: stage {mv.current_stage}, source {v.get('current_stage')}"
-                        )
+                expected = self.effective_stages[name][v["version"]]
+                if mv.current_stage != expected:
+                    mismatched.append(
+                        f"{name}/{v['version']}: stage {mv.current_stage}, expected {expected}"
+                    )
+
             here_aliases = dict(
                 RegisteredModelAlias.objects.filter(model=model).values_list(
                     "alias", "version__version"

@@ -105,6 +105,22 @@ def _touch(model: RegisteredModel) -> None:
 # Registered models
 
 
+def _insert_registered_model(*, name: str, **fields: Any) -> RegisteredModel:
+    try:
+        with transaction.atomic():
+            return RegisteredModel.objects.create(name=name, name_key=name_identity(name), **fields)
+    except IntegrityError:
+        existing = (
+            RegisteredModel.objects.filter(name_key=name_identity(name))
+            .values_list("name", flat=True)
+            .first()
+        )
+        detail = f" (as '{existing}')" if existing and existing != name else ""
+        raise ResourceAlreadyExists(
+            f"Registered Model (name={name}) already exists{detail}."
+        ) from None
+
+
 @transaction.atomic
 def registered_model_create(
     *,
@@ -118,26 +134,13 @@ def registered_model_create(
         parse_key_values(list(tags), "tag", value_limit=MAX_TAG_VALUE, truncate_values=False)
     )
     now = now_ms()
-    try:
-        with transaction.atomic():
-            model = RegisteredModel.objects.create(
-                name=name,
-                name_key=name_identity(name),
-                description=_description(description),
-                creation_timestamp=now,
-                last_updated_timestamp=now,
-                user_id=user.get_username() if user is not None else "",
-            )
-    except IntegrityError:
-        existing = (
-            RegisteredModel.objects.filter(name_key=name_identity(name))
-            .values_list("name", flat=True)
-            .first()
-        )
-        detail = f" (as '{existing}')" if existing and existing != name else ""
-        raise ResourceAlreadyExists(
-            f"Registered Model (name={name}) already exists{detail}."
-        ) from None
+    model = _insert_registered_model(
+        name=name,
+        description=_description(description),
+        creation_timestamp=now,
+        last_updated_timestamp=now,
+        user_id=user.get_username() if user is not None else "",
+    )
     RegisteredModelTag.objects.bulk_create(
         [RegisteredModelTag(model=model, key=k, value=v) for k, v in parsed_tags.items()]
     )
@@ -656,20 +659,12 @@ def registered_model_import(
     name = _clean_model_name(name)
     before = _model_snapshot(existing) if existing else None
     if existing is None:
-        try:
-            with transaction.atomic():
-                model = RegisteredModel.objects.create(
-                    name=name,
-                    name_key=name_identity(name),
-                    description=_description(description),
-                    creation_timestamp=creation_timestamp,
-                    last_updated_timestamp=last_updated_timestamp,
-                )
-        except IntegrityError:
-            raise ResourceAlreadyExists(
-                f"Registered Model (name={name}) already exists in Custody and was not "
-                "imported from this server."
-            ) from None
+        model = _insert_registered_model(
+            name=name,
+            description=_description(description),
+            creation_timestamp=creation_timestamp,
+            last_updated_timestamp=last_updated_timestamp,
+        )
     else:
         model = RegisteredModel.objects.select_for_update().get(pk=existing.pk)
         model.description = _description(description)

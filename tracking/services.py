@@ -131,6 +131,33 @@ def _name_taken(name: str) -> ResourceAlreadyExists:
     )
 
 
+def _insert_experiment(*, name: str, experiment_id: int | None = None, **fields: Any) -> Experiment:
+    """A new experiment row with its server-assigned artifact location; `experiment_id` is
+    given only by imports, which keep a source's free ids."""
+    try:
+        with transaction.atomic():
+            experiment = Experiment.objects.create(
+                **({"experiment_id": experiment_id} if experiment_id is not None else {}),
+                name=name,
+                name_key=name_identity(name),
+                artifact_location="",
+                **fields,
+            )
+    except IntegrityError:
+        raise _name_taken(name) from None
+    if experiment_id is not None and connection.vendor == "postgresql":
+        # The next id the server assigns must be above the ones inserted (SQLite's
+        # AUTOINCREMENT follows explicit ids by itself).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence('tracking_experiment', 'experiment_id'), "
+                "GREATEST((SELECT MAX(experiment_id) FROM tracking_experiment), 1))"
+            )
+    experiment.artifact_location = f"mlflow-artifacts:/{experiment.experiment_id}"
+    experiment.save(update_fields=["artifact_location"])
+    return experiment
+
+
 @transaction.atomic
 def experiment_create(
     *,
@@ -152,20 +179,9 @@ def experiment_create(
         list(tags), "tag", value_limit=MAX_EXPERIMENT_TAG_VALUE_LENGTH, truncate_values=False
     )
     now = now_ms()
-    try:
-        with transaction.atomic():
-            experiment = Experiment.objects.create(
-                name=name,
-                name_key=name_identity(name),
-                artifact_location="",
-                creation_time=now,
-                last_update_time=now,
-                created_by=created_by,
-            )
-    except IntegrityError:
-        raise _name_taken(name) from None
-    experiment.artifact_location = f"mlflow-artifacts:/{experiment.experiment_id}"
-    experiment.save(update_fields=["artifact_location"])
+    experiment = _insert_experiment(
+        name=name, creation_time=now, last_update_time=now, created_by=created_by
+    )
     ExperimentTag.objects.bulk_create(
         [ExperimentTag(experiment=experiment, key=k, value=v) for k, v in dict(parsed_tags).items()]
     )
@@ -853,17 +869,6 @@ class ImportedRun:
     source_id: str = ""
 
 
-def _reset_experiment_sequence() -> None:
-    """After inserting experiments with their original ids, the next id the server assigns
-    must be above them (SQLite's AUTOINCREMENT follows explicit ids by itself)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT setval(pg_get_serial_sequence('tracking_experiment', 'experiment_id'), "
-                "GREATEST((SELECT MAX(experiment_id) FROM tracking_experiment), 1))"
-            )
-
-
 @transaction.atomic
 def experiment_import(
     *,
@@ -886,23 +891,13 @@ def experiment_import(
         raise InvalidParameterValue(f"Unknown lifecycle stage {lifecycle_stage!r}.")
     before = _experiment_snapshot(existing) if existing else None
     if existing is None:
-        try:
-            with transaction.atomic():
-                experiment = Experiment.objects.create(
-                    **({"experiment_id": experiment_id} if experiment_id is not None else {}),
-                    name=name,
-                    name_key=name_identity(name),
-                    artifact_location="",
-                    lifecycle_stage=lifecycle_stage,
-                    creation_time=creation_time,
-                    last_update_time=last_update_time,
-                )
-        except IntegrityError:
-            raise _name_taken(name) from None
-        if experiment_id is not None:
-            _reset_experiment_sequence()
-        experiment.artifact_location = f"mlflow-artifacts:/{experiment.experiment_id}"
-        experiment.save(update_fields=["artifact_location"])
+        experiment = _insert_experiment(
+            name=name,
+            experiment_id=experiment_id,
+            lifecycle_stage=lifecycle_stage,
+            creation_time=creation_time,
+            last_update_time=last_update_time,
+        )
     elif merge:
         experiment = existing
     else:
