@@ -43,9 +43,17 @@ def _session() -> requests.Session:
 
 
 def _post(base: str, path: str, body: dict) -> dict:
-    response = _session().post(f"{base}/api/2.0/mlflow/{path}", json=body, timeout=120)
-    response.raise_for_status()
-    return response.json()
+    for attempt in range(5):
+        try:
+            response = _session().post(f"{base}/api/2.0/mlflow/{path}", json=body, timeout=120)
+            response.raise_for_status()
+            return response.json()
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+            # An overloaded uvicorn sometimes drops a connection mid-answer.
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def fill(base: str, runs: int, steps: int, experiments: int, threads: int, artifacts_every: int):

@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+import urllib3
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
@@ -122,6 +123,19 @@ class Report:
             "notes": self.notes,
             "throughput": self.throughput,
         }
+
+
+class HashingReader:
+    """A file-like source stream that takes the sha256 of what is read through it."""
+
+    def __init__(self, stream: Any):
+        self.stream = stream
+        self.digest = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self.stream.read(n if n and n > 0 else 1024 * 1024)
+        self.digest.update(chunk)
+        return chunk
 
 
 @dataclass
@@ -466,9 +480,9 @@ class Importer:
     # -- logged models
 
     def import_logged_models(self) -> int:
-        if not self.experiments:
+        if not self.listed_experiments:
             return 0
-        listed = self.source.logged_models(list(self.experiments))
+        listed = self.source.logged_models(self.listed_experiments)
         mapped = (
             self._mapped(Kind.LOGGED_MODEL, [m["info"]["model_id"] for m in listed])
             if self.state
@@ -507,6 +521,10 @@ class Importer:
                             target_root=f"{experiment.experiment_id}/models/{model_id}/artifacts",
                         )
                     )
+                if experiment is None and not self.dry_run:
+                    self.report.skip("logged_models", model_id, "its experiment was not imported")
+                    advance(1)
+                    continue
                 fp = fingerprint(model)
                 if model_id in mapped and mapped[model_id].fingerprint == fp:
                     self.report.count("logged_models", "unchanged")
@@ -619,21 +637,22 @@ class Importer:
 
     def _copy_file(self, store, owner: ArtifactOwner, path: str, size: int) -> dict[str, Any]:
         target = clean_artifact_path(f"{owner.target_root}/{path}")
-        stream = self.source.open_artifact(owner.source_uri, owner.run_id, path)
-        digest = hashlib.sha256()
-
-        class Hashing:
-            def read(self, n: int = -1) -> bytes:
-                chunk = stream.read(n if n and n > 0 else 1024 * 1024)
-                digest.update(chunk)
-                return chunk
-
-        written = store.put(target, Hashing())
+        for attempt in range(3):
+            try:
+                reader = HashingReader(
+                    self.source.open_artifact(owner.source_uri, owner.run_id, path)
+                )
+                written = store.put(target, reader)
+                break
+            except urllib3.exceptions.HTTPError as exc:
+                # The source dropped the connection mid-file; the store kept nothing of it.
+                if attempt == 2:
+                    raise SourceError(f"{owner.key}/{path}: {exc}") from None
         return {
             "source_key": f"{owner.key}/{path}",
             "target_key": target,
             "fingerprint": str(size),
-            "checksum": digest.hexdigest(),
+            "checksum": reader.digest.hexdigest(),
             "size": written,
         }
 

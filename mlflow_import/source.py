@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from typing import IO, Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -16,6 +17,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 PAGE = 1000
+ATTEMPTS = 4
 PROXY_SCHEME = "mlflow-artifacts:/"
 
 
@@ -66,10 +68,18 @@ class MlflowSource:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = f"{self.uri}/{path}"
-        try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.RequestException as exc:
-            raise SourceError(f"{method} {path}: {exc}") from None
+        for attempt in range(ATTEMPTS):
+            try:
+                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+                break
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                # A connection dropped mid-answer (urllib3 retries only those dropped before
+                # one): every call here reads, so it is asked again.
+                if attempt == ATTEMPTS - 1:
+                    raise SourceError(f"{method} {path}: {exc}") from None
+                time.sleep(0.5 * (attempt + 1))
+            except requests.RequestException as exc:
+                raise SourceError(f"{method} {path}: {exc}") from None
         if response.status_code >= 400:
             raise SourceError(f"{method} {path}: HTTP {response.status_code} {response.text[:300]}")
         return response

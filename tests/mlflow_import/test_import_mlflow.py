@@ -252,8 +252,34 @@ def test_import_killed_resumed_matches_and_reimport_is_noop(
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", custody.username)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", custody.password)
 
-    # 1. An import killed (SIGKILL, by PID) while it copies the run's artifact files.
+    auth = (custody.username, custody.password)
+
+    def audit_trail() -> list[str]:
+        lines = requests.get(
+            f"{custody.url}/api/v1/audit/events", params={"export": "jsonl"}, auth=auth, timeout=60
+        ).text.splitlines()
+        return [line for line in lines if '"seq"' in line and "custody_audit" not in line]
+
+    # 0. A dry run says what would come and writes nothing; a URI that is not http(s) is
+    # refused with a message.
     report = tmp_path / "report.json"
+    untouched = audit_trail()
+    dry = _import(custody, source_server, report, "--dry-run")
+    output = dry.communicate(timeout=600)[0]
+    assert dry.returncode == 0, output
+    data = _report(report)
+    assert data["dry_run"] is True
+    assert data["counts"]["runs"] == {"source": 5, "to_import": 5}
+    assert data["counts"]["registered_models"] == {"source": 1, "to_import": 1}
+    assert audit_trail() == untouched
+    assert _client(custody.url).get_experiment_by_name("imp-fraud-training") is None
+    refused = _import(custody, "file:///etc", report)
+    output = refused.communicate(timeout=120)[0]
+    assert refused.returncode != 0
+    assert "must be an http(s):// URL" in output
+    report.unlink()
+
+    # 1. An import killed (SIGKILL, by PID) while it copies the run's artifact files.
     first = _import(custody, source_server, report, "--workers", "1")
     shards = custody.artifact_root / filled["experiment_id"] / filled["parent"] / "artifacts/shards"
     deadline = time.monotonic() + 300
@@ -344,7 +370,6 @@ def test_import_killed_resumed_matches_and_reimport_is_noop(
 
     # Stages and aliases entered the audit trail as imports, with the source named; no
     # approval was invented; the chain still verifies.
-    auth = (custody.username, custody.password)
     events = requests.get(
         f"{custody.url}/api/v1/audit/events",
         params={"model": MODEL, "limit": 1000},
@@ -373,12 +398,6 @@ def test_import_killed_resumed_matches_and_reimport_is_noop(
     assert state.strip().splitlines()[-1].split() == ["False", "False"]
 
     # 4. Another import changes nothing.
-    def audit_trail() -> list[str]:
-        lines = requests.get(
-            f"{custody.url}/api/v1/audit/events", params={"export": "jsonl"}, auth=auth, timeout=60
-        ).text.splitlines()
-        return [line for line in lines if '"seq"' in line and "custody_audit" not in line]
-
     before = audit_trail()
     again = _import(custody, source_server, report)
     output = again.communicate(timeout=600)[0]
