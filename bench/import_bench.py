@@ -56,7 +56,16 @@ def _post(base: str, path: str, body: dict) -> dict:
     raise AssertionError("unreachable")
 
 
-def fill(base: str, runs: int, steps: int, experiments: int, threads: int, artifacts_every: int):
+def fill(
+    base: str,
+    runs: int,
+    steps: int,
+    experiments: int,
+    threads: int,
+    artifacts_every: int,
+    budget: float = 0,
+) -> tuple[int, float]:
+    """Up to `runs` runs, or as many as `budget` seconds allow (0: no limit)."""
     exp_ids = [
         _post(base, "experiments/create", {"name": f"import-bench-{i}"})["experiment_id"]
         for i in range(experiments)
@@ -101,11 +110,21 @@ def fill(base: str, runs: int, steps: int, experiments: int, threads: int, artif
         )
 
     started = time.monotonic()
+    deadline = started + budget if budget else None
+
+    def wanted():
+        for i in range(runs):
+            if deadline and time.monotonic() > deadline:
+                return
+            yield i
+
+    filled = 0
     with ThreadPoolExecutor(threads) as pool:
-        for n, _ in enumerate(pool.map(one, range(runs)), 1):
-            if n % 1000 == 0:
-                print(f"  filled {n} runs ({n / (time.monotonic() - started):.0f}/s)", flush=True)
-    return time.monotonic() - started
+        for filled, _ in enumerate(pool.map(one, wanted()), 1):
+            if filled % 500 == 0:
+                rate = filled / (time.monotonic() - started)
+                print(f"  filled {filled} runs ({rate:.1f}/s)", flush=True)
+    return filled, time.monotonic() - started
 
 
 def main() -> None:
@@ -115,6 +134,12 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=10)
     parser.add_argument("--fill-threads", type=int, default=8)
     parser.add_argument("--workers", type=int, default=8, help="import_mlflow --workers")
+    parser.add_argument(
+        "--fill-seconds",
+        type=float,
+        default=0,
+        help="stop filling after this long, with fewer runs (a loaded machine fills slowly)",
+    )
     parser.add_argument("--artifacts-every", type=int, default=0, help="a small file every N runs")
     parser.add_argument("--out", default="", help="also write the result as JSON here")
     args = parser.parse_args()
@@ -126,13 +151,14 @@ def main() -> None:
         base = f"http://127.0.0.1:{source.port}"
         try:
             print(f"filling {base} with {args.runs} runs x {args.steps} steps", flush=True)
-            fill_seconds = fill(
+            runs, fill_seconds = fill(
                 base,
                 args.runs,
                 args.steps,
                 args.experiments,
                 args.fill_threads,
                 args.artifacts_every,
+                args.fill_seconds,
             )
             servers.recreate_database(TARGET_DB)
             env = {
@@ -149,7 +175,7 @@ def main() -> None:
                 [python, "manage.py", "migrate", "-v", "0"], cwd=servers.REPO, env=env, check=True
             )
             result = {
-                "runs": args.runs,
+                "runs": runs,
                 "steps": args.steps,
                 "fill_seconds": round(fill_seconds, 1),
             }
@@ -177,8 +203,8 @@ def main() -> None:
                 data = json.loads(report.read_text())
                 result[label] = {
                     "seconds": round(seconds, 1),
-                    "runs_per_second": round(args.runs / seconds, 1),
-                    "metric_points_per_second": round(args.runs * args.steps / seconds, 0),
+                    "runs_per_second": round(runs / seconds, 1),
+                    "metric_points_per_second": round(runs * args.steps / seconds, 0),
                     "verified": data["verified"],
                     "counts": data["counts"],
                     "throughput": data["throughput"],
