@@ -147,7 +147,8 @@ def main() -> None:
     python = servers.python_of_project()
     with tempfile.TemporaryDirectory(prefix="custody-import-bench-") as tmp:
         workdir = Path(tmp)
-        source = servers.start_mlflow(workdir, print, dbname=SOURCE_DB)
+        # Its schema migrations take minutes on a loaded machine.
+        source = servers.start_mlflow(workdir, print, dbname=SOURCE_DB, health_timeout=1200)
         base = f"http://127.0.0.1:{source.port}"
         try:
             print(f"filling {base} with {args.runs} runs x {args.steps} steps", flush=True)

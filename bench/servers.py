@@ -287,6 +287,7 @@ def start_mlflow(
     dbname: str = "mlflow_bench",
     backend_store_uri: str | None = None,
     workers: int = WORKERS,
+    health_timeout: float = 300,
 ) -> Server:
     """`backend_store_uri` (e.g. a SQLite file) instead of the PostgreSQL database `dbname`,
     which is dropped and created afresh."""
@@ -325,7 +326,7 @@ def start_mlflow(
     )
     srv = Server("mlflow", port, dbname, proc, log_path, command=cmd, tmpdir=workdir)
     srv.version = f"mlflow {version}"
-    srv.wait_healthy(timeout=300)
+    srv.wait_healthy(timeout=health_timeout)
     return srv
 
 
