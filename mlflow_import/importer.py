@@ -627,7 +627,7 @@ class Importer:
                     self.report.skip("artifacts", f"{owner.key}/{path}", reason)
                 advance(1)
                 # Mapped every few files, so an interrupted import copies few again.
-                if len(done) >= 25:
+                if len(done) >= 10:
                     self._map(Kind.ARTIFACT, done)
                     self.report.count("artifacts", "imported", len(done))
                     done = []

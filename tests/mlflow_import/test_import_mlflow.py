@@ -23,10 +23,11 @@ import requests
 
 from tests.conftest import ROOT, LiveServer, running_live_server
 
-pytestmark = [pytest.mark.mlflow_client, pytest.mark.timeout(900)]
+# The first run creates bench/.mlflow-venv (uv, from PyPI); a loaded machine is slow too.
+pytestmark = [pytest.mark.mlflow_client, pytest.mark.timeout(1800)]
 
 MODEL = "imp-fraud"
-MANY_FILES = 150  # enough artifact files that a kill lands while they are being copied
+MANY_FILES = 80  # enough artifact files that a kill lands while they are being copied
 
 
 @pytest.fixture(scope="module")
@@ -304,10 +305,10 @@ def test_import_killed_resumed_matches_and_reimport_is_noop(
     assert data["verified"] is True, output
     assert data["skipped"] == [], data["skipped"]
     assert data["counts"]["runs"]["unchanged"] == 5  # committed before the kill
-    # Files are mapped every 25: most of those copied before the kill are not copied again.
-    # (25, plus the file in flight when a batch's mapping was cut off.)
+    # Files are mapped every 10: most of those copied before the kill are not copied again.
+    # (10, plus the file in flight when a batch's mapping was cut off.)
     unchanged = data["counts"]["artifacts"].get("unchanged", 0)
-    assert copied - 26 <= unchanged <= copied
+    assert copied - 11 <= unchanged <= copied
     assert (
         data["counts"]["artifacts"]["imported"] == data["counts"]["artifacts"]["source"] - unchanged
     )
@@ -338,7 +339,8 @@ def test_import_killed_resumed_matches_and_reimport_is_noop(
     for run_id in [filled["parent"], *filled["runs"]]:
         expected = _artifacts(source, run_id, tmp_path / "a" / run_id)
         assert _artifacts(target, run_id, tmp_path / "b" / run_id) == expected
-    assert len(_artifacts(target, filled["parent"], tmp_path / "c")) == MANY_FILES + 2
+        if run_id == filled["parent"]:
+            assert len(expected) == MANY_FILES + 2
 
     source_models = {
         m.model_id: (m.name, m.source_run_id, m.tags, m.params, m.status)
