@@ -112,16 +112,17 @@ def fill(
     started = time.monotonic()
     deadline = started + budget if budget else None
 
-    def wanted():
-        for i in range(runs):
-            if deadline and time.monotonic() > deadline:
-                return
-            yield i
-
     filled = 0
     with ThreadPoolExecutor(threads) as pool:
-        for filled, _ in enumerate(pool.map(one, wanted()), 1):
-            if filled % 500 == 0:
+        # Submitted a few at a time (Executor.map would take every run at once), so the
+        # budget can stop the fill.
+        for start in range(0, runs, threads * 4):
+            if deadline and time.monotonic() > deadline:
+                break
+            chunk = range(start, min(runs, start + threads * 4))
+            list(pool.map(one, chunk))
+            before, filled = filled, filled + len(chunk)
+            if filled // 500 > before // 500:
                 rate = filled / (time.monotonic() - started)
                 print(f"  filled {filled} runs ({rate:.1f}/s)", flush=True)
     return filled, time.monotonic() - started

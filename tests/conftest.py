@@ -209,8 +209,9 @@ def running_live_server(workdir: Path, stem: str):
     user; stopped and its database dropped afterwards."""
     with fresh_database(workdir, stem) as database_url:
         server = LiveServer(workdir, database_url)
-        server.start()
         try:
+            # Stopped even when it fails to come up, so no gunicorn outlives the test.
+            server.start()
             yield server
         finally:
             server.stop()
