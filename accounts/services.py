@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -292,3 +293,20 @@ def group_delete(*, group) -> None:
         object_name=name,
         before=before,
     )
+
+
+@transaction.atomic
+def user_import(*, username: str, source: dict) -> tuple[Any, bool]:
+    """The Custody user for a name found in imported MLflow history (a run's or a version's
+    user): the existing one, or a new inactive user without a usable password and without a
+    role, who can sign in only once an administrator activates them. Answers (user, created)."""
+    if not username or username.strip() != username or len(username) > 150:
+        raise InvalidParameterValue("A username is 1-150 characters without surrounding spaces.")
+    user = User.objects.filter(username=username).first()
+    if user is not None:
+        return user, False
+    user = User(username=username, is_active=False)
+    user.set_unusable_password()
+    user.save()
+    _record_user("user.import", user, None, {**_user_snapshot(user), "source": source})
+    return user, True

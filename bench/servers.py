@@ -280,10 +280,21 @@ def ensure_mlflow_venv(log) -> str:
     return out.stdout.strip()
 
 
-def start_mlflow(workdir: Path, log) -> Server:
+def start_mlflow(
+    workdir: Path,
+    log,
+    *,
+    dbname: str = "mlflow_bench",
+    backend_store_uri: str | None = None,
+    workers: int = WORKERS,
+    health_timeout: float = 300,
+) -> Server:
+    """`backend_store_uri` (e.g. a SQLite file) instead of the PostgreSQL database `dbname`,
+    which is dropped and created afresh."""
     version = ensure_mlflow_venv(log)
-    dbname = "mlflow_bench"
-    recreate_database(dbname)
+    if backend_store_uri is None:
+        recreate_database(dbname)
+        backend_store_uri = f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{dbname}"
     art = workdir / "mlflow-artifacts"
     art.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -291,7 +302,7 @@ def start_mlflow(workdir: Path, log) -> Server:
         str(MLFLOW_VENV / "bin" / "mlflow"),
         "server",
         "--backend-store-uri",
-        f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{dbname}",
+        backend_store_uri,
         "--artifacts-destination",
         str(art),
         "--serve-artifacts",
@@ -300,7 +311,7 @@ def start_mlflow(workdir: Path, log) -> Server:
         "--port",
         str(port),
         "--workers",
-        str(WORKERS),
+        str(workers),
     ]
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -315,7 +326,7 @@ def start_mlflow(workdir: Path, log) -> Server:
     )
     srv = Server("mlflow", port, dbname, proc, log_path, command=cmd, tmpdir=workdir)
     srv.version = f"mlflow {version}"
-    srv.wait_healthy(timeout=300)
+    srv.wait_healthy(timeout=health_timeout)
     return srv
 
 

@@ -18,6 +18,9 @@ ACTIONS = (
     "model_version.alias.set",
     "model_version.alias.delete",
     "model_version.delete",
+    # History brought in from another MLflow server: stages and aliases as they were there.
+    "model_version.import",
+    "model_version.alias.import",
 )
 
 
@@ -59,6 +62,8 @@ def model_timeline(model: RegisteredModel, at: datetime | None = None) -> dict[s
             # Archived → Production of a version that was in Production before.
             "rollback": bool(after.get("rollback")),
             "reason": event.reason,
+            # Brought in by an import: `from` is when it was imported, `source` where from.
+            "imported_from": after.get("source"),
             "moved_out_by": None,
             "moved_out_reason": None,
         }
@@ -80,13 +85,13 @@ def model_timeline(model: RegisteredModel, at: datetime | None = None) -> dict[s
     ):
         before, after = event.before or {}, event.after or {}
         version = event.model_version
-        if event.action == "model_version.transition":
+        if event.action in ("model_version.transition", "model_version.import"):
             old, new = before.get("current_stage"), after.get("current_stage")
             why = f"moved to {new}" + (f": {event.reason}" if event.reason else "")
             close((f"stage:{old}", str(version)), event, why)
             if new in TRACKED_STAGES:
                 start((f"stage:{new}", str(version)), version, event, stages[new])
-        elif event.action == "model_version.alias.set":
+        elif event.action in ("model_version.alias.set", "model_version.alias.import"):
             alias = after.get("alias", "")
             for key in [k for k in open_ if k[0] == f"alias:{alias}"]:
                 close(key, event, f"alias moved to version {after.get('version')}")

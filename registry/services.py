@@ -138,6 +138,22 @@ def _touch(model: RegisteredModel) -> None:
 # Registered models
 
 
+def _insert_registered_model(*, name: str, **fields: Any) -> RegisteredModel:
+    try:
+        with transaction.atomic():
+            return RegisteredModel.objects.create(name=name, name_key=name_identity(name), **fields)
+    except IntegrityError:
+        existing = (
+            RegisteredModel.objects.filter(name_key=name_identity(name))
+            .values_list("name", flat=True)
+            .first()
+        )
+        detail = f" (as '{existing}')" if existing and existing != name else ""
+        raise ResourceAlreadyExists(
+            f"Registered Model (name={name}) already exists{detail}."
+        ) from None
+
+
 @transaction.atomic
 def registered_model_create(
     *,
@@ -151,26 +167,13 @@ def registered_model_create(
         parse_key_values(list(tags), "tag", value_limit=MAX_TAG_VALUE, truncate_values=False)
     )
     now = now_ms()
-    try:
-        with transaction.atomic():
-            model = RegisteredModel.objects.create(
-                name=name,
-                name_key=name_identity(name),
-                description=_description(description),
-                creation_timestamp=now,
-                last_updated_timestamp=now,
-                user_id=user.get_username() if user is not None else "",
-            )
-    except IntegrityError:
-        existing = (
-            RegisteredModel.objects.filter(name_key=name_identity(name))
-            .values_list("name", flat=True)
-            .first()
-        )
-        detail = f" (as '{existing}')" if existing and existing != name else ""
-        raise ResourceAlreadyExists(
-            f"Registered Model (name={name}) already exists{detail}."
-        ) from None
+    model = _insert_registered_model(
+        name=name,
+        description=_description(description),
+        creation_timestamp=now,
+        last_updated_timestamp=now,
+        user_id=user.get_username() if user is not None else "",
+    )
     RegisteredModelTag.objects.bulk_create(
         [RegisteredModelTag(model=model, key=k, value=v) for k, v in parsed_tags.items()]
     )
@@ -670,3 +673,189 @@ def deployment_record(
         },
     )
     return deployment
+
+
+# ---------------------------------------------------------------------------------------------
+# Imports from another MLflow server (mlflow_import). The registry's history is written as it
+# was at the source: version numbers, times, users, stages and aliases. A stage or alias set
+# here is not a promotion (no policy applies and no approval is invented); each is its own
+# `*.import` audit event naming the source server and the source's time. Not reachable from
+# any HTTP route.
+
+
+@transaction.atomic
+def registered_model_import(
+    *,
+    name: str,
+    description: str,
+    tags: dict[str, str],
+    creation_timestamp: int,
+    last_updated_timestamp: int,
+    source: dict[str, Any],
+    existing: RegisteredModel | None = None,
+) -> RegisteredModel:
+    name = _clean_model_name(name)
+    before = _model_snapshot(existing) if existing else None
+    if existing is None:
+        model = _insert_registered_model(
+            name=name,
+            description=_description(description),
+            creation_timestamp=creation_timestamp,
+            last_updated_timestamp=last_updated_timestamp,
+        )
+    else:
+        model = RegisteredModel.objects.select_for_update().get(pk=existing.pk)
+        model.description = _description(description)
+        model.last_updated_timestamp = last_updated_timestamp
+        model.save(update_fields=["description", "last_updated_timestamp"])
+        RegisteredModelTag.objects.filter(model=model).exclude(key__in=list(tags)).delete()
+    RegisteredModelTag.objects.bulk_create(
+        [RegisteredModelTag(model=model, key=k, value=v) for k, v in tags.items()],
+        update_conflicts=True,
+        unique_fields=["model", "key"],
+        update_fields=["value"],
+    )
+    _audit_model(
+        "registered_model.import",
+        model,
+        before=before,
+        after={**_model_snapshot(model), "tags": tags, "source": source},
+    )
+    return model
+
+
+@transaction.atomic
+def model_version_import(
+    *,
+    model: RegisteredModel,
+    version: int,
+    stage: str,
+    description: str,
+    source_uri: str,
+    storage_location: str,
+    run_id: str,
+    model_id: str,
+    run_link: str,
+    user_id: str,
+    creation_timestamp: int,
+    last_updated_timestamp: int,
+    tags: dict[str, str],
+    source: dict[str, Any],
+) -> tuple[ModelVersion, str]:
+    """Create or bring up to date one imported version, in the stage it has at the source.
+    Answers the version and a note when the stage could not be kept: Custody holds one
+    Production version per model, so a second one (MLflow allows several) is imported as
+    Archived and the note says so."""
+    model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    stage = canonical_stage(stage)
+    note = ""
+    if stage == Stage.PRODUCTION:
+        holder = (
+            ModelVersion.objects.filter(
+                registered_model=model, current_stage=Stage.PRODUCTION, deleted=False
+            )
+            .exclude(version=version)
+            .values_list("version", flat=True)
+            .first()
+        )
+        if holder is not None:
+            note = (
+                f"version {version} is in Production at the source, as is version {holder}; "
+                "Custody holds one Production version per model, so it was imported as Archived"
+            )
+            stage = Stage.ARCHIVED
+    mv = ModelVersion.objects.filter(registered_model=model, version=version).first()
+    before = _version_snapshot(mv) if mv else None
+    fields = {
+        "description": _description(description),
+        "source": source_uri,
+        "storage_location": storage_location,
+        "run_id": run_id,
+        "model_id": model_id,
+        "run_link": run_link[:1000],
+        "user_id": user_id,
+        "creation_timestamp": creation_timestamp,
+        "last_updated_timestamp": last_updated_timestamp,
+        "stage_since": last_updated_timestamp,
+    }
+    if mv is None:
+        # A new row may be created in any state; the state machine governs moves, and this
+        # is a record of where the version already is.
+        mv = ModelVersion.objects.create(
+            registered_model=model,
+            version=version,
+            current_stage=stage,
+            was_in_production=stage == Stage.PRODUCTION,
+            **fields,
+        )
+    else:
+        # The protected stage field is written by an UPDATE, the import's one narrow path.
+        changed_stage = mv.current_stage != stage
+        if not changed_stage:
+            fields.pop("stage_since")
+        ModelVersion.objects.filter(pk=mv.pk).update(
+            current_stage=stage,
+            was_in_production=mv.was_in_production or stage == Stage.PRODUCTION,
+            **fields,
+        )
+        mv = ModelVersion.objects.get(pk=mv.pk)
+        ModelVersionTag.objects.filter(version=mv).exclude(key__in=list(tags)).delete()
+    ModelVersionTag.objects.bulk_create(
+        [ModelVersionTag(version=mv, key=k, value=v) for k, v in tags.items()],
+        update_conflicts=True,
+        unique_fields=["version", "key"],
+        update_fields=["value"],
+    )
+    if version > model.last_version:
+        model.last_version = version
+        model.save(update_fields=["last_version"])
+    _audit_version(
+        "model_version.import",
+        mv,
+        model.name,
+        before=before,
+        after={**_version_snapshot(mv), "user_id": user_id, "tags": tags, "source": source},
+        reason=note,
+    )
+    return mv, note
+
+
+@transaction.atomic
+def model_aliases_import(
+    *, model: RegisteredModel, aliases: dict[str, int], source: dict[str, Any]
+) -> None:
+    """Make the model's aliases those of the source ({alias: version number}), each change
+    one `model_version.alias.import` event (or `.alias.delete` for one the source dropped)."""
+    model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    versions = {
+        mv.version: mv for mv in ModelVersion.objects.filter(registered_model=model, deleted=False)
+    }
+    current = {
+        row.alias: row
+        for row in RegisteredModelAlias.objects.select_related("version").filter(model=model)
+    }
+    for alias, row in current.items():
+        if alias not in aliases:
+            row.delete()
+            _audit_version(
+                "model_version.alias.delete",
+                row.version,
+                model.name,
+                before={"alias": alias, "version": row.version.version},
+                reason=f"import: the alias no longer exists at {source.get('server', '')}",
+            )
+    for alias, number in aliases.items():
+        target = versions.get(number)
+        existing = current.get(alias)
+        if target is None or (existing is not None and existing.version_id == target.pk):
+            continue
+        RegisteredModelAlias.objects.update_or_create(
+            model=model, alias=alias, defaults={"version": target}
+        )
+        _audit_version(
+            "model_version.alias.import",
+            target,
+            model.name,
+            before={"alias": alias, "version": existing.version.version} if existing else None,
+            after={"alias": alias, "version": number, "source": source},
+        )

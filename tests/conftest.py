@@ -203,17 +203,25 @@ def fresh_database(workdir: Path, stem: str):
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def live_server_process(tmp_path_factory) -> LiveServer:
-    """A live Custody server (gunicorn) on a fresh database, with an admin user."""
-    workdir = tmp_path_factory.mktemp("custody-live")
-    with fresh_database(workdir, "custody_live") as database_url:
+@contextlib.contextmanager
+def running_live_server(workdir: Path, stem: str):
+    """A live Custody server (gunicorn) on a fresh database named after `stem`, with an admin
+    user; stopped and its database dropped afterwards."""
+    with fresh_database(workdir, stem) as database_url:
         server = LiveServer(workdir, database_url)
-        server.start()
         try:
+            # Stopped even when it fails to come up, so no gunicorn outlives the test.
+            server.start()
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server_process(tmp_path_factory) -> LiveServer:
+    """A live Custody server (gunicorn) on a fresh database, with an admin user."""
+    with running_live_server(tmp_path_factory.mktemp("custody-live"), "custody_live") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import math
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -132,6 +133,33 @@ def _name_taken(name: str) -> ResourceAlreadyExists:
     )
 
 
+def _insert_experiment(*, name: str, experiment_id: int | None = None, **fields: Any) -> Experiment:
+    """A new experiment row with its server-assigned artifact location; `experiment_id` is
+    given only by imports, which keep a source's free ids."""
+    try:
+        with transaction.atomic():
+            experiment = Experiment.objects.create(
+                **({"experiment_id": experiment_id} if experiment_id is not None else {}),
+                name=name,
+                name_key=name_identity(name),
+                artifact_location="",
+                **fields,
+            )
+    except IntegrityError:
+        raise _name_taken(name) from None
+    if experiment_id is not None and connection.vendor == "postgresql":
+        # The next id the server assigns must be above the ones inserted (SQLite's
+        # AUTOINCREMENT follows explicit ids by itself).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence('tracking_experiment', 'experiment_id'), "
+                "GREATEST((SELECT MAX(experiment_id) FROM tracking_experiment), 1))"
+            )
+    experiment.artifact_location = f"mlflow-artifacts:/{experiment.experiment_id}"
+    experiment.save(update_fields=["artifact_location"])
+    return experiment
+
+
 @transaction.atomic
 def experiment_create(
     *,
@@ -153,20 +181,9 @@ def experiment_create(
         list(tags), "tag", value_limit=MAX_EXPERIMENT_TAG_VALUE_LENGTH, truncate_values=False
     )
     now = now_ms()
-    try:
-        with transaction.atomic():
-            experiment = Experiment.objects.create(
-                name=name,
-                name_key=name_identity(name),
-                artifact_location="",
-                creation_time=now,
-                last_update_time=now,
-                created_by=created_by,
-            )
-    except IntegrityError:
-        raise _name_taken(name) from None
-    experiment.artifact_location = f"mlflow-artifacts:/{experiment.experiment_id}"
-    experiment.save(update_fields=["artifact_location"])
+    experiment = _insert_experiment(
+        name=name, creation_time=now, last_update_time=now, created_by=created_by
+    )
     ExperimentTag.objects.bulk_create(
         [ExperimentTag(experiment=experiment, key=k, value=v) for k, v in dict(parsed_tags).items()]
     )
@@ -878,4 +895,327 @@ def logged_model_delete(*, model_id: str) -> None:
         object_name=model.name,
         before=before,
         after=_logged_model_snapshot(model),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Imports from another MLflow server (mlflow_import). History is written as it was: original
+# ids, times, users and states, in bulk, with one `*.import` audit event per object naming
+# the source server. Nothing here is reachable from an HTTP route.
+
+
+@dataclass
+class ImportedRun:
+    run_id: str
+    name: str
+    user_id: str
+    status: str
+    start_time: int
+    end_time: int | None
+    lifecycle_stage: str
+    deleted_time: int | None
+    params: dict[str, str]
+    tags: dict[str, str]
+    metrics: list[dict[str, Any]]  # every point: key, value, timestamp, step, model_id...
+    # (dataset fields: name, digest, source_type, source, schema, profile; input tags)
+    datasets: list[tuple[dict[str, str], dict[str, str]]] = field(default_factory=list)
+    source_id: str = ""
+
+
+@transaction.atomic
+def experiment_import(
+    *,
+    experiment_id: int | None,
+    name: str,
+    lifecycle_stage: str,
+    creation_time: int,
+    last_update_time: int,
+    tags: dict[str, str],
+    source: dict[str, Any],
+    existing: Experiment | None = None,
+    merge: bool = False,
+) -> Experiment:
+    """Create (with `experiment_id` when given, i.e. free) or bring up to date an imported
+    experiment. `existing` is the experiment an earlier import made, or (`merge`) one of the
+    same name that was here before, which receives the source's runs and tags but keeps its
+    own tags and state."""
+    name = _clean_experiment_name(name)
+    if lifecycle_stage not in LifecycleStage.values:
+        raise InvalidParameterValue(f"Unknown lifecycle stage {lifecycle_stage!r}.")
+    before = _experiment_snapshot(existing) if existing else None
+    if existing is None:
+        experiment = _insert_experiment(
+            name=name,
+            experiment_id=experiment_id,
+            lifecycle_stage=lifecycle_stage,
+            creation_time=creation_time,
+            last_update_time=last_update_time,
+        )
+    elif merge:
+        experiment = existing
+    else:
+        experiment = existing
+        experiment.name, experiment.name_key = name, name_identity(name)
+        experiment.lifecycle_stage = lifecycle_stage
+        experiment.last_update_time = last_update_time
+        try:
+            with transaction.atomic():
+                experiment.save(
+                    update_fields=["name", "name_key", "lifecycle_stage", "last_update_time"]
+                )
+        except IntegrityError:
+            raise _name_taken(name) from None
+        ExperimentTag.objects.filter(experiment=experiment).exclude(key__in=list(tags)).delete()
+    ExperimentTag.objects.bulk_create(
+        [ExperimentTag(experiment=experiment, key=k, value=v) for k, v in tags.items()],
+        update_conflicts=True,
+        unique_fields=["experiment", "key"],
+        update_fields=["value"],
+    )
+    audit.record(
+        action="experiment.import",
+        object_type="experiment",
+        object_id=experiment.experiment_id,
+        object_name=name,
+        before=before,
+        after={**_experiment_snapshot(experiment), "source": source},
+    )
+    return experiment
+
+
+def _metric_rows(
+    run_id: str, points: list[dict[str, Any]]
+) -> tuple[list[Metric], list[LatestMetric]]:
+    rows: list[Metric] = []
+    newest: dict[str, dict[str, Any]] = {}
+    for m in points:
+        value = float(m["value"])
+        is_nan = math.isnan(value)
+        point: dict[str, Any] = {
+            "value": 0.0 if is_nan else value,
+            "is_nan": is_nan,
+            "timestamp": int(m["timestamp"]),
+            "step": int(m.get("step") or 0),
+        }
+        rows.append(
+            Metric(
+                run_id=run_id,
+                key=m["key"],
+                model_id=m.get("model_id") or "",
+                dataset_name=m.get("dataset_name") or "",
+                dataset_digest=m.get("dataset_digest") or "",
+                **point,
+            )
+        )
+        current = newest.get(m["key"])
+        if current is None or _metric_order(**point) > _metric_order(**current):
+            newest[m["key"]] = point
+    latest = [LatestMetric(run_id=run_id, key=k, **p) for k, p in newest.items()]
+    return rows, latest
+
+
+@transaction.atomic
+def runs_import(
+    *, experiment: Experiment, runs: list[ImportedRun], replace: set[str], source: dict[str, Any]
+) -> None:
+    """Write a batch of imported runs of one experiment in a few statements. Runs in
+    `replace` were imported before and changed at the source: their params, tags, inputs and
+    latest metrics are rewritten; metric points are only ever added (a point is immutable)."""
+    if not runs:
+        return
+    run_fields = ["experiment", "name", "user_id", "status", "start_time", "end_time",
+                  "lifecycle_stage", "deleted_time", "artifact_uri"]  # fmt: skip
+    Run.objects.bulk_create(
+        [
+            Run(
+                run_id=r.run_id,
+                experiment=experiment,
+                name=r.name[:MAX_RUN_NAME_LENGTH],
+                user_id=r.user_id,
+                status=r.status,
+                start_time=r.start_time,
+                end_time=r.end_time,
+                lifecycle_stage=r.lifecycle_stage,
+                deleted_time=r.deleted_time,
+                artifact_uri=f"{experiment.artifact_location}/{r.run_id}/artifacts",
+            )
+            for r in runs
+        ],
+        update_conflicts=bool(replace),
+        unique_fields=["run_id"] if replace else None,
+        update_fields=run_fields if replace else None,
+    )
+    if replace:
+        ids = list(replace)
+        for model in (Param, RunTag, LatestMetric, RunInput):
+            model.objects.filter(run_id__in=ids).delete()
+    params, tags, metrics, latest = [], [], [], []
+    for r in runs:
+        params += [Param(run_id=r.run_id, key=k, value=v) for k, v in r.params.items()]
+        tags += [RunTag(run_id=r.run_id, key=k, value=v) for k, v in r.tags.items()]
+        points, newest = _metric_rows(r.run_id, r.metrics)
+        metrics += points
+        latest += newest
+    Param.objects.bulk_create(params, batch_size=1000)
+    RunTag.objects.bulk_create(tags, batch_size=1000)
+    Metric.objects.bulk_create(metrics, ignore_conflicts=True, batch_size=2000)
+    LatestMetric.objects.bulk_create(latest, batch_size=1000)
+    _import_run_inputs(experiment, runs)
+    audit.record_many(
+        [
+            {
+                "action": "run.import",
+                "object_type": "run",
+                "object_id": r.run_id,
+                "object_name": r.name,
+                "after": {
+                    "experiment_id": str(experiment.experiment_id),
+                    "name": r.name,
+                    "status": r.status,
+                    "lifecycle_stage": r.lifecycle_stage,
+                    "user_id": r.user_id,
+                    "start_time": r.start_time,
+                    "metric_points": len(r.metrics),
+                    "source": {**source, "run_id": r.source_id or r.run_id},
+                },
+                "reason": "re-imported: changed at the source" if r.run_id in replace else "",
+            }
+            for r in runs
+        ]
+    )
+
+
+def _import_run_inputs(experiment: Experiment, runs: list[ImportedRun]) -> None:
+    wanted = {(d["name"], d["digest"]): d for r in runs for d, _ in r.datasets}
+    if not wanted:
+        return
+    Dataset.objects.bulk_create(
+        [Dataset(experiment=experiment, **d) for d in wanted.values()], ignore_conflicts=True
+    )
+    ids = {
+        (name, digest): pk
+        for pk, name, digest in Dataset.objects.filter(
+            experiment=experiment, name__in={n for n, _ in wanted}
+        ).values_list("pk", "name", "digest")
+    }
+    inputs, input_tags = [], []
+    for r in runs:
+        seen = set()
+        for d, tags in r.datasets:
+            key = (d["name"], d["digest"])
+            if key in seen:
+                continue
+            seen.add(key)
+            run_input = RunInput(
+                run_id=r.run_id, dataset_id=ids[key], context=tags.get(DATASET_CONTEXT_TAG, "")
+            )
+            inputs.append(run_input)
+            input_tags.append((run_input, tags))
+    RunInput.objects.bulk_create(inputs, batch_size=1000)
+    RunInputTag.objects.bulk_create(
+        [
+            RunInputTag(run_input=i, key=k, value=v)
+            for i, tags in input_tags
+            for k, v in tags.items()
+        ],
+        batch_size=1000,
+    )
+
+
+@transaction.atomic
+def logged_models_import(
+    *,
+    experiment: Experiment,
+    models: list[dict[str, Any]],
+    replace: set[str],
+    source: dict[str, Any],
+) -> None:
+    """Imported MLflow 3 logged models with their ids, times, tags and params. Each dict:
+    model_id, name, model_type, source_run_id, status, status_message, creation_timestamp,
+    last_updated_timestamp, creator_id, tags, params."""
+    if not models:
+        return
+    fields = ["experiment", "name", "model_type", "source_run", "status", "status_message",
+              "creation_timestamp", "last_updated_timestamp", "artifact_uri", "creator_id"]  # fmt: skip
+    runs = set(
+        Run.objects.filter(
+            run_id__in=[m["source_run_id"] for m in models if m["source_run_id"]]
+        ).values_list("run_id", flat=True)
+    )
+    LoggedModel.objects.bulk_create(
+        [
+            LoggedModel(
+                model_id=m["model_id"],
+                experiment=experiment,
+                name=m["name"],
+                model_type=m["model_type"],
+                source_run_id=m["source_run_id"] if m["source_run_id"] in runs else None,
+                status=m["status"],
+                status_message=m["status_message"],
+                creation_timestamp=m["creation_timestamp"],
+                last_updated_timestamp=m["last_updated_timestamp"],
+                artifact_uri=f"{experiment.artifact_location}/models/{m['model_id']}/artifacts",
+                creator_id=m["creator_id"],
+            )
+            for m in models
+        ],
+        update_conflicts=bool(replace),
+        unique_fields=["model_id"] if replace else None,
+        update_fields=fields if replace else None,
+    )
+    if replace:
+        LoggedModelTag.objects.filter(model_id__in=list(replace)).delete()
+        LoggedModelParam.objects.filter(model_id__in=list(replace)).delete()
+    LoggedModelTag.objects.bulk_create(
+        [
+            LoggedModelTag(model_id=m["model_id"], key=k, value=v)
+            for m in models
+            for k, v in m["tags"].items()
+        ]
+    )
+    LoggedModelParam.objects.bulk_create(
+        [
+            LoggedModelParam(model_id=m["model_id"], key=k, value=v)
+            for m in models
+            for k, v in m["params"].items()
+        ]
+    )
+    audit.record_many(
+        [
+            {
+                "action": "logged_model.import",
+                "object_type": "logged_model",
+                "object_id": m["model_id"],
+                "object_name": m["name"],
+                "after": {
+                    "name": m["name"],
+                    "experiment_id": str(experiment.experiment_id),
+                    "source_run_id": m["source_run_id"],
+                    "status": m["status"],
+                    "source": source,
+                },
+            }
+            for m in models
+        ]
+    )
+
+
+@transaction.atomic
+def run_model_links_import(
+    *, outputs: list[tuple[str, str, int]], inputs: list[tuple[str, str]]
+) -> None:
+    """Run outputs (run, logged model, step) and model inputs (run, logged model) of imported
+    runs, once both ends exist; links to models that were not imported are left out."""
+    models = set(
+        LoggedModel.objects.filter(
+            model_id__in={m for _, m, _ in outputs} | {m for _, m in inputs}
+        ).values_list("model_id", flat=True)
+    )
+    RunOutput.objects.bulk_create(
+        [RunOutput(run_id=r, model_id=m, step=s) for r, m, s in outputs if m in models],
+        ignore_conflicts=True,
+    )
+    RunModelInput.objects.bulk_create(
+        [RunModelInput(run_id=r, model_id=m) for r, m in inputs if m in models],
+        ignore_conflicts=True,
     )

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "governance",
     "lineage",
     "webhooks",
+    "mlflow_import",
     "web",
 ]
 LOGIN_URL = "/login/"
