@@ -550,9 +550,12 @@ def all_attempts(world, who: str) -> tuple[list[Attempt], list[str]]:
     attempts: list[Attempt] = []
     uncovered: list[str] = []
     elsewhere = named_elsewhere_attempts(world)
-    for route, callback in walk(get_resolver().url_patterns):
+    views = dict(walk(get_resolver().url_patterns))
+    for route, callback in views.items():
         if route.startswith("admin/"):
             continue  # the admin names objects by integer primary key (Django's own parsing)
+        if route.startswith("ajax-api/") and views.get(route.removeprefix("ajax-")) is callback:
+            continue  # the UI's twin of an /api/ route: the same view, attacked there
         mlflow_route = getattr(callback, "mlflow_route", None)
         view_class = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
         if mlflow_route is not None:
