@@ -320,15 +320,58 @@ _SCALARS: dict[str, Checker] = {
 }
 
 
+# The JSON types a field of each kind takes without further checks (exact types: a bool is no
+# number); anything else goes through the field's full checker. Keeps log-batch's thousands of
+# nested fields cheap.
+_PLAIN_TYPES: dict[str, frozenset[type]] = {
+    "string": frozenset({str}),
+    "double": frozenset({float, int}),
+    "float": frozenset({float, int}),
+    "bool": frozenset({bool}),
+}
+_INT64_LOW, _INT64_HIGH = INT_RANGES["int64"]
+
+
+def _plain_types(message_name: str) -> dict[str, frozenset[type]]:
+    plain = {}
+    for name, json_name, kind, repeated, *_ in _message_fields(message_name):
+        if not repeated and kind in _PLAIN_TYPES:
+            plain[name] = plain[json_name] = _PLAIN_TYPES[kind]
+    return plain
+
+
+def _plain_int64s(message_name: str) -> frozenset[str]:
+    return frozenset(
+        spelling
+        for name, json_name, kind, repeated, *_ in _message_fields(message_name)
+        if kind == "int64" and not repeated
+        for spelling in (name, json_name)
+    )
+
+
 def _nested(message_name: str, compiled: dict[str, MessageSchema]) -> Checker:
+    plain = _plain_types(message_name)
+    int64s = _plain_int64s(message_name)
+
     def check(value: Any, path: str, from_query: bool) -> Any:
         if not isinstance(value, dict):
             raise invalid_value(path, value)
-        schema = compiled[message_name]
+        fields = compiled[message_name].fields
         for name, item in value.items():
-            checker = schema.fields.get(name)
+            kind = type(item)
+            if kind in plain.get(name, ()) or (
+                kind is int and name in int64s and _INT64_LOW <= item <= _INT64_HIGH
+            ):
+                continue
+            checker = fields.get(name)
             if checker is not None and item is not None:
-                checker(item, f"{path}.{name}", from_query)
+                try:
+                    checker(item, name, from_query)
+                except InvalidParameterValue:
+                    # Name the field by its full path; built only for the refusal (a log-batch
+                    # carries thousands of fields).
+                    checker(item, f"{path}.{name}", from_query)
+                    raise
         return value
 
     return check
@@ -339,8 +382,13 @@ def _repeated(item: Checker, message: bool) -> Checker:
         if not isinstance(value, list):
             raise invalid_value(path, value)
         if message:
-            for index, element in enumerate(value):
-                item(element, f"{path}[{index}]", from_query)
+            for element in value:
+                try:
+                    item(element, path, from_query)
+                except InvalidParameterValue:
+                    index = next(i for i, e in enumerate(value) if e is element)
+                    item(element, f"{path}[{index}]", from_query)
+                    raise
         else:
             # MLflow names the whole list when one of its items has the wrong type.
             for element in value:
