@@ -17,7 +17,7 @@ import pytest
 from django.urls import get_resolver
 
 from core import mlflow_api
-from core.mlflow_schema import INT_RANGES, SEE_DOCS
+from core.mlflow_schema import INT_RANGES, SEE_DOCS, endpoint_messages, mlflow_path
 from tests.core.test_route_inventory import walk
 
 pytestmark = pytest.mark.django_db
@@ -443,6 +443,18 @@ def cases():
     return _cases()
 
 
+def _generator():
+    """scripts/generate_mlflow_schema.py, loaded as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "generate_mlflow_schema.py"
+    spec = importlib.util.spec_from_file_location("generate_mlflow_schema", script)
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    return generator
+
+
 def test_the_walk_covers_every_endpoint_mlflow_defines(cases):
     """Every Custody route MLflow defines has a schema and generated cases; the rest are
     Custody's own (no MLflow message to check against) and named here."""
@@ -458,12 +470,20 @@ def test_the_walk_covers_every_endpoint_mlflow_defines(cases):
         "comments/update",
         "comments/delete",
     }
-    without = {
-        path
-        for (_, path), route in mlflow_api.ROUTES.items()
-        if any(schema is None for schema in route.schemas.values())
-    }
-    assert without <= custody_only, without - custody_only
+    known_paths = {key.split(" ", 1)[1] for key in endpoint_messages()}
+    without = set()
+    for (prefixes, path), route in mlflow_api.ROUTES.items():
+        spelled = mlflow_path(prefixes[0], path)
+        for method, schema in route.schemas.items():
+            if spelled in known_paths:
+                assert schema is not None, (method, path)
+            elif schema is None and prefixes[0].startswith("api/2.0/"):
+                without.add(path)
+    # The GenAI families (traces, ...) are outside the schema on purpose (the generator's
+    # _SKIPPED_PATH_PARTS): Custody answers them NOT_IMPLEMENTED without reading the message.
+    skipped = _generator()._SKIPPED_PATH_PARTS
+    genai = {p for p in without if any(part in "/" + p for part in skipped)}
+    assert without - genai <= custody_only, without - genai - custody_only
     covered = {label.rsplit(" ", 2)[0] for label, *_ in cases}
     for (_, path), route in mlflow_api.ROUTES.items():
         for method, schema in route.schemas.items():
@@ -591,17 +611,11 @@ def test_every_mlflow_route_is_served_under_api_and_ajax_api():
 def test_the_schema_data_is_what_the_pinned_mlflow_describes():
     """core/mlflow_schema_data.py is generated from the installed mlflow's descriptors; after
     an upgrade of the pin, scripts/generate_mlflow_schema.py must be run again."""
-    import importlib.util
-    from pathlib import Path
-
     import mlflow
 
     from core import mlflow_schema_data
 
-    script = Path(__file__).resolve().parents[2] / "scripts" / "generate_mlflow_schema.py"
-    spec = importlib.util.spec_from_file_location("generate_mlflow_schema", script)
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
+    generator = _generator()
     endpoints, messages, enums = generator.build()
     assert mlflow_schema_data.MLFLOW_VERSION == mlflow.__version__
     assert mlflow_schema_data.ENDPOINTS == endpoints
