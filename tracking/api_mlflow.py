@@ -83,6 +83,23 @@ def search_experiments(req: MlflowRequest) -> dict:
     return result
 
 
+@mlflow_route("experiments/search-datasets", "POST", access=access.AUTHENTICATED)
+def search_datasets(req: MlflowRequest) -> dict:
+    """The UI's dataset filter: what the runs of 1 to 20 experiments used."""
+    experiment_ids = req.str_list("experiment_ids")
+    if not experiment_ids:
+        raise InvalidParameterValue(
+            "SearchDatasets request must specify at least one experiment_id."
+        )
+    if len(experiment_ids) > 20:
+        raise InvalidParameterValue(
+            "SearchDatasets request cannot specify more than 20 experiment_ids. "
+            f"Received {len(experiment_ids)} experiment_ids."
+        )
+    summaries = selectors.dataset_summaries(user=req.http.user, experiment_ids=experiment_ids)
+    return {"dataset_summaries": summaries} if summaries else {}
+
+
 @mlflow_route("experiments/update", "POST", access=access.EXPERIMENT_EDIT)
 def update_experiment(req: MlflowRequest) -> dict:
     services.experiment_rename(

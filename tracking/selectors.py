@@ -379,6 +379,29 @@ def metric_history(
     return metrics, token
 
 
+def dataset_summaries(*, user: Any, experiment_ids: list[str]) -> list[dict[str, Any]]:
+    """The (experiment, dataset name, digest, context) the runs of `experiment_ids` used, for
+    the UI's dataset filter (MLflow's search-datasets, at most 1000). Experiments the caller
+    may not read are dropped, as runs/search drops them."""
+    hidden = unreadable_experiment_ids(user) or set()
+    ids = [e for e in {parse_experiment_id(e) for e in experiment_ids} if e not in hidden]
+    rows = (
+        RunInput.objects.filter(dataset__experiment_id__in=ids)
+        .values_list("dataset__experiment_id", "dataset__name", "dataset__digest", "context")
+        .order_by("dataset__experiment_id", "dataset__name", "dataset__digest", "context")
+        .distinct()[:1000]
+    )
+    return [
+        {
+            "experiment_id": str(experiment_id),
+            "name": name,
+            "digest": digest,
+            **({"context": context} if context else {}),
+        }
+        for experiment_id, name, digest, context in rows
+    ]
+
+
 def metric_history_bulk(*, run_ids: list[str], key: str, max_results: int) -> list[dict[str, Any]]:
     """Every point of `key` in `run_ids` (ascending run id, then timestamp, step, value), the
     first `max_results` of them, as MLflow's get-history-bulk answers."""

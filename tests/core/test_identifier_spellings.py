@@ -499,6 +499,15 @@ def named_elsewhere_attempts(world) -> dict[tuple[str, str], list[Attempt]]:
             return _json_call(method, "/" + route, {key: value, "max_results": 10})
 
         add(route, method, variants, build, canonical)
+    add(
+        "api/2.0/mlflow/experiments/search-datasets",
+        "POST",
+        id_variants(world["exp"]),
+        lambda t: _json_call(
+            "POST", "/api/2.0/mlflow/experiments/search-datasets", {"experiment_ids": [t]}
+        ),
+        world["exp"],
+    )
     return out
 
 
@@ -652,6 +661,7 @@ LISTS = {
     ),
     ("api/2.0/mlflow-artifacts/artifacts", "GET"),
     ("ajax-api/2.0/mlflow-artifacts/artifacts", "GET"),
+    ("api/2.0/mlflow/experiments/search-datasets", "POST"),
 }
 
 

@@ -202,3 +202,54 @@ def _identical(comparison: filecmp.dircmp) -> bool:
     if mismatch or errors:
         return False
     return all(_identical(sub) for sub in comparison.subdirs.values())
+
+
+def test_search_datasets_lists_what_the_runs_of_readable_experiments_used(api):
+    from accounts import services as accounts
+    from tracking.permissions import experiment_grants_replace
+
+    experiment = api.experiment()
+    run_id = api.run(experiment)["info"]["run_id"]
+    dataset = {"name": "train", "digest": "abc123", "source_type": "local", "source": "{}"}
+    body = {
+        "run_id": run_id,
+        "datasets": [
+            {"dataset": dataset, "tags": [{"key": "mlflow.data.context", "value": "training"}]},
+            {"dataset": {**dataset, "name": "raw", "digest": "d0"}},
+        ],
+    }
+    assert api.post("runs/log-inputs", body).status_code == 200, body
+    url = f"{AJAX}/experiments/search-datasets"
+    response = api.client.post(url, {"experiment_ids": [experiment]}, "application/json")
+    assert response.status_code == 200, response.content
+    assert response.json() == {
+        "dataset_summaries": [
+            {"experiment_id": experiment, "name": "raw", "digest": "d0"},
+            {
+                "experiment_id": experiment,
+                "name": "train",
+                "digest": "abc123",
+                "context": "training",
+            },
+        ]
+    }
+    for ids, message in (
+        ([], "SearchDatasets request must specify at least one experiment_id."),
+        (
+            [experiment] * 21,
+            "SearchDatasets request cannot specify more than 20 experiment_ids. "
+            "Received 21 experiment_ids.",
+        ),
+    ):
+        refused = api.client.post(url, {"experiment_ids": ids}, "application/json")
+        assert refused.status_code == 400
+        assert refused.json()["message"] == message
+    experiment_grants_replace(
+        experiment_id=int(experiment),
+        grants=[{"user": "alice", "level": "MANAGE"}, {"group": "data-scientist", "level": "NONE"}],
+    )
+    mallory = accounts.user_create(username="mallory", role="data-scientist")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {accounts.token_create(user=mallory, name='t')[1]}")
+    hidden = client.post(url, {"experiment_ids": [experiment]}, "application/json")
+    assert hidden.status_code == 200
+    assert hidden.json() == {}
