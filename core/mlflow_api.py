@@ -363,12 +363,18 @@ def error_response(exc: errors.ApplicationError) -> HttpResponse:
 
 Handler = Callable[[MlflowRequest], "dict[str, Any] | HttpResponse"]
 
+# MLflow serves every RPC under /api/ for clients and under /ajax-api/ for its web UI.
+MLFLOW_PREFIXES = ("api/2.0/mlflow/", "ajax-api/2.0/mlflow/")
+
 
 @dataclass
 class Route:
     path: str
     methods: dict[str, tuple[Handler, str]] = field(default_factory=dict)
-    prefixes: tuple[str, ...] = ("api/2.0/mlflow/",)
+    prefixes: tuple[str, ...] = MLFLOW_PREFIXES
+    # method -> the compiled request schema (core.mlflow_schema), None for Custody's own
+    # routes that MLflow does not define. Filled once when the URLs are built.
+    schemas: dict[str, Any] = field(default_factory=dict)
 
 
 ROUTES: dict[tuple[tuple[str, ...], str], Route] = {}
@@ -379,11 +385,13 @@ def mlflow_route(
     methods: str | list[str],
     *,
     access: str,
-    prefixes: tuple[str, ...] = ("api/2.0/mlflow/",),
+    prefixes: tuple[str, ...] = MLFLOW_PREFIXES,
 ):
-    """Register `handler` for `methods` on `path` (a Django path pattern) under each prefix.
+    """Register `handler` for `methods` on `path` (a Django path pattern) under each prefix
+    (by default both MLflow's client prefix and its UI's `ajax-api` one).
 
-    `access` names the rule `core.access.authorize` applies before the handler runs."""
+    `access` names the rule `core.access.authorize` applies before the handler runs; the
+    request message is checked against MLflow's schema of the endpoint before that."""
     if isinstance(methods, str):
         methods = [methods]
 
@@ -425,6 +433,12 @@ def _dispatch(route: Route):
                 data = request.GET.dict()  # the body is the handler's; identifiers are here
             else:
                 data = parse_request_data(request)
+                schema = route.schemas.get(request.method)
+                if schema is not None:
+                    # A query string carries the message on GET, and on other verbs sent
+                    # without a body (parse_request_data then reads the query).
+                    from_query = request.method == "GET" or not request.body.strip()
+                    schema.check(data, kwargs, from_query)
             if getattr(handler, "fresh_caches", False):
                 from core import process_cache
 
@@ -513,8 +527,12 @@ def check_overlong_query(request: HttpRequest) -> errors.ApplicationError | None
 
 
 def urlpatterns() -> list:
+    from core.mlflow_schema import mlflow_path, schema_for
+
     patterns = []
     for (prefixes, route_path), route in ROUTES.items():
+        mlflow_spelling = mlflow_path(prefixes[0], route_path)
+        route.schemas = {method: schema_for(method, mlflow_spelling) for method in route.methods}
         view = _dispatch(route)
         for prefix in prefixes:
             patterns.append(url_path(prefix + route_path, view))

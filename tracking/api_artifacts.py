@@ -213,9 +213,8 @@ def _multipart(req: MlflowRequest) -> dict:
     # Validate exactly as a PUT would (the path, the file name in the body, the owner), so
     # these endpoints refuse the same payloads before saying they are not implemented.
     path = _path_kwarg(req)
-    name = _path_param(req, "path")
-    if name:
-        path = clean_artifact_path(f"{path}/{name}")
+    # The file name is required by the schema and is never "." (an upload target).
+    path = clean_artifact_path(f"{path}/{clean_artifact_path(req.str('path'))}")
     resolve_artifact_location(path, write=True)
     raise _not_implemented()
 
@@ -315,7 +314,12 @@ def upload_run_artifact(req: MlflowRequest) -> dict:
     return {}
 
 
-@mlflow_route("server-info", "GET", access=access.AUTHENTICATED, prefixes=("api/3.0/mlflow/",))
+@mlflow_route(
+    "server-info",
+    "GET",
+    access=access.AUTHENTICATED,
+    prefixes=("api/3.0/mlflow/", "ajax-api/3.0/mlflow/"),
+)
 def server_info(req: MlflowRequest) -> dict:
     # Multipart and presigned transfers answer 501, so they are never advertised: the
     # client then uses plain PUT/GET through the proxy.

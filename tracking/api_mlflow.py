@@ -300,6 +300,26 @@ def get_metric_history(req: MlflowRequest) -> dict:
     return result
 
 
+@mlflow_route("metrics/get-history-bulk", "GET", access=access.RUN_READ)
+def get_metric_history_bulk(req: MlflowRequest) -> dict:
+    """The UI's history of one metric over several runs (`run_id` repeated, at most 100): runs
+    in ascending id order, each run's points by (timestamp, step, value), `max_results` points
+    in all (at most 25000, the default)."""
+    run_ids = req.str_list("run_id")
+    if len(run_ids) > 100:
+        raise InvalidParameterValue(
+            "GetMetricHistoryBulk request cannot specify more than 100 run_ids. "
+            f"Received {len(run_ids)} run_ids."
+        )
+    return {
+        "metrics": selectors.metric_history_bulk(
+            run_ids=run_ids,
+            key=req.str("metric_key", required=True),
+            max_results=min(req.int64("max_results", default=25000), 25000),
+        )
+    }
+
+
 MAX_RUNS_BULK_INTERVAL = 100  # MLflow's MAX_RUNS_GET_METRIC_HISTORY_BULK
 MAX_RESULTS_PER_RUN = 2500
 

@@ -86,10 +86,18 @@ def clean_artifact_path(raw: str, *, allow_empty: bool = False) -> str:
 
     Every decoded form (percent-decoding repeated until stable, `%uXXXX`, then NFKC of each)
     is checked, so double-encoded and look-alike traversal is refused; the returned name is
-    never decoded beyond what the client sent."""
+    never decoded beyond what the client sent.
+
+    `allow_empty` is for paths naming a directory to list, where MLflow takes "" and "." for
+    the root and a "." segment for "this directory": `download_artifacts(run_id, ".")` lists
+    `<run>/artifacts/.`, then `<run>/artifacts/./<dir>`. There "." segments are dropped
+    before the checks; in paths naming a file they stay refused, and ".." is refused
+    everywhere."""
     if not isinstance(raw, str):
         raise _invalid("expected a string")
     path = raw[:-1] if raw.endswith("/") and len(raw) > 1 else raw
+    if allow_empty and not path.startswith("/") and "." in path.split("/"):
+        path = "/".join(segment for segment in path.split("/") if segment != ".")
     if path == "":
         if allow_empty:
             return ""

@@ -91,22 +91,21 @@ def resolve_experiment(user, required: str, target: Any) -> Experiment | None:
 def resolve_run(user, required: str, target: Any) -> Run:
     """Every run a request names (`run_id`, the legacy `run_uuid`, a `run_ids` list), parsed,
     found and decided on; a missing run is a 404."""
-    given = [access.target_value(target, key) for key in ("run_id", "run_uuid")]
-    given = [value for value in given if value is not None] + access.target_values(
-        target, "run_ids"
-    )
+    given: list[str] = []
+    # Every value counts: a query string may repeat `run_id` (the UI's get-history-bulk), and
+    # each run it names is decided on, not only the first.
+    for key in ("run_id", "run_uuid", "run_ids"):
+        values = [value for value in access.target_values(target, key) if value is not None]
+        if not values:
+            continue
+        canonical = [identifiers.run_id(value) for value in values]
+        given += canonical
+        for source in access.target_sources(target):
+            if key in source:
+                source[key] = canonical if isinstance(source[key], list) else canonical[0]
     if not given:
         raise InvalidParameterValue("Missing value for required parameter 'run_id'.")
-    run_ids = list(dict.fromkeys(identifiers.run_id(value) for value in given))
-    for key in ("run_id", "run_uuid"):
-        value = access.target_value(target, key)
-        if value is not None:
-            access.set_target_value(target, key, identifiers.run_id(value))
-    if access.target_values(target, "run_ids"):
-        listed = [identifiers.run_id(value) for value in access.target_values(target, "run_ids")]
-        for source in access.target_sources(target):
-            if "run_ids" in source:
-                source["run_ids"] = listed
+    run_ids = list(dict.fromkeys(given))
     rows = {run.run_id: run for run in Run.objects.filter(pk__in=run_ids)}
     for run_id in run_ids:
         not_found = f"Run with id={run_id} not found"

@@ -389,6 +389,26 @@ def _evenly_spaced(total: int, count: int) -> list[int]:
     return sorted({round(i * stride) for i in range(count)})
 
 
+def metric_history_bulk(*, run_ids: list[str], key: str, max_results: int) -> list[dict[str, Any]]:
+    """Every point of `key` in `run_ids` (ascending run id, then timestamp, step, value), the
+    first `max_results` of them, as MLflow's get-history-bulk answers."""
+    rows = (
+        Metric.objects.filter(run_id__in=run_ids, key=key)
+        .order_by("run_id", "timestamp", "step", "value", "id")
+        .values_list("run_id", "key", "value", "is_nan", "timestamp", "step")[:max_results]
+    )
+    return [
+        {
+            "key": k,
+            "value": _metric_value(value, is_nan),
+            "timestamp": ts,
+            "step": step,
+            "run_id": run_id,
+        }
+        for run_id, k, value, is_nan, ts, step in rows
+    ]
+
+
 def metric_history_bulk_interval(
     *, run_ids: list[str], key: str, start_step: int | None, end_step: int | None, max_results: int
 ) -> list[dict[str, Any]]:

@@ -526,6 +526,15 @@ def named_elsewhere_attempts(world) -> dict[tuple[str, str], list[Attempt]]:
             return _json_call(method, "/" + route, {key: value, "max_results": 10})
 
         add(route, method, variants, build, canonical)
+    add(
+        "api/2.0/mlflow/experiments/search-datasets",
+        "POST",
+        id_variants(world["exp"]),
+        lambda t: _json_call(
+            "POST", "/api/2.0/mlflow/experiments/search-datasets", {"experiment_ids": [t]}
+        ),
+        world["exp"],
+    )
     return out
 
 
@@ -594,9 +603,12 @@ def all_attempts(world, who: str) -> tuple[list[Attempt], list[str]]:
     attempts: list[Attempt] = []
     uncovered: list[str] = []
     elsewhere = named_elsewhere_attempts(world)
-    for route, callback in walk(get_resolver().url_patterns):
+    views = dict(walk(get_resolver().url_patterns))
+    for route, callback in views.items():
         if route.startswith("admin/"):
             continue  # the admin names objects by integer primary key (Django's own parsing)
+        if route.startswith("ajax-api/") and views.get(route.removeprefix("ajax-")) is callback:
+            continue  # the UI's twin of an /api/ route: the same view, attacked there
         mlflow_route = getattr(callback, "mlflow_route", None)
         view_class = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
         if mlflow_route is not None:
@@ -693,6 +705,7 @@ LISTS = {
     ),
     ("api/2.0/mlflow-artifacts/artifacts", "GET"),
     ("ajax-api/2.0/mlflow-artifacts/artifacts", "GET"),
+    ("api/2.0/mlflow/experiments/search-datasets", "POST"),
 }
 
 

@@ -33,10 +33,6 @@ TRAVERSAL = [
     "a/../../x",
     "a/b/../../../x",
     "..",
-    ".",
-    "./",
-    "./x",
-    "a/./b",
     "%2e%2e/x",
     "%2e%2e%2fx",
     "%2E%2E%2Fx",
@@ -178,7 +174,37 @@ def test_payloads_are_refused_on_every_verb(guarded, admin_client, payload):
             assert error["message"].startswith("Invalid path"), (path, verb)
 
 
-@pytest.mark.parametrize("payload", TRAVERSAL, ids=lambda p: repr(p)[:40])
+# "." segments and the directory a listing names: the path with them dropped.
+DOT_SEGMENTS = {".": "", "./": "", "./x": "x", "a/./b": "a/b", "a/.": "a", "./a/./b/.": "a/b"}
+
+
+@pytest.mark.parametrize("payload", DOT_SEGMENTS, ids=repr)
+def test_dot_segments_are_this_directory_in_listings_and_refused_in_file_paths(
+    guarded, admin_client, payload
+):
+    """MLflow takes "." for "this directory" in a listing (the client lists `<run>/artifacts/.`
+    and then `<run>/artifacts/./<dir>` for `download_artifacts(run_id, ".")`), so a listing
+    answers exactly as the listing of the path without them. As a file to write, read,
+    delete or transfer, a path with a "." segment names nothing: every other verb refuses it,
+    as before. (".." stays refused everywhere: TRAVERSAL above.)"""
+    prefix = guarded["prefix"]
+    same = DOT_SEGMENTS[payload]
+    for path, plain in ((f"{prefix}/{payload}", f"{prefix}/{same}".rstrip("/")), (payload, same)):
+        for verb, response in _verbs(admin_client, path).items():
+            if verb == "LIST":
+                expected = admin_client.get(PROXY, {"path": plain})
+                assert response.status_code == expected.status_code, (path, response.content)
+                assert response.json() == expected.json(), path
+                continue
+            assert response.status_code == 400, (path, verb, response.status_code)
+            error = response.json()
+            assert error["error_code"] == "INVALID_PARAMETER_VALUE", (path, verb)
+            assert error["message"].startswith("Invalid path"), (path, verb)
+    if same == "":
+        assert "keep.txt" in listing(admin_client, f"{prefix}/{payload}")
+
+
+@pytest.mark.parametrize("payload", [*TRAVERSAL, *DOT_SEGMENTS], ids=lambda p: repr(p)[:40])
 def test_payloads_in_the_multipart_body_are_refused(guarded, admin_client, payload):
     for action in ("create", "complete", "abort"):
         response = admin_client.post(
