@@ -433,7 +433,7 @@ def _dispatch(route: Route):
                 data = request.GET.dict()  # the body is the handler's; identifiers are here
             else:
                 data = parse_request_data(request)
-                schema = route.schemas.get(request.method)
+                schema = route.schemas.get(request.method or "")
                 if schema is not None:
                     # A query string carries the message on GET, and on other verbs sent
                     # without a body (parse_request_data then reads the query).

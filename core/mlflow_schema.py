@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from core import mlflow_schema_data as facts
 from core.errors import InvalidParameterValue
@@ -414,7 +414,8 @@ def _field_checker(kind: str, repeated: bool, ref: Any, compiled: dict) -> Check
 
 
 def _message_fields(name: str) -> list[tuple]:
-    return facts.MESSAGES[name] if name in facts.MESSAGES else UI_MESSAGE_FIELDS[name]
+    fields = facts.MESSAGES[name] if name in facts.MESSAGES else UI_MESSAGE_FIELDS[name]
+    return cast(list[tuple], fields)
 
 
 def _compile_all() -> dict[str, MessageSchema]:
