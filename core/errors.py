@@ -2,7 +2,11 @@
 
 Services raise these; the MLflow wire layer renders them as `{"error_code", "message"}`
 and the /api/v1 layer as `{"error": {"code", "message", "details"}}`. A client mistake is
-always a 4xx: the MLflow client retries 5xx answers for minutes."""
+always a 4xx: the MLflow client retries 5xx answers for minutes.
+
+Every error body also carries the request's id (`request_id`, the `X-Request-ID` header's
+value), so that a client's report can be found in the server's JSON log and audit trail:
+the bodies are built only by `mlflow_error_body`, `api_error_body` and `text_error_body`."""
 
 from __future__ import annotations
 
@@ -63,6 +67,34 @@ class ApplicationError(Exception):
         if self.http_status is not None:
             return self.http_status
         return MLFLOW_STATUS.get(self.error_code, 500)
+
+
+def _request_id() -> str:
+    from core.context import current
+
+    return current().request_id
+
+
+def mlflow_error_body(error_code: str, message: str) -> dict[str, Any]:
+    """MLflow's error shape; the client reads `error_code` and `message` and ignores the rest."""
+    return {"error_code": error_code, "message": message, "request_id": _request_id()}
+
+
+def api_error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The /api/v1 error shape."""
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": details or {},
+            "request_id": _request_id(),
+        }
+    }
+
+
+def text_error_body(message: str) -> str:
+    """A plain-text error for pages."""
+    return f"{message}\nRequest id: {_request_id()}\n"
 
 
 class InvalidParameterValue(ApplicationError):
@@ -182,12 +214,11 @@ def response_for_path(path: str, exc: ApplicationError):
     from django.http import HttpResponse, JsonResponse
 
     if path.startswith(MLFLOW_PATH_PREFIXES):
-        body = {"error_code": exc.error_code, "message": exc.message}
-        return JsonResponse(body, status=exc.status)
+        return JsonResponse(mlflow_error_body(exc.error_code, exc.message), status=exc.status)
     if path.startswith("/api/"):
-        body = {"error": {"code": exc.error_code, "message": exc.message, "details": exc.details}}
+        body = api_error_body(exc.error_code, exc.message, exc.details)
         return JsonResponse(body, status=exc.status)
-    return HttpResponse(f"{exc.message}\n", status=exc.status, content_type="text/plain")
+    return HttpResponse(text_error_body(exc.message), status=exc.status, content_type="text/plain")
 
 
 def api_exception_handler(exc: BaseException, context: dict[str, Any]):
@@ -198,13 +229,7 @@ def api_exception_handler(exc: BaseException, context: dict[str, Any]):
 
     app_error = translate(exc)
     if app_error is not None:
-        body = {
-            "error": {
-                "code": app_error.error_code,
-                "message": app_error.message,
-                "details": app_error.details,
-            }
-        }
+        body = api_error_body(app_error.error_code, app_error.message, app_error.details)
         return Response(body, status=app_error.status)
     response = exception_handler(exc, context)
     if response is None:
@@ -216,5 +241,5 @@ def api_exception_handler(exc: BaseException, context: dict[str, Any]):
         code = getattr(exc, "default_code", "error").upper()
         message = str(getattr(exc, "detail", exc))
         details = {}
-    response.data = {"error": {"code": code, "message": message, "details": details}}
+    response.data = api_error_body(code, message, details)
     return response
