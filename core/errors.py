@@ -11,7 +11,14 @@ the bodies are built only by `mlflow_error_body`, `api_error_body` and `text_err
 from __future__ import annotations
 
 import errno
+import logging
 from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# SQLSTATEs of a transaction the database rolled back because it met a concurrent one
+# (deadlock_detected, serialization_failure): the change was not made and may be sent again.
+ROLLED_BACK_BY_CONCURRENCY = frozenset({"40P01", "40001"})
 
 # MLflow's own error_code -> HTTP status table (reference/mlflow-protocol.md §3.2).
 MLFLOW_STATUS = {
@@ -195,6 +202,14 @@ def translate(exc: BaseException) -> ApplicationError | None:
         )
     if isinstance(exc, DjangoValidationError):
         return InvalidParameterValue("; ".join(exc.messages))
+    if getattr(exc.__cause__, "sqlstate", None) in ROLLED_BACK_BY_CONCURRENCY:
+        # 503: the MLflow client retries it (mlflow/utils/request_utils.py).
+        logger.warning("transaction rolled back by the database: %s", exc)
+        return ApplicationError(
+            "This change met a concurrent one and the database rolled it back; it was not "
+            "made. Send it again.",
+            error_code="TEMPORARILY_UNAVAILABLE",
+        )
     if isinstance(exc, OSError) and exc.errno in NO_ROOM_ERRNOS:
         # A full disk anywhere below a request (the stores translate their own; this is the
         # net for the rest): a client-readable error the MLflow client does not retry.

@@ -136,6 +136,10 @@ class _QueryCounter:
         return execute(sql, params, many, context)
 
 
+# Label values must stay few: a method a client made up is counted as "other".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def _route_of(request) -> str:
     match = getattr(request, "resolver_match", None)
     if match is None:
@@ -162,7 +166,8 @@ class RequestObservationMiddleware:
             return response
         finally:
             duration = time.perf_counter() - started
-            route, method = _route_of(request), request.method or ""
+            route = _route_of(request)
+            method = request.method if request.method in _METHODS else "other"
             REQUESTS.labels(route, method, str(status)).inc()
             LATENCY.labels(route, method).observe(duration)
             QUERIES.labels(route).observe(queries.count)

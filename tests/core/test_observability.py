@@ -76,6 +76,8 @@ def test_metrics_count_requests_by_route_and_show_the_domain(api, admin_user, sc
     )
     assert waiting.status_code == 400  # an open request now waits for a reviewer
     assert api.get("registered-models/get", {"name": "missing"}).status_code == 404
+    for made_up in ("BREW", "PROPFIND-1", "X" * 40):  # label values stay few
+        Client().generic(made_up, "/health")
 
     after = scrape()
     route = "api/2.0/mlflow/model-versions/transition-stage"
@@ -88,6 +90,11 @@ def test_metrics_count_requests_by_route_and_show_the_domain(api, admin_user, sc
     queries = ("custody_http_request_db_queries_count", (("route", route),))
     assert after[queries] - before.get(queries, 0) == 4
     assert after[("custody_production_versions", ())] == 1
+    methods = {
+        dict(labels)["method"] for name, labels in after if name.startswith("custody_http_requests")
+    }
+    assert methods <= {"GET", "POST", "PUT", "DELETE", "other"}, methods
+    assert "other" in methods
     assert (
         after[
             ("custody_transition_requests_open", (("age", "under_1h"), ("to_stage", "Production")))
@@ -202,3 +209,29 @@ def test_one_json_line_per_request(api, scientist, caplog):
     assert logged["status"] == 200
     assert logged["queries"] >= 1 and logged["duration_ms"] >= 0
     assert logged["level"] == "INFO" and logged["logger"] == "custody.request"
+
+
+def test_a_deadlock_victim_gets_a_503_it_may_retry_not_an_internal_error(api, monkeypatch):
+    """The soak (bench/soak.py) met PostgreSQL deadlocks between the audit chain head and a
+    cache version row; whatever the cause, the victim's change was rolled back, so the client
+    is told so with a status the MLflow client retries."""
+    import psycopg
+    from django.db import OperationalError
+
+    from registry import services
+
+    def deadlocked(**_):
+        try:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        except psycopg.Error as exc:
+            raise OperationalError("deadlock detected") from exc
+
+    monkeypatch.setattr(services, "registered_model_create", deadlocked)
+    response = api.post("registered-models/create", {"name": "victim"})
+    assert response.status_code == 503, response.content
+    body = response.json()
+    assert body["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    assert "rolled it back" in body["message"] and body["request_id"] == response["X-Request-ID"]
+    from mlflow.utils.request_utils import _TRANSIENT_FAILURE_RESPONSE_CODES
+
+    assert response.status_code in _TRANSIENT_FAILURE_RESPONSE_CODES

@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.celery]
 REDIS_URL = "redis://127.0.0.1:6379/7"
 METRICS_TOKEN = "scale-out-" + uuid.uuid4().hex
 CONVERGENCE_LIMIT_SECONDS = 60
+REFUSED = (403, 404)  # what may not be read looks missing
 
 
 class Instance:
@@ -49,7 +50,9 @@ def service(tmp_path_factory):
         "REDIS_URL": REDIS_URL,
         "CUSTODY_METRICS_TOKEN": METRICS_TOKEN,
         "CUSTODY_DEFAULT_PERMISSION": "NONE",
-        "CUSTODY_RECONCILE_SECONDS": "5",
+        # The reconciler archives for no request; slow here, so that the archiving is done by
+        # the outbox jobs that the promotions' requests wrote.
+        "CUSTODY_RECONCILE_SECONDS": "600",
         "LOG_LEVEL": "INFO",
     }
     with fresh_database(workdir, "custody_scale_out") as database_url:
@@ -66,7 +69,8 @@ def service(tmp_path_factory):
         servers[1].env["SECRET_KEY"] = servers[0].env["SECRET_KEY"]
         svc = SimpleNamespace(
             a=Instance(servers[0], servers[0].username, servers[0].password),
-            b=Instance(servers[1], servers[1].username, servers[1].password),
+            # The same user on both: page tokens and caches are per caller.
+            b=Instance(servers[1], servers[0].username, servers[0].password),
             servers=servers,
             server=servers[0],  # the one whose environment the worker and beat share
             # Beside the web servers, as on a machine of its own.
@@ -258,7 +262,8 @@ def test_a_grant_revoked_through_one_instance_is_refused_on_the_other_within_a_s
         f"{svc.a.api}/experiments/create", json={"name": f"granted-{uuid.uuid4().hex[:6]}"}
     ).json()["experiment_id"]
     read = f"{svc.b.api}/experiments/get"
-    assert dana.get(read, params={"experiment_id": exp}).status_code == 403  # default NONE
+    # Default NONE: an experiment one may not read looks missing (404).
+    assert dana.get(read, params={"experiment_id": exp}).status_code in REFUSED
     grants = {"grants": [{"user": username, "level": "READ"}]}
     granted = svc.a.http.put(f"{svc.a.v1}/experiments/{exp}/permissions", json=grants)
     assert granted.status_code == 200, granted.text
@@ -272,7 +277,7 @@ def test_a_grant_revoked_through_one_instance_is_refused_on_the_other_within_a_s
     revoked_at = time.monotonic()
     first_refusal = None
     while time.monotonic() - revoked_at < 1.0:
-        if dana.get(read, params={"experiment_id": exp}).status_code == 403:
+        if dana.get(read, params={"experiment_id": exp}).status_code in REFUSED:
             first_refusal = time.monotonic() - revoked_at
             break
         time.sleep(0.05)
@@ -281,7 +286,7 @@ def test_a_grant_revoked_through_one_instance_is_refused_on_the_other_within_a_s
     time.sleep(1.0)
     for via in (svc.a, svc.b):
         refused = dana.get(f"{via.api}/experiments/get", params={"experiment_id": exp})
-        assert refused.status_code == 403, refused.text
+        assert refused.status_code in REFUSED, refused.text
     print(f"\nrevoked on A, first refused on B after {first_refusal:.2f} s")
 
 
@@ -292,10 +297,14 @@ def test_the_worker_killed_mid_archive_converges_and_carries_the_request_id(serv
     assert stages(svc.a, name)[1] == "Staging"
     svc.worker = Celery(svc.servers[0], "worker")
     svc.worker.start()
-    took = wait_until(lambda: stages(svc.a, name)[1] == "Archived", "archiving after the kill")
+    # The job's lease (the task's 30 s time limit + 10 s from its start) ends, the relay sends
+    # it again (beat, every 5 s) and the new worker runs it.
+    took = wait_until(
+        lambda: stages(svc.a, name)[1] == "Archived", "archiving after the kill", limit=120
+    )
     print(f"\nworker killed mid-archive: archived {took:.1f} s after the restart")
-    # The archiving was done by the worker for the promotion's request: its audit event
-    # carries that request's id (sent as a task header).
+    # Re-sent by the relay, the job still carries the id of the promotion's request, and the
+    # archiving's audit event has it.
     archived = sql(
         svc.database_url,
         "SELECT request_id FROM audit_auditevent WHERE object_name = %s "
