@@ -81,7 +81,7 @@ def test_a_backup_restores_into_a_new_database_with_a_verified_audit_chain(tmp_p
             deadline = time.monotonic() + 60
             while True:
                 verified = http.get(f"{source.url}/api/v1/audit/verify").json()
-                head = http.get(
+                head = requests.get(  # not `http`: its basic auth would replace the bearer
                     f"{source.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
                 ).text
                 if verified["checkpoints_checked"] and "custody_audit_checkpoint_age" in head:
