@@ -36,3 +36,15 @@ def _forget_pool_process(pid=None, **_) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid or os.getpid())
+
+
+@signals.setup_logging.connect
+def _log_as_the_web_processes_do(**_) -> None:
+    """Workers and beat log with settings.LOGGING (one JSON object a line, with the request id
+    of the request that caused the task) instead of Celery's own format; the level is
+    LOG_LEVEL, not the `-l` option."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
