@@ -5,7 +5,7 @@ from django.http import JsonResponse
 from accounts.authentication import authenticate_header
 from accounts.throttle import TooManyAttempts
 from core.context import update_context
-from core.errors import ApplicationError
+from core.errors import ApplicationError, mlflow_error_body
 
 # Besides /api/ and /ajax-api/, the MLflow client calls a few root paths of feature families
 # Custody does not serve (core/mlflow_unsupported.py); its credentials count there too, so
@@ -28,7 +28,7 @@ class ApiAuthenticationMiddleware:
                 result = authenticate_header(header, request.META.get("REMOTE_ADDR", ""))
             except ApplicationError as exc:
                 response = JsonResponse(
-                    {"error_code": exc.error_code, "message": exc.message}, status=exc.status
+                    mlflow_error_body(exc.error_code, exc.message), status=exc.status
                 )
                 if exc.status == 401:
                     response["WWW-Authenticate"] = 'Basic realm="custody"'

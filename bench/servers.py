@@ -166,8 +166,19 @@ def tail(path: Path | None, n: int = 30) -> str:
     return "\n".join(lines[-n:])
 
 
-def start_custody(workdir: Path, python: str, log, user: str, password: str, role: str) -> Server:
-    dbname = "custody_bench"
+def start_custody(
+    workdir: Path,
+    python: str,
+    log,
+    user: str,
+    password: str,
+    role: str,
+    *,
+    dbname: str = "custody_bench",
+    production_config: bool = False,
+) -> Server:
+    """production_config: start gunicorn with config/gunicorn.conf.py as deployments do
+    (multi-process metrics, JSON request log) besides the worker sizing below."""
     recreate_database(dbname)
     art = workdir / "custody-artifacts"
     data = workdir / "custody-data"
@@ -221,8 +232,10 @@ def start_custody(workdir: Path, python: str, log, user: str, password: str, rol
         raise RuntimeError(f"custody create_user failed:\n{cu.stdout[-1000:]}\n{cu.stderr[-2000:]}")
     log(f"custody: user {user!r} ({role}) created")
     gunicorn = str(Path(python).parent / "gunicorn")
+    config = ["-c", "config/gunicorn.conf.py"] if production_config else []
     cmd = [
         gunicorn,
+        *config,
         "config.wsgi:application",
         "-b",
         f"127.0.0.1:{port}",

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core import mlflow_api
+from core.observability import metrics
 from core.readiness import ready
 from core.views import health, version
 
@@ -17,6 +18,7 @@ import webhooks.api_mlflow  # noqa: E402,F401  isort: skip
 urlpatterns = [
     path("health", health),
     path("ready", ready),
+    path("metrics", metrics),
     path("version", version),
     path("admin/", admin.site.urls),
     path("api/v1/schema", SpectacularAPIView.as_view(), name="v1-schema"),

@@ -2,12 +2,23 @@
 
 Services raise these; the MLflow wire layer renders them as `{"error_code", "message"}`
 and the /api/v1 layer as `{"error": {"code", "message", "details"}}`. A client mistake is
-always a 4xx: the MLflow client retries 5xx answers for minutes."""
+always a 4xx: the MLflow client retries 5xx answers for minutes.
+
+Every error body also carries the request's id (`request_id`, the `X-Request-ID` header's
+value), so that a client's report can be found in the server's JSON log and audit trail:
+the bodies are built only by `mlflow_error_body`, `api_error_body` and `text_error_body`."""
 
 from __future__ import annotations
 
 import errno
+import logging
 from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# SQLSTATEs of a transaction the database rolled back because it met a concurrent one
+# (deadlock_detected, serialization_failure): the change was not made and may be sent again.
+ROLLED_BACK_BY_CONCURRENCY = frozenset({"40P01", "40001"})
 
 # MLflow's own error_code -> HTTP status table (reference/mlflow-protocol.md §3.2).
 MLFLOW_STATUS = {
@@ -63,6 +74,34 @@ class ApplicationError(Exception):
         if self.http_status is not None:
             return self.http_status
         return MLFLOW_STATUS.get(self.error_code, 500)
+
+
+def _request_id() -> str:
+    from core.context import current
+
+    return current().request_id
+
+
+def mlflow_error_body(error_code: str, message: str) -> dict[str, Any]:
+    """MLflow's error shape; the client reads `error_code` and `message` and ignores the rest."""
+    return {"error_code": error_code, "message": message, "request_id": _request_id()}
+
+
+def api_error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The /api/v1 error shape."""
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": details or {},
+            "request_id": _request_id(),
+        }
+    }
+
+
+def text_error_body(message: str) -> str:
+    """A plain-text error for pages."""
+    return f"{message}\nRequest id: {_request_id()}\n"
 
 
 class InvalidParameterValue(ApplicationError):
@@ -163,6 +202,14 @@ def translate(exc: BaseException) -> ApplicationError | None:
         )
     if isinstance(exc, DjangoValidationError):
         return InvalidParameterValue("; ".join(exc.messages))
+    if getattr(exc.__cause__, "sqlstate", None) in ROLLED_BACK_BY_CONCURRENCY:
+        # 503: the MLflow client retries it (mlflow/utils/request_utils.py).
+        logger.warning("transaction rolled back by the database: %s", exc)
+        return ApplicationError(
+            "This change met a concurrent one and the database rolled it back; it was not "
+            "made. Send it again.",
+            error_code="TEMPORARILY_UNAVAILABLE",
+        )
     if isinstance(exc, OSError) and exc.errno in NO_ROOM_ERRNOS:
         # A full disk anywhere below a request (the stores translate their own; this is the
         # net for the rest): a client-readable error the MLflow client does not retry.
@@ -183,12 +230,11 @@ def response_for_path(path: str, exc: ApplicationError):
 
     body: dict[str, Any]
     if path.startswith(MLFLOW_PATH_PREFIXES):
-        body = {"error_code": exc.error_code, "message": exc.message}
-        return JsonResponse(body, status=exc.status)
+        return JsonResponse(mlflow_error_body(exc.error_code, exc.message), status=exc.status)
     if path.startswith("/api/"):
-        body = {"error": {"code": exc.error_code, "message": exc.message, "details": exc.details}}
+        body = api_error_body(exc.error_code, exc.message, exc.details)
         return JsonResponse(body, status=exc.status)
-    return HttpResponse(f"{exc.message}\n", status=exc.status, content_type="text/plain")
+    return HttpResponse(text_error_body(exc.message), status=exc.status, content_type="text/plain")
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]):
@@ -199,13 +245,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]):
 
     app_error = translate(exc)
     if app_error is not None:
-        body = {
-            "error": {
-                "code": app_error.error_code,
-                "message": app_error.message,
-                "details": app_error.details,
-            }
-        }
+        body = api_error_body(app_error.error_code, app_error.message, app_error.details)
         return Response(body, status=app_error.status)
     response = exception_handler(exc, context)
     if response is None:
@@ -217,5 +257,5 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]):
         code = getattr(exc, "default_code", "error").upper()
         message = str(getattr(exc, "detail", exc))
         details = {}
-    response.data = {"error": {"code": code, "message": message, "details": details}}
+    response.data = api_error_body(code, message, details)
     return response

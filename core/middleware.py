@@ -9,7 +9,10 @@ from core.context import RequestContext, new_request_id, reset_context, set_cont
 
 
 class RequestContextMiddleware:
-    """Gives each request an id (echoed as X-Request-Id) and the facts the audit trail records."""
+    """Gives each request an id (returned as X-Request-ID, in every error body, on the request's
+    log lines, audit events and the Celery tasks it causes) and the facts the audit trail
+    records. The id is always made here: one sent by the client is not trusted, since audit
+    events carry it."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -27,7 +30,7 @@ class RequestContextMiddleware:
             response = self.get_response(request)
         finally:
             reset_context(token)
-        response["X-Request-Id"] = request_id
+        response["X-Request-ID"] = request_id
         return response
 
 
@@ -161,17 +164,12 @@ class RejectUnstorableInputMiddleware:
 
             if request.path.startswith("/api/"):
                 return JsonResponse(
-                    {
-                        "error": {
-                            "code": "INVALID_PARAMETER_VALUE",
-                            "message": UNSTORABLE,
-                            "details": {},
-                        }
-                    },
-                    status=400,
+                    errors.api_error_body("INVALID_PARAMETER_VALUE", UNSTORABLE), status=400
                 )
             return HttpResponse(
-                f"Bad request: {UNSTORABLE}\n", status=400, content_type="text/plain"
+                errors.text_error_body(f"Bad request: {UNSTORABLE}"),
+                status=400,
+                content_type="text/plain",
             )
         return self.get_response(request)
 

@@ -354,7 +354,7 @@ def json_response(payload: dict[str, Any], status: int = 200) -> HttpResponse:
 
 
 def error_response(exc: errors.ApplicationError) -> HttpResponse:
-    return JsonResponse({"error_code": exc.error_code, "message": exc.message}, status=exc.status)
+    return JsonResponse(errors.mlflow_error_body(exc.error_code, exc.message), status=exc.status)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,7 +453,7 @@ def _dispatch(route: Route):
             if app_error is None:
                 logger.exception("Unhandled error in %s %s", request.method, request.path)
                 app_error = errors.ApplicationError(
-                    "Internal error; the request id in X-Request-Id identifies it in the logs.",
+                    "Internal error; the request id in X-Request-ID identifies it in the logs.",
                     error_code="INTERNAL_ERROR",
                 )
             return error_response(app_error)

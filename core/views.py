@@ -1,5 +1,7 @@
 from django.http import HttpResponse, JsonResponse
 
+from core import errors
+
 CUSTODY_VERSION = "0.1.0"
 _API_PREFIXES = ("/api/", "/ajax-api/")
 
@@ -17,18 +19,16 @@ def not_found(request, exception=None):
     # endpoint, and a JSON one with ENDPOINT_NOT_FOUND means the same without guessing.
     if request.path.startswith(_API_PREFIXES):
         return JsonResponse(
-            {"error_code": "ENDPOINT_NOT_FOUND", "message": "No API endpoint at this path."},
+            errors.mlflow_error_body("ENDPOINT_NOT_FOUND", "No API endpoint at this path."),
             status=404,
         )
-    return HttpResponse("Not found", status=404, content_type="text/plain")
+    return HttpResponse(errors.text_error_body("Not found"), status=404, content_type="text/plain")
 
 
 def bad_request(request, exception=None):
     """Django's answer to a SuspiciousOperation that no view mapped itself, typically a body
     over DATA_UPLOAD_MAX_MEMORY_SIZE met by a middleware: a 413 for that (any other is a
     400), in the error shape of the surface asked, never Django's HTML page."""
-    from core import errors
-
     app_error = errors.translate(exception) if exception is not None else None
     if app_error is None:
         app_error = errors.InvalidParameterValue(
@@ -38,7 +38,10 @@ def bad_request(request, exception=None):
 
 
 def server_error(request):
-    body = {"error_code": "INTERNAL_ERROR", "message": "Internal error."}
     if request.path.startswith(_API_PREFIXES):
-        return JsonResponse(body, status=500)
-    return HttpResponse("Internal error", status=500, content_type="text/plain")
+        return JsonResponse(
+            errors.mlflow_error_body("INTERNAL_ERROR", "Internal error."), status=500
+        )
+    return HttpResponse(
+        errors.text_error_body("Internal error"), status=500, content_type="text/plain"
+    )

@@ -6,8 +6,11 @@ class GovernanceConfig(AppConfig):
     verbose_name = "Governance"
 
     def ready(self) -> None:
-        from governance import services
+        from core import observability
+        from governance import metrics, services
         from registry import hooks
+
+        observability.register_collector(metrics.collect)
 
         hooks.register(
             archive_grace=services.archive_grace_of,

@@ -18,9 +18,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core import task_context
+from core.context import current as current_context
 from outbox.models import OutboxJob
 
 logger = logging.getLogger(__name__)
+
+# The id of the request that wrote a job, kept in its kwargs and sent as a message header
+# (core.task_context) rather than as an argument of the task.
+REQUEST_ID_KWARG = "_request_id"
 
 # The relay leaves a job alone after this many deliveries; the admin shows it with its error.
 MAX_ATTEMPTS = 10
@@ -60,6 +66,9 @@ def enqueue(task_name: str, /, *, countdown: float = 0, dedupe_key: str = "", **
             "outbox.enqueue() must be called inside the transaction of the change it follows"
         )
     now = timezone.now()
+    request_id = current_context().request_id
+    if request_id:
+        kwargs = {**kwargs, REQUEST_ID_KWARG: request_id}
     if dedupe_key:
         pending = OutboxJob.objects.filter(dedupe_key=dedupe_key, done_at__isnull=True).first()
         if pending is not None:
@@ -125,8 +134,11 @@ def dispatch(job_id: int) -> bool:
     try:
         if not eager:
             _check_broker()
+        kwargs = dict(job.kwargs)
+        request_id = kwargs.pop(REQUEST_ID_KWARG, "")
         task.apply_async(
-            kwargs={**job.kwargs, "outbox_job_id": job.pk},
+            kwargs={**kwargs, "outbox_job_id": job.pk},
+            headers={task_context.HEADER: request_id} if request_id else None,
             ignore_result=True,
             # One quick attempt: the relay is the retry, and the caller is waiting for its
             # answer (the change itself has committed).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs and starts Custody on the embedded default: SQLite, a local artifact directory,
-# Celery tasks in-process, under gunicorn.
+# Celery tasks and the periodic schedule in-process, under gunicorn.
 #
 # Listens on 127.0.0.1 unless HOST says otherwise (HOST=0.0.0.0 make run for every interface).
 set -euo pipefail
@@ -38,12 +38,6 @@ mkdir -p -m 700 "${CUSTODY_DATA_DIR:-data}"
 .venv/bin/python manage.py migrate --noinput -v 0
 .venv/bin/python manage.py collectstatic --noinput -v 0
 .venv/bin/python manage.py ensure_admin --url "$BASE_URL"
-case "${DATABASE_URL:-sqlite}" in
-  postgres*) DEFAULT_WORKERS=$(( $(nproc) * 2 + 1 )) ;;
-  *) DEFAULT_WORKERS=2 ;;  # SQLite has one writer; more processes only queue for its lock
-esac
-WORKERS="${WEB_CONCURRENCY:-$DEFAULT_WORKERS}"
-[ "$WORKERS" -gt 8 ] && WORKERS=8
 cat <<MSG
 
 Custody is starting, ${LISTENING} ${BASE_URL}
@@ -54,6 +48,7 @@ Custody is starting, ${LISTENING} ${BASE_URL}
   API docs:       ${BASE_URL}/api/v1/docs
 ${HINT}
 MSG
-exec .venv/bin/gunicorn config.wsgi:application --bind "${BIND_HOST}:${PORT}" \
-  --workers "$WORKERS" --threads "${GUNICORN_THREADS:-4}" --worker-class gthread \
-  --timeout 120 --limit-request-line 0 --access-logfile -
+# Workers, threads and timeouts from the core count and the database:
+# config/gunicorn.conf.py (WEB_CONCURRENCY and GUNICORN_THREADS override them).
+exec .venv/bin/gunicorn -c config/gunicorn.conf.py config.wsgi:application \
+  --bind "${BIND_HOST}:${PORT}"

@@ -100,6 +100,8 @@ class LiveServer:
                 sys.executable,
                 "-m",
                 "gunicorn",
+                "-c",
+                "config/gunicorn.conf.py",
                 "config.wsgi:application",
                 "--bind",
                 f"127.0.0.1:{self.port}",

@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "core.security.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.RequestContextMiddleware",
+    "core.observability.RequestObservationMiddleware",
     "core.middleware.RequestLimitsMiddleware",
     "core.middleware.RejectUnstorableInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -131,7 +132,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+# The container image collects the static files at build time, outside the data volume.
+STATIC_ROOT = Path(env_str("CUSTODY_STATIC_ROOT") or DATA_DIR / "static")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -193,20 +195,27 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
 CELERY_REDIS_SOCKET_TIMEOUT = 10
-# Without Redis there is no beat: every web process runs the outbox relay in a thread this
-# often (outbox/inprocess.py); 0 turns it off. With Redis, beat runs it (below).
+# Periodic work: the one schedule, CELERY_BEAT_SCHEDULE below, run by Celery beat when there is
+# a broker (`celery -A config beat`), and without one (the embedded default) by the web
+# processes themselves (outbox/inprocess.py): every process runs the outbox relay every
+# CUSTODY_INPROCESS_RELAY_SECONDS (0: off), and one of them the rest of the schedule
+# (CUSTODY_INPROCESS_PERIODIC). docs/operations.md, "Periodic tasks", lists the entries.
 CUSTODY_INPROCESS_RELAY_SECONDS = env_int("CUSTODY_INPROCESS_RELAY_SECONDS", 0 if REDIS_URL else 5)
+CUSTODY_INPROCESS_PERIODIC = env_bool("CUSTODY_INPROCESS_PERIODIC", not REDIS_URL)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# Periodic jobs; the relay's and the reconciler's messages expire rather than pile up while no
-# worker runs (expire_seconds for django-celery-beat's DatabaseScheduler, expires for Celery's
-# own scheduler).
+# The relay's and the reconciler's messages expire rather than pile up while no worker runs
+# (expire_seconds for django-celery-beat's DatabaseScheduler, expires for Celery's own
+# scheduler). To add periodic work, add an entry here; both runners pick it up.
 CELERY_BEAT_SCHEDULE: dict = {
     "outbox-relay": {
         "task": "outbox.relay",
         "schedule": env_int("CUSTODY_OUTBOX_RELAY_SECONDS", 5),
         "options": {"expires": 30, "expire_seconds": 30},
     },
-    "audit-checkpoint": {"task": "audit.checkpoint", "schedule": 300.0},
+    "audit-checkpoint": {
+        "task": "audit.checkpoint",
+        "schedule": env_int("CUSTODY_CHECKPOINT_SECONDS", 300),
+    },
     "audit-chain-pending": {
         "task": "audit.chain_pending",
         "schedule": 60.0,
@@ -361,9 +370,35 @@ if env_bool("CUSTODY_HTTPS", False):
     SECURE_HSTS_PRELOAD = True
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+# Metrics (/metrics, core.observability): off unless a scrape token is set.
+CUSTODY_METRICS_TOKEN = env_str("CUSTODY_METRICS_TOKEN")
+
+# Logs go to stderr, one JSON object a line (LOG_FORMAT=text for plain lines), each with the
+# request id. `custody.request` writes one line per request (CUSTODY_REQUEST_LOG=0: none).
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "core.observability.RequestIdFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "text" if LOG_FORMAT == "text" else "json",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
+    "loggers": {
+        "custody.request": {
+            "level": "INFO" if env_bool("CUSTODY_REQUEST_LOG", True) else "WARNING",
+        },
+    },
 }

@@ -542,6 +542,7 @@ def named_elsewhere_attempts(world) -> dict[tuple[str, str], list[Attempt]]:
 NAMES_NOTHING = {
     "health": "liveness probe",
     "ready": "readiness probe",
+    "metrics": "Prometheus scrape (aggregates only)",
     "version": "server version",
     "api/v1/schema": "the OpenAPI schema",
     "api/v1/docs": "Swagger UI",

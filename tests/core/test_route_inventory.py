@@ -20,6 +20,12 @@ PUBLIC_ROUTES = {
     "ready": "readiness probe: database, artifact store, broker (no details, core.readiness)",
     "version": "server version, as MLflow serves it",
 }
+# Routes for machines that prove themselves with a shared secret instead of a user.
+SCRAPE_TOKEN_ROUTES = {
+    "metrics": "Prometheus scrape: Bearer CUSTODY_METRICS_TOKEN, off without it "
+    "(core.observability.metrics; tests/core/test_observability.py)",
+}
+SCRAPE_TOKEN = "scrape-token"
 # drf-spectacular views are guarded by SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"].
 SPECTACULAR_VIEWS = {"SpectacularAPIView", "SpectacularSwaggerView"}
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
@@ -37,6 +43,8 @@ def classify(route: str, callback) -> list[str]:
     """The declared rules of one route, or [] when it declares none."""
     if route in PUBLIC_ROUTES:
         return [access.PUBLIC]
+    if route in SCRAPE_TOKEN_ROUTES:
+        return [SCRAPE_TOKEN]
     if route.startswith("admin/"):
         return ["admin-site"]  # Django's admin: staff sessions only, checked by the admin itself
     mlflow_route = getattr(callback, "mlflow_route", None)
@@ -60,7 +68,11 @@ def test_every_route_declares_a_known_rule():
         rules = classify(route, callback)
         if not rules or None in rules:
             undeclared.append(route)
-        unknown += [(route, r) for r in rules if r not in access.RULES and r != "admin-site"]
+        unknown += [
+            (route, r)
+            for r in rules
+            if r not in access.RULES and r not in ("admin-site", SCRAPE_TOKEN)
+        ]
     assert not undeclared, f"routes without an access rule: {undeclared}"
     assert not unknown, f"routes with unknown rules: {unknown}"
 
@@ -71,7 +83,8 @@ def _concrete(route: str) -> str:
     return "/" + re.sub(r"<(str:)?[^>]+>", "x", route).lstrip("^").rstrip("$")
 
 
-def test_anonymous_callers_are_refused_everywhere_but_public_routes():
+def test_anonymous_callers_are_refused_everywhere_but_public_routes(settings):
+    settings.CUSTODY_METRICS_TOKEN = "a-scrape-token"  # with metrics on, they need the token
     client = Client()
     checked = 0
     for route, callback in walk(get_resolver().url_patterns):

@@ -115,11 +115,11 @@ def test_unknown_route_is_not_a_5xx(client):
 
 
 def assert_v1_refused(response, status: int = 400) -> str:
-    """The /api/v1 error shape: {"error": {"code", "message", "details"}}."""
+    """The /api/v1 error shape: {"error": {"code", "message", "details", "request_id"}}."""
     assert response.status_code == status, response.content[:500]
     assert response["Content-Type"].startswith("application/json")
     error = response.json()["error"]
-    assert set(error) == {"code", "message", "details"}
+    assert set(error) == {"code", "message", "details", "request_id"}
     assert error["code"] and error["message"]
     return error["message"]
 
@@ -296,12 +296,12 @@ def test_live_url_over_the_limit_is_a_json_414(live_server_process):
         f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={LONG}",
     )
     assert (status, content_type) == (414, "application/json"), body[:300]
-    assert set(json.loads(body)) == {"error_code", "message"}
+    assert set(json.loads(body)) == {"error_code", "message", "request_id"}
     status, content_type, body = live_request(
         live_server_process, "GET", f"/api/v1/resolve?uri={LONG}"
     )
     assert (status, content_type) == (414, "application/json"), body[:300]
-    assert set(json.loads(body)["error"]) == {"code", "message", "details"}
+    assert set(json.loads(body)["error"]) == {"code", "message", "details", "request_id"}
     status, content_type, _ = live_request(live_server_process, "GET", f"/experiments/?q={LONG}")
     assert (status, content_type) == (414, "text/plain")
     # Under the limit but over gunicorn's default request line (4094): Custody answers.

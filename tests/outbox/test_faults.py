@@ -289,18 +289,7 @@ def test_a_worker_killed_mid_task_converges(deployment):
     d.model_with_versions(name)
     for version in (1, 2):
         assert d.transition(name, version, "Staging").status_code == 200
-    os.kill(d.worker.proc.pid, signal.SIGSTOP)  # the task must find the lock taken
-    try:
-        assert d.transition(name, 2, "Production").status_code == 200
-    finally:
-        lock = hold_write_lock(d, name)
-        os.kill(d.worker.proc.pid, signal.SIGCONT)
-    try:
-        d.worker.wait_for("registry.archive_superseded_versions", timeout=30)
-        time.sleep(1.0)
-        d.worker.kill()
-    finally:
-        lock.release()
+    kill_worker_mid_archive(d, name, lambda: d.transition(name, 2, "Production"))
     assert d.stage(name, 1) == "Staging"
     d.worker = Celery(d.server, "worker")
     restarted = time.monotonic()
@@ -310,6 +299,26 @@ def test_a_worker_killed_mid_task_converges(deployment):
         f"\nworker killed mid-task: archived {converged:.1f} s after the new worker was "
         f"started ({time.monotonic() - restarted:.1f} s)"
     )
+
+
+def kill_worker_mid_archive(d, name: str, promote) -> requests.Response:
+    """`promote()` (version 2 of `name` to Production) while d.worker is stopped, then the
+    archiving task finds its lock taken, and the worker is SIGKILLed in the middle of it.
+    `d` has `.worker` and `.server`; answers the promotion's response."""
+    os.kill(d.worker.proc.pid, signal.SIGSTOP)  # the task must find the lock taken
+    try:
+        promoted = promote()
+        assert promoted.status_code == 200, promoted.text
+    finally:
+        lock = hold_write_lock(d, name)
+        os.kill(d.worker.proc.pid, signal.SIGCONT)
+    try:
+        d.worker.wait_for("registry.archive_superseded_versions", timeout=30)
+        time.sleep(1.0)
+        d.worker.kill()
+    finally:
+        lock.release()
+    return promoted
 
 
 class _Lock:
