@@ -19,7 +19,14 @@ urlpatterns = [
     path("tokens/<int:token_id>/revoke", views_account.token_revoke, name="token-revoke"),
     path("experiments/", views_tracking.experiment_list, name="experiments"),
     path("experiments/<str:experiment_id>/", views_tracking.experiment_detail, name="experiment"),
+    path(
+        "experiments/<str:experiment_id>/columns",
+        views_tracking.experiment_columns,
+        name="experiment-columns",
+    ),
     path("runs/<str:run_id>/", views_tracking.run_detail, name="run"),
+    path("runs/<str:run_id>/edit", views_tracking.run_edit, name="run-edit"),
+    path("runs/<str:run_id>/lifecycle", views_tracking.run_lifecycle, name="run-lifecycle"),
     path(
         "runs/<str:run_id>/artifact-image",
         views_tracking.run_artifact_image,

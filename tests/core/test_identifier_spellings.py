@@ -565,7 +565,9 @@ def all_attempts(world, who: str) -> tuple[list[Attempt], list[str]]:
             }
         else:
             methods = {"GET": None} | (
-                {"POST": None} if route.endswith(("card/", "request", "aliases")) else {}
+                {"POST": None}
+                if route.endswith(("card/", "request", "aliases", "columns", "edit", "lifecycle"))
+                else {}
             )
         for method in methods:
             key = (route, method)

@@ -212,14 +212,15 @@ def test_columns_with_spaces_and_punctuation_sort(scientist):
         return response.content.decode()
 
     def names(page: str) -> list[str]:
-        return re.findall(r'<td><a href="/runs/[0-9a-f]+/">(\w+)</a></td>', page)
+        return re.findall(r'<a href="/runs/[0-9a-f]+/" title="\w+">(\w+)</a>', page)
 
     for column in ("metrics.my metric", "metrics.train: loss / 2"):
         first = client.get(url, {"col": [column]}).content.decode()
         down = follow(first, html_lib.escape(column))
         assert 'class="error-box"' not in down and names(down) == ["high", "mid", "low"]
         assert re.search(
-            rf'{re.escape(html_lib.escape(column))}</a> <span aria-hidden="true">↓', down
+            rf'{re.escape(html_lib.escape(column.partition(".")[2]))}</a> <span aria-hidden="true">↓',
+            down,
         )
         up = follow(down, html_lib.escape(column))
         assert names(up) == ["low", "mid", "high"] and '</a> <span aria-hidden="true">↑' in up
@@ -418,7 +419,9 @@ def test_accessibility_markup(scientist):
         {"col": ["metrics.loss"], "order": "metrics.loss ASC"},
     ).content.decode()
     assert re.search(
-        r'<th scope="col" class="num" aria-sort="ascending"><a [^>]*>metrics\.loss', table
+        r'<th scope="col" class="num" aria-sort="ascending" title="metrics.loss"><a [^>]*>'
+        r'<span class="kind">metric</span> loss',
+        table,
     )
     assert table.count("aria-sort=") == 1
     default = client.get(f"/experiments/{exp.experiment_id}/").content.decode()
