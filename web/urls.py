@@ -5,6 +5,7 @@ from web import (
     views_audit,
     views_governance,
     views_lineage,
+    views_logged_models,
     views_registry,
     views_tracking,
 )
@@ -33,6 +34,11 @@ urlpatterns = [
         name="run-artifact-image",
     ),
     path("compare/", views_tracking.compare, name="compare"),
+    path(
+        "logged-models/<str:model_id>/",
+        views_logged_models.logged_model_detail,
+        name="logged-model",
+    ),
     path("models/", views_registry.model_list, name="models"),
     path("models/<str:name>/", views_registry.model_detail, name="model"),
     path("models/<str:name>/aliases", views_registry.alias_change, name="alias-change"),

@@ -23,6 +23,7 @@ from tracking.models import (
     Metric,
     Param,
     Run,
+    RunOutput,
     RunTag,
 )
 from tracking.permissions import readable_experiments_q
@@ -400,6 +401,19 @@ def run_detail(request, run_id: str):
         (t for t in payload["data"]["tags"] if t["key"].startswith("mlflow.")),
         key=lambda t: t["key"],
     )
+    logged_models = list(
+        RunOutput.objects.filter(run=run)
+        .order_by("step", "model__name")
+        .values("step", "model_id", name=F("model__name"), status=F("model__status"))
+    )
+    artifact_path = request.GET.get("artifacts", "").strip("/")
+    artifacts = _artifacts(run, artifact_path)
+    # MLflow 3 keeps a logged model's files with the model: "model" is not under the run.
+    artifact_model = next(
+        (m for m in logged_models if m["name"] == artifact_path.split("/", 1)[0]), None
+    )
+    if artifact_model and artifacts.get("artifact_error"):
+        artifacts["artifact_error"] = None
     return render(
         request,
         "web/run_detail.html",
@@ -428,7 +442,9 @@ def run_detail(request, run_id: str):
             "can_edit": access.RANK[level] >= access.RANK[access.EDIT]
             and run.lifecycle_stage == LifecycleStage.ACTIVE,
             "can_manage": access.RANK[level] >= access.RANK[access.MANAGE],
-            **_artifacts(run, request.GET.get("artifacts", "")),
+            "logged_models": logged_models,
+            "artifact_model": artifact_model,
+            **artifacts,
         },
     )
 
