@@ -585,7 +585,14 @@ def _produced_versions(user, run_id: str) -> list:
 def compare(request):
     chosen = list(dict.fromkeys(r for r in request.GET.getlist("runs") if r))  # once each
     run_ids = chosen[:MAX_COMPARE]
+    back = request.GET.get("experiment", "")
+    back_experiment = back if back.isdigit() and len(back) < 19 else ""
     if len(run_ids) < 2:
+        if back_experiment:  # from the runs table: back to it, saying why
+            from django.contrib import messages
+
+            messages.warning(request, "Choose at least two different runs to compare.")
+            return HttpResponseRedirect(reverse("web:experiment", args=[back_experiment]))
         raise InvalidParameterValue("Choose at least two different runs to compare (up to 10).")
     for run_id in run_ids:  # each run is checked like a page of its own
         access.authorize(request, access.RUN_READ, {"run_id": run_id})
@@ -622,6 +629,8 @@ def compare(request):
             ),
             "names": {p["info"]["run_id"]: p["info"]["run_name"] for p in payloads},
             "left_out": len(chosen) - len(run_ids),
+            "back_experiment": back_experiment,
+            "run_order": run_ids,
             "max_compare": MAX_COMPARE,
         },
     )

@@ -183,3 +183,19 @@ def test_runs_table_query_count_is_pinned(scientist, django_assert_max_num_queri
     with django_assert_max_num_queries(24):
         response = client.get(f"/experiments/{exp.experiment_id}/")
     assert response.status_code == 200
+
+
+def test_compare_with_one_run_goes_back_to_the_table_saying_why(scientist):
+    exp = tracking.experiment_create(name="one to compare", owner=scientist)
+    runs = sweep(exp.experiment_id, 2)
+    client = signed_in(scientist)
+    back = client.get(
+        "/compare/", {"runs": [runs[0]], "experiment": str(exp.experiment_id)}, follow=True
+    )
+    assert back.redirect_chain[-1][0] == f"/experiments/{exp.experiment_id}/"
+    assert "Choose at least two different runs" in back.content.decode()
+    page = client.get(
+        "/compare/", {"runs": runs, "experiment": str(exp.experiment_id)}
+    ).content.decode()
+    assert f'href="/experiments/{exp.experiment_id}/">Back to the runs table' in page
+    assert '<script id="run-order" type="application/json">' in page

@@ -8,6 +8,11 @@
   var data = JSON.parse(dataNode.textContent);
   var namesNode = document.getElementById("run-names");
   var names = namesNode ? JSON.parse(namesNode.textContent) : {};
+  var orderNode = document.getElementById("run-order");
+  var order = orderNode ? JSON.parse(orderNode.textContent) : [];
+  function colour(runId, i) {  // the run's own colour on every chart and in the runs table
+    return window.custodyRunColour ? window.custodyRunColour(runId) : palette[i % palette.length];
+  }
   var palette = ["#1f5fae", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0f766e", "#a16207",
                  "#be185d", "#4d7c0f", "#334155"];
   Object.keys(data).sort().forEach(function (key) {
@@ -22,13 +27,17 @@
     figure.appendChild(caption);
     figure.appendChild(canvas);
     holder.appendChild(figure);
-    var datasets = Object.keys(data[key]).map(function (runId, i) {
+    // Legend order is the table's (the order the runs were chosen in), not the ids' order.
+    var runIds = Object.keys(data[key]).sort(function (a, b) {
+      return order.indexOf(a) - order.indexOf(b);
+    });
+    var datasets = runIds.map(function (runId, i) {
       return {
         label: names[runId] || key,
         data: data[key][runId].map(function (p) { return {x: p[0], y: p[1]}; }),
-        borderColor: palette[i % palette.length],
-        backgroundColor: palette[i % palette.length],
-        pointRadius: data[key][runId].length > 50 ? 0 : 2,
+        borderColor: colour(runId, i),
+        backgroundColor: colour(runId, i),
+        pointRadius: data[key][runId].length > 50 ? 0 : 3,
         borderWidth: 2,
         tension: 0
       };
