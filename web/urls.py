@@ -21,6 +21,11 @@ urlpatterns = [
     path("experiments/", views_tracking.experiment_list, name="experiments"),
     path("experiments/<str:experiment_id>/", views_tracking.experiment_detail, name="experiment"),
     path(
+        "experiments/<str:experiment_id>/charts/",
+        views_tracking.experiment_charts,
+        name="experiment-charts",
+    ),
+    path(
         "experiments/<str:experiment_id>/columns",
         views_tracking.experiment_columns,
         name="experiment-columns",

@@ -270,6 +270,50 @@ def experiment_detail(request, experiment_id: str):
     )
 
 
+EXPERIMENT_CHART_POINTS = 500  # per series on the experiment's chart view (50 runs at once)
+
+
+@page(access.EXPERIMENT_READ)
+def experiment_charts(request, experiment_id: str):
+    """A panel per metric over the runs the table shows (same filter, name search, order and
+    page), each run in its colour."""
+    experiment = selectors.experiment_get(experiment_id)
+    filter_string = request.GET.get("filter", "").strip()
+    name_search = request.GET.get("q", "").strip()
+    order = request.GET.get("order", "")
+    clauses = [c for c in (filter_string, name_search and runs_table.name_clause(name_search)) if c]
+    error, run_ids = "", []
+    try:
+        run_ids, _ = selectors.runs_search(
+            user=request.user,
+            experiment_ids=[str(experiment.experiment_id)],
+            filter_string=" and ".join(clauses) or None,
+            view_type="active",
+            order_by=[order] if order else [],
+            max_results=PAGE_SIZE,
+            page_token=request.GET.get("page") or None,
+        )
+    except InvalidParameterValue as exc:
+        error = exc.message
+    names = dict(Run.objects.filter(run_id__in=run_ids).values_list("run_id", "name"))
+    chart_data = _histories(run_ids, max_points=EXPERIMENT_CHART_POINTS) if run_ids else {}
+    return render(
+        request,
+        "web/experiment_charts.html",
+        {
+            "nav": "experiments",
+            "experiment": experiment,
+            "error": error,
+            "runs": [(r, names.get(r, r)) for r in run_ids],
+            "chart_data": chart_data,
+            "chart_summary": _chart_summary(chart_data, names),
+            "names": names,
+            "run_order": run_ids,
+            "max_points": EXPERIMENT_CHART_POINTS,
+        },
+    )
+
+
 @page(access.EXPERIMENT_READ)
 def experiment_columns(request, experiment_id: str):
     """Save (or, with reset, forget) the user's column choice for this experiment, then back
@@ -302,8 +346,10 @@ def _level(request, experiment_id: int) -> str:
     return experiment_level(request.user, experiment_id)
 
 
-def _histories(run_ids: list[str], keys: list[str] | None = None) -> dict[str, dict[str, list]]:
-    """{metric key: {run id: [[step, value], ...]}}, sampled in the database. A series of n
+def _histories(
+    run_ids: list[str], keys: list[str] | None = None, max_points: int = MAX_CHART_POINTS
+) -> dict[str, dict[str, list]]:
+    """{metric key: {run id: [[step, value, timestamp], ...]}}, sampled in the database. A series of n
     points sends every ceil(n / MAX_CHART_POINTS)-th point in logging order (timestamp, then
     step: the order of the (run, key, timestamp, step) unique index, so no sort of the whole
     history), its first point included, plus its last point: at most MAX_CHART_POINTS + 1 per
@@ -321,7 +367,7 @@ def _histories(run_ids: list[str], keys: list[str] | None = None) -> dict[str, d
         )
         .annotate(
             stride=ExpressionWrapper(
-                (F("total") + (MAX_CHART_POINTS - 1)) / MAX_CHART_POINTS,
+                (F("total") + (max_points - 1)) / max_points,
                 output_field=BigIntegerField(),
             )
         )
@@ -335,7 +381,7 @@ def _histories(run_ids: list[str], keys: list[str] | None = None) -> dict[str, d
         series.setdefault(key, {}).setdefault(run_id, []).append((step, timestamp, value))
     return {
         key: {
-            run_id: [[step, value] for step, _, value in sorted(points)]
+            run_id: [[step, value, timestamp] for step, timestamp, value in sorted(points)]
             for run_id, points in sorted(runs.items())
         }
         for key, runs in sorted(series.items())
@@ -569,6 +615,34 @@ def run_artifact_image(request, run_id: str):
     return response
 
 
+def _plot_values(run_ids: list[str], params: list[dict], metrics: list[dict]) -> dict:
+    """For the scatter and parallel-coordinates plots: the numeric params and final metrics,
+    {"columns": ["params.lr", "metrics.auc", ...], "runs": {run id: [value or None, ...]}}.
+    A param counts when every run that has it holds a number."""
+    columns, values = [], {run_id: [] for run_id in run_ids}
+    for section, rows in (("params", params), ("metrics", metrics)):
+        for row in rows:
+            numbers = [_as_number(v) for v in row["values"]]
+            if any(n is None for n, v in zip(numbers, row["values"], strict=True) if v is not None):
+                continue
+            if all(n is None for n in numbers):
+                continue
+            columns.append(f"{section}.{row['key']}")
+            for run_id, number in zip(run_ids, numbers, strict=True):
+                values[run_id].append(number)
+    return {"columns": columns, "runs": values}
+
+
+def _as_number(value) -> float | None:
+    import math
+
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _produced_versions(user, run_id: str) -> list:
     from registry.models import ModelVersion
     from registry.permissions import readable_models_q
@@ -614,14 +688,16 @@ def compare(request):
         return rows
 
     chart_data = _histories(run_ids)
+    params_rows, metric_rows = table("params"), table("metrics")
     return render(
         request,
         "web/compare.html",
         {
             "nav": "experiments",
             "runs": [p["info"] for p in payloads],
-            "params": table("params"),
-            "metrics": table("metrics"),
+            "params": params_rows,
+            "metrics": metric_rows,
+            "plot_values": _plot_values(run_ids, params_rows, metric_rows),
             "chart_data": chart_data,
             "chart_keys": sorted(chart_data),
             "chart_summary": _chart_summary(

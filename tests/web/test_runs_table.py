@@ -199,3 +199,43 @@ def test_compare_with_one_run_goes_back_to_the_table_saying_why(scientist):
     ).content.decode()
     assert f'href="/experiments/{exp.experiment_id}/">Back to the runs table' in page
     assert '<script id="run-order" type="application/json">' in page
+
+
+def test_experiment_chart_view_draws_the_runs_the_table_shows(scientist):
+    import json
+
+    exp = tracking.experiment_create(name="charted", owner=scientist)
+    runs = sweep(exp.experiment_id, 3)
+    hidden = new_run(exp.experiment_id, "other", metrics=[metric("val_auc", 0.1)])
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/charts/"
+    page = client.get(url, {"q": "gbm"}).content.decode()
+    data = json.loads(re.search(r'id="chart-data" type="application/json">(.*?)</script>', page)[1])
+    assert set(data["val_auc"]) == set(runs) and hidden not in data["val_auc"]
+    assert set(data) == {"val_auc", "aaa_constant"}
+    order = json.loads(re.search(r'id="run-order" type="application/json">(.*?)</script>', page)[1])
+    assert sorted(order) == sorted(runs)
+    table = client.get(f"/experiments/{exp.experiment_id}/", {"q": "gbm"}).content.decode()
+    assert f'href="{url}?q=gbm" id="charts-link"' in table
+    bad = client.get(url, {"filter": "nonsense"}).content.decode()
+    assert 'role="alert"' in bad
+
+
+def test_compare_offers_numeric_params_and_metrics_to_plot(scientist):
+    import json
+
+    exp = tracking.experiment_create(name="plotted", owner=scientist)
+    runs = sweep(exp.experiment_id, 3)
+    tracking.run_log_batch(run_id=runs[0], params=[{"key": "model", "value": "gbm"}])
+    page = signed_in(scientist).get("/compare/", {"runs": runs}).content.decode()
+    plot = json.loads(
+        re.search(r'id="plot-values" type="application/json">(.*?)</script>', page)[1]
+    )
+    # "model" is text, so it is not an axis; seed is constant but numeric, so it is
+    assert plot["columns"] == [
+        "params.lr",
+        "params.seed",
+        "metrics.aaa_constant",
+        "metrics.val_auc",
+    ]
+    assert plot["runs"][runs[2]] == pytest.approx([2.0, 42.0, 1.0, 0.82])

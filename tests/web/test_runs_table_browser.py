@@ -25,6 +25,7 @@ CHOSEN = [
     "tags.mlflow.source.git.commit",
     "tags.dataset_version",
 ]
+TS = 1_700_000_000_000
 WIDTHS = {"desktop": (1440, 900), "phone": (390, 844)}
 
 # Per cell: how many distinct line tops its text has (1 = the cell did not wrap).
@@ -99,6 +100,7 @@ def world(live_server_process, signed_in):
     user = f"table-{uuid.uuid4().hex[:8]}"  # the live server's database outlives one test
     password = live_server_process.create_user(user, "data-scientist")
     data = seed(live_server_process, (user, password), f"churn sweep {user}")
+    data["auth"] = (user, password)
     return data, lambda: signed_in(user, password)
 
 
@@ -208,3 +210,66 @@ def test_edit_a_run_from_its_page(world, screenshot, size):
     expect(page.get_by_role("button", name="Restore run")).to_be_visible()
     page.get_by_role("button", name="Restore run").click()
     expect(page.get_by_role("button", name="Delete run")).to_be_visible()
+
+
+@pytest.mark.parametrize("size", WIDTHS, ids=list(WIDTHS))
+def test_charts_have_controls_and_compare_plots_params_against_metrics(
+    world, live_server_process, screenshot, size
+):
+    data, open_page = world
+    page = open_page()
+    page.set_viewport_size({"width": WIDTHS[size][0], "height": WIDTHS[size][1]})
+    # a curve for two of the trials (the seed logs single values)
+    for run in data["runs"][1:3]:
+        requests.post(
+            f"{live_server_process.url}/api/2.0/mlflow/runs/log-batch",
+            auth=data["auth"],
+            json={
+                "run_id": run,
+                "metrics": [
+                    {"key": "loss", "value": 1 / (s + 1), "timestamp": TS + s * 1000, "step": s}
+                    for s in range(30)
+                ],
+            },
+        ).raise_for_status()
+    page.goto(f"/experiments/{data['experiment']}/?flat=1")
+    page.locator("#charts-link").click()
+    charts = page.locator("#charts")
+    expect(charts).to_have_attribute("data-ready", "true")
+    loss = page.locator('figure.chart[data-metric="loss"]')
+    expect(loss).to_have_attribute("data-series", "2")
+    page.get_by_label("X axis").select_option("relative")
+    expect(charts).to_have_attribute("data-x", "relative")
+    page.get_by_label("Log scale").check()
+    expect(charts).to_have_attribute("data-log", "true")
+    page.get_by_label("Smoothing").fill("0.6")
+    expect(charts).to_have_attribute("data-smoothing", "0.6")
+    loss.scroll_into_view_if_needed()
+    box = loss.locator("canvas").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] / 2)
+    page.mouse.up()
+    expect(loss).to_have_attribute("data-zoomed", "true")
+    screenshot(page, f"experiment-charts-{size}")
+    page.get_by_role("button", name="Reset zoom").click()
+    expect(loss).not_to_have_attribute("data-zoomed", "true")
+
+    # compare three runs chosen from the table: colours match the table's swatches
+    page.goto(f"/experiments/{data['experiment']}/?flat=1")
+    swatch = page.locator(f'#runs-table tr[data-run-id="{data["runs"][2]}"] .run-swatch')
+    table_colour = swatch.evaluate("el => getComputedStyle(el).backgroundColor")
+    for run in data["runs"][1:4]:
+        page.locator(f'input[name="runs"][value="{run}"]').check()
+    page.get_by_role("button", name="Compare selected").click()
+    expect(page.get_by_role("heading", name="Compare 3 runs")).to_be_visible()
+    compare_swatch = page.locator(
+        f'#compare-params th .run-swatch[data-run-colour="{data["runs"][2]}"]'
+    )
+    assert compare_swatch.evaluate("el => getComputedStyle(el).backgroundColor") == table_colour
+    expect(page.locator("#scatter")).to_have_attribute("data-points", "3")
+    expect(page.locator("#parallel")).to_have_attribute("data-lines", "3")
+    page.get_by_label("Y", exact=True).select_option(label="metrics.val_auc")
+    expect(page.locator("#scatter")).to_have_attribute("data-points", "3")
+    expect(page.get_by_role("link", name="Back to the runs table")).to_be_visible()
+    screenshot(page, f"compare-plots-{size}")

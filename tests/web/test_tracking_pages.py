@@ -255,19 +255,19 @@ def test_charts_sample_a_long_history_in_the_database(scientist):
         chart(f"/runs/{long_run}/"),
         chart(f"/compare/?runs={long_run}&runs={short_run}"),
     ):
-        points = data["loss"][long_run]
+        points = [p[:2] for p in data["loss"][long_run]]  # [step, value, timestamp]
         assert len(points) <= MAX_CHART_POINTS + 1
         assert points[0] == [1, 0.0] and points[-1] == [(steps - 1) * 2 + 1, (steps - 1) / 10]
         assert [p[0] for p in points] == sorted(p[0] for p in points)
         gaps = {b[0] - a[0] for a, b in zip(points[:-2], points[1:-1], strict=True)}
         assert gaps == {8}  # every 4th point of a series logged every 2 steps
     assert chart(f"/compare/?runs={long_run}&runs={short_run}")["loss"][short_run] == [
-        [s, float(s)] for s in range(5)
+        [s, float(s), TS + s] for s in range(5)
     ]
     # a step logged late (out of order) is the last point logged, so it is drawn
     Metric.objects.create(run_id=long_run, key="loss", value=-1.0, timestamp=TS * 2, step=-5)
     points = chart(f"/runs/{long_run}/")["loss"][long_run]
-    assert points[0] == [-5, -1.0] and len(points) <= MAX_CHART_POINTS + 1
+    assert points[0] == [-5, -1.0, TS * 2] and len(points) <= MAX_CHART_POINTS + 1
     # The client logs step 0 when none is given: a history all at one step is sampled too.
     flat = new_run(exp.experiment_id, "flat")
     Metric.objects.bulk_create(
@@ -276,7 +276,7 @@ def test_charts_sample_a_long_history_in_the_database(scientist):
     )
     flat_points = chart(f"/runs/{flat}/")["acc"][flat]
     assert len(flat_points) <= MAX_CHART_POINTS + 1
-    assert flat_points[-1] == [0, (3 * MAX_CHART_POINTS - 1) / 7]  # the last point logged
+    assert flat_points[-1][:2] == [0, (3 * MAX_CHART_POINTS - 1) / 7]  # the last point logged
 
 
 BAD_PAGING = [

@@ -13,4 +13,10 @@
     }
     return palette[hash % palette.length];
   };
+  // Swatches: <span class="run-swatch" data-run-colour="<run id>"> (scripts load at the end
+  // of the body, so the page is there).
+  var swatches = document.querySelectorAll("[data-run-colour]");
+  for (var i = 0; i < swatches.length; i++) {
+    swatches[i].style.background = window.custodyRunColour(swatches[i].getAttribute("data-run-colour"));
+  }
 })();

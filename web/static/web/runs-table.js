@@ -1,5 +1,4 @@
-// The runs table: expand/collapse a parent's child rows, and give each run the colour it has
-// on every chart (web/static/web/run-colours.js).
+// The runs table: expand/collapse a parent's child rows.
 (function () {
   "use strict";
   var table = document.getElementById("runs-table");
@@ -15,10 +14,4 @@
     button.textContent = open ? "▸" : "▾";
     button.setAttribute("aria-label", button.getAttribute("aria-label").replace(open ? "Hide" : "Show", open ? "Show" : "Hide"));
   });
-  if (window.custodyRunColour) {
-    var swatches = table.querySelectorAll("[data-run-colour]");
-    for (var i = 0; i < swatches.length; i++) {
-      swatches[i].style.background = window.custodyRunColour(swatches[i].getAttribute("data-run-colour"));
-    }
-  }
 })();
