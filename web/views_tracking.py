@@ -32,7 +32,8 @@ from web.pages import page
 
 PAGE_SIZE = 50
 MAX_CHART_POINTS = 2000
-MAX_COMPARE = 10
+MAX_COMPARE = 50  # a page of the runs table
+COMPARE_POINTS = 20_000  # points per metric shared by the runs compared (2,000 each for 10)
 MAX_EXPERIMENTS = 500
 MAX_COLUMN_KEYS = 500
 CHILDREN_SHOWN = 25  # per parent in the runs table; the parent's page lists them all, paged
@@ -667,7 +668,9 @@ def compare(request):
 
             messages.warning(request, "Choose at least two different runs to compare.")
             return HttpResponseRedirect(reverse("web:experiment", args=[back_experiment]))
-        raise InvalidParameterValue("Choose at least two different runs to compare (up to 10).")
+        raise InvalidParameterValue(
+            f"Choose at least two different runs to compare (up to {MAX_COMPARE})."
+        )
     for run_id in run_ids:  # each run is checked like a page of its own
         access.authorize(request, access.RUN_READ, {"run_id": run_id})
     payloads = selectors.run_payloads(run_ids)
@@ -687,7 +690,9 @@ def compare(request):
             )
         return rows
 
-    chart_data = _histories(run_ids)
+    chart_data = _histories(
+        run_ids, max_points=min(MAX_CHART_POINTS, COMPARE_POINTS // len(run_ids))
+    )
     params_rows, metric_rows = table("params"), table("metrics")
     return render(
         request,
