@@ -176,7 +176,8 @@ def main() -> None:
             runs_search_scope(
                 user=user,
                 experiment_ids=[str(exp_id)],
-                filter_string=None,
+                # the table nests child runs: its pages are of the top-level runs
+                filter_string="tags.`mlflow.parentRunId` IS NULL",
                 view_type="active",
                 order_by=[],
             ),

@@ -37,3 +37,4 @@ urlpatterns = [
 handler400 = "core.views.bad_request"
 handler404 = "core.views.not_found"
 handler500 = "core.views.server_error"
+handler403 = "core.views.forbidden"

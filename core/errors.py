@@ -76,7 +76,7 @@ class ApplicationError(Exception):
         return MLFLOW_STATUS.get(self.error_code, 500)
 
 
-def _request_id() -> str:
+def current_request_id() -> str:
     from core.context import current
 
     return current().request_id
@@ -84,7 +84,7 @@ def _request_id() -> str:
 
 def mlflow_error_body(error_code: str, message: str) -> dict[str, Any]:
     """MLflow's error shape; the client reads `error_code` and `message` and ignores the rest."""
-    return {"error_code": error_code, "message": message, "request_id": _request_id()}
+    return {"error_code": error_code, "message": message, "request_id": current_request_id()}
 
 
 def api_error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -94,14 +94,14 @@ def api_error_body(code: str, message: str, details: Any = None) -> dict[str, An
             "code": code,
             "message": message,
             "details": details or {},
-            "request_id": _request_id(),
+            "request_id": current_request_id(),
         }
     }
 
 
 def text_error_body(message: str) -> str:
     """A plain-text error for pages."""
-    return f"{message}\nRequest id: {_request_id()}\n"
+    return f"{message}\nRequest id: {current_request_id()}\n"
 
 
 class InvalidParameterValue(ApplicationError):

@@ -22,7 +22,34 @@ def not_found(request, exception=None):
             errors.mlflow_error_body("ENDPOINT_NOT_FOUND", "No API endpoint at this path."),
             status=404,
         )
-    return HttpResponse(errors.text_error_body("Not found"), status=404, content_type="text/plain")
+    return _page("404.html", request, 404, "Not found")
+
+
+def forbidden(request, exception=None):
+    if request.path.startswith(_API_PREFIXES):
+        return JsonResponse(
+            errors.mlflow_error_body("PERMISSION_DENIED", "Permission denied."), status=403
+        )
+    return _page("403.html", request, 403, "Forbidden")
+
+
+def _page(template: str, request, status: int, fallback: str) -> HttpResponse:
+    """The styled error page with the site's navigation; plain text if even that fails (a
+    broken template must not turn an error page into a second error)."""
+    from django.template import loader
+
+    try:
+        # A 500 page renders without the request: its context processors may be what failed.
+        body = loader.render_to_string(
+            template,
+            {"request_id": errors.current_request_id()},
+            request=request if status != 500 else None,
+        )
+    except Exception:  # noqa: BLE001 - the last resort of an error handler
+        return HttpResponse(
+            errors.text_error_body(fallback), status=status, content_type="text/plain"
+        )
+    return HttpResponse(body, status=status)
 
 
 def bad_request(request, exception=None):
@@ -42,6 +69,4 @@ def server_error(request):
         return JsonResponse(
             errors.mlflow_error_body("INTERNAL_ERROR", "Internal error."), status=500
         )
-    return HttpResponse(
-        errors.text_error_body("Internal error"), status=500, content_type="text/plain"
-    )
+    return _page("500.html", request, 500, "Internal error")

@@ -328,6 +328,21 @@ def runs_search(
     return run_ids[:limit], token
 
 
+def runs_search_count(
+    *, readable_experiment_ids: list[int], filter_string: str | None, view_type: str, limit: int
+) -> int:
+    """How many runs a runs_search matches, counted up to limit + 1 (the web UI says "more
+    than limit" rather than count a huge experiment's every run on each page). The
+    experiments are those of the search's scope (runs_search_scope), already cut to the
+    readable ones."""
+    from tracking import search
+
+    if not readable_experiment_ids:
+        return 0
+    qs = _view_filter(Run.objects.filter(experiment_id__in=readable_experiment_ids), view_type)
+    return search.filter_runs(qs, filter_string).values("run_id")[: limit + 1].count()
+
+
 def metric_history(
     *, run_id: str, key: str, max_results: Any, page_token: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:

@@ -564,6 +564,101 @@ def run_delete_tag(*, run_id: str, key: Any) -> None:
         raise ResourceDoesNotExist(f"No tag with name: {key} in run with id {run_id}")
 
 
+NOTE_TAG = "mlflow.note.content"  # where MLflow keeps a run's description
+SYSTEM_TAG_PREFIX = "mlflow."
+
+
+@transaction.atomic
+def run_edit(
+    *,
+    run_id: str,
+    name: str | None = None,
+    description: str | None = None,
+    set_tags: Iterable[tuple[str, str]] = (),
+    delete_tags: Iterable[str] = (),
+) -> Run:
+    """A person's edit of a run from the web UI: its name, its description (MLflow's
+    `mlflow.note.content` tag) and its own tags. System tags (`mlflow.*`) are the client's
+    record of the run and are not edited here. Audited as one `run.edit` event with the
+    fields that changed, before and after; an edit that changes nothing records nothing."""
+    run = _lock_run(run_id)
+    _require_active_run(run)
+    current = dict(RunTag.objects.filter(run=run).values_list("key", "value"))
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    if name is not None:
+        name = check_text(name, "run name").strip()
+        if not name:
+            raise InvalidParameterValue("A run name cannot be empty.")
+        if len(name) > MAX_RUN_NAME_LENGTH:
+            raise InvalidParameterValue(
+                f"Run name exceeds the maximum length of {MAX_RUN_NAME_LENGTH} characters."
+            )
+        if name != run.name:
+            before["name"], after["name"] = run.name, name
+    if description is not None:
+        description = check_text(description, "description")
+        if len(description) > MAX_RUN_TAG_VALUE_LENGTH:
+            raise InvalidParameterValue(
+                f"A description may be at most {MAX_RUN_TAG_VALUE_LENGTH} characters."
+            )
+        if description != current.get(NOTE_TAG, ""):
+            before["description"] = current.get(NOTE_TAG, "")
+            after["description"] = description
+    tags_before: dict[str, str | None] = {}
+    tags_after: dict[str, str | None] = {}
+    for key, value in set_tags:
+        key = _user_tag_key(key)
+        value = check_text(value, f"tag {key}")
+        if len(value) > MAX_RUN_TAG_VALUE_LENGTH:
+            raise InvalidParameterValue(
+                f"Tag values may be at most {MAX_RUN_TAG_VALUE_LENGTH} characters."
+            )
+        if current.get(key) != value:
+            tags_before[key], tags_after[key] = current.get(key), value
+    for key in delete_tags:
+        key = _user_tag_key(key)
+        if key not in current:
+            raise ResourceDoesNotExist(f"No tag with name: {key} in run with id {run_id}")
+        tags_before[key], tags_after[key] = current[key], None
+    if tags_after:
+        before["tags"], after["tags"] = tags_before, tags_after
+    if not after:
+        return run
+    if "name" in after:
+        run.name = after["name"]
+        run.save(update_fields=["name"])
+    upserts = [(k, v) for k, v in tags_after.items() if v is not None]
+    if "name" in after:
+        upserts.append((RUN_NAME_TAG, after["name"]))
+    if "description" in after:
+        upserts.append((NOTE_TAG, after["description"]))
+    _upsert_run_tags(run, upserts)
+    removed = [k for k, v in tags_after.items() if v is None]
+    if removed:
+        RunTag.objects.filter(run=run, key__in=removed).delete()
+    audit.record(
+        action="run.edit",
+        object_type="run",
+        object_id=run.run_id,
+        object_name=run.name,
+        before=before,
+        after=after,
+    )
+    return run
+
+
+def _user_tag_key(key: Any) -> str:
+    key = validate_key(key, "tag")
+    if key.startswith(SYSTEM_TAG_PREFIX):
+        raise InvalidParameterValue(
+            f"'{key}' is a system tag: mlflow.* tags record how the run was made and are set "
+            "by the MLflow client, not edited here (the run name and description have their "
+            "own fields)."
+        )
+    return key
+
+
 @transaction.atomic
 def run_append_log_model_history(*, run_id: str, model_json: str | None) -> None:
     """Legacy MLflow 2 `runs/log-model`: append the model description to a run tag."""

@@ -5,6 +5,7 @@ from web import (
     views_audit,
     views_governance,
     views_lineage,
+    views_logged_models,
     views_registry,
     views_tracking,
 )
@@ -19,13 +20,30 @@ urlpatterns = [
     path("tokens/<int:token_id>/revoke", views_account.token_revoke, name="token-revoke"),
     path("experiments/", views_tracking.experiment_list, name="experiments"),
     path("experiments/<str:experiment_id>/", views_tracking.experiment_detail, name="experiment"),
+    path(
+        "experiments/<str:experiment_id>/charts/",
+        views_tracking.experiment_charts,
+        name="experiment-charts",
+    ),
+    path(
+        "experiments/<str:experiment_id>/columns",
+        views_tracking.experiment_columns,
+        name="experiment-columns",
+    ),
     path("runs/<str:run_id>/", views_tracking.run_detail, name="run"),
+    path("runs/<str:run_id>/edit", views_tracking.run_edit, name="run-edit"),
+    path("runs/<str:run_id>/lifecycle", views_tracking.run_lifecycle, name="run-lifecycle"),
     path(
         "runs/<str:run_id>/artifact-image",
         views_tracking.run_artifact_image,
         name="run-artifact-image",
     ),
     path("compare/", views_tracking.compare, name="compare"),
+    path(
+        "logged-models/<str:model_id>/",
+        views_logged_models.logged_model_detail,
+        name="logged-model",
+    ),
     path("models/", views_registry.model_list, name="models"),
     path("models/<str:name>/", views_registry.model_detail, name="model"),
     path("models/<str:name>/aliases", views_registry.alias_change, name="alias-change"),

@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from django.db import connection
 from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Q, Window
-from django.db.models.functions import Mod, RowNumber
-from django.http import HttpResponseRedirect
+from django.db.models.functions import Left, Mod, RowNumber
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 
 from core import access
 from core.errors import InvalidParameterValue
+from core.pagination import decode_page_token, encode_page_token
 from tracking import selectors
-from tracking.models import Experiment, LatestMetric, LifecycleStage, Metric, Param, Run, RunTag
+from tracking.models import (
+    VALUE_INDEX_PREFIX,
+    Experiment,
+    LatestMetric,
+    LifecycleStage,
+    Metric,
+    Param,
+    Run,
+    RunOutput,
+    RunTag,
+)
 from tracking.permissions import readable_experiments_q
+from web import runs_table
 from web.pages import page
 
 PAGE_SIZE = 50
 MAX_CHART_POINTS = 2000
-MAX_COMPARE = 10
+MAX_COMPARE = 50  # a page of the runs table
+COMPARE_POINTS = 20_000  # points per metric shared by the runs compared (2,000 each for 10)
 MAX_EXPERIMENTS = 500
 MAX_COLUMN_KEYS = 500
+CHILDREN_SHOWN = 25  # per parent in the runs table; the parent's page lists them all, paged
+MAX_COUNTED = 10_000  # the runs table counts matches up to here ("more than 10,000")
 
 
 @page(access.AUTHENTICATED)
@@ -95,9 +110,8 @@ def _distinct_keys(model, experiment_id: int, exclude_prefix: str = "") -> tuple
     return keys[:MAX_COLUMN_KEYS], len(keys) > MAX_COLUMN_KEYS
 
 
-def _columns(request, experiment_id: int) -> tuple[list[str], dict[str, list[str]], list[str]]:
-    """Selected columns (e.g. "metrics.acc"), the keys available in this experiment, and the
-    sections whose key list was cut at MAX_COLUMN_KEYS."""
+def _available_columns(experiment_id: int) -> tuple[dict[str, list[str]], list[str]]:
+    """The keys offered by the column chooser, and the sections cut at MAX_COLUMN_KEYS."""
     available, cut = {}, []
     for section, model, prefix in (
         ("metrics", LatestMetric, ""),
@@ -107,27 +121,62 @@ def _columns(request, experiment_id: int) -> tuple[list[str], dict[str, list[str
         available[section], more = _distinct_keys(model, experiment_id, prefix)
         if more:
             cut.append(section)
-    chosen = request.GET.getlist("col")
-    if not chosen:
-        chosen = [f"metrics.{k}" for k in available["metrics"][:4]] + [
-            f"params.{k}" for k in available["params"][:3]
-        ]
-    return chosen, available, cut
+    return available, cut
+
+
+def _children(experiment_id: int, parent_ids: list[str]) -> tuple[dict[str, list[str]], dict]:
+    """The first CHILDREN_SHOWN active child runs of each parent (newest first), and how many
+    each parent has. One query: the parent tag's value is matched on its indexed prefix."""
+    if not parent_ids:
+        return {}, {}
+    rows = (
+        RunTag.objects.annotate(prefix=Left("value", VALUE_INDEX_PREFIX))
+        .filter(
+            key=runs_table.PARENT_TAG,
+            prefix__in=parent_ids,
+            value__in=parent_ids,
+            run__experiment_id=experiment_id,
+            run__lifecycle_stage=LifecycleStage.ACTIVE,
+        )
+        .annotate(
+            position=Window(
+                RowNumber(),
+                partition_by=[F("value")],
+                order_by=[F("run__start_time").desc(), F("run_id")],
+            ),
+            siblings=Window(Count("id"), partition_by=[F("value")]),
+        )
+        .filter(position__lte=CHILDREN_SHOWN)
+        .values_list("value", "run_id", "siblings")
+    )
+    shown: dict[str, list[str]] = {}
+    counts: dict[str, int] = {}
+    for parent, child, siblings in rows:
+        shown.setdefault(parent, []).append(child)
+        counts[parent] = siblings
+    return shown, counts
 
 
 @page(access.EXPERIMENT_READ)
 def experiment_detail(request, experiment_id: str):
     experiment = selectors.experiment_get(experiment_id)
     filter_string = request.GET.get("filter", "").strip()
+    name_search = request.GET.get("q", "").strip()
     order = request.GET.get("order", "")
     token = request.GET.get("page") or None
-    columns, available, columns_cut = _columns(request, experiment.experiment_id)
-    error = ""
-    run_rows, next_token, previous = [], None, None
+    # Child runs nest under their parent unless the user filters or searches: then every
+    # matching run is a row of its own (a matching child's parent may not match).
+    nested = not filter_string and not name_search and request.GET.get("flat") != "1"
+    clauses = [c for c in (filter_string, name_search and runs_table.name_clause(name_search)) if c]
+    if nested:
+        clauses.append(f"tags.`{runs_table.PARENT_TAG}` IS NULL")
+    available, columns_cut = _available_columns(experiment.experiment_id)
+    error, suggestions, unknown = "", [], []
+    payloads, next_token, previous, total, offset = [], None, None, 0, 0
     search = {
         "user": request.user,
         "experiment_ids": [str(experiment.experiment_id)],
-        "filter_string": filter_string or None,
+        "filter_string": " and ".join(clauses) or None,
         "view_type": "active",
         "order_by": [order] if order else [],
     }
@@ -135,19 +184,51 @@ def experiment_detail(request, experiment_id: str):
         run_ids, next_token = selectors.runs_search(
             **search, max_results=PAGE_SIZE, page_token=token
         )
-        run_rows = selectors.run_payloads(run_ids)
-        previous = _previous_page(search, token)
+        scope = selectors.runs_search_scope(**search)
+        offset = decode_page_token(token, scope)
+        total = selectors.runs_search_count(
+            readable_experiment_ids=scope["experiments"],
+            filter_string=search["filter_string"],
+            view_type="active",
+            limit=MAX_COUNTED,
+        )
+        previous = _previous_page(scope, offset)
     except InvalidParameterValue as exc:
-        error = exc.message
-    rows = []
-    for run in run_rows:
-        data = run["data"]
-        values = {
-            **{f"metrics.{m['key']}": m["value"] for m in data["metrics"]},
-            **{f"params.{p['key']}": p["value"] for p in data["params"]},
-            **{f"tags.{t['key']}": t["value"] for t in data["tags"]},
+        run_ids = []
+        error, suggestions = runs_table.explain_filter(filter_string, exc.message, available)
+    if not error and filter_string:
+        unknown = runs_table.unknown_keys(filter_string, available, columns_cut)
+    children, child_counts = _children(experiment.experiment_id, run_ids) if nested else ({}, {})
+    child_ids = [c for ids in children.values() for c in ids]
+    loaded = selectors.run_payloads([*run_ids, *child_ids])
+    payloads = loaded[: len(run_ids)]
+    child_payloads = {p["info"]["run_id"]: p for p in loaded[len(run_ids) :]}
+    requested = [c for c in request.GET.getlist("col") if runs_table.is_column(c)]
+    saved = None if requested else runs_table.saved_columns(request.user, experiment.experiment_id)
+    columns = (
+        requested
+        or saved
+        or runs_table.varying_columns(
+            [*payloads, *child_payloads.values()],
+            runs_table.mentioned_columns(filter_string, order),
+        )
+    )
+
+    def row(payload: dict, parent: str = "") -> dict:
+        values = runs_table.values_of(payload)
+        run_id = payload["info"]["run_id"]
+        return {
+            "info": payload["info"],
+            "parent": parent,
+            "children": child_counts.get(run_id, 0),
+            "cells": [runs_table.cell(c, values.get(c)) for c in columns],
         }
-        rows.append({"info": run["info"], "cells": [values.get(c, "") for c in columns]})
+
+    rows = []
+    for payload in payloads:
+        run_id = payload["info"]["run_id"]
+        rows.append(row(payload))
+        rows += [row(child_payloads[c], run_id) for c in children.get(run_id, [])]
     return render(
         request,
         "web/experiment_detail.html",
@@ -155,28 +236,105 @@ def experiment_detail(request, experiment_id: str):
             "nav": "experiments",
             "experiment": experiment,
             "rows": rows,
-            "columns": columns,
+            "columns": [
+                {
+                    "name": c,
+                    "label": runs_table.column_label(c),
+                    "numeric": c.startswith("metrics."),
+                }
+                for c in columns
+            ],
+            "column_names": columns,
+            "columns_source": "chosen" if requested else "saved" if saved else "default",
+            "attribute_columns": runs_table.ATTRIBUTE_COLUMNS,
             "available": available,
             "columns_cut": columns_cut,
             "max_column_keys": MAX_COLUMN_KEYS,
             "filter": filter_string,
+            "q": name_search,
+            "nested": nested,
+            "children_shown": CHILDREN_SHOWN,
             "order": order,
             "error": error,
+            "suggestions": suggestions,
+            "unknown_keys": unknown,
             "next_token": next_token,
             "previous": previous,
+            "total": total,
+            "total_capped": total > MAX_COUNTED,
+            "max_counted": MAX_COUNTED,
+            "first_shown": offset + 1,
+            "last_shown": offset + len(payloads),
             "can_edit": access.RANK[_level(request, experiment.experiment_id)]
             >= access.RANK[access.EDIT],
         },
     )
 
 
-def _previous_page(search: dict, token: str | None) -> dict | None:
+EXPERIMENT_CHART_POINTS = 500  # per series on the experiment's chart view (50 runs at once)
+
+
+@page(access.EXPERIMENT_READ)
+def experiment_charts(request, experiment_id: str):
+    """A panel per metric over the runs the table shows (same filter, name search, order and
+    page), each run in its colour."""
+    experiment = selectors.experiment_get(experiment_id)
+    filter_string = request.GET.get("filter", "").strip()
+    name_search = request.GET.get("q", "").strip()
+    order = request.GET.get("order", "")
+    clauses = [c for c in (filter_string, name_search and runs_table.name_clause(name_search)) if c]
+    error, run_ids = "", []
+    try:
+        run_ids, _ = selectors.runs_search(
+            user=request.user,
+            experiment_ids=[str(experiment.experiment_id)],
+            filter_string=" and ".join(clauses) or None,
+            view_type="active",
+            order_by=[order] if order else [],
+            max_results=PAGE_SIZE,
+            page_token=request.GET.get("page") or None,
+        )
+    except InvalidParameterValue as exc:
+        error = exc.message
+    names = dict(Run.objects.filter(run_id__in=run_ids).values_list("run_id", "name"))
+    chart_data = _histories(run_ids, max_points=EXPERIMENT_CHART_POINTS) if run_ids else {}
+    return render(
+        request,
+        "web/experiment_charts.html",
+        {
+            "nav": "experiments",
+            "experiment": experiment,
+            "error": error,
+            "runs": [(r, names.get(r, r)) for r in run_ids],
+            "chart_data": chart_data,
+            "chart_summary": _chart_summary(chart_data, names),
+            "names": names,
+            "run_order": run_ids,
+            "max_points": EXPERIMENT_CHART_POINTS,
+        },
+    )
+
+
+@page(access.EXPERIMENT_READ)
+def experiment_columns(request, experiment_id: str):
+    """Save (or, with reset, forget) the user's column choice for this experiment, then back
+    to the table with the same filter, search and order. Choosing columns changes nothing
+    in the experiment, so reading it is enough."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    experiment = selectors.experiment_get(experiment_id)
+    columns = [] if request.POST.get("reset") else request.POST.getlist("col")
+    runs_table.save_columns(
+        user=request.user, experiment_id=experiment.experiment_id, columns=columns
+    )
+    keep = {k: request.POST[k] for k in ("filter", "q", "order") if request.POST.get(k)}
+    target = reverse("web:experiment", args=[experiment.experiment_id])
+    return HttpResponseRedirect(target + ("?" + urlencode(keep) if keep else ""))
+
+
+def _previous_page(scope: dict, offset: int) -> dict | None:
     """The page before this one: {"token": ...} (None for the first page), or None when this
     is the first page. Tokens are signed offsets, so the previous one is signed afresh."""
-    from core.pagination import decode_page_token, encode_page_token
-
-    scope = selectors.runs_search_scope(**search)
-    offset = decode_page_token(token, scope)
     if offset <= 0:
         return None
     earlier = max(0, offset - PAGE_SIZE)
@@ -189,8 +347,10 @@ def _level(request, experiment_id: int) -> str:
     return experiment_level(request.user, experiment_id)
 
 
-def _histories(run_ids: list[str], keys: list[str] | None = None) -> dict[str, dict[str, list]]:
-    """{metric key: {run id: [[step, value], ...]}}, sampled in the database. A series of n
+def _histories(
+    run_ids: list[str], keys: list[str] | None = None, max_points: int = MAX_CHART_POINTS
+) -> dict[str, dict[str, list]]:
+    """{metric key: {run id: [[step, value, timestamp], ...]}}, sampled in the database. A series of n
     points sends every ceil(n / MAX_CHART_POINTS)-th point in logging order (timestamp, then
     step: the order of the (run, key, timestamp, step) unique index, so no sort of the whole
     history), its first point included, plus its last point: at most MAX_CHART_POINTS + 1 per
@@ -208,7 +368,7 @@ def _histories(run_ids: list[str], keys: list[str] | None = None) -> dict[str, d
         )
         .annotate(
             stride=ExpressionWrapper(
-                (F("total") + (MAX_CHART_POINTS - 1)) / MAX_CHART_POINTS,
+                (F("total") + (max_points - 1)) / max_points,
                 output_field=BigIntegerField(),
             )
         )
@@ -222,7 +382,7 @@ def _histories(run_ids: list[str], keys: list[str] | None = None) -> dict[str, d
         series.setdefault(key, {}).setdefault(run_id, []).append((step, timestamp, value))
     return {
         key: {
-            run_id: [[step, value] for step, _, value in sorted(points)]
+            run_id: [[step, value, timestamp] for step, timestamp, value in sorted(points)]
             for run_id, points in sorted(runs.items())
         }
         for key, runs in sorted(series.items())
@@ -252,25 +412,55 @@ def _chart_summary(chart_data: dict, names: dict[str, str]) -> list[dict]:
     return rows
 
 
+CHILDREN_PAGE = 25
+
+
 @page(access.RUN_READ)
 def run_detail(request, run_id: str):
     run = selectors.run_get(run_id)
     payload = selectors.run_payloads([run.run_id])[0]
     chart_data = _histories([run.run_id])
     tags = {t["key"]: t["value"] for t in payload["data"]["tags"]}
-    parent_id = tags.get("mlflow.parentRunId")
+    parent_id = tags.get(runs_table.PARENT_TAG)
     # Only runs this user may read, and not deleted ones: a run's parentRunId tag is free text,
     # so it may point at (or be pointed at by) a run in an experiment the user cannot see.
     visible = Run.objects.filter(
         readable_experiments_q(request.user, "experiment_id"),
         lifecycle_stage=LifecycleStage.ACTIVE,
     )
+    children_qs = visible.filter(tags__key=runs_table.PARENT_TAG, tags__value=run.run_id)
+    children_offset = _page_number(request.GET.get("children")) * CHILDREN_PAGE
     children = list(
-        visible.filter(tags__key="mlflow.parentRunId", tags__value=run.run_id)
-        .order_by("start_time", "run_id")
-        .values("run_id", "name", "status")[:100]
+        children_qs.order_by("start_time", "run_id").values("run_id", "name", "status")[
+            children_offset : children_offset + CHILDREN_PAGE + 1
+        ]
+    )
+    children_total = (
+        children_qs.count() if children_offset or len(children) > CHILDREN_PAGE else len(children)
     )
     parent = visible.filter(pk=parent_id).values("run_id", "name").first() if parent_id else None
+    level = _level(request, run.experiment_id)
+    user_tags = sorted(
+        (t for t in payload["data"]["tags"] if not t["key"].startswith("mlflow.")),
+        key=lambda t: t["key"],
+    )
+    system_tags = sorted(
+        (t for t in payload["data"]["tags"] if t["key"].startswith("mlflow.")),
+        key=lambda t: t["key"],
+    )
+    logged_models = list(
+        RunOutput.objects.filter(run=run)
+        .order_by("step", "model__name")
+        .values("step", "model_id", name=F("model__name"), status=F("model__status"))
+    )
+    artifact_path = request.GET.get("artifacts", "").strip("/")
+    artifacts = _artifacts(run, artifact_path)
+    # MLflow 3 keeps a logged model's files with the model: "model" is not under the run.
+    artifact_model = next(
+        (m for m in logged_models if m["name"] == artifact_path.split("/", 1)[0]), None
+    )
+    if artifact_model and artifacts.get("artifact_error"):
+        artifacts["artifact_error"] = None
     return render(
         request,
         "web/run_detail.html",
@@ -278,19 +468,67 @@ def run_detail(request, run_id: str):
             "nav": "experiments",
             "run": run,
             "info": payload["info"],
+            "description": tags.get("mlflow.note.content", ""),
             "metrics": sorted(payload["data"]["metrics"], key=lambda m: m["key"]),
             "params": sorted(payload["data"]["params"], key=lambda p: p["key"]),
-            "tags": sorted(payload["data"]["tags"], key=lambda t: t["key"]),
-            "datasets": payload["inputs"].get("dataset_inputs", []),
+            "user_tags": user_tags,
+            "system_tags": system_tags,
+            "commit": tags.get(runs_table.COMMIT_TAG, ""),
+            "datasets": [_dataset_row(d) for d in payload["inputs"].get("dataset_inputs", [])],
             "outputs": payload["outputs"].get("model_outputs", []),
             "parent": parent,
-            "children": children,
+            "children": children[:CHILDREN_PAGE],
+            "children_total": children_total,
+            "children_first": children_offset + 1,
+            "children_last": children_offset + len(children[:CHILDREN_PAGE]),
+            "children_page": children_offset // CHILDREN_PAGE,
+            "children_more": len(children) > CHILDREN_PAGE,
             "chart_data": chart_data,
             "chart_summary": _chart_summary(chart_data, {run.run_id: payload["info"]["run_name"]}),
             "produced_versions": _produced_versions(request.user, run.run_id),
-            **_artifacts(run, request.GET.get("artifacts", "")),
+            "can_edit": access.RANK[level] >= access.RANK[access.EDIT]
+            and run.lifecycle_stage == LifecycleStage.ACTIVE,
+            "can_manage": access.RANK[level] >= access.RANK[access.MANAGE],
+            "logged_models": logged_models,
+            "artifact_model": artifact_model,
+            **artifacts,
         },
     )
+
+
+def _page_number(raw: str | None) -> int:
+    """A page number from the query string; anything else is the first page."""
+    return int(raw) if raw and raw.isdigit() and len(raw) < 7 else 0
+
+
+def _dataset_row(item: dict) -> dict:
+    """A logged dataset for the run page: its source as the place it names (the URI, path or
+    table in MLflow's source JSON), not the JSON itself."""
+    import json
+
+    dataset = item["dataset"]
+    source = dataset.get("source", "")
+    shown = source
+    try:
+        parsed = json.loads(source)
+    except (TypeError, ValueError):
+        parsed = None
+    if isinstance(parsed, dict):
+        for field in ("uri", "url", "path", "table_name", "delta_table_name", "sql", "repo_id"):
+            if isinstance(parsed.get(field), str) and parsed[field]:
+                shown = parsed[field]
+                break
+    context = next(
+        (t["value"] for t in item.get("tags", []) if t["key"] == "mlflow.data.context"), ""
+    )
+    return {
+        "name": dataset.get("name", ""),
+        "digest": dataset.get("digest", ""),
+        "source_type": dataset.get("source_type", ""),
+        "source": shown,
+        "source_raw": source,
+        "context": context,
+    }
 
 
 PREVIEW_BYTES = 64 * 1024
@@ -378,6 +616,34 @@ def run_artifact_image(request, run_id: str):
     return response
 
 
+def _plot_values(run_ids: list[str], params: list[dict], metrics: list[dict]) -> dict:
+    """For the scatter and parallel-coordinates plots: the numeric params and final metrics,
+    {"columns": ["params.lr", "metrics.auc", ...], "runs": {run id: [value or None, ...]}}.
+    A param counts when every run that has it holds a number."""
+    columns, values = [], {run_id: [] for run_id in run_ids}
+    for section, rows in (("params", params), ("metrics", metrics)):
+        for row in rows:
+            numbers = [_as_number(v) for v in row["values"]]
+            if any(n is None for n, v in zip(numbers, row["values"], strict=True) if v is not None):
+                continue
+            if all(n is None for n in numbers):
+                continue
+            columns.append(f"{section}.{row['key']}")
+            for run_id, number in zip(run_ids, numbers, strict=True):
+                values[run_id].append(number)
+    return {"columns": columns, "runs": values}
+
+
+def _as_number(value) -> float | None:
+    import math
+
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _produced_versions(user, run_id: str) -> list:
     from registry.models import ModelVersion
     from registry.permissions import readable_models_q
@@ -394,8 +660,17 @@ def _produced_versions(user, run_id: str) -> list:
 def compare(request):
     chosen = list(dict.fromkeys(r for r in request.GET.getlist("runs") if r))  # once each
     run_ids = chosen[:MAX_COMPARE]
+    back = request.GET.get("experiment", "")
+    back_experiment = back if back.isdigit() and len(back) < 19 else ""
     if len(run_ids) < 2:
-        raise InvalidParameterValue("Choose at least two different runs to compare (up to 10).")
+        if back_experiment:  # from the runs table: back to it, saying why
+            from django.contrib import messages
+
+            messages.warning(request, "Choose at least two different runs to compare.")
+            return HttpResponseRedirect(reverse("web:experiment", args=[back_experiment]))
+        raise InvalidParameterValue(
+            f"Choose at least two different runs to compare (up to {MAX_COMPARE})."
+        )
     for run_id in run_ids:  # each run is checked like a page of its own
         access.authorize(request, access.RUN_READ, {"run_id": run_id})
     payloads = selectors.run_payloads(run_ids)
@@ -415,15 +690,19 @@ def compare(request):
             )
         return rows
 
-    chart_data = _histories(run_ids)
+    chart_data = _histories(
+        run_ids, max_points=min(MAX_CHART_POINTS, COMPARE_POINTS // len(run_ids))
+    )
+    params_rows, metric_rows = table("params"), table("metrics")
     return render(
         request,
         "web/compare.html",
         {
             "nav": "experiments",
             "runs": [p["info"] for p in payloads],
-            "params": table("params"),
-            "metrics": table("metrics"),
+            "params": params_rows,
+            "metrics": metric_rows,
+            "plot_values": _plot_values(run_ids, params_rows, metric_rows),
             "chart_data": chart_data,
             "chart_keys": sorted(chart_data),
             "chart_summary": _chart_summary(
@@ -431,6 +710,80 @@ def compare(request):
             ),
             "names": {p["info"]["run_id"]: p["info"]["run_name"] for p in payloads},
             "left_out": len(chosen) - len(run_ids),
+            "back_experiment": back_experiment,
+            "run_order": run_ids,
             "max_compare": MAX_COMPARE,
         },
     )
+
+
+@page(access.RUN_EDIT)
+def run_edit(request, run_id: str):
+    """Rename the run, set its description, add or remove one of its own tags (EDIT on the
+    experiment); audited by the service. Back to the run page either way."""
+    from django.contrib import messages
+
+    from core import refusals
+    from core.errors import ApplicationError
+    from tracking import services
+
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    action = request.POST.get("action", "")
+    edits = {
+        "rename": lambda: {"name": request.POST.get("name", "")},
+        "describe": lambda: {"description": request.POST.get("description", "")},
+        "set-tag": lambda: {
+            "set_tags": [(request.POST.get("key", "").strip(), request.POST.get("value", ""))]
+        },
+        "delete-tag": lambda: {"delete_tags": [request.POST.get("key", "")]},
+    }
+    if action not in edits:
+        raise InvalidParameterValue(
+            f"Unknown run edit {action[:40]!r}; allowed: rename, describe, set-tag, delete-tag."
+        )
+    try:
+        services.run_edit(run_id=run_id, **edits[action]())
+        messages.success(request, _EDITED[action])
+    except ApplicationError as exc:
+        if exc.status == 404 and action != "delete-tag":
+            raise
+        refusals.show(request, exc)
+    return HttpResponseRedirect(reverse("web:run", args=[run_id]) + "#edit")
+
+
+_EDITED = {
+    "rename": "Run renamed.",
+    "describe": "Description saved.",
+    "set-tag": "Tag saved.",
+    "delete-tag": "Tag removed.",
+}
+
+
+@page(access.RUN_MANAGE)
+def run_lifecycle(request, run_id: str):
+    """Delete a run (it leaves the runs table and can be restored) or restore it (MANAGE on
+    the experiment, as the MLflow API asks); the service records the audit event."""
+    from django.contrib import messages
+
+    from core import refusals
+    from core.errors import ApplicationError
+    from tracking import services
+
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    action = request.POST.get("action", "")
+    if action not in ("delete", "restore"):
+        raise InvalidParameterValue(
+            f"Unknown run action {action[:40]!r}; allowed: delete, restore."
+        )
+    try:
+        if action == "delete":
+            services.run_delete(run_id=run_id)
+            messages.success(request, "Run deleted. It is no longer listed; restore it here.")
+        else:
+            services.run_restore(run_id=run_id)
+            messages.success(request, "Run restored.")
+    except ApplicationError as exc:
+        refusals.show(request, exc)
+    return HttpResponseRedirect(reverse("web:run", args=[run_id]))

@@ -368,6 +368,7 @@ def path_attempts(route: str, methods: list[str], world) -> Iterator[Attempt]:
         "version": "1",
         "a": "1",
         "b": "1",
+        "model_id": world["logged"],
     }
     if "<str:name>" in route:
         # Paths are sent percent-encoded, as clients send them; a variant that is itself
@@ -377,6 +378,11 @@ def path_attempts(route: str, methods: list[str], world) -> Iterator[Attempt]:
         kinds = [("experiment_id", v) for v in id_variants(world["exp"])]
     elif "<str:run_id>" in route:
         kinds = [("run_id", v) for v in run_id_variants(world["run"])]
+    elif "<str:model_id>" in route:  # a logged model's page
+        kinds = [
+            ("model_id", Variant("m-" + v.text, v.kind))
+            for v in run_id_variants(world["logged"].removeprefix("m-"))
+        ]
     else:
         return
     body = {"grants": [{"user": "mallory", "level": "MANAGE"}], "intended_use": "x"}
@@ -622,7 +628,9 @@ def all_attempts(world, who: str) -> tuple[list[Attempt], list[str]]:
             }
         else:
             methods = {"GET": None} | (
-                {"POST": None} if route.endswith(("card/", "request", "aliases")) else {}
+                {"POST": None}
+                if route.endswith(("card/", "request", "aliases", "columns", "edit", "lifecycle"))
+                else {}
             )
         for method in methods:
             key = (route, method)
@@ -637,7 +645,7 @@ def all_attempts(world, who: str) -> tuple[list[Attempt], list[str]]:
                 "artifact",
             ):
                 attempts += list(mlflow_attempts(route, {method: methods[method]}, world, who))
-            elif re.search(r"<str:(name|experiment_id|run_id)>", route):
+            elif re.search(r"<str:(name|experiment_id|run_id|model_id)>", route):
                 attempts += list(path_attempts(route, [method], world))
             else:
                 uncovered.append(f"{method} {route}")

@@ -212,14 +212,15 @@ def test_columns_with_spaces_and_punctuation_sort(scientist):
         return response.content.decode()
 
     def names(page: str) -> list[str]:
-        return re.findall(r'<td><a href="/runs/[0-9a-f]+/">(\w+)</a></td>', page)
+        return re.findall(r'<a href="/runs/[0-9a-f]+/" title="\w+">(\w+)</a>', page)
 
     for column in ("metrics.my metric", "metrics.train: loss / 2"):
         first = client.get(url, {"col": [column]}).content.decode()
         down = follow(first, html_lib.escape(column))
         assert 'class="error-box"' not in down and names(down) == ["high", "mid", "low"]
         assert re.search(
-            rf'{re.escape(html_lib.escape(column))}</a> <span aria-hidden="true">↓', down
+            rf'{re.escape(html_lib.escape(column.partition(".")[2]))}</a> <span aria-hidden="true">↓',
+            down,
         )
         up = follow(down, html_lib.escape(column))
         assert names(up) == ["low", "mid", "high"] and '</a> <span aria-hidden="true">↑' in up
@@ -254,19 +255,19 @@ def test_charts_sample_a_long_history_in_the_database(scientist):
         chart(f"/runs/{long_run}/"),
         chart(f"/compare/?runs={long_run}&runs={short_run}"),
     ):
-        points = data["loss"][long_run]
+        points = [p[:2] for p in data["loss"][long_run]]  # [step, value, timestamp]
         assert len(points) <= MAX_CHART_POINTS + 1
         assert points[0] == [1, 0.0] and points[-1] == [(steps - 1) * 2 + 1, (steps - 1) / 10]
         assert [p[0] for p in points] == sorted(p[0] for p in points)
         gaps = {b[0] - a[0] for a, b in zip(points[:-2], points[1:-1], strict=True)}
         assert gaps == {8}  # every 4th point of a series logged every 2 steps
     assert chart(f"/compare/?runs={long_run}&runs={short_run}")["loss"][short_run] == [
-        [s, float(s)] for s in range(5)
+        [s, float(s), TS + s] for s in range(5)
     ]
     # a step logged late (out of order) is the last point logged, so it is drawn
     Metric.objects.create(run_id=long_run, key="loss", value=-1.0, timestamp=TS * 2, step=-5)
     points = chart(f"/runs/{long_run}/")["loss"][long_run]
-    assert points[0] == [-5, -1.0] and len(points) <= MAX_CHART_POINTS + 1
+    assert points[0] == [-5, -1.0, TS * 2] and len(points) <= MAX_CHART_POINTS + 1
     # The client logs step 0 when none is given: a history all at one step is sampled too.
     flat = new_run(exp.experiment_id, "flat")
     Metric.objects.bulk_create(
@@ -275,7 +276,7 @@ def test_charts_sample_a_long_history_in_the_database(scientist):
     )
     flat_points = chart(f"/runs/{flat}/")["acc"][flat]
     assert len(flat_points) <= MAX_CHART_POINTS + 1
-    assert flat_points[-1] == [0, (3 * MAX_CHART_POINTS - 1) / 7]  # the last point logged
+    assert flat_points[-1][:2] == [0, (3 * MAX_CHART_POINTS - 1) / 7]  # the last point logged
 
 
 BAD_PAGING = [
@@ -369,7 +370,10 @@ def test_experiments_list_says_when_it_is_cut(scientist, monkeypatch):
     assert html.count('<tr><td><a href="/experiments/') == 3
 
 
-def test_compare_dedupes_runs_and_says_when_it_leaves_some_out(scientist):
+def test_compare_dedupes_runs_and_says_when_it_leaves_some_out(scientist, monkeypatch):
+    from web import views_tracking
+
+    monkeypatch.setattr(views_tracking, "MAX_COMPARE", 10)
     exp = tracking.experiment_create(name="many to compare", owner=scientist)
     runs = [new_run(exp.experiment_id, f"c{i}", **logged(i)) for i in range(12)]
     client = signed_in(scientist)
@@ -418,7 +422,9 @@ def test_accessibility_markup(scientist):
         {"col": ["metrics.loss"], "order": "metrics.loss ASC"},
     ).content.decode()
     assert re.search(
-        r'<th scope="col" class="num" aria-sort="ascending"><a [^>]*>metrics\.loss', table
+        r'<th scope="col" class="num" aria-sort="ascending" title="metrics.loss"><a [^>]*>'
+        r'<span class="kind">metric</span> loss',
+        table,
     )
     assert table.count("aria-sort=") == 1
     default = client.get(f"/experiments/{exp.experiment_id}/").content.decode()

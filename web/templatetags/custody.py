@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 from django import template
 from django.http import QueryDict
+from django.utils.html import format_html
 
 from tracking.search import _BARE
 
@@ -11,11 +12,28 @@ register = template.Library()
 
 
 @register.filter
-def ms_datetime(value) -> str:
-    """Epoch milliseconds as a UTC date and time."""
+def timestamp(value) -> str:
+    """The one way a moment is shown: a <time> element that reads "2026-12-05 14:03 UTC" as
+    served; web/static/web/local-time.js rewrites it to the reader's local time and puts the
+    UTC offset and the UTC time in its hover title. Takes epoch milliseconds or a datetime."""
     if value in (None, ""):
         return ""
-    return datetime.fromtimestamp(int(value) / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if isinstance(value, datetime):
+        moment = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    else:
+        moment = datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+    shown = moment.strftime("%Y-%m-%d %H:%M UTC")
+    full = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return format_html(
+        '<time class="ts" datetime="{}" title="{}">{}</time>',
+        moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        full,
+        shown,
+    )
+
+
+ms_datetime = register.filter("ms_datetime", timestamp)
+ms_time = register.filter("ms_time", timestamp)
 
 
 @register.filter

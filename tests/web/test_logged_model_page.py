@@ -1,0 +1,86 @@
+"""The logged-model page: MLmodel, flavours, signature, input example, requirements, the
+model's files, and the runs and registered versions that use it; the run page links to it,
+and ?artifacts=<model name> on the run page points there instead of saying "no artifact"."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tests.personas import new_run
+
+pytestmark = pytest.mark.django_db
+
+MLMODEL = b"""artifact_path: model
+flavors:
+  python_function:
+    loader_module: mlflow.sklearn
+    python_version: 3.11.7
+  sklearn:
+    sklearn_version: 1.5.0
+model_id: MODEL_ID
+saved_input_example_info:
+  artifact_path: input_example.json
+  type: dataframe
+signature:
+  inputs: '[{"type": "double", "name": "amount", "required": true}, {"type": "string", "name": "country", "required": false}]'
+  outputs: '[{"type": "long", "required": true}]'
+"""
+
+
+def test_logged_model_page_shows_what_the_model_is_and_who_uses_it(people, settings, tmp_path):
+    settings.CUSTODY_ARTIFACT_ROOT = str(tmp_path / "artifacts")
+    alice, bob = people["alice"], people["bob"]
+    run_id = new_run(alice)
+    experiment_id = alice.mlflow("runs/get", {"run_id": run_id}, "GET").json()["run"]["info"][
+        "experiment_id"
+    ]
+    created = alice.mlflow(
+        "logged-models",
+        {"experiment_id": experiment_id, "name": "model", "source_run_id": run_id},
+    ).json()["model"]["info"]
+    model_id = created["model_id"]
+    alice.mlflow("runs/outputs", {"run_id": run_id, "models": [{"model_id": model_id, "step": 0}]})
+    prefix = created["artifact_uri"].removeprefix("mlflow-artifacts:/")
+    for path, body in (
+        ("MLmodel", MLMODEL.replace(b"MODEL_ID", model_id.encode())),
+        ("input_example.json", b'{"columns": ["amount", "country"], "data": [[12.5, "DE"]]}'),
+        ("requirements.txt", b"mlflow==3.1.0\nscikit-learn==1.5.0\n"),
+        ("model.pkl", b"\x80\x04not really"),
+    ):
+        put = alice.client.put(f"/api/2.0/mlflow-artifacts/artifacts/{prefix}/{path}", body)
+        assert put.status_code == 200, put.content
+    alice.mlflow("registered-models/create", {"name": "fraud"})
+    version = alice.mlflow(
+        "model-versions/create", {"name": "fraud", "source": f"models:/{model_id}"}
+    )
+    assert version.status_code == 200, version.content
+
+    browser = Client()
+    browser.force_login(alice.user)
+    page = browser.get(f"/logged-models/{model_id}/").content.decode()
+    assert '<span class="badge">python_function</span>' in page
+    assert '<span class="badge">sklearn</span>' in page
+    assert "<td>amount</td><td><code>double</code></td>" in page
+    assert '<td>country</td><td><code>string</code> <span class="muted">optional</span>' in page
+    assert "[[12.5, &quot;DE&quot;]]" in page and "scikit-learn==1.5.0" in page
+    assert f'href="/runs/{run_id}/"' in page and 'href="/models/fraud/versions/1/"' in page
+    assert "?artifacts=model.pkl#artifacts" in page  # the model's own files
+    assert f'<code>mlflow.pyfunc.load_model("models:/{model_id}")</code>' in page
+
+    run_page = browser.get(f"/runs/{run_id}/").content.decode()
+    assert f'href="/logged-models/{model_id}/">model</a>' in run_page
+    missing = browser.get(f"/runs/{run_id}/", {"artifacts": "model"}).content.decode()
+    assert 'id="artifact-model-hint"' in missing and "No artifact at" not in missing
+
+    outsider = Client()
+    outsider.force_login(bob.user)
+    from tracking.permissions import experiment_grants_replace
+
+    experiment_grants_replace(
+        experiment_id=int(experiment_id),
+        grants=[{"user": "alice", "level": "MANAGE"}, {"group": "data-scientist", "level": "NONE"}],
+    )
+    hidden = outsider.get(f"/logged-models/{model_id}/")
+    assert hidden.status_code in (403, 404) and "scikit-learn" not in hidden.content.decode()
+    assert browser.get("/logged-models/m-doesnotexist/").status_code == 404

@@ -1,0 +1,224 @@
+"""The runs table's pieces that are not HTTP: which columns to show, how a cell reads, the
+run-name search as a filter clause, and what to say (and suggest) when a filter is wrong."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+from core.errors import InvalidParameterValue
+from tracking.search import _RUN_ENTITIES, _RUN_NUMBER_ATTRIBUTES, _RUN_STRING_ATTRIBUTES
+from tracking.search import parse_filter as parse_run_filter
+from web.models import MAX_SAVED_COLUMNS, SavedRunColumns
+
+PARENT_TAG = "mlflow.parentRunId"
+COMMIT_TAG = "mlflow.source.git.commit"
+# Columns that are not metrics, params or user tags, offered in the chooser's first section.
+ATTRIBUTE_COLUMNS = {
+    "attributes.user_id": "User",
+    "attributes.run_id": "Run ID",
+    f"tags.{COMMIT_TAG}": "Commit",
+    "tags.mlflow.source.name": "Source",
+}
+DEFAULT_METRICS = 6
+DEFAULT_PARAMS = 4
+SECTIONS = {"metric": "metrics", "param": "params", "tag": "tags", "attribute": "attributes"}
+_HEX = re.compile(r"[0-9a-f]{20,64}")
+
+
+def saved_columns(user, experiment_id: int) -> list[str] | None:
+    row = SavedRunColumns.objects.filter(user=user, experiment_id=experiment_id).first()
+    return list(row.columns) if row else None
+
+
+def save_columns(*, user, experiment_id: int, columns: list[str]) -> None:
+    """Remember the user's choice for this experiment; an empty choice forgets it (defaults
+    again). Only the well-formed column names are kept, once each, at most MAX_SAVED_COLUMNS."""
+    clean = [c for c in dict.fromkeys(columns) if is_column(c)][:MAX_SAVED_COLUMNS]
+    if not clean:
+        SavedRunColumns.objects.filter(user=user, experiment_id=experiment_id).delete()
+        return
+    SavedRunColumns.objects.update_or_create(
+        user=user, experiment_id=experiment_id, defaults={"columns": clean}
+    )
+
+
+def is_column(column: str) -> bool:
+    section, _, key = column.partition(".")
+    return (
+        column in ATTRIBUTE_COLUMNS
+        or (section in ("metrics", "params", "tags") and 0 < len(key) <= 250)
+    ) and "\x00" not in column
+
+
+def varying_columns(runs: list[dict], mentioned: list[str]) -> list[str]:
+    """Defaults: the keys named in the filter or the sort order, then the metrics and params
+    whose values differ across the runs shown (all of them when there is only one run),
+    alphabetically, at most DEFAULT_METRICS metrics and DEFAULT_PARAMS params."""
+    chosen = [c for c in mentioned if c.split(".", 1)[0] in ("metrics", "params", "tags")]
+    for section, limit in (("metrics", DEFAULT_METRICS), ("params", DEFAULT_PARAMS)):
+        values: dict[str, set] = {}
+        for run in runs:
+            for item in run["data"][section]:
+                values.setdefault(item["key"], set()).add(str(item["value"]))
+        present = {
+            k: sum(1 for r in runs if any(i["key"] == k for i in r["data"][section]))
+            for k in values
+        }
+        keys = sorted(
+            k
+            for k, seen in values.items()
+            if len(runs) < 2 or len(seen) > 1 or present[k] < len(runs)
+        )
+        picked = [f"{section}.{k}" for k in keys if f"{section}.{k}" not in chosen]
+        chosen += picked[:limit]
+    return chosen
+
+
+def mentioned_columns(filter_string: str, order: str) -> list[str]:
+    """Columns the filter and the order clause name ("metrics.val_auc"), if they parse."""
+    found = []
+    try:
+        clauses = parse_run_filter(filter_string) if filter_string else []
+    except InvalidParameterValue:
+        clauses = []
+    for entity, key, _, _ in clauses:
+        section = SECTIONS.get(_RUN_ENTITIES.get(entity or "", ""), "")
+        if section in ("metrics", "params", "tags"):
+            found.append(f"{section}.{key}")
+    if order:
+        entity, _, rest = order.partition(".")
+        section = SECTIONS.get(_RUN_ENTITIES.get(entity, ""), "")
+        key = rest.rsplit(" ", 1)[0] if rest.upper().endswith((" ASC", " DESC")) else rest
+        key = key.strip().strip('`"')
+        if section in ("metrics", "params", "tags") and key:
+            found.append(f"{section}.{key}")
+    return list(dict.fromkeys(found))
+
+
+def values_of(run: dict) -> dict[str, Any]:
+    data, info = run["data"], run["info"]
+    return {
+        **{f"metrics.{m['key']}": m["value"] for m in data["metrics"]},
+        **{f"params.{p['key']}": p["value"] for p in data["params"]},
+        **{f"tags.{t['key']}": t["value"] for t in data["tags"]},
+        "attributes.user_id": info.get("user_id", ""),
+        "attributes.run_id": info["run_id"],
+    }
+
+
+def cell(column: str, value: Any) -> dict:
+    """How one cell reads: `text` shown, `full` on hover and copy when the text is shortened,
+    `numeric` for right-aligned fixed-width figures."""
+    if value is None or value == "":
+        return {"text": "", "full": "", "numeric": column.startswith("metrics.")}
+    if isinstance(value, float) or column.startswith("metrics."):
+        text = f"{value:.6g}" if isinstance(value, float) else str(value)
+        return {"text": text, "full": repr(value) if text != repr(value) else "", "numeric": True}
+    text = str(value)
+    if _HEX.fullmatch(text):  # commit hashes, run ids: short, the whole value on hover/copy
+        return {"text": text[:8], "full": text, "numeric": False, "hash": True}
+    return {"text": text, "full": text if len(text) > 24 else "", "numeric": False}
+
+
+def column_label(column: str) -> tuple[str, str]:
+    """(kind shown small, key) for a column header."""
+    if column in ATTRIBUTE_COLUMNS:
+        return "", ATTRIBUTE_COLUMNS[column]
+    section, _, key = column.partition(".")
+    return {"metrics": "metric", "params": "param", "tags": "tag"}.get(section, section), key
+
+
+def name_clause(text: str) -> str:
+    """The run-name search as a filter clause: a case-insensitive substring match, with the
+    LIKE wildcards and the quote in the user's text taken literally."""
+    escaped = text.replace("\\", "\\\\\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = escaped.replace("'", "''")
+    return f"attributes.run_name ILIKE '%{escaped}%'"
+
+
+def explain_filter(text: str, error: str, available: dict[str, list[str]]) -> tuple[str, list]:
+    """What to tell the user about a filter the grammar refused, and corrected filters to
+    offer ([(label, filter)]). Falls back to the grammar's own message."""
+    suggestions: list[tuple[str, str]] = []
+    try:
+        clauses = parse_run_filter(text)
+    except InvalidParameterValue:
+        clauses = None
+    if clauses is None:
+        words = text.strip()
+        if words and not re.search(r"[=<>!]|\b(like|ilike|in|is)\b", words, re.IGNORECASE):
+            suggestions.append(
+                (f"runs named like “{words}”", f"attributes.run_name ILIKE '%{words}%'")
+            )
+            return (
+                f"“{words}” is not a filter: a filter is clauses like "
+                "metrics.val_auc > 0.9 or params.model = 'xgb', joined with and. "
+                "To find runs by name, use the name search.",
+                suggestions,
+            )
+        return error, suggestions
+    known_attributes = {*_RUN_STRING_ATTRIBUTES, *_RUN_NUMBER_ATTRIBUTES}
+    for entity, key, _, _ in clauses:
+        kind = _RUN_ENTITIES.get(entity or "attribute")
+        written = f"{entity}.{key}" if entity else key
+        if kind is None:
+            entities = sorted(_RUN_ENTITIES)
+            close = difflib.get_close_matches(entity, entities, n=1)
+            if close:
+                suggestions.append(_fix(text, written, f"{close[0]}.{key}"))
+            return (
+                f"“{entity}” is not a kind of key: use metrics., params., tags., attributes. "
+                "or datasets.",
+                suggestions,
+            )
+        if kind == "attribute" and key not in known_attributes:
+            for section in ("metrics", "params", "tags"):
+                if key in available.get(section, []):
+                    suggestions.append(_fix(text, written, f"{section}.{_quoted(key)}"))
+            if not suggestions:
+                for section in ("metrics", "params", "tags"):
+                    for close in difflib.get_close_matches(key, available.get(section, []), n=1):
+                        suggestions.append(_fix(text, written, f"{section}.{_quoted(close)}"))
+            return (
+                f"“{key}” is not a run attribute (those are run_name, status, user_id, run_id, "
+                "start_time, end_time and artifact_uri); metrics, params and tags are named "
+                "with their kind, e.g. metrics.val_auc.",
+                suggestions,
+            )
+    return error, suggestions
+
+
+def unknown_keys(text: str, available: dict[str, list[str]], cut: list[str]) -> list:
+    """For a filter that parsed: keys no active run of the experiment has, with the closest
+    known key as a corrected filter ([(written, suggestion or None)])."""
+    try:
+        clauses = parse_run_filter(text)
+    except InvalidParameterValue:
+        return []
+    found = []
+    for entity, key, _, _ in clauses:
+        section = SECTIONS.get(_RUN_ENTITIES.get(entity or "attribute", ""), "")
+        if section not in ("metrics", "params") or section in cut:
+            continue
+        if key in available.get(section, []):
+            continue
+        close = difflib.get_close_matches(key, available.get(section, []), n=1)
+        written = f"{entity}.{key}"
+        found.append(
+            (
+                f"{section}.{key}",
+                _fix(text, written, f"{section}.{_quoted(close[0])}") if close else None,
+            )
+        )
+    return found
+
+
+def _quoted(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_.\-/]+", key) else f"`{key}`"
+
+
+def _fix(text: str, written: str, replacement: str) -> tuple[str, str]:
+    fixed = text.replace(written, replacement, 1) if written in text else text
+    return replacement, fixed
