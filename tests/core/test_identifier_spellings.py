@@ -534,6 +534,7 @@ NAMES_NOTHING = {
     "experiments/": "lists readable experiments only",
     "models/": "lists readable models only",
     "audit/": "audit.read",
+    "access/": "lists what the caller manages",
     "reviews/": "the caller's queue",
     "reviews/<int:request_id>/": "integer request id",
     "reviews/<int:request_id>/act": "integer request id",
@@ -565,7 +566,7 @@ def all_attempts(world, who: str) -> tuple[list[Attempt], list[str]]:
             }
         else:
             methods = {"GET": None} | (
-                {"POST": None} if route.endswith(("card/", "request", "aliases")) else {}
+                {"POST": None} if route.endswith(("card/", "request", "aliases", "access/")) else {}
             )
         for method in methods:
             key = (route, method)
