@@ -36,6 +36,7 @@ urlpatterns = [
         name="version",
     ),
     path("audit/", views_audit.audit_page, name="audit"),
+    path("audit/events/<int:seq>/", views_audit.audit_event, name="audit-event"),
     path("access/", views_access.access_index, name="access"),
     path("models/<str:name>/access/", views_access.model_access, name="model-access"),
     path(

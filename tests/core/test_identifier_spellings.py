@@ -534,6 +534,7 @@ NAMES_NOTHING = {
     "experiments/": "lists readable experiments only",
     "models/": "lists readable models only",
     "audit/": "audit.read",
+    "audit/events/<int:seq>/": "audit.read, by integer sequence number",
     "access/": "lists what the caller manages",
     "reviews/": "the caller's queue",
     "reviews/<int:request_id>/": "integer request id",
