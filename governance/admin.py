@@ -192,19 +192,6 @@ def _names(text: str) -> list[str]:
     return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
 
 
-# The policy's own fields on the form (the model admin's form class lists the text ones too).
-POLICY_FIELDS = (
-    "staging_approvals",
-    "production_approvals",
-    "demotion_approvals",
-    "rollback_approvals",
-    "exclude_run_author",
-    "require_model_card",
-    "require_tags_at_registration",
-    "archive_grace_seconds",
-)
-
-
 class PolicyForm(forms.ModelForm):
     """A policy as text fields for people (tags and aliases comma-separated, one gate per line)
     and numbers; validated by the same rules as the API (governance.policy), and saved through
@@ -233,7 +220,7 @@ class PolicyForm(forms.ModelForm):
 
     class Meta:
         model = ModelPolicy
-        fields = ("model", *POLICY_FIELDS)
+        fields = ("model", *rules.SCALAR_FIELDS)
         labels = {"demotion_approvals": "Approvals to leave Production"}
         help_texts = {
             "demotion_approvals": "empty: as many as to enter Production",
@@ -286,11 +273,7 @@ class PolicyForm(forms.ModelForm):
             "required_tags": _names(cleaned.get("required_tags_text") or ""),
             "protected_aliases": _names(cleaned.get("protected_aliases_text") or ""),
             "metric_gates": gates,
-            **{
-                key: cleaned.get(key)
-                for key in POLICY_FIELDS
-                if key in cleaned
-            },
+            **{key: cleaned.get(key) for key in rules.SCALAR_FIELDS if key in cleaned},
         }
         if self.user is not None and access.is_admin(self.user):
             data["reviewers"] = [u.username for u in cleaned.get("reviewer_names") or []]

@@ -150,6 +150,18 @@ def test_each_models_page_in_the_admin_shows_its_timeline(people, fraud):
     assert browser_for(people["rob"]).get(url).status_code == 200
 
 
+POLICY_FORM = {
+    "staging_approvals": "0",
+    "production_approvals": "1",
+    "rollback_approvals": "1",
+    "exclude_run_author": "on",
+    "require_model_card": "on",
+    "required_tags_text": "dataset_version, git_commit",
+    "metric_gates_text": "val_auc >= 0.9",
+    "protected_aliases_text": "",
+}
+
+
 def test_policies_are_edited_in_the_admin_managers_only_stricter(people, fraud):
     from audit.models import AuditEvent
     from governance.models import ModelPolicy
@@ -161,15 +173,8 @@ def test_policies_are_edited_in_the_admin_managers_only_stricter(people, fraud):
     created = admin_browser.post(
         "/admin/governance/modelpolicy/add/",
         {
+            **POLICY_FORM,
             "model": str(ModelPolicy._meta.get_field("model").related_model.objects.get().pk),
-            "staging_approvals": "0",
-            "production_approvals": "1",
-            "rollback_approvals": "1",
-            "exclude_run_author": "on",
-            "require_model_card": "on",
-            "required_tags_text": "dataset_version, git_commit",
-            "metric_gates_text": "val_auc >= 0.9",
-            "protected_aliases_text": "",
         },
     )
     assert created.status_code == 302, created.content.decode().split("errorlist")[1:3]
@@ -183,16 +188,7 @@ def test_policies_are_edited_in_the_admin_managers_only_stricter(people, fraud):
     rita = Client()
     rita.force_login(people["rita"].user)
     url = f"/admin/governance/modelpolicy/{policy.pk}/change/"
-    form = {
-        "staging_approvals": "0",
-        "production_approvals": "1",
-        "rollback_approvals": "1",
-        "exclude_run_author": "on",
-        "require_model_card": "on",
-        "required_tags_text": "dataset_version, git_commit",
-        "metric_gates_text": "val_auc >= 0.8",
-        "protected_aliases_text": "",
-    }
+    form = {**POLICY_FORM, "metric_gates_text": "val_auc >= 0.8"}
     loosened = rita.post(url, form)
     assert loosened.status_code == 200
     assert "metric gate val_auc &gt;= 0.9 loosened" in loosened.content.decode()
