@@ -225,7 +225,7 @@ def test_the_compliance_officers_job(signed_in, live_server_process, screenshot,
     expect(saved).to_be_visible()
     screenshot(page, "audit-saved-filters")
     saved.click()
-    expect(page.get_by_label("From (UTC)")).to_have_value("2020-01-01T00:00:00")
+    expect(page.get_by_label("From (UTC)")).to_have_value(re.compile(r"^2020-01-01T00:00(:00)?$"))
     page.locator("#audit-events tbody tr").first.get_by_role("link").first.click()
     field = page.locator('#before-after tr[data-field="production_approvals"]')
     expect(field).to_have_class(re.compile("differs"))
