@@ -4,6 +4,7 @@ model cards (pre-filled from lineage, exported as Markdown) and the review scree
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -522,7 +523,7 @@ def _metric_rows(
         row["goal"] = goals.get(row["key"])
         row["delta"] = mine - theirs if mine is not None and theirs is not None else None
         row["verdict"] = None
-        if row["delta"] is not None:
+        if row["delta"] is not None and not math.isnan(row["delta"]):
             if row["delta"] == 0:
                 row["verdict"] = "same"
             elif row["goal"]:
@@ -586,6 +587,18 @@ def _checks(policy: ModelPolicy, req: TR, card: ModelCard, saved: bool) -> list[
     return checks
 
 
+def _json_safe(value: Any) -> Any:
+    """Infinite and NaN metric values (and deltas) as the strings "inf", "-inf" and "nan":
+    strict JSON (the API's renderer, PostgreSQL's jsonb) has no numbers for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def decision_basis(req: TR) -> dict[str, Any]:
     """What a decision on `req` rests on, as the model stands now: this version's source run
     beside the current Production version's (metrics with delta and direction, params,
@@ -605,7 +618,7 @@ def decision_basis(req: TR) -> dict[str, Any]:
     card, saved = card_get(mv)
     policy = rules.policy_for(model)
     effects = approval_effects(req)
-    return {
+    basis = {
         "recorded_at": timezone.now().isoformat(),
         "policy": rules.payload(policy),
         "checks": _checks(policy, req, card, saved),
@@ -634,6 +647,7 @@ def decision_basis(req: TR) -> dict[str, Any]:
         # or the card changed in the meantime (services.approve).
         "basis": rules.review_basis(mv),
     }
+    return _json_safe(basis)
 
 
 def review_screen(req: TR) -> dict[str, Any]:

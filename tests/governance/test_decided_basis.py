@@ -104,3 +104,25 @@ def test_an_open_request_is_not_frozen(people, fraud):
     screen = people["rita"].get(f"transition-requests/{request_id}/review").json()
     assert screen["frozen"] is False
     assert TransitionRequest.objects.get(pk=request_id).decided_basis is None
+
+
+def test_an_infinite_metric_is_recorded_and_shown_as_text(people, fraud):
+    """1e999 in a JSON body is infinity; strict JSON (the API, jsonb) has no number for it."""
+    alice = people["alice"]
+    body = (
+        f'{{"run_id": "{fraud}", "metrics": '
+        '[{"key": "loss", "value": 1e999, "timestamp": 2, "step": 1}]}'
+    )
+    logged = alice.client.post(
+        "/api/2.0/mlflow/runs/log-batch", body, content_type="application/json"
+    )
+    assert logged.status_code == 200, logged.content
+    request_id = to_production_request(people)
+    screen = people["rita"].get(f"transition-requests/{request_id}/review")
+    assert screen.status_code == 200
+    loss = next(r for r in screen.json()["compare"]["metrics"] if r["key"] == "loss")
+    assert loss["candidate"] == "inf"
+    rejected = people["rita"].post(f"transition-requests/{request_id}/reject", {"reason": "inf"})
+    assert rejected.status_code == 200
+    assert TransitionRequest.objects.get(pk=request_id).decided_basis["compare"]["metrics"]
+    assert "inf" in page_of(people["rita"], f"/reviews/{request_id}/")

@@ -35,6 +35,8 @@ def signed(value) -> str:
     """A delta with its sign: +0.012, −0.3, 0."""
     if value is None:
         return "—"
+    if not isinstance(value, int | float):
+        return str(value)  # "inf", "nan": stored as text (governance.selectors._json_safe)
     if value == 0:
         return "0"
     text = f"{abs(value):.4g}"
