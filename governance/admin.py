@@ -239,6 +239,11 @@ class PolicyForm(forms.ModelForm):
         else:
             self.fields["model"].disabled = True
             self.fields["reviewer_names"].initial = list(policy.reviewers.all())
+        if policy.demotion_approvals is None:
+            self.fields["demotion_approvals"].help_text = (
+                "empty: as many as to enter Production "
+                f"(now {policy.production_approvals} (same as Production))"
+            )
         self.fields["required_tags_text"].initial = ", ".join(policy.required_tags)
         self.fields["protected_aliases_text"].initial = ", ".join(policy.protected_aliases)
         self.fields["metric_gates_text"].initial = "\n".join(
