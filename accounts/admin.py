@@ -4,10 +4,11 @@ and GroupAdmin save with plain model saves, which would leave no trace in the tr
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm
+from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.models import Group
 
 from accounts import services
@@ -28,11 +29,61 @@ class UserCreationWithRoleForm(AdminUserCreationForm):
     role = forms.ChoiceField(choices=Role.choices, initial=Role.DATA_SCIENTIST)
 
 
+class UserRoleChangeForm(UserChangeForm):
+    """A user's roles and teams, not Django's raw permission list: what a user may do in
+    Custody follows from the roles (and per-object grants), and the staff and superuser flags
+    follow from the roles too (services.role_flags)."""
+
+    roles = forms.MultipleChoiceField(
+        choices=Role.choices,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="admin: everything; reviewer: reviews promotions; compliance: reads "
+        "everything and the audit trail, decides nothing; data-scientist: tracking and "
+        "registry. Reviewers, compliance officers and admins may sign in to this console.",
+    )
+    teams = forms.ModelMultipleChoiceField(
+        queryset=Group.objects.exclude(name__in=Role.values).order_by("name"),
+        required=False,
+        widget=FilteredSelectMultiple("teams", is_stacked=False),
+        help_text="Groups that are not roles: grant a team access to an experiment or a model "
+        "once, on its Access page, instead of each member.",
+    )
+
+    class Meta(UserChangeForm.Meta):
+        fields = ("username", "first_name", "last_name", "email", "is_active")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        names = set(self.instance.groups.values_list("name", flat=True))
+        held = [role for role in Role.values if role in names]
+        if self.instance.is_superuser and Role.ADMIN not in held:
+            held.append(Role.ADMIN)
+        self.fields["roles"].initial = held
+        self.fields["teams"].initial = list(self.instance.groups.exclude(name__in=Role.values))
+
+
 class AuditedUserAdmin(DjangoUserAdmin):
     add_form = UserCreationWithRoleForm
+    form = UserRoleChangeForm
     change_password_form = AuditedPasswordChangeForm
     # Not among the fields user_update saves: editable, an edit would be dropped silently.
     readonly_fields = ("last_login", "date_joined")
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Role and teams", {"fields": ("roles", "teams", "is_active")}),
+        ("Important dates", {"fields": ("last_login", "date_joined")}),
+    )
+    list_display = ("username", "email", "role_names", "is_active", "last_login")
+    list_filter = ("groups", "is_active")
+
+    @admin.display(description="roles and teams")
+    def role_names(self, obj):
+        return ", ".join(sorted(g.name for g in obj.groups.all())) or "—"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("groups")
+
     add_fieldsets = (
         (
             None,
@@ -61,13 +112,12 @@ class AuditedUserAdmin(DjangoUserAdmin):
         obj.refresh_from_db()
 
     def save_related(self, request, form, formsets, change):
-        if change:
-            if "groups" in form.cleaned_data:
-                services.user_set_roles(user=form.instance, groups=form.cleaned_data["groups"])
-            if "user_permissions" in form.cleaned_data:
-                services.user_set_permissions(
-                    user=form.instance, permissions=form.cleaned_data["user_permissions"]
-                )
+        if change and "roles" in form.cleaned_data:
+            services.user_set_roles_and_teams(
+                user=form.instance,
+                roles=form.cleaned_data["roles"],
+                teams=form.cleaned_data.get("teams") or [],
+            )
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import parsers, serializers
 from rest_framework.permissions import BasePermission
 
@@ -52,6 +53,20 @@ class GrantSerializer(serializers.Serializer):
     user = serializers.CharField(required=False)
     group = serializers.CharField(required=False, help_text="a role or group name")
     level = serializers.ChoiceField(choices=list(access.LEVELS))
+
+
+class GrantChangeSerializer(serializers.Serializer):
+    """What adding one grant answers: the grants now, and what happened to this one."""
+
+    grants = GrantSerializer(many=True)
+    outcome = serializers.ChoiceField(choices=["added", "changed", "unchanged"])
+
+
+# DELETE …/permissions?user=… (or ?group=…): the one grant to remove.
+GRANT_REMOVE_PARAMETERS = [
+    OpenApiParameter("user", str, description="the user whose grant to remove"),
+    OpenApiParameter("group", str, description="or the group (role, team) whose grant to remove"),
+]
 
 
 class GrantsSerializer(serializers.Serializer):

@@ -93,3 +93,30 @@ def hidden_ids(user, permission_model, owner_field: str, all_ids_qs, default: st
         return {owner for owner, rows in by_owner.items() if not readable(rows)}
     allowed = {owner for owner, rows in by_owner.items() if readable(rows)}
     return set(all_ids_qs.exclude(pk__in=allowed).values_list("pk", flat=True))
+
+
+def grant_put_one(permission_model, owner_field: str, owner, grant: dict[str, str]) -> str:
+    """Gives one user or group `grant["level"]` on `owner`, replacing the level they had
+    there (others' grants stay). Answers "added" or "changed" (or "unchanged")."""
+    (row,) = build_grants(permission_model, owner_field, owner, [grant])
+    principal = {"user": row.user} if row.user_id else {"group": row.group}
+    existing = permission_model.objects.filter(**{owner_field: owner}, **principal).first()
+    if existing is None:
+        row.save()
+        return "added"
+    if existing.level == row.level:
+        return "unchanged"
+    existing.level = row.level
+    existing.save(update_fields=["level"])
+    return "changed"
+
+
+def grant_remove_one(permission_model, owner_field: str, owner, *, user: str, group: str) -> None:
+    """Removes the grant of one user or group on `owner`; a 400 names what has none."""
+    if bool(user) == bool(group):
+        raise InvalidParameterValue("Name exactly one of 'user' or 'group' to remove.")
+    rows = permission_model.objects.filter(**{owner_field: owner})
+    rows = rows.filter(user__username=user) if user else rows.filter(group__name=group)
+    if not rows.delete()[0]:
+        who = f"user {user!r}" if user else f"group {group!r}"
+        raise InvalidParameterValue(f"{who[0].upper()}{who[1:]} has no grant here to remove.")

@@ -5,7 +5,11 @@ API. Nothing here writes a stage or a review directly."""
 
 from __future__ import annotations
 
+import re
+
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -14,6 +18,7 @@ from django.utils.html import format_html
 
 from core import access, refusals
 from core.errors import ApplicationError, ResourceDoesNotExist
+from governance import policy as rules
 from governance import selectors, services
 from governance.models import CARD_FIELDS, ModelCard, ModelPolicy, TransitionRequest
 from registry import admin as registry_admin
@@ -174,11 +179,135 @@ class TransitionRequestAdmin(ConsoleReadOnly, admin.ModelAdmin):
         return redirect(back)
 
 
+GATE = re.compile(r"^\s*(\S+)\s*(>=|<=|==|>|<)\s*(\S+)\s*$")
+STRICTER_ONLY = (
+    "Admins may change anything. A model's managers may only make its policy stricter: never "
+    "fewer approvals (an empty 'approvals to leave Production' counts as the Production number), "
+    "required tags or protected aliases, never a metric gate dropped or loosened, never a switch "
+    "turned off, and never a change of reviewers. A loosening is refused with each one listed."
+)
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
+
+
+class PolicyForm(forms.ModelForm):
+    """A policy as text fields for people (tags and aliases comma-separated, one gate per line)
+    and numbers; validated by the same rules as the API (governance.policy), and saved through
+    services.policy_update, which enforces "managers only stricter" again and audits."""
+
+    required_tags_text = forms.CharField(
+        label="Required lineage tags", required=False, help_text="comma-separated"
+    )
+    metric_gates_text = forms.CharField(
+        label="Metric gates",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 40}),
+        help_text="one per line, e.g. val_auc >= 0.9 (operators >=, >, <=, <, ==)",
+    )
+    protected_aliases_text = forms.CharField(
+        label="Protected aliases",
+        required=False,
+        help_text="comma-separated; they may only point at the Production version",
+    )
+    reviewer_names = forms.ModelMultipleChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
+        required=False,
+        label="Designated reviewers",
+        help_text="empty: anyone with the reviewer role who may read the model (admins only)",
+    )
+
+    class Meta:
+        model = ModelPolicy
+        fields = ("model", *rules.SCALAR_FIELDS)
+        labels = {"demotion_approvals": "Approvals to leave Production"}
+        help_texts = {
+            "demotion_approvals": "empty: as many as to enter Production",
+            "archive_grace_seconds": "empty: the server's default",
+        }
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        policy = self.instance
+        if policy.pk is None:
+            for key, value in rules.default_values().items():
+                if key in self.fields:
+                    self.fields[key].initial = value
+            policy = ModelPolicy(**rules.default_values())
+        else:
+            self.fields["model"].disabled = True
+            self.fields["reviewer_names"].initial = list(policy.reviewers.all())
+        if policy.demotion_approvals is None:
+            self.fields["demotion_approvals"].help_text = (
+                "empty: as many as to enter Production "
+                f"(now {policy.production_approvals} (same as Production))"
+            )
+        self.fields["required_tags_text"].initial = ", ".join(policy.required_tags)
+        self.fields["protected_aliases_text"].initial = ", ".join(policy.protected_aliases)
+        self.fields["metric_gates_text"].initial = "\n".join(
+            f"{g['metric']} {g['op']} {g['value']:g}" for g in policy.metric_gates
+        )
+        if user is not None and not access.is_admin(user):
+            self.fields["reviewer_names"].disabled = True
+            self.fields["model"].queryset = RegisteredModel.objects.filter(
+                model_permissions.readable_models_q(user)
+            )
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        gates = []
+        for line in (cleaned.get("metric_gates_text") or "").splitlines():
+            if not line.strip():
+                continue
+            match = GATE.match(line)
+            try:
+                value = float(match.group(3)) if match else None
+            except ValueError:
+                value = None
+            if value is None:
+                raise forms.ValidationError(
+                    f"Metric gate {line.strip()[:60]!r}: write it as metric operator number, "
+                    "e.g. val_auc >= 0.9."
+                )
+            gates.append({"metric": match.group(1), "op": match.group(2), "value": value})
+        data = {
+            "required_tags": _names(cleaned.get("required_tags_text") or ""),
+            "protected_aliases": _names(cleaned.get("protected_aliases_text") or ""),
+            "metric_gates": gates,
+            **{key: cleaned.get(key) for key in rules.SCALAR_FIELDS if key in cleaned},
+        }
+        if self.user is not None and access.is_admin(self.user):
+            data["reviewers"] = [u.username for u in cleaned.get("reviewer_names") or []]
+        model = cleaned.get("model") or self.instance.model
+        try:
+            changes = rules.clean_policy(data)
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.message) from None
+        if self.user is not None and not access.is_admin(self.user):
+            current = rules.payload(rules.policy_for(model))
+            proposed = {**current, **changes}
+            looser = rules.loosenings(current, proposed)
+            if looser:
+                raise forms.ValidationError(
+                    f"Only an admin can loosen the policy of '{model.name}': "
+                    + "; ".join(looser)
+                    + ". Managers may only make it stricter."
+                )
+        self.policy_data = data
+        return cleaned
+
+
 @admin.register(ModelPolicy)
 class ModelPolicyAdmin(ConsoleReadOnly, admin.ModelAdmin):
-    """Policies are shown here; they change through /api/v1/models/<name>/policy, which
-    enforces "managers only stricter" and audits every change."""
+    """Policies: admins edit anything; a model's managers (with console access) only make it
+    stricter (the rule in governance.policy, explained on the form). Saved through the same
+    audited service as PUT /api/v1/models/<name>/policy."""
 
+    form = PolicyForm
     list_display = (
         "model",
         "production_approvals",
@@ -186,28 +315,76 @@ class ModelPolicyAdmin(ConsoleReadOnly, admin.ModelAdmin):
         "staging_approvals",
         "require_model_card",
     )
-    # Shown as approvals_to_leave_production, which spells out what null stands for.
-    exclude = ("demotion_approvals",)
-    readonly_fields = (
-        "model",
-        "required_tags",
-        "require_tags_at_registration",
-        "metric_gates",
-        "staging_approvals",
-        "production_approvals",
-        "approvals_to_leave_production",
-        "rollback_approvals",
-        "reviewers",
-        "exclude_run_author",
-        "require_model_card",
-        "protected_aliases",
-        "archive_grace_seconds",
+    fieldsets = (
+        (None, {"fields": ("model",), "description": STRICTER_ONLY}),
+        (
+            "Approvals",
+            {
+                "fields": (
+                    "staging_approvals",
+                    "production_approvals",
+                    "demotion_approvals",
+                    "rollback_approvals",
+                    "reviewer_names",
+                    "exclude_run_author",
+                )
+            },
+        ),
+        (
+            "Conditions",
+            {
+                "fields": (
+                    "required_tags_text",
+                    "require_tags_at_registration",
+                    "metric_gates_text",
+                    "require_model_card",
+                    "protected_aliases_text",
+                    "archive_grace_seconds",
+                )
+            },
+        ),
     )
 
     def get_queryset(self, request):
         return (
             super().get_queryset(request).filter(selectors.console_models_q(request.user, "model"))
         )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        user = request.user
+
+        class BoundToUser(form):
+            def __init__(self, *args, **kw):
+                super().__init__(*args, user=user, **kw)
+
+        return BoundToUser
+
+    def _manages(self, request, obj) -> bool:
+        user = request.user
+        if not console_user(request):
+            return False
+        if access.is_admin(user):
+            return True
+        if access.is_compliance(user) or obj is None:
+            return False
+        level = model_permissions.model_level(user, obj.model_id)
+        return access.RANK[level] >= access.RANK[access.MANAGE]
+
+    def has_add_permission(self, request):
+        return console_user(request) and access.is_admin(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return self._manages(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        services.policy_update(user=request.user, name=obj.model.name, data=form.policy_data)
+        stored = ModelPolicy.objects.get(model=obj.model)
+        obj.pk = stored.pk
+        obj._state.adding = False
+
+    def save_related(self, request, form, formsets, change):
+        pass  # the reviewers were saved by the service
 
     @admin.display(description="approvals to leave Production")
     def approvals_to_leave_production(self, obj):

@@ -81,6 +81,11 @@ class TransitionRequest(models.Model):
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # What the decision rested on (selectors.decision_basis: both versions' metrics and
+    # lineage, the policy checks, the card, the effects), written in the transaction that
+    # applies, rejects or cancels the request. Recomputing it later would compare with
+    # whatever is in Production by then, so a decided request shows this instead.
+    decided_basis = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -4,6 +4,7 @@ model cards (pre-filled from lineage, exported as Markdown) and the review scree
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -107,6 +108,11 @@ def requests_list(
     return qs
 
 
+def pending_count(user) -> int:
+    """Open requests in `user`'s queue that they have not reviewed yet (the nav's badge)."""
+    return requests_list(user, queue=True).exclude(reviews__reviewer=user).count()
+
+
 def _int(value: Any) -> int:
     try:
         return int(str(value))
@@ -187,15 +193,95 @@ def request_checks(req: TR) -> dict[str, Any]:
     policy = rules.policy_for(req.version.registered_model)
     needed = rules.approvals_needed(policy, req.to_stage, req.from_stage)
     if effective_status(req) != TR.Status.OPEN:
-        given = req.reviews.filter(decision=Review.Decision.APPROVE).count()
-        return {"missing": [], "approvals": {"given": given, "needed": needed}}
+        approvers = sorted(
+            req.reviews.filter(decision=Review.Decision.APPROVE).values_list(
+                "reviewer__username", flat=True
+            )
+        )
+        return {
+            "missing": [],
+            "approvals": {"given": len(approvers), "needed": needed},
+            "approved_by": approvers,
+        }
     missing, approvers = evaluate(req, policy)
     return {
         "missing": [m.as_dict() for m in missing],
         # Only the approvals that count now (not outdated, from reviewers who still qualify).
         "approvals": {"given": len(approvers), "needed": needed},
+        "approved_by": approvers,
         "who_can_approve": who_can_approve(policy),
     }
+
+
+def queue_states(user, requests: list[TR]) -> dict[int, dict[str, Any]]:
+    """For the queue, in a fixed number of queries: each open request's approvals ("n of m",
+    counting every approval given; the review screen re-checks which still count), what
+    blocks it other than approvals (tags, gates, the card), and whether it is ready for
+    `user` (nothing blocks it and they have not approved it), waiting for other reviewers,
+    or blocked."""
+    if not requests:
+        return {}
+    model_ids = {r.version.registered_model_id for r in requests}
+    policies = {
+        p.model_id: p
+        for p in ModelPolicy.objects.filter(model_id__in=model_ids).select_related("model")
+    }
+    run_ids = {r.version.run_id for r in requests if r.version.run_id}
+    facts: dict[str, dict[str, str]] = {run_id: {} for run_id in run_ids}
+    for run_id, key, value in Param.objects.filter(run_id__in=run_ids).values_list(
+        "run_id", "key", "value"
+    ):
+        facts[run_id][key] = value
+    for run_id, key, value in RunTag.objects.filter(run_id__in=run_ids).values_list(
+        "run_id", "key", "value"
+    ):
+        facts[run_id][key] = value
+    metrics: dict[str, dict[str, float | None]] = {run_id: {} for run_id in run_ids}
+    for run_id, key, number, is_nan in LatestMetric.objects.filter(run_id__in=run_ids).values_list(
+        "run_id", "key", "value", "is_nan"
+    ):
+        metrics[run_id][key] = None if is_nan else number
+    cards = {
+        c.version_id: c
+        for c in ModelCard.objects.filter(version_id__in={r.version_id for r in requests})
+    }
+    approvals: dict[int, set[str]] = {r.pk: set() for r in requests}
+    for request_id, username in Review.objects.filter(
+        request_id__in=approvals, decision=Review.Decision.APPROVE
+    ).values_list("request_id", "reviewer__username"):
+        approvals[request_id].add(username)
+    server_default = ModelPolicy(**rules.default_values())
+    out = {}
+    for req in requests:
+        mv = req.version
+        policy = policies.get(mv.registered_model_id) or server_default
+        blocked_on = []
+        if req.to_stage in (Stage.STAGING, Stage.PRODUCTION):
+            tags = facts.get(mv.run_id, {})
+            blocked_on += [
+                f"tag {key}" for key in policy.required_tags if not str(tags.get(key, "")).strip()
+            ]
+            blocked_on += [
+                f"gate {m.message.removeprefix('metric gate ')}"
+                for m in rules.gate_check(policy, metrics.get(mv.run_id, {}))
+            ]
+            if req.to_stage == Stage.PRODUCTION and policy.require_model_card:
+                card = cards.get(mv.pk)
+                if card is None or card.missing_fields():
+                    blocked_on.append("model card incomplete")
+        given = approvals[req.pk]
+        state = "blocked" if blocked_on else "waiting"
+        if not blocked_on and user.get_username() not in given:
+            state = "ready"
+        out[req.pk] = {
+            "state": state,
+            "blocked_on": blocked_on,
+            "approvals": {
+                "given": len(given),
+                "needed": rules.approvals_needed(policy, req.to_stage, req.from_stage),
+            },
+        }
+    return out
 
 
 def request_history(req: TR) -> list[dict[str, Any]]:
@@ -414,22 +500,64 @@ def _rows(candidate: dict[str, Any], current: dict[str, Any]) -> list[dict[str, 
     ]
 
 
-def review_screen(req: TR) -> dict[str, Any]:
-    """Everything a reviewer needs to decide, for the admin and the web UI."""
-    mv = req.version
-    model = mv.registered_model
-    production = (
-        ModelVersion.objects.filter(
-            registered_model=model, current_stage=Stage.PRODUCTION, deleted=False
-        )
-        .exclude(pk=mv.pk)
-        .first()
-    )
-    candidate = _run_summary(mv.run_id)
-    current = _run_summary(production.run_id) if production else None
-    card, saved = card_get(mv)
-    policy = rules.policy_for(model)
-    tags, metrics = rules.run_facts(mv.run_id)
+def metric_goals(policy: ModelPolicy) -> dict[str, str]:
+    """Which way is better for each gated metric: a `>=`/`>` gate says higher, `<=`/`<` lower
+    (an `==` gate says neither)."""
+    goals: dict[str, str] = {}
+    for gate in policy.metric_gates:
+        if gate["op"] in (">=", ">"):
+            goals.setdefault(gate["metric"], "higher")
+        elif gate["op"] in ("<=", "<"):
+            goals.setdefault(gate["metric"], "lower")
+    return goals
+
+
+def _metric_rows(
+    candidate: dict[str, Any], current: dict[str, Any], goals: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Each metric of this version and of Production, the delta, and whether it is better by
+    the metric's goal (None when there is no goal, no Production value or no change)."""
+    rows = _rows(candidate, current)
+    for row in rows:
+        mine, theirs = row["candidate"], row["production"]
+        row["goal"] = goals.get(row["key"])
+        row["delta"] = mine - theirs if mine is not None and theirs is not None else None
+        row["verdict"] = None
+        if row["delta"] is not None and not math.isnan(row["delta"]):
+            if row["delta"] == 0:
+                row["verdict"] = "same"
+            elif row["goal"]:
+                row["verdict"] = (
+                    "better" if (row["delta"] > 0) == (row["goal"] == "higher") else "worse"
+                )
+    return rows
+
+
+def _lineage_changes(candidate: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
+    """What changed in the version's lineage since Production: datasets, the commit and the
+    dataset_version tag."""
+    mine, theirs = set(candidate["datasets"]), set(current["datasets"] if current else [])
+    commit, production_commit = candidate.get("commit", ""), (current or {}).get("commit", "")
+    named = candidate["tags"].get("dataset_version", "")
+    production_named = (current or {}).get("tags", {}).get("dataset_version", "")
+    return {
+        "datasets_added": sorted(mine - theirs) if current else [],
+        "datasets_removed": sorted(theirs - mine),
+        "commit": {
+            "candidate": commit,
+            "production": production_commit,
+            "changed": bool(current) and commit != production_commit,
+        },
+        "dataset_version": {
+            "candidate": named,
+            "production": production_named,
+            "changed": bool(current) and named != production_named,
+        },
+    }
+
+
+def _checks(policy: ModelPolicy, req: TR, card: ModelCard, saved: bool) -> list[dict[str, Any]]:
+    tags, metrics = rules.run_facts(req.version.run_id)
     checks = [
         {
             "what": f"lineage tag {key}",
@@ -446,25 +574,61 @@ def review_screen(req: TR) -> dict[str, Any]:
         for g in policy.metric_gates
     ]
     if req.to_stage == Stage.PRODUCTION and policy.require_model_card:
+        complete = saved and not card.missing_fields()
         checks.append(
             {
                 "what": "model card complete",
-                "ok": saved and not card.missing_fields(),
+                "ok": complete,
                 "detail": "complete"
-                if saved and not card.missing_fields()
+                if complete
                 else "missing: " + ", ".join(card.missing_fields() if saved else CARD_FIELDS),
             }
         )
-    payload = request_payloads([req], detail=True)[0]
-    return {
-        "request": payload,
+    return checks
+
+
+def _json_safe(value: Any) -> Any:
+    """Infinite and NaN metric values (and deltas) as the strings "inf", "-inf" and "nan":
+    strict JSON (the API's renderer, PostgreSQL's jsonb) has no numbers for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def decision_basis(req: TR) -> dict[str, Any]:
+    """What a decision on `req` rests on, as the model stands now: this version's source run
+    beside the current Production version's (metrics with delta and direction, params,
+    datasets, commit), the policy checks, the model card and what approving would do. Frozen
+    into the request when it is decided (services), and shown from there afterwards."""
+    mv = req.version
+    model = mv.registered_model
+    production = (
+        ModelVersion.objects.filter(
+            registered_model=model, current_stage=Stage.PRODUCTION, deleted=False
+        )
+        .exclude(pk=mv.pk)
+        .first()
+    )
+    candidate = _run_summary(mv.run_id)
+    current = _run_summary(production.run_id) if production else None
+    card, saved = card_get(mv)
+    policy = rules.policy_for(model)
+    effects = approval_effects(req)
+    basis = {
+        "recorded_at": timezone.now().isoformat(),
         "policy": rules.payload(policy),
-        "checks": checks,
+        "checks": _checks(policy, req, card, saved),
         "candidate": candidate,
         "production": {"version": production.version, **(current or {})} if production else None,
         "compare": {
             "params": _rows(candidate["params"], current["params"] if current else {}),
-            "metrics": _rows(candidate["metrics"], current["metrics"] if current else {}),
+            "metrics": _metric_rows(
+                candidate["metrics"], current["metrics"] if current else {}, metric_goals(policy)
+            ),
             "datasets": _rows(
                 {d: True for d in candidate["datasets"]},
                 {d: True for d in (current["datasets"] if current else [])},
@@ -474,11 +638,31 @@ def review_screen(req: TR) -> dict[str, Any]:
                 "production": current.get("commit", "") if current else "",
             },
         },
+        "lineage": _lineage_changes(candidate, current),
         "card": card_payload(card, saved),
-        "card_markdown": card_markdown(card),
-        # The request's effects in plain words (its `effects` has them field by field).
-        "effects": describe_effects(payload["effects"]) if payload["effects"] else [],
+        # What approving does (field by field, and in plain words), as the model stood.
+        "effects_detail": effects,
+        "effects": describe_effects(effects),
         # What this screen shows, as a digest: an approval sent with it is refused if the run
         # or the card changed in the meantime (services.approve).
         "basis": rules.review_basis(mv),
+    }
+    return _json_safe(basis)
+
+
+def review_screen(req: TR) -> dict[str, Any]:
+    """Everything a reviewer needs to decide, for the admin, the web UI and the API. Once the
+    request is decided, the basis is the one frozen with the decision (`frozen: true`), not
+    a comparison with whatever is in Production now."""
+    payload = request_payloads([req], detail=True)[0]
+    frozen = req.decided_basis
+    basis = frozen if frozen is not None else decision_basis(req)
+    if frozen is None and payload["effects"] is None:
+        basis = {**basis, "effects": [], "effects_detail": None}
+    card, saved = card_get(req.version)
+    return {
+        "request": payload,
+        **basis,
+        "frozen": frozen is not None,
+        "card_markdown": card_markdown(card),
     }

@@ -29,6 +29,7 @@ from core.errors import (
 )
 from core.mlflow_api import check_text
 from governance import policy as rules
+from governance import selectors
 from governance.models import CARD_FIELDS, Comment, ModelCard, ModelPolicy, Review
 from governance.models import TransitionRequest as TR
 from registry import permissions as model_permissions
@@ -278,12 +279,14 @@ def _apply_if_ready(req: TR, policy: ModelPolicy, model: RegisteredModel, actor)
     missing, approvers = evaluate(req, policy)
     if missing:
         return Outcome(version=req.version, request=req, missing=missing)
-    # Resolved before the move: the registry's stage hook marks requests the move leaves
-    # behind as stale, and this one is not left behind.
+    # Frozen before the move, which changes what is in Production. Resolved before the move
+    # too: the registry's stage hook marks requests the move leaves behind as stale, and
+    # this one is not left behind.
+    req.decided_basis = selectors.decision_basis(req)
     req.status = TR.Status.APPLIED
     req.resolved_at = timezone.now()
     req.resolved_by = actor
-    req.save(update_fields=["status", "resolved_at", "resolved_by"])
+    req.save(update_fields=["status", "resolved_at", "resolved_by", "decided_basis"])
     approval: dict[str, Any] = {
         "transition_request": req.pk,
         "requested_by": req.requested_by.get_username(),
@@ -534,11 +537,14 @@ def reject(*, user, request_id: Any, reason: Any, comment: Any = "") -> Outcome:
             "basis": rules.review_basis(req.version),
         },
     )
+    req.decided_basis = selectors.decision_basis(req)
     req.status = TR.Status.REJECTED
     req.status_reason = reason
     req.resolved_at = timezone.now()
     req.resolved_by = user
-    req.save(update_fields=["status", "status_reason", "resolved_at", "resolved_by"])
+    req.save(
+        update_fields=["status", "status_reason", "resolved_at", "resolved_by", "decided_basis"]
+    )
     _audit_request(
         "transition_request.reject", req, model.name, after=_request_snapshot(req), reason=reason
     )
@@ -557,11 +563,14 @@ def cancel(*, user, request_id: Any, comment: Any = "") -> Outcome:
             f"Only the requester ({req.requested_by.get_username()}) or an admin can cancel "
             f"transition request {req.pk}."
         )
+    req.decided_basis = selectors.decision_basis(req)
     req.status = TR.Status.CANCELLED
     req.status_reason = comment or f"cancelled by {user.get_username()}"
     req.resolved_at = timezone.now()
     req.resolved_by = user
-    req.save(update_fields=["status", "status_reason", "resolved_at", "resolved_by"])
+    req.save(
+        update_fields=["status", "status_reason", "resolved_at", "resolved_by", "decided_basis"]
+    )
     _audit_request("transition_request.cancel", req, model.name, after=_request_snapshot(req))
     return Outcome(version=req.version, request=req)
 

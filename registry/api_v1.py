@@ -11,7 +11,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import access, identifiers, process_cache
-from core.drf import GrantsSerializer
+from core.drf import (
+    GRANT_REMOVE_PARAMETERS,
+    GrantChangeSerializer,
+    GrantSerializer,
+    GrantsSerializer,
+)
 from registry import permissions, resolution, selectors, services
 from registry.models import Deployment, ModelVersion
 
@@ -182,7 +187,12 @@ class DeploymentsApi(APIView):
 
 
 class ModelPermissionsApi(APIView):
-    access_rule = {"GET": access.MODEL_READ, "PUT": access.MODEL_MANAGE}
+    access_rule = {
+        "GET": access.MODEL_READ,
+        "PUT": access.MODEL_MANAGE,
+        "POST": access.MODEL_MANAGE,
+        "DELETE": access.MODEL_MANAGE,
+    }
 
     @extend_schema(responses=GrantsSerializer, summary="Grants on a registered model")
     def get(self, request, name: str):
@@ -198,4 +208,31 @@ class ModelPermissionsApi(APIView):
         data = GrantsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         model = permissions.model_grants_replace(name=name, grants=data.validated_data["grants"])
+        return Response({"grants": permissions.grants_payload(model.pk)})
+
+    @extend_schema(
+        request=GrantSerializer,
+        responses=GrantChangeSerializer,
+        summary="Add one grant on a registered model, or change that user's or group's level "
+        "(needs MANAGE; the other grants stay)",
+    )
+    def post(self, request, name: str):
+        data = GrantSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        outcome = permissions.model_grant_put(name=name, grant=dict(data.validated_data))
+        model = selectors.registered_model_get(name)
+        return Response({"grants": permissions.grants_payload(model.pk), "outcome": outcome})
+
+    @extend_schema(
+        parameters=GRANT_REMOVE_PARAMETERS,
+        responses=GrantsSerializer,
+        summary="Remove one user's or group's grant on a registered model (needs MANAGE)",
+    )
+    def delete(self, request, name: str):
+        permissions.model_grant_remove(
+            name=name,
+            user=request.query_params.get("user", ""),
+            group=request.query_params.get("group", ""),
+        )
+        model = selectors.registered_model_get(name)
         return Response({"grants": permissions.grants_payload(model.pk)})

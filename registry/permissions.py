@@ -127,6 +127,19 @@ def grants_payload(model_id: int) -> list[dict[str, str]]:
     return grant_helpers.grants_payload(RegisteredModelPermission, "model_id", model_id)
 
 
+def _audit_grants(action: str, model: RegisteredModel, before: list, **extra: Any) -> None:
+    process_cache.bump(process_cache.ACCESS)  # bulk writes send no signal
+    audit.record(
+        action=action,
+        object_type="registered_model",
+        object_id=model.pk,
+        object_name=model.name,
+        model_name=model.name,
+        before={"grants": before},
+        after={"grants": grants_payload(model.pk), **extra},
+    )
+
+
 @transaction.atomic
 def model_grants_replace(*, name: str, grants: list[dict[str, str]]) -> RegisteredModel:
     from registry.selectors import registered_model_get
@@ -136,17 +149,37 @@ def model_grants_replace(*, name: str, grants: list[dict[str, str]]) -> Register
     before = grants_payload(model.pk)
     RegisteredModelPermission.objects.filter(model=model).delete()
     RegisteredModelPermission.objects.bulk_create(rows)
-    process_cache.bump(process_cache.ACCESS)  # bulk_create sends no signal
-    audit.record(
-        action="registered_model.permissions.update",
-        object_type="registered_model",
-        object_id=model.pk,
-        object_name=model.name,
-        model_name=model.name,
-        before={"grants": before},
-        after={"grants": grants_payload(model.pk)},
-    )
+    _audit_grants("registered_model.permissions.update", model, before)
     return model
+
+
+@transaction.atomic
+def model_grant_put(*, name: str, grant: dict[str, str]) -> str:
+    """Adds one grant on a model, or changes the level of the user's or group's grant there;
+    the others stay. Audited `registered_model.permissions.grant`."""
+    from registry.selectors import registered_model_get
+
+    model = registered_model_get(name, for_update=True)
+    before = grants_payload(model.pk)
+    outcome = grant_helpers.grant_put_one(RegisteredModelPermission, "model", model, grant)
+    if outcome != "unchanged":
+        _audit_grants("registered_model.permissions.grant", model, before, granted=grant)
+    return outcome
+
+
+@transaction.atomic
+def model_grant_remove(*, name: str, user: str = "", group: str = "") -> None:
+    """Removes one user's or group's grant on a model. Audited
+    `registered_model.permissions.revoke`."""
+    from registry.selectors import registered_model_get
+
+    model = registered_model_get(name, for_update=True)
+    before = grants_payload(model.pk)
+    grant_helpers.grant_remove_one(
+        RegisteredModelPermission, "model", model, user=user, group=group
+    )
+    removed = {"user": user} if user else {"group": group}
+    _audit_grants("registered_model.permissions.revoke", model, before, removed=removed)
 
 
 def grant_creator(model: RegisteredModel, user) -> None:

@@ -183,24 +183,58 @@ def grants_payload(experiment_id: int) -> list[dict[str, str]]:
     return grant_helpers.grants_payload(ExperimentPermission, "experiment_id", experiment_id)
 
 
-@transaction.atomic
-def experiment_grants_replace(*, experiment_id: int, grants: list[dict[str, str]]) -> None:
+def _locked_experiment(experiment_id: int) -> Experiment:
     experiment = Experiment.objects.select_for_update().filter(pk=experiment_id).first()
     if experiment is None:
         raise ResourceDoesNotExist(f"No Experiment with id={experiment_id} exists")
+    return experiment
+
+
+def _audit_grants(action: str, experiment: Experiment, before: list, **extra: Any) -> None:
+    process_cache.bump(process_cache.ACCESS)  # bulk writes send no signal
+    audit.record(
+        action=action,
+        object_type="experiment",
+        object_id=experiment.pk,
+        object_name=experiment.name,
+        before={"grants": before},
+        after={"grants": grants_payload(experiment.pk), **extra},
+    )
+
+
+@transaction.atomic
+def experiment_grants_replace(*, experiment_id: int, grants: list[dict[str, str]]) -> None:
+    experiment = _locked_experiment(experiment_id)
     rows = grant_helpers.build_grants(ExperimentPermission, "experiment", experiment, grants)
     before = grants_payload(experiment_id)
     ExperimentPermission.objects.filter(experiment=experiment).delete()
     ExperimentPermission.objects.bulk_create(rows)
-    process_cache.bump(process_cache.ACCESS)  # bulk_create sends no signal
-    audit.record(
-        action="experiment.permissions.update",
-        object_type="experiment",
-        object_id=experiment_id,
-        object_name=experiment.name,
-        before={"grants": before},
-        after={"grants": grants_payload(experiment_id)},
+    _audit_grants("experiment.permissions.update", experiment, before)
+
+
+@transaction.atomic
+def experiment_grant_put(*, experiment_id: int, grant: dict[str, str]) -> str:
+    """Adds one grant on an experiment, or changes the level of the user's or group's grant
+    there; the others stay. Audited `experiment.permissions.grant`."""
+    experiment = _locked_experiment(experiment_id)
+    before = grants_payload(experiment_id)
+    outcome = grant_helpers.grant_put_one(ExperimentPermission, "experiment", experiment, grant)
+    if outcome != "unchanged":
+        _audit_grants("experiment.permissions.grant", experiment, before, granted=grant)
+    return outcome
+
+
+@transaction.atomic
+def experiment_grant_remove(*, experiment_id: int, user: str = "", group: str = "") -> None:
+    """Removes one user's or group's grant on an experiment. Audited
+    `experiment.permissions.revoke`."""
+    experiment = _locked_experiment(experiment_id)
+    before = grants_payload(experiment_id)
+    grant_helpers.grant_remove_one(
+        ExperimentPermission, "experiment", experiment, user=user, group=group
     )
+    removed = {"user": user} if user else {"group": group}
+    _audit_grants("experiment.permissions.revoke", experiment, before, removed=removed)
 
 
 def grant_creator(experiment: Experiment, user) -> None:

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from web import (
+    views_access,
     views_account,
     views_audit,
     views_governance,
@@ -53,6 +54,14 @@ urlpatterns = [
         name="version",
     ),
     path("audit/", views_audit.audit_page, name="audit"),
+    path("audit/events/<int:seq>/", views_audit.audit_event, name="audit-event"),
+    path("access/", views_access.access_index, name="access"),
+    path("models/<str:name>/access/", views_access.model_access, name="model-access"),
+    path(
+        "experiments/<str:experiment_id>/access/",
+        views_access.experiment_access,
+        name="experiment-access",
+    ),
     path("lineage/", views_lineage.lineage_page, name="lineage"),
     path(
         "models/<str:name>/versions/<str:a>/diff/<str:b>/",

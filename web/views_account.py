@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from accounts import services
 from accounts.forms import with_throttle_status
@@ -22,6 +23,13 @@ class LoginView(auth_views.LoginView):
     def form_invalid(self, form):
         return with_throttle_status(super().form_invalid(form))
 
+    def get_default_redirect_url(self):
+        # A reviewer comes to review: they land on their queue (a `next` still wins).
+        user = self.request.user
+        if access.is_reviewer(user) and not access.is_admin(user):
+            return reverse("web:reviews")
+        return super().get_default_redirect_url()
+
 
 login = LoginView.as_view()
 login.access_rule = access.PUBLIC
@@ -29,17 +37,23 @@ logout = auth_views.LogoutView.as_view()
 logout.access_rule = access.PUBLIC
 
 
+NEW_TOKEN_KEY = "custody_new_token"
+
+
 @page(access.AUTHENTICATED)
 def tokens(request):
-    created = None
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        _, created = services.token_create(
+        _, raw = services.token_create(
             user=request.user,
             name=form.cleaned_data["name"],
             expires_in_days=form.cleaned_data["expires_in_days"],
         )
-        form = TokenForm()
+        # Post/redirect/get, so a refresh does not create a second token. The token waits in
+        # the server-side session for the one page that shows it, which takes it out.
+        request.session[NEW_TOKEN_KEY] = raw
+        return redirect("web:tokens")
+    created = request.session.pop(NEW_TOKEN_KEY, None) if request.method == "GET" else None
     rows = ApiToken.objects.filter(user=request.user).order_by("-created_at")
     return render(
         request,

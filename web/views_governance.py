@@ -62,27 +62,76 @@ def governance_context(user, mv: ModelVersion) -> dict:
 
 @page(access.AUTHENTICATED)
 def queue(request):
-    to_review = list(selectors.requests_list(request.user, queue=True)[:200])
-    mine = list(selectors.requests_list(request.user, requester=request.user.get_username())[:50])
+    user = request.user
+    to_review = list(selectors.requests_list(user, queue=True)[:200])
+    mine = list(selectors.requests_list(user, requester=user.get_username())[:50])
+    sees_all = access.is_compliance(user) or access.is_admin(user)
+    status = request.GET.get("status", "")
+    everything = []
+    if sees_all:
+        # Compliance officers and admins: every request (read-only for compliance), newest
+        # first, filtered by status.
+        everything = list(selectors.requests_list(user, status=status or None)[:200])
+    states = selectors.queue_states(user, to_review)
+    queued = []
+    for item in selectors.request_payloads(to_review):
+        item.update(states[item["id"]])
+        queued.append(item)
+    # Ready ones first, oldest first within each group: a request that waits longest for
+    # this reviewer comes first.
+    order = {"ready": 0, "waiting": 1, "blocked": 2}
+    queued.sort(key=lambda r: (order[r["state"]], r["created_at"]))
     return render(
         request,
         "web/review_queue.html",
         {
             "nav": "reviews",
-            "to_review": selectors.request_payloads(to_review),
+            "ready": [r for r in queued if r["state"] == "ready"],
+            "waiting": [r for r in queued if r["state"] == "waiting"],
+            "blocked": [r for r in queued if r["state"] == "blocked"],
             "mine": selectors.request_payloads(mine),
-            "is_reviewer": access.is_reviewer(request.user),
+            "is_reviewer": access.is_reviewer(user),
+            "sees_all": sees_all,
+            "everything": selectors.request_payloads(everything),
+            "status": status,
+            "statuses": selectors.STATUSES,
         },
     )
 
 
+def _page_state(user, screen: dict, refusal: str | None, waits_for: list[str]) -> str:
+    """One of: decided, stale, blocked (conditions other than approvals missing), ready (the
+    user may approve now), waiting (for other reviewers)."""
+    r = screen["request"]
+    if r["status"] in (TR.Status.APPLIED, TR.Status.REJECTED, TR.Status.CANCELLED):
+        return "decided"
+    if r["status"] != TR.Status.OPEN:
+        return "stale"
+    if waits_for:
+        return "blocked"
+    if refusal is None and user.get_username() not in r.get("approved_by", []):
+        return "ready"
+    return "waiting"
+
+
 @page(access.AUTHENTICATED)
 def review(request, request_id: int):
+    from web.views_tracking import _chart_summary, _histories
+
     req = selectors.request_get(request.user, request_id)
     screen = selectors.review_screen(req)
     policy = rules.policy_for(req.version.registered_model)
     is_open = screen["request"]["status"] == TR.Status.OPEN
     refusal = services.review_refusal(request.user, policy, req)
+    waits_for = services.approval_waits_for(policy, req) if is_open else []
+    state = _page_state(request.user, screen, refusal, waits_for)
+    candidate_run = screen["candidate"]["run_id"]
+    production_run = (screen["production"] or {}).get("run_id")
+    runs = [r for r in (candidate_run, production_run) if r]
+    names = {candidate_run: f"v{req.version.version} (this version)"}
+    if production_run:
+        names[production_run] = f"v{screen['production']['version']} (Production)"
+    chart_data = _histories(runs) if runs else {}
     return render(
         request,
         "web/review.html",
@@ -90,12 +139,17 @@ def review(request, request_id: int):
             "nav": "reviews",
             "req": req,
             "screen": screen,
+            "state": state,
+            "conditions": [m for m in screen["request"]["missing"] if m["code"] != "approvals"],
             "card_fields": [(label, screen["card"][name]) for name, label in CARD_FIELDS.items()],
             "can_decide": is_open and refusal is None,
             "why_not": refusal if is_open else None,
-            "approve_waits_for": services.approval_waits_for(policy, req),
+            "approve_waits_for": waits_for,
             "can_cancel": is_open
             and (req.requested_by_id == request.user.pk or access.is_admin(request.user)),
+            "chart_data": chart_data,
+            "chart_summary": _chart_summary(chart_data, names),
+            "names": names,
         },
     )
 

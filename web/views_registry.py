@@ -219,8 +219,12 @@ def version_diff_pick(request, name: str, version: str):
 
     other = registry_selectors.parse_version(request.GET.get("other", ""))
     mv = registry_selectors.model_version_by_name(name, version)
+    # It reads "what changed from A to B": from the Production version when one of the two
+    # is, else from the older one.
+    theirs = registry_selectors.model_version_by_name(name, other)
+    older, newer = sorted((theirs, mv), key=lambda v: (v.current_stage != "Production", v.version))
     return HttpResponseRedirect(
-        reverse("web:version-diff", args=[mv.registered_model.name, other, mv.version])
+        reverse("web:version-diff", args=[mv.registered_model.name, older.version, newer.version])
     )
 
 

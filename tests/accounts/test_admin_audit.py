@@ -9,6 +9,7 @@ from django.contrib.auth.models import Group, Permission
 from django.test import Client
 
 from accounts import services as accounts
+from accounts.models import Role
 from tests.conftest import set_open_policy
 
 pytestmark = pytest.mark.django_db
@@ -39,10 +40,10 @@ def change_form(user) -> dict:
         "last_name": user.last_name,
         "email": user.email,
         "is_active": "on" if user.is_active else "",
-        "is_staff": "on" if user.is_staff else "",
-        "is_superuser": "on" if user.is_superuser else "",
-        "groups": [str(pk) for pk in user.groups.values_list("pk", flat=True)],
-        "user_permissions": [str(pk) for pk in user.user_permissions.values_list("pk", flat=True)],
+        "roles": list(user.groups.filter(name__in=Role.values).values_list("name", flat=True)),
+        "teams": [
+            str(pk) for pk in user.groups.exclude(name__in=Role.values).values_list("pk", flat=True)
+        ],
         "last_login_0": "",
         "last_login_1": "",
         "date_joined_0": user.date_joined.strftime("%Y-%m-%d"),
@@ -79,23 +80,36 @@ def test_creating_a_user_in_the_admin_is_audited(root):
     assert "password" not in created["after"]
 
 
-def test_flags_roles_and_permissions_changed_in_the_admin_are_audited(root):
+def test_roles_and_teams_changed_in_the_admin_are_audited_and_set_the_flags(root):
+    """The change form edits roles and teams, never Django's raw permission list; the
+    staff and superuser flags follow the roles."""
     browser, api = root
     bob = accounts.user_create(username="bob", role="data-scientist", password="bob-pw-12345")
     assert bob.has_usable_password() and bob.password
-    post_change(browser, bob, is_superuser="on", is_staff="on", email="bob@example.com")
+    page = browser.get(f"/admin/auth/user/{bob.pk}/change/").content.decode()
+    assert 'name="roles"' in page and 'name="teams"' in page
+    for raw in ('name="user_permissions"', 'name="is_superuser"', 'name="is_staff"'):
+        assert raw not in page
+    post_change(browser, bob, email="bob@example.com")
     (update,) = events(api, action="user.update", actor="root")
-    assert update["before"]["is_superuser"] is False and update["after"]["is_superuser"] is True
-    assert update["after"]["is_staff"] is True and update["after"]["email"] == "bob@example.com"
+    assert update["after"]["email"] == "bob@example.com"
 
     bob.refresh_from_db()
-    admin_group = Group.objects.get(name="admin")
-    perm = Permission.objects.get(codename="view_auditevent")
-    post_change(browser, bob, groups=[str(admin_group.pk)], user_permissions=[str(perm.pk)])
+    team = Group.objects.create(name="fraud-team")
+    post_change(browser, bob, roles=["admin"], teams=[str(team.pk)])
     (roles,) = events(api, action="user.roles.set")
-    assert roles["before"]["roles"] == ["data-scientist"] and roles["after"]["roles"] == ["admin"]
-    (perms,) = events(api, action="user.permissions.set")
-    assert perms["after"]["permissions"] == ["audit.view_auditevent"]
+    assert roles["before"]["roles"] == ["data-scientist"]
+    assert roles["after"]["roles"] == ["admin", "fraud-team"]
+    assert roles["before"]["is_superuser"] is False and roles["after"]["is_superuser"] is True
+    bob.refresh_from_db()
+    assert bob.is_staff and bob.is_superuser
+    # A user keeps at least one role.
+    refused = browser.post(f"/admin/auth/user/{bob.pk}/change/", {**change_form(bob), "roles": []})
+    assert refused.status_code == 200 and "This field is required" in refused.content.decode()
+    post_change(browser, bob, roles=["reviewer"], teams=[])
+    bob.refresh_from_db()
+    assert bob.is_staff and not bob.is_superuser
+    assert list(bob.groups.values_list("name", flat=True)) == ["reviewer"]
 
     bob.refresh_from_db()
     post_change(browser, bob, is_active="")

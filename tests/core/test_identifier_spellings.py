@@ -581,6 +581,8 @@ NAMES_NOTHING = {
     "experiments/": "lists readable experiments only",
     "models/": "lists readable models only",
     "audit/": "audit.read",
+    "audit/events/<int:seq>/": "audit.read, by integer sequence number",
+    "access/": "lists what the caller manages",
     "reviews/": "the caller's queue",
     "reviews/<int:request_id>/": "integer request id",
     "reviews/<int:request_id>/act": "integer request id",
@@ -629,7 +631,9 @@ def all_attempts(world, who: str) -> tuple[list[Attempt], list[str]]:
         else:
             methods = {"GET": None} | (
                 {"POST": None}
-                if route.endswith(("card/", "request", "aliases", "columns", "edit", "lifecycle"))
+                if route.endswith(
+                    ("card/", "request", "aliases", "columns", "edit", "lifecycle", "access/")
+                )
                 else {}
             )
         for method in methods:

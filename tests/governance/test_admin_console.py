@@ -148,3 +148,61 @@ def test_each_models_page_in_the_admin_shows_its_timeline(people, fraud):
     people["admin"].put("models/fraud/policy", {"reviewers": ["rob"]})
     assert browser_for(people["rita"]).get(url).status_code == 302
     assert browser_for(people["rob"]).get(url).status_code == 200
+
+
+POLICY_FORM = {
+    "staging_approvals": "0",
+    "production_approvals": "1",
+    "rollback_approvals": "1",
+    "exclude_run_author": "on",
+    "require_model_card": "on",
+    "required_tags_text": "dataset_version, git_commit",
+    "metric_gates_text": "val_auc >= 0.9",
+    "protected_aliases_text": "",
+}
+
+
+def test_policies_are_edited_in_the_admin_managers_only_stricter(people, fraud):
+    from audit.models import AuditEvent
+    from governance.models import ModelPolicy
+
+    admin_browser = Client()
+    admin_browser.force_login(people["admin"].user)
+    add = admin_browser.get("/admin/governance/modelpolicy/add/").content.decode()
+    assert "only make its policy stricter" in add
+    created = admin_browser.post(
+        "/admin/governance/modelpolicy/add/",
+        {
+            **POLICY_FORM,
+            "model": str(ModelPolicy._meta.get_field("model").related_model.objects.get().pk),
+        },
+    )
+    assert created.status_code == 302, created.content.decode().split("errorlist")[1:3]
+    policy = ModelPolicy.objects.get(model__name="fraud")
+    assert policy.metric_gates == [{"metric": "val_auc", "op": ">=", "value": 0.9}]
+    assert policy.required_tags == ["dataset_version", "git_commit"]
+    assert AuditEvent.objects.filter(action="policy.update", actor_username="boss").exists()
+
+    # rita (a reviewer) manages the model: she may tighten it, never loosen it.
+    people["alice"].post("models/fraud/permissions", {"user": "rita", "level": "MANAGE"})
+    rita = Client()
+    rita.force_login(people["rita"].user)
+    url = f"/admin/governance/modelpolicy/{policy.pk}/change/"
+    form = {**POLICY_FORM, "metric_gates_text": "val_auc >= 0.8"}
+    loosened = rita.post(url, form)
+    assert loosened.status_code == 200
+    assert "metric gate val_auc &gt;= 0.9 loosened" in loosened.content.decode()
+    policy.refresh_from_db()
+    assert policy.metric_gates[0]["value"] == 0.9
+    tightened = rita.post(
+        url, {**form, "metric_gates_text": "val_auc >= 0.92", "production_approvals": "2"}
+    )
+    assert tightened.status_code == 302, tightened.content.decode()[:3000]
+    policy.refresh_from_db()
+    assert policy.metric_gates[0]["value"] == 0.92 and policy.production_approvals == 2
+    bad = rita.post(url, {**form, "metric_gates_text": "val_auc at least 0.9"})
+    assert "write it as metric operator number" in bad.content.decode()
+    # A compliance officer sees the policy and cannot change it.
+    carl = Client()
+    carl.force_login(people["carl"].user)
+    assert carl.post(url, form).status_code == 403

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import time
+from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.test import Client
 
+from audit.models import AuditEvent
 from governance.models import AuditExport
 from tests.personas import to_production_request
 
@@ -170,3 +172,40 @@ def test_export_on_a_real_worker():
             result_backend=previous["result_backend"],
         )
         _reset_producers(app)
+
+
+def test_an_events_before_and_after_side_by_side(people, fraud):
+    people["admin"].put("models/fraud/policy", {"production_approvals": 2})
+    event = AuditEvent.objects.filter(action="policy.update").latest("seq")
+    carl = signed_in(people["carl"])
+    listed = carl.get("/audit/", {"action": "policy."}).content.decode()
+    assert f'href="/audit/events/{event.seq}/"' in listed
+    page = carl.get(f"/audit/events/{event.seq}/").content.decode()
+    table = page.split('id="before-after"')[1].split("</table>")[0]
+    row = table.split('data-field="production_approvals"')[1].split("</tr>")[0]
+    assert 'class="differs"' in table.split('data-field="production_approvals"')[0][-40:]
+    assert "<pre>1</pre>" in row and "<pre>2</pre>" in row
+    unchanged = table.split('data-field="staging_approvals"')[0][-40:]
+    assert "differs" not in unchanged
+    assert "boss" in page and "policy.update" in page
+    assert carl.get("/audit/events/999999/").status_code == 404
+    assert signed_in(people["alice"]).get(f"/audit/events/{event.seq}/").status_code == 403
+
+
+def test_the_audit_page_says_how_to_get_signed_checkpoints(people, fraud):
+    carl = signed_in(people["carl"])
+    page = carl.get("/audit/").content.decode()
+    status = page.split('id="checkpoints"')[1].split("</div>")[0]
+    assert "No signed checkpoints yet." in status and "make beat" in status
+    assert "manage.py audit_checkpoint" in status
+    out = StringIO()
+    call_command("audit_checkpoint", stdout=out)
+    assert "Signed checkpoint at event #" in out.getvalue()
+    signed = carl.get("/audit/").content.decode().split('id="checkpoints"')[1].split("</div>")[0]
+    assert "Signed checkpoints: 1" in signed and 'id="checkpoint-hint"' not in signed
+    # Date pickers take what they send (a datetime-local value, read as UTC).
+    picked = carl.get("/audit/", {"since": "2020-01-01T00:00", "until": "2099-01-01T00:00:00Z"})
+    html = picked.content.decode()
+    assert 'type="datetime-local"' in html and 'value="2099-01-01T00:00:00"' in html
+    assert 'id="audit-error"' not in html
+    assert 'href="/audit/events/' in html  # events in the range are listed

@@ -520,3 +520,37 @@ def test_the_migration_finds_past_production_versions_in_the_audit_trail(api, mo
     migration.record_past_production(apps, None)
     flags = dict(ModelVersion.objects.values_list("version", "was_in_production"))
     assert flags == {1: True, 2: True, 3: False}
+
+
+def test_one_model_grant_is_added_and_removed_with_a_team(api, model):
+    """A group (a team) gets EDIT on a model: its members may register and request; the
+    grant is removed alone, audited, the creator's MANAGE untouched."""
+    from django.contrib.auth.models import Group
+
+    bob = accounts.user_create(username="bob", role="data-scientist")
+    bob.groups.add(Group.objects.create(name="fraud-team"))
+    bob_client = Client(HTTP_AUTHORIZATION=f"Bearer {accounts.token_create(user=bob, name='t')[1]}")
+
+    def bob_moves():
+        return bob_client.post(
+            "/api/2.0/mlflow/model-versions/transition-stage",
+            {"name": "fraud", "version": "1", "stage": "Staging"},
+            content_type="application/json",
+        ).status_code
+
+    url = "/api/v1/models/fraud/permissions"
+    assert bob_moves() == 403
+    team = {"group": "fraud-team", "level": "EDIT"}
+    added = api.client.post(url, team, content_type="application/json")
+    assert added.status_code == 200, added.content
+    assert team in added.json()["grants"]
+    assert AuditEvent.objects.filter(action="registered_model.permissions.grant").exists()
+    assert bob_moves() != 403
+    ghost = api.client.post(
+        url, {"group": "ghosts", "level": "READ"}, content_type="application/json"
+    )
+    assert ghost.status_code == 400 and "ghosts" in ghost.json()["error"]["message"]
+    removed = api.client.delete(f"{url}?group=fraud-team")
+    assert removed.json()["grants"] == [{"user": "alice", "level": "MANAGE"}]
+    event = AuditEvent.objects.filter(action="registered_model.permissions.revoke").latest("seq")
+    assert event.before["grants"][0] == team and event.model_name == "fraud"

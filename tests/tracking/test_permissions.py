@@ -166,3 +166,50 @@ def test_permissions_api(people, experiment):
     event = AuditEvent.objects.filter(action="experiment.permissions.update").latest("seq")
     assert event.before == {"grants": [{"user": "alice", "level": "MANAGE"}]}
     assert people["bob"].client.get("/api/v1/experiments/999999/permissions").status_code == 404
+
+
+def test_one_grant_is_added_changed_and_removed_without_touching_the_others(people, experiment):
+    """A team's second data scientist gets EDIT without anyone replacing the whole list."""
+    exp_id, _ = experiment
+    alice, bob = people["alice"], people["bob"]
+    url = f"/api/v1/experiments/{exp_id}/permissions"
+    assert bob.post("runs/create", {"experiment_id": exp_id}).status_code == 403
+    add = {"user": "bob", "level": "EDIT"}
+    assert bob.client.post(url, add, content_type="application/json").status_code == 403
+    added = alice.client.post(url, add, content_type="application/json")
+    assert added.status_code == 200 and added.json()["outcome"] == "added"
+    assert added.json()["grants"] == [
+        {"user": "alice", "level": "MANAGE"},
+        {"user": "bob", "level": "EDIT"},
+    ]
+    event = AuditEvent.objects.filter(action="experiment.permissions.grant").latest("seq")
+    assert event.actor_username == "alice" and event.after["granted"] == add
+    assert event.before == {"grants": [{"user": "alice", "level": "MANAGE"}]}
+    assert bob.post("runs/create", {"experiment_id": exp_id}).status_code == 200
+
+    again = alice.client.post(url, add, content_type="application/json")
+    assert again.json()["outcome"] == "unchanged"
+    team = {"group": "compliance", "level": "READ"}
+    assert alice.client.post(url, team, content_type="application/json").status_code == 200
+    changed = alice.client.post(
+        url, {"user": "bob", "level": "READ"}, content_type="application/json"
+    )
+    assert changed.json()["outcome"] == "changed"
+
+    both = alice.client.post(
+        url,
+        {"user": "bob", "group": "compliance", "level": "READ"},
+        content_type="application/json",
+    )
+    assert both.status_code == 400 and "exactly one" in both.json()["error"]["message"]
+    assert alice.client.delete(f"{url}?user=nobody").status_code == 400
+    assert bob.client.delete(f"{url}?user=bob").status_code == 403
+    removed = alice.client.delete(f"{url}?user=bob")
+    assert removed.status_code == 200
+    assert removed.json()["grants"] == [
+        {"group": "compliance", "level": "READ"},
+        {"user": "alice", "level": "MANAGE"},
+    ]
+    event = AuditEvent.objects.filter(action="experiment.permissions.revoke").latest("seq")
+    assert event.after["removed"] == {"user": "bob"}
+    assert bob.post("runs/create", {"experiment_id": exp_id}).status_code == 403

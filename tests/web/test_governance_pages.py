@@ -108,3 +108,70 @@ def test_the_queue_costs_the_same_for_many_requests(people):
         page = rita.get("/reviews/").content.decode()
     assert page.count('href="/reviews/') >= 10
     assert len(many) == len(few), [q["sql"] for q in many.captured_queries]
+
+
+def test_queue_counts_n_of_m_separates_blocked_and_badges_the_nav(people, fraud):
+    from tests.personas import to_production_request
+
+    blocked_id = to_production_request(people)  # no model card yet: blocked
+    people["alice"].put("models/fraud/versions/2/card", FULL_CARD)
+    ready_id = to_production_request(people, version=2)
+    rita = signed_in(people["rita"])
+    page = rita.get("/reviews/").content.decode()
+    ready_table = page.split('id="queue"')[1].split("</table>")[0]
+    blocked_table = page.split('id="queue-blocked"')[1].split("</table>")[0]
+    assert f'href="/reviews/{ready_id}/"' in ready_table and "0 of 1" in ready_table
+    assert f'href="/reviews/{blocked_id}/"' in blocked_table
+    assert "model card incomplete" in blocked_table
+    assert 'id="pending-badge"' in page and ">2<" in page.split('id="pending-badge"')[1][:80]
+    review = rita.get(f"/reviews/{ready_id}/").content.decode()
+    assert 'data-state="ready"' in review and "/api/v1/" not in review.split('id="state"')[1][:400]
+    # Data scientists get no badge; compliance officers see every request, read-only.
+    assert 'id="pending-badge"' not in signed_in(people["alice"]).get("/reviews/").content.decode()
+    carl = signed_in(people["carl"]).get("/reviews/").content.decode()
+    everything = carl.split('id="all-requests"')[1].split("</table>")[0]
+    assert f'href="/reviews/{ready_id}/"' in everything
+    assert f'href="/reviews/{blocked_id}/"' in everything
+    assert (
+        'value="approve"'
+        not in signed_in(people["carl"]).get(f"/reviews/{ready_id}/").content.decode()
+    )
+
+
+def test_reviewers_land_on_their_queue(people):
+    landed = Client().post("/login/", {"username": "rita", "password": "rita-pw"})
+    assert landed.status_code == 302 and landed["Location"] == "/reviews/"
+    other = Client().post("/login/", {"username": "alice", "password": "alice-pw"})
+    assert other["Location"] != "/reviews/"
+
+
+def test_access_page_adds_changes_and_removes_a_grant(people, fraud):
+    alice, bob = signed_in(people["alice"]), signed_in(people["bob"])
+    page = alice.get("/models/fraud/access/").content.decode()
+    assert 'id="add-grant"' in page
+    shown = bob.get("/models/fraud/access/").content.decode()
+    assert 'id="add-grant"' not in shown and 'id="cannot-manage"' in shown
+    refused = bob.post(
+        "/models/fraud/access/", {"kind": "user", "principal": "bob", "level": "EDIT"}
+    )
+    assert refused.status_code == 403
+    done = alice.post(
+        "/models/fraud/access/",
+        {"kind": "user", "principal": "bob", "level": "EDIT", "action": "put"},
+        follow=True,
+    ).content.decode()
+    assert "User bob: EDIT (added)." in done and 'data-principal="user:bob"' in done
+    unknown = alice.post(
+        "/models/fraud/access/",
+        {"kind": "group", "principal": "nobody-team", "level": "READ", "action": "put"},
+        follow=True,
+    ).content.decode()
+    assert "No role or group named" in unknown
+    removed = alice.post(
+        "/models/fraud/access/",
+        {"kind": "user", "principal": "bob", "action": "remove"},
+        follow=True,
+    ).content.decode()
+    assert 'data-principal="user:bob"' not in removed
+    index = alice.get("/access/").content.decode()
+    assert 'href="/models/fraud/access/"' in index

@@ -119,7 +119,11 @@ def test_pages_respect_permissions(scientist):
 
 
 def test_tokens_page_creates_shows_once_and_revokes(browser, scientist):
-    created = browser.post("/tokens/", {"name": "laptop", "expires_in_days": "7"})
+    created = browser.post("/tokens/", {"name": "laptop", "expires_in_days": "7"}, follow=True)
+    # Post/redirect/get: the token is shown on the page after the redirect, so a refresh
+    # (a GET) creates no second token.
+    assert created.redirect_chain == [("/tokens/", 302)]
+    assert scientist.api_tokens.filter(name="laptop").count() == 1
     html = created.content.decode()
     raw = re.search(r'<code class="token">(cust_[^<]+)</code>', html).group(1)
     assert Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get("/api/v1/me").status_code == 200

@@ -10,7 +10,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from core import process_cache
-from tests.personas import LINEAGE, new_run
+from governance.models import TransitionRequest
+from tests.personas import FULL_CARD, LINEAGE, new_run
 
 pytestmark = pytest.mark.django_db
 
@@ -259,3 +260,20 @@ def test_aliases_are_set_and_removed_from_the_model_page(people, fraud):
     denied = bob.post("/models/fraud/aliases", {"action": "set", "alias": "x", "version": "1"})
     assert denied.status_code == 403
     assert not RegisteredModelAlias.objects.filter(alias="x").exists()
+
+
+def test_the_diff_picker_reads_from_production_or_the_older_version(people, fraud):
+    """From v2's page, comparing with v1 reads "from v1 to v2"; with v2 in Production,
+    comparing from v1's page reads "from v2 (Production) to v1"."""
+    alice = signed_in(people["alice"])
+    picked = alice.get("/models/fraud/versions/2/diff/", {"other": "1"})
+    assert picked["Location"] == "/models/fraud/versions/1/diff/2/"
+    picked = alice.get("/models/fraud/versions/1/diff/", {"other": "2"})
+    assert picked["Location"] == "/models/fraud/versions/1/diff/2/"
+    people["alice"].put("models/fraud/versions/2/card", FULL_CARD)
+    people["alice"].transition(2, "Staging")
+    people["alice"].transition(2, "Production")
+    request_id = TransitionRequest.objects.get(status="open").pk
+    assert people["rita"].post(f"transition-requests/{request_id}/approve").json()["applied"]
+    picked = alice.get("/models/fraud/versions/1/diff/", {"other": "2"})
+    assert picked["Location"] == "/models/fraud/versions/2/diff/1/"

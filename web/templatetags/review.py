@@ -1,0 +1,43 @@
+"""Filters for the review, queue and audit pages: ISO timestamps from payloads, metric values
+and signed deltas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def when(value) -> str:
+    """An ISO 8601 timestamp (as the payloads carry them) to the minute, in UTC."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+@register.filter
+def number(value) -> str:
+    """A metric value to five significant digits (the full value is in the cell's title)."""
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    return "—" if value is None else str(value)
+
+
+@register.filter
+def signed(value) -> str:
+    """A delta with its sign: +0.012, −0.3, 0."""
+    if value is None:
+        return "—"
+    if not isinstance(value, int | float):
+        return str(value)  # "inf", "nan": stored as text (governance.selectors._json_safe)
+    if value == 0:
+        return "0"
+    text = f"{abs(value):.4g}"
+    return f"+{text}" if value > 0 else f"−{text}"
