@@ -124,7 +124,7 @@ def test_get_history_bulk_decides_on_every_run_named(api):
     )
     assert response.status_code == 404
     # The refusal carries no metric (the message names the run, whose id may hold any digits).
-    assert set(response.json()) == {"error_code", "message"}
+    assert set(response.json()) == {"error_code", "message", "request_id"}
     assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 
 
