@@ -77,8 +77,10 @@ class Command(BaseCommand):
         else:
             where = f" at event #{result.first_broken_seq}" if result.first_broken_seq else ""
             self.stdout.write(f"BROKEN{where}: {result.reason} ({result.checked} events read).")
+        # With --json the warnings are in the JSON; stdout stays one parsable document.
+        warn = self.stderr.write if options["json"] else self.stdout.write
         for warning in result.warnings:
-            self.stdout.write(f"Warning: {warning}.")
+            warn(f"Warning: {warning}.")
         if not result.ok:
             raise SystemExit(1)
 
