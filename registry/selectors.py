@@ -12,6 +12,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from core import identifiers
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
 from core.pagination import decode_page_token, encode_page_token, validate_max_results
+from core.prepared import OneOrMany, PreparedQuery
 from registry.models import (
     ModelVersion,
     ModelVersionTag,
@@ -23,6 +24,49 @@ from registry.transitions import Stage, canonical_stage
 from tracking import search
 
 PROMPT_TAG = "mlflow.prompt.is_prompt"
+
+
+_VERSION_OF_MODEL: PreparedQuery[ModelVersion] = PreparedQuery(
+    lambda model_id, number: ModelVersion.objects.filter(
+        registered_model_id=model_id, version=number, deleted=False
+    ),
+    int,
+    int,
+)
+# What a model's or a version's payload holds, by one owner (prepared) or several.
+_VERSION_TAGS = OneOrMany(
+    lambda **where: ModelVersionTag.objects.filter(**where).values_list(
+        "version_id", "key", "value"
+    ),
+    "version_id",
+    int,
+)
+_VERSION_ALIASES = OneOrMany(
+    lambda **where: RegisteredModelAlias.objects.filter(**where).values_list("version_id", "alias"),
+    "version_id",
+    int,
+)
+_MODEL_TAGS = OneOrMany(
+    lambda **where: RegisteredModelTag.objects.filter(**where).values_list(
+        "model_id", "key", "value"
+    ),
+    "model_id",
+    int,
+)
+_MODEL_ALIASES = OneOrMany(
+    lambda **where: RegisteredModelAlias.objects.filter(**where).values_list(
+        "model_id", "alias", "version__version"
+    ),
+    "model_id",
+    int,
+)
+_MODEL_VERSIONS_NEWEST_FIRST = OneOrMany(
+    lambda **where: ModelVersion.objects.filter(**where, deleted=False).order_by(
+        "registered_model_id", "-version"
+    ),
+    "registered_model_id",
+    int,
+)
 
 
 def registered_model_get(name: Any, *, for_update: bool = False) -> RegisteredModel:
@@ -42,7 +86,7 @@ def parse_version(version: Any) -> int:
 
 def model_version_get(model: RegisteredModel, version: Any) -> ModelVersion:
     number = parse_version(version)
-    mv = ModelVersion.objects.filter(registered_model=model, version=number, deleted=False).first()
+    mv = _VERSION_OF_MODEL.first(model.pk, number)
     if mv is None:
         raise ResourceDoesNotExist(f"Model Version (name={model.name}, version={number}) not found")
     mv.registered_model = model
@@ -120,14 +164,10 @@ def resolve_model_uri(uri: Any, *, include_archived: bool = False) -> ModelVersi
 def version_payloads(versions: Sequence[ModelVersion]) -> list[dict[str, Any]]:
     ids = [v.pk for v in versions]
     tags: dict[int, list] = defaultdict(list)
-    for vid, key, value in ModelVersionTag.objects.filter(version_id__in=ids).values_list(
-        "version_id", "key", "value"
-    ):
+    for vid, key, value in _VERSION_TAGS.rows(ids):
         tags[vid].append({"key": key, "value": value})
     aliases: dict[int, list] = defaultdict(list)
-    for vid, alias in RegisteredModelAlias.objects.filter(version_id__in=ids).values_list(
-        "version_id", "alias"
-    ):
+    for vid, alias in _VERSION_ALIASES.rows(ids):
         aliases[vid].append(alias)
     # Names of the models already loaded with their versions cost no query.
     names = {
@@ -166,21 +206,15 @@ def version_payloads(versions: Sequence[ModelVersion]) -> list[dict[str, Any]]:
 def model_payloads(models: Sequence[RegisteredModel]) -> list[dict[str, Any]]:
     ids = [m.pk for m in models]
     tags: dict[int, list] = defaultdict(list)
-    for mid, key, value in RegisteredModelTag.objects.filter(model_id__in=ids).values_list(
-        "model_id", "key", "value"
-    ):
+    for mid, key, value in _MODEL_TAGS.rows(ids):
         tags[mid].append({"key": key, "value": value})
     aliases: dict[int, list] = defaultdict(list)
-    for mid, alias, version in RegisteredModelAlias.objects.filter(model_id__in=ids).values_list(
-        "model_id", "alias", "version__version"
-    ):
+    for mid, alias, version in _MODEL_ALIASES.rows(ids):
         aliases[mid].append({"alias": alias, "version": str(version)})
     # The highest version per stage, for every model of the page in one query.
     latest: dict[int, dict[str, ModelVersion]] = defaultdict(dict)
     by_id = {m.pk: m for m in models}
-    for mv in ModelVersion.objects.filter(registered_model_id__in=ids, deleted=False).order_by(
-        "registered_model_id", "-version"
-    ):
+    for mv in _MODEL_VERSIONS_NEWEST_FIRST.rows(ids):
         mv.registered_model = by_id[mv.registered_model_id]
         latest[mv.registered_model_id].setdefault(mv.current_stage, mv)
     latest_versions_all = [mv for stages in latest.values() for mv in stages.values()]

@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from core import identifiers
 from core.errors import ResourceDoesNotExist
 from core.mlflow_api import encode_double
+from core.prepared import OneOrMany
 from tracking.models import (
     Experiment,
     ExperimentTag,
@@ -80,11 +81,18 @@ def experiment_get_by_name(name: Any) -> Experiment:
     return experiment
 
 
+_EXPERIMENT_TAGS = OneOrMany(
+    lambda **where: ExperimentTag.objects.filter(**where).values_list(
+        "experiment_id", "key", "value"
+    ),
+    "experiment_id",
+    int,
+)
+
+
 def experiment_payloads(experiments: Sequence[Experiment]) -> list[dict[str, Any]]:
     tags: dict[int, list[dict[str, str]]] = defaultdict(list)
-    for exp_id, key, value in ExperimentTag.objects.filter(
-        experiment_id__in=[e.experiment_id for e in experiments]
-    ).values_list("experiment_id", "key", "value"):
+    for exp_id, key, value in _EXPERIMENT_TAGS.rows([e.experiment_id for e in experiments]):
         tags[exp_id].append({"key": key, "value": value})
     result = []
     for e in experiments:
@@ -181,6 +189,50 @@ def _metric_value(value: float, is_nan: bool) -> float | str:
     return "NaN" if is_nan else encode_double(value)
 
 
+# What a run's payload holds besides the run row, each by one run (prepared) or several.
+_RUN_LATEST_METRICS = OneOrMany(
+    lambda **where: LatestMetric.objects.filter(**where).values_list(
+        "run_id", "key", "value", "is_nan", "timestamp", "step"
+    ),
+    "run_id",
+    str,
+)
+_RUN_PARAMS = OneOrMany(
+    lambda **where: Param.objects.filter(**where).values_list("run_id", "key", "value"),
+    "run_id",
+    str,
+)
+_RUN_TAGS = OneOrMany(
+    lambda **where: RunTag.objects.filter(**where).values_list("run_id", "key", "value"),
+    "run_id",
+    str,
+)
+_RUN_INPUTS = OneOrMany(
+    lambda **where: RunInput.objects.filter(**where).values_list(
+        "id",
+        "run_id",
+        "dataset__name",
+        "dataset__digest",
+        "dataset__source_type",
+        "dataset__source",
+        "dataset__schema",
+        "dataset__profile",
+    ),
+    "run_id",
+    str,
+)
+_RUN_MODEL_INPUTS = OneOrMany(
+    lambda **where: RunModelInput.objects.filter(**where).values_list("run_id", "model_id"),
+    "run_id",
+    str,
+)
+_RUN_OUTPUTS = OneOrMany(
+    lambda **where: RunOutput.objects.filter(**where).values_list("run_id", "model_id", "step"),
+    "run_id",
+    str,
+)
+
+
 def run_payloads(run_ids: Sequence[str], *, runs: Sequence[Run] = ()) -> list[dict[str, Any]]:
     """Full MLflow `Run` dicts for these runs, in the given order, in 8 queries (7 when the
     runs are given, as the access layer loaded them)."""
@@ -191,35 +243,18 @@ def run_payloads(run_ids: Sequence[str], *, runs: Sequence[Run] = ()) -> list[di
     else:
         rows = {r["run_id"]: r for r in Run.objects.filter(run_id__in=run_ids).values(*_RUN_FIELDS)}
     metrics: dict[str, list] = defaultdict(list)
-    for run_id, key, value, is_nan, ts, step in LatestMetric.objects.filter(
-        run_id__in=run_ids
-    ).values_list("run_id", "key", "value", "is_nan", "timestamp", "step"):
+    for run_id, key, value, is_nan, ts, step in _RUN_LATEST_METRICS.rows(run_ids):
         metrics[run_id].append(
             {"key": key, "value": _metric_value(value, is_nan), "timestamp": ts, "step": step}
         )
     params: dict[str, list] = defaultdict(list)
-    for run_id, key, text in Param.objects.filter(run_id__in=run_ids).values_list(
-        "run_id", "key", "value"
-    ):
+    for run_id, key, text in _RUN_PARAMS.rows(run_ids):
         params[run_id].append({"key": key, "value": text})
     tags: dict[str, list] = defaultdict(list)
-    for run_id, key, text in RunTag.objects.filter(run_id__in=run_ids).values_list(
-        "run_id", "key", "value"
-    ):
+    for run_id, key, text in _RUN_TAGS.rows(run_ids):
         tags[run_id].append({"key": key, "value": text})
     inputs: dict[str, list] = defaultdict(list)
-    input_rows = list(
-        RunInput.objects.filter(run_id__in=run_ids).values_list(
-            "id",
-            "run_id",
-            "dataset__name",
-            "dataset__digest",
-            "dataset__source_type",
-            "dataset__source",
-            "dataset__schema",
-            "dataset__profile",
-        )
-    )
+    input_rows = _RUN_INPUTS.rows(run_ids)
     input_tags: dict[int, list] = defaultdict(list)
     if input_rows:
         for input_id, key, text in RunInputTag.objects.filter(
@@ -234,14 +269,10 @@ def run_payloads(run_ids: Sequence[str], *, runs: Sequence[Run] = ()) -> list[di
             dataset["profile"] = profile
         inputs[run_id].append({"tags": input_tags.get(input_id, []), "dataset": dataset})
     model_inputs: dict[str, list] = defaultdict(list)
-    for run_id, model_id in RunModelInput.objects.filter(run_id__in=run_ids).values_list(
-        "run_id", "model_id"
-    ):
+    for run_id, model_id in _RUN_MODEL_INPUTS.rows(run_ids):
         model_inputs[run_id].append({"model_id": model_id})
     outputs: dict[str, list] = defaultdict(list)
-    for run_id, model_id, step in RunOutput.objects.filter(run_id__in=run_ids).values_list(
-        "run_id", "model_id", "step"
-    ):
+    for run_id, model_id, step in _RUN_OUTPUTS.rows(run_ids):
         outputs[run_id].append({"model_id": model_id, "step": step})
 
     result = []

@@ -417,7 +417,8 @@ def _files_outside(workdir: Path) -> set[str]:
     return {
         str(p)
         for p in workdir.rglob("*")
-        if not p.is_relative_to(root) and not p.name.startswith(("live.sqlite3", "gunicorn"))
+        if not p.is_relative_to(root)
+        and not p.name.startswith(("live.sqlite3", "custody_live.sqlite3", "gunicorn"))
     }
 
 
