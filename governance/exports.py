@@ -15,9 +15,9 @@ from audit import services as audit
 from audit.export import export_lines, filtered_events, jsonable_filters
 from audit.verify import RowTally
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
+from core.storage import get_artifact_store
 from governance.models import AuditExport
 from outbox import services as outbox
-from tracking.artifacts import get_artifact_store
 
 FORMATS = ("csv", "jsonl")
 
