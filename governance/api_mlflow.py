@@ -17,7 +17,7 @@ from governance.services import common as common_services
 from governance.services import requests as request_services
 from governance.services import reviews as review_services
 from registry import selectors as registry_selectors
-from registry.transitions import Stage
+from registry.transitions import Stage, is_rollback
 
 
 def _ms(value) -> int | None:
@@ -32,7 +32,7 @@ def pending_message(outcome: common_services.Outcome) -> str:
     move = f"enter {req.to_stage}"
     if req.from_stage == Stage.PRODUCTION:
         move = f"leave Production for {req.to_stage}"
-    elif req.from_stage == Stage.ARCHIVED and req.to_stage == Stage.PRODUCTION:
+    elif is_rollback(req.from_stage, req.to_stage):
         move = "be rolled back into Production"
     return (
         f"Version {req.version.version} of '{name}' cannot {move} yet: "

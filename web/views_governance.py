@@ -25,7 +25,7 @@ from governance.services import reviews as review_services
 from registry import permissions as model_permissions
 from registry import selectors as registry_selectors
 from registry.models import ModelVersion
-from registry.transitions import allowed_targets, is_rollback
+from registry.transitions import targets_from
 from web.pages import page
 
 
@@ -57,11 +57,7 @@ def governance_context(user, mv: ModelVersion) -> dict:
         "decidable": decidable,
         "card": card_selectors.card_payload(card, saved),
         "can_edit": can_edit,
-        "targets": [
-            target
-            for target in allowed_targets(mv.current_stage)
-            if not is_rollback(mv.current_stage, target) or mv.was_in_production
-        ]
+        "targets": targets_from(mv.current_stage, was_in_production=mv.was_in_production)
         if can_edit and not mv.deleted
         else [],
     }

@@ -16,7 +16,7 @@ from governance.models import Comment, ModelCard, ModelPolicy, Review
 from governance.models import TransitionRequest as TR
 from registry import permissions as model_permissions
 from registry.models import ModelVersion
-from registry.transitions import Stage, canonical_stage
+from registry.transitions import Stage, canonical_stage, is_rollback
 from tracking.models import LatestMetric, Param, RunTag
 
 STATUSES = [s.value for s in TR.Status]
@@ -152,7 +152,7 @@ def request_payloads(requests: list[TR], *, detail: bool = False) -> list[dict[s
             "from_stage": req.from_stage,
             "to_stage": req.to_stage,
             # Archived → Production: a version that was in Production before goes back.
-            "rollback": req.from_stage == Stage.ARCHIVED and req.to_stage == Stage.PRODUCTION,
+            "rollback": is_rollback(req.from_stage, req.to_stage),
             "status": effective_status(req),
             "status_reason": req.status_reason,
             "requested_by": req.requested_by.get_username(),
