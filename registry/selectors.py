@@ -21,7 +21,9 @@ from registry.models import (
     RegisteredModelTag,
 )
 from registry.transitions import Stage, canonical_stage
-from tracking import search
+from tracking.search import grammar as search_grammar
+from tracking.search import registry as registry_search
+from tracking.search import sql as search_sql
 
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 
@@ -245,14 +247,14 @@ def model_payloads(models: Sequence[RegisteredModel]) -> list[dict[str, Any]]:
 # Searches
 
 
-def _tag_condition(tag_model, owner: str, c: search.Comparison) -> Q:
+def _tag_condition(tag_model, owner: str, c: search_grammar.Comparison) -> Q:
     rows = tag_model.objects.filter(**{owner: OuterRef("pk")}, key=c.key)
     if c.key == PROMPT_TAG and (
         (c.comparator == "!=" and c.value == "true") or (c.comparator == "=" and c.value == "false")
     ):
         # Prompts share the table; a model without the tag is not a prompt.
         return ~Q(Exists(rows.filter(value="true")))
-    return Q(Exists(rows.filter(search.string_condition("value", c.comparator, c.value))))
+    return Q(Exists(rows.filter(search_sql.string_condition("value", c.comparator, c.value))))
 
 
 def models_search(
@@ -272,12 +274,12 @@ def models_search(
     }
     offset = decode_page_token(page_token, scope)
     qs: QuerySet = RegisteredModel.objects.filter(readable)
-    for c in search.registry_comparisons(filter_string, "registered_model"):
+    for c in registry_search.registry_comparisons(filter_string, "registered_model"):
         if c.entity == "tag":
             qs = qs.filter(_tag_condition(RegisteredModelTag, "model", c))
         else:
-            qs = qs.filter(search.string_condition("name", c.comparator, c.value))
-    ordering = search.parse_registry_order_by(
+            qs = qs.filter(search_sql.string_condition("name", c.comparator, c.value))
+    ordering = registry_search.parse_registry_order_by(
         order_by,
         {
             "name": "name",
@@ -311,16 +313,18 @@ def versions_search(
     offset = decode_page_token(page_token, scope)
     qs: QuerySet = ModelVersion.objects.filter(readable, deleted=False)
     columns = {"name": "registered_model__name", "run_id": "run_id", "source_path": "source"}
-    for c in search.registry_comparisons(filter_string, "model_version"):
+    for c in registry_search.registry_comparisons(filter_string, "model_version"):
         if c.entity == "tag":
             qs = qs.filter(_tag_condition(ModelVersionTag, "version", c))
         elif c.key == "version_number":
             # The grammar only admits a number after version_number.
             bound = cast(float, c.value)
-            qs = qs.filter(search.number_condition("version", c.comparator, bound, integer=True))
+            qs = qs.filter(
+                search_sql.number_condition("version", c.comparator, bound, integer=True)
+            )
         else:
-            qs = qs.filter(search.string_condition(columns[c.key], c.comparator, c.value))
-    ordering = search.parse_registry_order_by(
+            qs = qs.filter(search_sql.string_condition(columns[c.key], c.comparator, c.value))
+    ordering = registry_search.parse_registry_order_by(
         order_by,
         {
             "name": "registered_model__name",

@@ -14,6 +14,8 @@ from core import access, identifiers, process_cache
 from core import grants as grant_helpers
 from core.errors import InvalidParameterValue, PermissionDenied, ResourceDoesNotExist
 from core.prepared import PreparedQuery
+from core.storage import clean_artifact_path
+from tracking.artifact_locations import resolve_artifact_location
 from tracking.models import Experiment, ExperimentPermission, LoggedModel, Run
 
 _EXPERIMENT_BY_ID: PreparedQuery[Experiment] = PreparedQuery(
@@ -125,9 +127,6 @@ def resolve_run(user, required: str, target: Any) -> Run:
 def resolve_artifact(user, required: str, target: Any) -> Any:
     """The experiment (and run or logged model) an artifact path belongs to, found with the
     same location rules the artifact handlers use, after the one path validator."""
-    from tracking.api_artifacts import resolve_artifact_location
-    from tracking.artifacts import clean_artifact_path
-
     raw = access.target_value(target, "artifact_path")
     if raw is None:
         raw = access.target_value(target, "path")

@@ -34,6 +34,9 @@ from tracking.models import (
 )
 from tracking.permissions import readable_experiments_q as permissions_q  # noqa: E402
 from tracking.permissions import unreadable_experiment_ids  # noqa: E402
+from tracking.search import experiments as experiment_search
+from tracking.search import logged_models as logged_model_search
+from tracking.search import runs as run_search
 
 _EXPERIMENT_ID = re.compile(r"^\d{1,18}$")
 
@@ -120,7 +123,6 @@ def experiments_search(
     page_token: str | None,
 ) -> tuple[list[Experiment], str | None]:
     from core.pagination import decode_page_token, encode_page_token, validate_max_results
-    from tracking import search
 
     limit = validate_max_results(max_results, default=None, maximum=50000)
     scope = {
@@ -132,8 +134,8 @@ def experiments_search(
     }
     offset = decode_page_token(page_token, scope)
     qs = _view_filter(Experiment.objects.filter(permissions_q(user, "experiment_id")), view_type)
-    qs = search.filter_experiments(qs, filter_string)
-    qs = search.order_experiments(qs, order_by)
+    qs = experiment_search.filter_experiments(qs, filter_string)
+    qs = experiment_search.order_experiments(qs, order_by)
     rows = list(qs[offset : offset + limit + 1])
     token = encode_page_token(offset + limit, scope) if len(rows) > limit else None
     return rows[:limit], token
@@ -337,7 +339,6 @@ def runs_search(
     page_token: str | None,
 ) -> tuple[list[str], str | None]:
     from core.pagination import decode_page_token, encode_page_token, validate_max_results
-    from tracking import search
 
     limit = validate_max_results(max_results, default=1000, maximum=50000)
     scope = runs_search_scope(
@@ -352,8 +353,8 @@ def runs_search(
     if not ids:
         return [], None
     qs = _view_filter(Run.objects.filter(experiment_id__in=ids), view_type)
-    qs = search.filter_runs(qs, filter_string)
-    qs = search.order_runs(qs, order_by)
+    qs = run_search.filter_runs(qs, filter_string)
+    qs = run_search.order_runs(qs, order_by)
     run_ids = list(qs.values_list("run_id", flat=True)[offset : offset + limit + 1])
     token = encode_page_token(offset + limit, scope) if len(run_ids) > limit else None
     return run_ids[:limit], token
@@ -366,12 +367,11 @@ def runs_search_count(
     than limit" rather than count a huge experiment's every run on each page). The
     experiments are those of the search's scope (runs_search_scope), already cut to the
     readable ones."""
-    from tracking import search
 
     if not readable_experiment_ids:
         return 0
     qs = _view_filter(Run.objects.filter(experiment_id__in=readable_experiment_ids), view_type)
-    return search.filter_runs(qs, filter_string).values("run_id")[: limit + 1].count()
+    return run_search.filter_runs(qs, filter_string).values("run_id")[: limit + 1].count()
 
 
 def metric_history(
@@ -635,7 +635,6 @@ def logged_models_search(
     page_token: str | None,
 ) -> tuple[list[LoggedModel], str | None]:
     from core.pagination import decode_page_token, encode_page_token, validate_max_results
-    from tracking import search
 
     limit = validate_max_results(max_results, default=50, maximum=50000)
     ids = sorted({parse_experiment_id(e) for e in experiment_ids})
@@ -652,8 +651,8 @@ def logged_models_search(
     )
     if ids:
         qs = qs.filter(experiment_id__in=ids)
-    qs = search.filter_logged_models(qs, filter_string, datasets or None)
-    qs = search.order_logged_models(qs, order_by)
+    qs = logged_model_search.filter_logged_models(qs, filter_string, datasets or None)
+    qs = logged_model_search.order_logged_models(qs, order_by)
     rows = list(qs[offset : offset + limit + 1])
     token = encode_page_token(offset + limit, scope) if len(rows) > limit else None
     return rows[:limit], token

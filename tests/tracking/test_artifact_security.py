@@ -16,9 +16,9 @@ import pytest
 import requests
 from django.test import Client
 
+from core.storage import clean_artifact_path
 from tests.tracking import test_artifacts_api as api_tests
 from tests.tracking.test_artifacts_api import PROXY, body, get, listing, on_the_wire, put
-from tracking.artifacts import clean_artifact_path
 
 pytestmark = pytest.mark.django_db
 
