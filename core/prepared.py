@@ -144,13 +144,16 @@ class PreparedQuery(Generic[T]):
         if not rows:
             return []
         converted = compiled.compiler.results_iter(results=[rows])
+        result: list[Any]
         if compiled.shape == "model":
             from_db = compiled.model.from_db
             attnames = compiled.attnames
-            return [from_db(using, attnames, row) for row in converted]
-        if compiled.shape == "flat":
-            return [row[0] for row in converted]
-        return [tuple(row) for row in converted]
+            result = [from_db(using, attnames, row) for row in converted]
+        elif compiled.shape == "flat":
+            result = [row[0] for row in converted]
+        else:
+            result = [tuple(row) for row in converted]
+        return result
 
     def first(self, *args: Any, using: str = "default") -> T | None:
         rows = self.all(*args, using=using)

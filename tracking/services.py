@@ -525,7 +525,8 @@ def _insert_metrics_one_statement(run: Run, metrics: list[dict[str, Any]]) -> No
         return
     rows, newest = _metric_points(run, metrics)
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(Metric._meta.get_field(name).column) for name in _METRIC_COLUMNS)
+    column_of = {field.attname: str(field.column) for field in Metric._meta.concrete_fields}
+    columns = ", ".join(quote(column_of[name]) for name in _METRIC_COLUMNS)
     points = ", ".join(["(" + ", ".join(["%s"] * len(_METRIC_COLUMNS)) + ")"] * len(rows))
     params: list[Any] = []
     for row in rows:

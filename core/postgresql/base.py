@@ -25,6 +25,7 @@ _NEVER = float("-inf")
 
 class DatabaseWrapper(base.DatabaseWrapper):
     answered_at: float = _NEVER
+    health_check_done: bool
 
     def close_if_health_check_failed(self) -> None:
         if (
