@@ -40,7 +40,16 @@ def _sentinels(kinds: tuple[type, ...], round_: int) -> list[Any]:
 
 
 class _Compiled:
-    __slots__ = ("sql", "slots", "constants", "compiler", "model", "attnames", "shape")
+    __slots__ = (
+        "sql",
+        "slots",
+        "constants",
+        "compiler",
+        "converters",
+        "model",
+        "attnames",
+        "shape",
+    )
 
     def __init__(self, build: Callable[..., QuerySet], kinds: tuple[type, ...], alias: str) -> None:
         first, second = _sentinels(kinds, 0), _sentinels(kinds, 1)
@@ -72,6 +81,8 @@ class _Compiled:
         if set(range(len(kinds))) - set(self.slots):
             raise ImproperlyConfigured(f"PreparedQuery: an argument is not used: {self.sql}")
         self.compiler = compiler
+        columns = [column[0] for column in compiler.select[: compiler.col_count]]
+        self.converters = compiler.get_converters(columns)
         self.model = queryset.model
         iterable = queryset._iterable_class
         if iterable is ModelIterable:
@@ -143,7 +154,11 @@ class PreparedQuery(Generic[T]):
             rows = cursor.fetchall()
         if not rows:
             return []
-        converted = compiled.compiler.results_iter(results=[rows])
+        converted = (
+            compiled.compiler.apply_converters(rows, compiled.converters)
+            if compiled.converters
+            else rows
+        )
         result: list[Any]
         if compiled.shape == "model":
             from_db = compiled.model.from_db

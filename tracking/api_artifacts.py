@@ -22,7 +22,7 @@ from core.errors import InvalidParameterValue, NotImplementedOnServer, ResourceD
 from core.mlflow_api import MlflowRequest, mlflow_route, raw_body
 from core.storage import clean_artifact_path, get_artifact_store
 from tracking import selectors
-from tracking.artifact_locations import SCHEME, resolve_artifact_location
+from tracking.artifact_locations import SCHEME, ArtifactLocation, resolve_artifact_location
 from tracking.models import LifecycleStage, LoggedModel, Run
 
 ARTIFACTS = ("api/2.0/mlflow-artifacts/", "ajax-api/2.0/mlflow-artifacts/")
@@ -61,12 +61,21 @@ def _path_param(req: MlflowRequest, name: str) -> str:
     return "" if value is None else clean_artifact_path(value, allow_empty=True)
 
 
+def _location(req: MlflowRequest, path: str, *, write: bool) -> ArtifactLocation:
+    """The location the access layer decided on, when it resolved this path with the same
+    rules; otherwise found now."""
+    resolved = req.resolved
+    if isinstance(resolved, ArtifactLocation) and (resolved.path, resolved.write) == (path, write):
+        return resolved
+    return resolve_artifact_location(path, write=write)
+
+
 @mlflow_route(
     "artifacts/<path:artifact_path>", "GET", access=access.ARTIFACT_READ, prefixes=ARTIFACTS
 )
 def download_artifact(req: MlflowRequest):
     path = _path_kwarg(req)
-    resolve_artifact_location(path, write=False)
+    _location(req, path, write=False)
     return _download(path)
 
 
@@ -95,7 +104,7 @@ def _body_stream(req: MlflowRequest) -> tuple[Any, int | None]:
 )
 def upload_artifact(req: MlflowRequest) -> dict:
     path = _path_kwarg(req)
-    location = resolve_artifact_location(path, write=True)
+    location = _location(req, path, write=True)
     if not location.rest:
         raise InvalidParameterValue("Invalid path: name a file inside the artifact directory.")
     if getattr(location.owner, "lifecycle_stage", LifecycleStage.ACTIVE) != LifecycleStage.ACTIVE:
@@ -110,7 +119,7 @@ def upload_artifact(req: MlflowRequest) -> dict:
 )
 def delete_artifact(req: MlflowRequest) -> dict:
     path = _path_kwarg(req)
-    resolve_artifact_location(path, write=True)
+    _location(req, path, write=True)
     get_artifact_store().delete(path)
     return {}
 
@@ -120,7 +129,7 @@ def list_artifacts(req: MlflowRequest) -> dict:
     path = _path_param(req, "path")
     if path:
         try:
-            resolve_artifact_location(path, write=False)
+            _location(req, path, write=False)
         except ResourceDoesNotExist:
             return {}  # MLflow answers a missing path with an empty listing
     entries = get_artifact_store().list_dir(path)

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
+from core.prepared import PreparedQuery
 from tracking.models import Experiment, LoggedModel, Run
 
 SCHEME = "mlflow-artifacts:/"
@@ -22,6 +23,24 @@ _OWNED = re.compile(rf"^{_EXP}/{_OWNER}/artifacts(?:/(?P<rest>.+))?$")
 _READABLE = re.compile(rf"^{_EXP}(?:/models|/{_OWNER}(?:/artifacts(?:/(?P<rest>.+))?)?)?$")
 
 
+# Every artifact request looks these up (twice when nothing is reused): compiled once.
+_EXPERIMENT: PreparedQuery[Experiment] = PreparedQuery(
+    lambda pk: Experiment.objects.filter(pk=pk), int
+)
+_RUN: PreparedQuery[Run] = PreparedQuery(
+    lambda run_id, experiment_id: Run.objects.filter(pk=run_id, experiment_id=experiment_id),
+    str,
+    int,
+)
+_LOGGED_MODEL: PreparedQuery[LoggedModel] = PreparedQuery(
+    lambda model_id, experiment_id: LoggedModel.objects.filter(
+        pk=model_id, experiment_id=experiment_id
+    ),
+    str,
+    int,
+)
+
+
 @dataclass(frozen=True)
 class ArtifactLocation:
     """What an artifact path belongs to. `owner` is None for the experiment directory and
@@ -30,6 +49,8 @@ class ArtifactLocation:
     experiment: Experiment
     owner: Run | LoggedModel | None
     rest: str
+    path: str  # the cleaned path it was resolved from
+    write: bool  # resolved with the write rules (an owner's artifact directory)
 
 
 def _not_a_location(path: str) -> InvalidParameterValue:
@@ -51,14 +72,14 @@ def resolve_artifact_location(path: str, *, write: bool) -> ArtifactLocation:
     if match is None:
         raise _not_a_location(path)
     missing = ResourceDoesNotExist(f"No such artifact: {path}")
-    experiment = Experiment.objects.filter(pk=int(match["exp"])).first()
+    experiment = _EXPERIMENT.first(int(match["exp"]))
     if experiment is None:
         raise missing
     owner: Run | LoggedModel | None = None
     if match["run"]:
-        owner = Run.objects.filter(pk=match["run"], experiment=experiment).first()
+        owner = _RUN.first(match["run"], experiment.pk)
     elif match["model"]:
-        owner = LoggedModel.objects.filter(pk=match["model"], experiment=experiment).first()
+        owner = _LOGGED_MODEL.first(match["model"], experiment.pk)
     if (match["run"] or match["model"]) and owner is None:
         raise missing
     if owner is not None:
@@ -66,7 +87,7 @@ def resolve_artifact_location(path: str, *, write: bool) -> ArtifactLocation:
         kind = match["run"] or f"models/{match['model']}"
         if owner.artifact_uri != f"{SCHEME}{match['exp']}/{kind}/artifacts":
             raise _not_a_location(path)
-    return ArtifactLocation(experiment, owner, match["rest"] or "")
+    return ArtifactLocation(experiment, owner, match["rest"] or "", path, write)
 
 
 def artifact_owner(path: str) -> Run | LoggedModel:
