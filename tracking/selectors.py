@@ -187,6 +187,21 @@ def run_info_from_model(run: Run) -> dict[str, Any]:
     return run_info_payload({field: getattr(run, field) for field in _RUN_FIELDS})
 
 
+def new_run_payload(run: Run, tags: dict[str, str]) -> dict[str, Any]:
+    """The MLflow `Run` of a run just created with these tags: nothing else is logged yet,
+    so nothing needs reading back."""
+    return {
+        "info": run_info_from_model(run),
+        "data": {
+            "metrics": [],
+            "params": [],
+            "tags": [{"key": key, "value": value} for key, value in tags.items()],
+        },
+        "inputs": {},
+        "outputs": {},
+    }
+
+
 def _metric_value(value: float, is_nan: bool) -> float | str:
     return "NaN" if is_nan else encode_double(value)
 

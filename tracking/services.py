@@ -310,8 +310,14 @@ def run_create(
     run_name: str | None,
     start_time: int | None,
     tags: Iterable[dict[str, Any]] = (),
+    experiment: Experiment | None = None,
 ) -> Run:
-    experiment = selectors.experiment_get(experiment_id if experiment_id not in (None, "") else "0")
+    """`experiment`: the experiment as the access layer found it, when it is the one named.
+    The run comes back with `tags_at_creation` (its tags, as stored), so the answer needs no
+    read of what was just written."""
+    wanted = experiment_id if experiment_id not in (None, "") else "0"
+    if experiment is None or str(experiment.pk) != str(wanted):
+        experiment = selectors.experiment_get(wanted)
     _require_active_experiment(experiment, "create runs")
     parsed_tags = dict(
         parse_key_values(
@@ -341,6 +347,7 @@ def run_create(
         artifact_uri=f"{experiment.artifact_location}/{run_id}/artifacts",
     )
     RunTag.objects.bulk_create([RunTag(run=run, key=k, value=v) for k, v in parsed_tags.items()])
+    run.tags_at_creation = dict(parsed_tags)  # type: ignore[attr-defined]
     audit.record(
         action="run.create",
         object_type="run",
