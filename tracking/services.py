@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Model
 
 from audit import services as audit
 from core.errors import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
@@ -462,26 +463,39 @@ def _metric_order(step: int, timestamp: int, value: float, is_nan: bool) -> tupl
     return (step, timestamp, not is_nan, -math.inf if is_nan else value)
 
 
+# A point as stored: the metric table's columns after run_id, in this order.
+_POINT_COLUMNS = (
+    "key",
+    "value",
+    "is_nan",
+    "timestamp",
+    "step",
+    "model_id",
+    "dataset_name",
+    "dataset_digest",
+)
+_LATEST_COLUMNS = ("key", "value", "is_nan", "timestamp", "step")
+
+
 def _metric_points(
-    run: Run, metrics: list[dict[str, Any]]
-) -> tuple[list[Metric], dict[str, dict[str, Any]]]:
-    """The points to store, and each key's newest point among them."""
-    rows = []
+    metrics: list[dict[str, Any]],
+) -> tuple[list[tuple], dict[str, dict[str, Any]]]:
+    """The points to store (`_POINT_COLUMNS`), and each key's newest point among them."""
+    points = []
     newest: dict[str, dict[str, Any]] = {}
     for m in metrics:
         is_nan = math.isnan(m["value"])
         value = 0.0 if is_nan else m["value"]
-        rows.append(
-            Metric(
-                run=run,
-                key=m["key"],
-                value=value,
-                is_nan=is_nan,
-                timestamp=m["timestamp"],
-                step=m["step"],
-                model_id=m["model_id"],
-                dataset_name=m["dataset_name"],
-                dataset_digest=m["dataset_digest"],
+        points.append(
+            (
+                m["key"],
+                value,
+                is_nan,
+                m["timestamp"],
+                m["step"],
+                m["model_id"],
+                m["dataset_name"],
+                m["dataset_digest"],
             )
         )
         candidate = {
@@ -493,16 +507,20 @@ def _metric_points(
         current = newest.get(m["key"])
         if current is None or _metric_order(**candidate) > _metric_order(**current):
             newest[m["key"]] = candidate
-    return rows, newest
+    return points, newest
 
 
 def _insert_metrics(run: Run, metrics: list[dict[str, Any]]) -> None:
     if not metrics:
         return
-    rows, newest = _metric_points(run, metrics)
+    points, newest = _metric_points(metrics)
     # A point identical to one already stored is the client re-sending it (with model_id,
     # after log_model): it is accepted and not duplicated.
-    Metric.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    Metric.objects.bulk_create(
+        [Metric(run=run, **dict(zip(_POINT_COLUMNS, point, strict=True))) for point in points],
+        ignore_conflicts=True,
+        batch_size=1000,
+    )
     items = list(newest.items())
     for start in range(0, len(items), 500):
         sql, params = _upsert_latest_sql(run.pk, items[start : start + 500])
@@ -510,51 +528,59 @@ def _insert_metrics(run: Run, metrics: list[dict[str, Any]]) -> None:
             cursor.execute(sql, params)
 
 
-_METRIC_COLUMNS = (
-    "run_id",
-    "key",
-    "value",
-    "is_nan",
-    "timestamp",
-    "step",
-    "model_id",
-    "dataset_name",
-    "dataset_digest",
-)
+def _unnest(model: type[Model], names: tuple[str, ...]) -> tuple[str, str]:
+    """PostgreSQL: `(columns)` and `SELECT * FROM UNNEST(%s::type[], …)` for these fields,
+    one array parameter per column whatever the number of rows (a VALUES list of thousands
+    of placeholders costs the driver more to assemble than the database to insert)."""
+    fields = [model._meta.get_field(name) for name in names]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(field.column)) for field in fields)  # type: ignore[union-attr]
+    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+    return columns, f"SELECT * FROM UNNEST({arrays})"
 
 
 def _insert_metrics_one_statement(run: Run, metrics: list[dict[str, Any]]) -> None:
     """PostgreSQL: the points and the latest-value upsert as one statement (the points'
-    insert in a data-modifying CTE). A statement is atomic on its own, so a batch of metrics
-    costs one round trip and no transaction of its own (MLflow's 1,000-metric limit keeps
-    it under PostgreSQL's 65,535 parameters)."""
+    insert in a data-modifying CTE), each as a SELECT from arrays. A statement is atomic on
+    its own, so a batch of metrics costs one round trip and no transaction of its own."""
     if not metrics:
         return
-    rows, newest = _metric_points(run, metrics)
-    quote = connection.ops.quote_name
-    column_of = {field.attname: str(field.column) for field in Metric._meta.concrete_fields}
-    columns = ", ".join(quote(column_of[name]) for name in _METRIC_COLUMNS)
-    points = ", ".join(["(" + ", ".join(["%s"] * len(_METRIC_COLUMNS)) + ")"] * len(rows))
-    params: list[Any] = []
-    for row in rows:
-        params += [getattr(row, name) for name in _METRIC_COLUMNS]
-    upsert, upsert_params = _upsert_latest_sql(run.pk, list(newest.items()))
+    points, newest = _metric_points(metrics)
+    point_columns, point_rows = _unnest(Metric, ("run", *_POINT_COLUMNS))
+    latest_columns, latest_rows = _unnest(LatestMetric, ("run", *_LATEST_COLUMNS))
+    point_arrays = [[run.pk] * len(points), *map(list, zip(*points, strict=True))]
+    latest_arrays = [
+        [run.pk] * len(newest),
+        list(newest),
+        *([point[column] for point in newest.values()] for column in _LATEST_COLUMNS[1:]),
+    ]
     sql = (
-        f"WITH stored_points AS (INSERT INTO {quote(Metric._meta.db_table)} ({columns}) "
-        f"VALUES {points} ON CONFLICT DO NOTHING) {upsert}"
+        f"WITH stored_points AS (INSERT INTO {connection.ops.quote_name(Metric._meta.db_table)} "
+        f"({point_columns}) {point_rows} ON CONFLICT DO NOTHING) "
+        + _latest_upsert(latest_columns, latest_rows)
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, params + upsert_params)
+        cursor.execute(sql, point_arrays + latest_arrays)
 
 
 def _upsert_latest_sql(run_id: str, items: list[tuple[str, dict[str, Any]]]) -> tuple[str, list]:
-    """One statement for these keys: insert each key's newest point, or replace the stored
-    one when the new point ranks higher (`_metric_order`: step, timestamp, a number above
-    NaN, value). The conflict arbitration makes concurrent writers to one run safe without a
-    lock on the run (PostgreSQL and SQLite 3.24+ share the syntax)."""
+    """One statement for these keys (VALUES rows: SQLite, and PostgreSQL outside the
+    one-statement path)."""
+    columns = ", ".join(connection.ops.quote_name(name) for name in ("run_id", *_LATEST_COLUMNS))
+    values = "VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(items))
+    params: list[Any] = []
+    for key, c in items:
+        params += [run_id, key, c["value"], c["is_nan"], c["timestamp"], c["step"]]
+    return _latest_upsert(columns, values), params
+
+
+def _latest_upsert(columns: str, rows: str) -> str:
+    """Insert each key's newest point, or replace the stored one when the new point ranks
+    higher (`_metric_order`: step, timestamp, a number above NaN, value). The conflict
+    arbitration makes concurrent writers to one run safe without a lock on the run
+    (PostgreSQL and SQLite 3.24+ share the syntax)."""
     table = connection.ops.quote_name(LatestMetric._meta.db_table)
-    cols = ("run_id", "key", "value", "is_nan", "timestamp", "step")
-    q = {c: connection.ops.quote_name(c) for c in cols}
+    q = {c: connection.ops.quote_name(c) for c in ("run_id", *_LATEST_COLUMNS)}
 
     def order(row: str) -> str:
         return (
@@ -562,17 +588,12 @@ def _upsert_latest_sql(run_id: str, items: list[tuple[str, dict[str, Any]]]) -> 
             f"CASE WHEN {row}.{q['is_nan']} THEN 0 ELSE 1 END, {row}.{q['value']})"
         )
 
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(items))
-    params: list[Any] = []
-    for key, c in items:
-        params += [run_id, key, c["value"], c["is_nan"], c["timestamp"], c["step"]]
-    sql = (
-        f"INSERT INTO {table} ({', '.join(q.values())}) VALUES {values} "
+    return (
+        f"INSERT INTO {table} ({columns}) {rows} "
         f"ON CONFLICT ({q['run_id']}, {q['key']}) DO UPDATE SET "
-        + ", ".join(f"{q[c]} = excluded.{q[c]}" for c in cols[2:])
+        + ", ".join(f"{q[c]} = excluded.{q[c]}" for c in _LATEST_COLUMNS[1:])
         + f" WHERE {order('excluded')} > {order(table)}"
     )
-    return sql, params
 
 
 def run_log_batch(

@@ -412,13 +412,16 @@ WIRE_PAYLOADS = [
 
 def _files_outside(workdir: Path) -> set[str]:
     """Everything in the live server's work dir outside its artifact root, apart from the
-    database and the log, which change with every request."""
+    database, the log and the periodic schedule's leader lock, which come and go on their
+    own."""
     root = workdir / "artifacts"
     return {
         str(p)
         for p in workdir.rglob("*")
         if not p.is_relative_to(root)
-        and not p.name.startswith(("live.sqlite3", "custody_live.sqlite3", "gunicorn"))
+        and not p.name.startswith(
+            ("live.sqlite3", "custody_live.sqlite3", "gunicorn", "periodic.lock")
+        )
     }
 
 
