@@ -22,6 +22,7 @@ from django.utils import timezone
 from audit import services as audit
 from core.errors import InvalidParameterValue, InvalidState
 from core.mlflow_api import check_text
+from core.prepared import PreparedQuery
 from outbox import services as outbox
 from webhooks import events as event_catalog
 from webhooks import secrets, transport
@@ -239,6 +240,15 @@ def webhook_test(*, webhook: Webhook, event: str | None = None) -> transport.Res
 
 # ---------------------------------------------------------------------------------------------
 # Enqueueing (in the transaction of the change)
+
+
+_ANY_ACTIVE: PreparedQuery[int] = PreparedQuery(
+    lambda: Webhook.objects.filter(status=Webhook.Status.ACTIVE).values_list("pk", flat=True)[:1]
+)
+
+
+def any_active_webhook() -> bool:
+    return bool(_ANY_ACTIVE.all())
 
 
 def deliveries_enqueue(

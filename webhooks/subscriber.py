@@ -35,11 +35,13 @@ def _load_tags(kind: str, object_id: str) -> dict[str, str]:
 def on_audit_event(event: AuditEvent) -> None:
     if event.outcome != AuditEvent.Outcome.SUCCESS or event.action not in events.MAPPED_ACTIONS:
         return
-    services.deliveries_enqueue(
-        events.from_audit(event, _load_tags),
-        timestamp=format_time(event.created_at),
-        audit_seq=event.seq,
-    )
+    # Most installations have no webhook: one cheap look before building any payload.
+    if services.any_active_webhook():
+        services.deliveries_enqueue(
+            events.from_audit(event, _load_tags),
+            timestamp=format_time(event.created_at),
+            audit_seq=event.seq,
+        )
     kind = _PEOPLE.get(event.action)
     if kind is not None and event.object_id.isdigit() and _anyone_to_email(kind, event.object_id):
         outbox.enqueue(
