@@ -19,6 +19,7 @@ from registry import permissions as model_permissions
 from registry import selectors as registry_selectors
 from registry.models import ModelVersion
 from registry.transitions import allowed_targets, is_rollback
+from web import charts
 from web.pages import page
 
 
@@ -116,8 +117,6 @@ def _page_state(user, screen: dict, refusal: str | None, waits_for: list[str]) -
 
 @page(access.AUTHENTICATED)
 def review(request, request_id: int):
-    from web.views_tracking import _chart_summary, _histories
-
     req = selectors.request_get(request.user, request_id)
     screen = selectors.review_screen(req)
     policy = rules.policy_for(req.version.registered_model)
@@ -131,7 +130,7 @@ def review(request, request_id: int):
     names = {candidate_run: f"v{req.version.version} (this version)"}
     if production_run:
         names[production_run] = f"v{screen['production']['version']} (Production)"
-    chart_data = _histories(runs) if runs else {}
+    chart_data = charts.histories(runs) if runs else {}
     return render(
         request,
         "web/review.html",
@@ -148,7 +147,7 @@ def review(request, request_id: int):
             "can_cancel": is_open
             and (req.requested_by_id == request.user.pk or access.is_admin(request.user)),
             "chart_data": chart_data,
-            "chart_summary": _chart_summary(chart_data, names),
+            "chart_summary": charts.chart_summary(chart_data, names),
             "names": names,
         },
     )

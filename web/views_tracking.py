@@ -5,8 +5,8 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 from django.db import connection
-from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Q, Window
-from django.db.models.functions import Left, Mod, RowNumber
+from django.db.models import Count, F, Q, Window
+from django.db.models.functions import Left, RowNumber
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -20,18 +20,16 @@ from tracking.models import (
     Experiment,
     LatestMetric,
     LifecycleStage,
-    Metric,
     Param,
     Run,
     RunOutput,
     RunTag,
 )
 from tracking.permissions import readable_experiments_q
-from web import runs_table
+from web import charts, runs_table
 from web.pages import page
 
 PAGE_SIZE = 50
-MAX_CHART_POINTS = 2000
 MAX_COMPARE = 50  # a page of the runs table
 COMPARE_POINTS = 20_000  # points per metric shared by the runs compared (2,000 each for 10)
 MAX_EXPERIMENTS = 500
@@ -297,7 +295,7 @@ def experiment_charts(request, experiment_id: str):
     except InvalidParameterValue as exc:
         error = exc.message
     names = dict(Run.objects.filter(run_id__in=run_ids).values_list("run_id", "name"))
-    chart_data = _histories(run_ids, max_points=EXPERIMENT_CHART_POINTS) if run_ids else {}
+    chart_data = charts.histories(run_ids, max_points=EXPERIMENT_CHART_POINTS) if run_ids else {}
     return render(
         request,
         "web/experiment_charts.html",
@@ -307,7 +305,7 @@ def experiment_charts(request, experiment_id: str):
             "error": error,
             "runs": [(r, names.get(r, r)) for r in run_ids],
             "chart_data": chart_data,
-            "chart_summary": _chart_summary(chart_data, names),
+            "chart_summary": charts.chart_summary(chart_data, names),
             "names": names,
             "run_order": run_ids,
             "max_points": EXPERIMENT_CHART_POINTS,
@@ -347,71 +345,6 @@ def _level(request, experiment_id: int) -> str:
     return experiment_level(request.user, experiment_id)
 
 
-def _histories(
-    run_ids: list[str], keys: list[str] | None = None, max_points: int = MAX_CHART_POINTS
-) -> dict[str, dict[str, list]]:
-    """{metric key: {run id: [[step, value, timestamp], ...]}}, sampled in the database. A series of n
-    points sends every ceil(n / MAX_CHART_POINTS)-th point in logging order (timestamp, then
-    step: the order of the (run, key, timestamp, step) unique index, so no sort of the whole
-    history), its first point included, plus its last point: at most MAX_CHART_POINTS + 1 per
-    series, however long the history and however many points share a step."""
-    partition = [F("run_id"), F("key")]
-    qs = Metric.objects.filter(run_id__in=run_ids, is_nan=False)
-    if keys is not None:
-        qs = qs.filter(key__in=keys)
-    qs = (
-        qs.annotate(
-            position=Window(
-                RowNumber(), partition_by=partition, order_by=[F("timestamp"), F("step")]
-            ),
-            total=Window(Count("id"), partition_by=partition),
-        )
-        .annotate(
-            stride=ExpressionWrapper(
-                (F("total") + (max_points - 1)) / max_points,
-                output_field=BigIntegerField(),
-            )
-        )
-        .annotate(offset=Mod(F("position") - 1, F("stride"), output_field=BigIntegerField()))
-        .filter(Q(offset=0) | Q(position=F("total")))
-    )
-    series: dict[str, dict[str, list]] = {}
-    for run_id, key, step, timestamp, value in qs.values_list(
-        "run_id", "key", "step", "timestamp", "value"
-    ):
-        series.setdefault(key, {}).setdefault(run_id, []).append((step, timestamp, value))
-    return {
-        key: {
-            run_id: [[step, value, timestamp] for step, timestamp, value in sorted(points)]
-            for run_id, points in sorted(runs.items())
-        }
-        for key, runs in sorted(series.items())
-    }
-
-
-def _chart_summary(chart_data: dict, names: dict[str, str]) -> list[dict]:
-    """The charts as text (for screen readers): per metric and run, the points drawn and the
-    first, last, lowest and highest value."""
-    rows = []
-    for key, runs in sorted(chart_data.items()):
-        for run_id, points in runs.items():
-            if not points:
-                continue
-            values = [p[1] for p in points]
-            rows.append(
-                {
-                    "key": key,
-                    "run": names.get(run_id, run_id),
-                    "points": len(points),
-                    "first": points[0],
-                    "last": points[-1],
-                    "min": min(values),
-                    "max": max(values),
-                }
-            )
-    return rows
-
-
 CHILDREN_PAGE = 25
 
 
@@ -419,7 +352,7 @@ CHILDREN_PAGE = 25
 def run_detail(request, run_id: str):
     run = selectors.run_get(run_id)
     payload = selectors.run_payloads([run.run_id])[0]
-    chart_data = _histories([run.run_id])
+    chart_data = charts.histories([run.run_id])
     tags = {t["key"]: t["value"] for t in payload["data"]["tags"]}
     parent_id = tags.get(runs_table.PARENT_TAG)
     # Only runs this user may read, and not deleted ones: a run's parentRunId tag is free text,
@@ -484,7 +417,9 @@ def run_detail(request, run_id: str):
             "children_page": children_offset // CHILDREN_PAGE,
             "children_more": len(children) > CHILDREN_PAGE,
             "chart_data": chart_data,
-            "chart_summary": _chart_summary(chart_data, {run.run_id: payload["info"]["run_name"]}),
+            "chart_summary": charts.chart_summary(
+                chart_data, {run.run_id: payload["info"]["run_name"]}
+            ),
             "produced_versions": _produced_versions(request.user, run.run_id),
             "can_edit": access.RANK[level] >= access.RANK[access.EDIT]
             and run.lifecycle_stage == LifecycleStage.ACTIVE,
@@ -690,8 +625,8 @@ def compare(request):
             )
         return rows
 
-    chart_data = _histories(
-        run_ids, max_points=min(MAX_CHART_POINTS, COMPARE_POINTS // len(run_ids))
+    chart_data = charts.histories(
+        run_ids, max_points=min(charts.MAX_CHART_POINTS, COMPARE_POINTS // len(run_ids))
     )
     params_rows, metric_rows = table("params"), table("metrics")
     return render(
@@ -705,7 +640,7 @@ def compare(request):
             "plot_values": _plot_values(run_ids, params_rows, metric_rows),
             "chart_data": chart_data,
             "chart_keys": sorted(chart_data),
-            "chart_summary": _chart_summary(
+            "chart_summary": charts.chart_summary(
                 chart_data, {p["info"]["run_id"]: p["info"]["run_name"] for p in payloads}
             ),
             "names": {p["info"]["run_id"]: p["info"]["run_name"] for p in payloads},
