@@ -7,9 +7,23 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import (
+    Avg,
+    Case,
+    Count,
+    F,
+    FilteredRelation,
+    FloatField,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    When,
+)
+from django.db.models.functions import Cast
 
 from core import identifiers
 from core.errors import ResourceDoesNotExist
@@ -341,6 +355,145 @@ def runs_search_count(
         return 0
     qs = _view_filter(Run.objects.filter(experiment_id__in=readable_experiment_ids), view_type)
     return search.filter_runs(qs, filter_string).values("run_id")[: limit + 1].count()
+
+
+# A param or tag value that reads as a number (and that PostgreSQL's float8 can hold: at most
+# 30 digits either side of the point, a two-digit exponent), so groups order 2 < 10 < 100.
+NUMERIC_TEXT = r"^[-+]?([0-9]{1,30}([.][0-9]{0,30})?|[.][0-9]{1,30})([eE][-+]?[0-9]{1,2})?$"
+GROUP_KINDS = {"param": "params", "tag": "tags"}
+
+
+@dataclass(frozen=True)
+class GroupedPage:
+    """A page of a runs search grouped by a param or tag: (run id, group value) per run, the
+    group value of the run just before the page and just after it (NO_RUN when there is
+    none), so that a page can say whether its first and last groups go on beyond it."""
+
+    rows: list[tuple[str, str | None]]
+    before: Any
+    after: Any
+    offset: int
+    next_token: str | None
+    scope: dict[str, Any]
+
+
+NO_RUN = object()
+
+
+def _grouped_runs(
+    experiment_ids: list[int], view_type: str, filter_string: str | None, kind: str, key: str
+) -> QuerySet[Run]:
+    """The runs a search matches, each with its value of the param or tag as `grouping__value`
+    (NULL when it has none): one LEFT JOIN on the (run, key) row."""
+    from tracking import search
+
+    relation = GROUP_KINDS[kind]
+    qs = _view_filter(Run.objects.filter(experiment_id__in=experiment_ids), view_type)
+    qs = search.filter_runs(qs, filter_string)
+    return qs.annotate(
+        grouping=FilteredRelation(relation, condition=Q(**{f"{relation}__key": key}))
+    )
+
+
+def runs_search_grouped(
+    *,
+    user: Any,
+    experiment_ids: list[str],
+    filter_string: str | None,
+    view_type: str,
+    order_by: list[str],
+    group: tuple[str, str],
+    max_results: int,
+    page_token: str | None,
+) -> GroupedPage:
+    """A runs_search page in group order: the groups by value (numbers by their value and
+    before text, the runs lacking the key last), the search's own order within a group. The
+    page token is bound to the grouping as well. One query."""
+    from core.pagination import decode_page_token, encode_page_token
+    from tracking import search
+
+    scope = {
+        **runs_search_scope(
+            user=user,
+            experiment_ids=experiment_ids,
+            filter_string=filter_string,
+            view_type=view_type,
+            order_by=order_by,
+        ),
+        "group": list(group),
+    }
+    offset = decode_page_token(page_token, scope)
+    if not scope["experiments"]:
+        return GroupedPage([], NO_RUN, NO_RUN, offset, None, scope)
+    qs = search.order_runs(
+        _grouped_runs(scope["experiments"], view_type, filter_string, *group), order_by
+    )
+    number = Case(
+        When(grouping__value__regex=NUMERIC_TEXT, then=Cast("grouping__value", FloatField())),
+        default=None,
+        output_field=FloatField(),
+    )
+    qs = qs.order_by(
+        number.asc(nulls_last=True),
+        F("grouping__value").asc(nulls_last=True),
+        *qs.query.order_by,
+    )
+    start = max(offset - 1, 0)  # one run either side, to see whether groups go on
+    rows = list(qs.values_list("run_id", "grouping__value")[start : offset + max_results + 1])
+    before = rows.pop(0)[1] if offset and rows else NO_RUN
+    after = rows.pop()[1] if len(rows) > max_results else NO_RUN
+    token = encode_page_token(offset + max_results, scope) if after is not NO_RUN else None
+    return GroupedPage(rows, before, after, offset, token, scope)
+
+
+def run_groups(
+    *,
+    readable_experiment_ids: list[int],
+    filter_string: str | None,
+    view_type: str,
+    group: tuple[str, str],
+    values: list[str | None],
+    metric_keys: list[str],
+) -> dict[str | None, dict[str, Any]]:
+    """For the given groups of a grouped runs search (a value, or None for the runs lacking the
+    key): how many runs, and per metric key the mean, lowest and highest latest value over
+    those of its runs that have it (NaN left out). One aggregate query, grouped in SQL."""
+    if not readable_experiment_ids or not values:
+        return {}
+    qs = _grouped_runs(readable_experiment_ids, view_type, filter_string, *group)
+    wanted = Q(grouping__value__in=[v for v in values if v is not None])
+    if None in values:
+        wanted |= Q(grouping__value__isnull=True)
+    aggregates: dict[str, Any] = {"runs": Count("run_id")}
+    for i, key in enumerate(metric_keys):
+        qs = qs.annotate(
+            **{
+                f"metric_{i}": FilteredRelation(
+                    "latest_metrics",
+                    condition=Q(latest_metrics__key=key, latest_metrics__is_nan=False),
+                )
+            }
+        )
+        aggregates[f"mean_{i}"] = Avg(f"metric_{i}__value")
+        aggregates[f"min_{i}"] = Min(f"metric_{i}__value")
+        aggregates[f"max_{i}"] = Max(f"metric_{i}__value")
+        aggregates[f"with_{i}"] = Count(f"metric_{i}__value")
+    rows = qs.filter(wanted).values(value=F("grouping__value")).annotate(**aggregates).order_by()
+    found = {}
+    for row in rows:
+        found[row["value"]] = {
+            "runs": row["runs"],
+            "metrics": {
+                key: {
+                    "mean": row[f"mean_{i}"],
+                    "min": row[f"min_{i}"],
+                    "max": row[f"max_{i}"],
+                    "runs": row[f"with_{i}"],
+                }
+                for i, key in enumerate(metric_keys)
+            },
+        }
+    return found
 
 
 def metric_history(

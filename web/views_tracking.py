@@ -162,15 +162,29 @@ def experiment_detail(request, experiment_id: str):
     name_search = request.GET.get("q", "").strip()
     order = request.GET.get("order", "")
     token = request.GET.get("page") or None
-    # Child runs nest under their parent unless the user filters or searches: then every
-    # matching run is a row of its own (a matching child's parent may not match).
-    nested = not filter_string and not name_search and request.GET.get("flat") != "1"
+    available, columns_cut = _available_columns(experiment.experiment_id)
+    requested = [c for c in request.GET.getlist("col") if runs_table.is_column(c)]
+    saved, saved_group = runs_table.saved_view(request.user, experiment.experiment_id)
+    saved = None if requested else saved
+    # Grouping: the URL's choice ("" for none), else the saved one. A wrong choice in the URL
+    # is the user's mistake and is said; a saved one whose key has gone is dropped quietly.
+    group_column = request.GET.get("group", saved_group).strip()
+    group, group_error = None, ""
+    if group_column:
+        try:
+            group = runs_table.parse_group(group_column, available, columns_cut)
+        except InvalidParameterValue as exc:
+            group_error = exc.message if "group" in request.GET else ""
+            group_column = ""
+    # Child runs nest under their parent unless the user filters, searches or groups: then
+    # every matching run is a row of its own (a matching child's parent may not match).
+    nested = not group and not filter_string and not name_search and request.GET.get("flat") != "1"
     clauses = [c for c in (filter_string, name_search and runs_table.name_clause(name_search)) if c]
     if nested:
         clauses.append(f"tags.`{runs_table.PARENT_TAG}` IS NULL")
-    available, columns_cut = _available_columns(experiment.experiment_id)
     error, suggestions, unknown = "", [], []
-    payloads, next_token, previous, total, offset = [], None, None, 0, 0
+    grouped = None
+    run_ids, next_token, previous, total, offset = [], None, None, 0, 0
     search = {
         "user": request.user,
         "experiment_ids": [str(experiment.experiment_id)],
@@ -179,11 +193,18 @@ def experiment_detail(request, experiment_id: str):
         "order_by": [order] if order else [],
     }
     try:
-        run_ids, next_token = selectors.runs_search(
-            **search, max_results=PAGE_SIZE, page_token=token
-        )
-        scope = selectors.runs_search_scope(**search)
-        offset = decode_page_token(token, scope)
+        if group:
+            grouped = selectors.runs_search_grouped(
+                **search, group=group, max_results=PAGE_SIZE, page_token=token
+            )
+            run_ids = [run_id for run_id, _ in grouped.rows]
+            next_token, scope, offset = grouped.next_token, grouped.scope, grouped.offset
+        else:
+            run_ids, next_token = selectors.runs_search(
+                **search, max_results=PAGE_SIZE, page_token=token
+            )
+            scope = selectors.runs_search_scope(**search)
+            offset = decode_page_token(token, scope)
         total = selectors.runs_search_count(
             readable_experiment_ids=scope["experiments"],
             filter_string=search["filter_string"],
@@ -192,7 +213,7 @@ def experiment_detail(request, experiment_id: str):
         )
         previous = _previous_page(scope, offset)
     except InvalidParameterValue as exc:
-        run_ids = []
+        run_ids, grouped = [], None
         error, suggestions = runs_table.explain_filter(filter_string, exc.message, available)
     if not error and filter_string:
         unknown = runs_table.unknown_keys(filter_string, available, columns_cut)
@@ -201,8 +222,6 @@ def experiment_detail(request, experiment_id: str):
     loaded = selectors.run_payloads([*run_ids, *child_ids])
     payloads = loaded[: len(run_ids)]
     child_payloads = {p["info"]["run_id"]: p for p in loaded[len(run_ids) :]}
-    requested = [c for c in request.GET.getlist("col") if runs_table.is_column(c)]
-    saved = None if requested else runs_table.saved_columns(request.user, experiment.experiment_id)
     columns = (
         requested
         or saved
@@ -222,11 +241,14 @@ def experiment_detail(request, experiment_id: str):
             "cells": [runs_table.cell(c, values.get(c)) for c in columns],
         }
 
-    rows = []
-    for payload in payloads:
-        run_id = payload["info"]["run_id"]
-        rows.append(row(payload))
-        rows += [row(child_payloads[c], run_id) for c in children.get(run_id, [])]
+    if grouped is not None and group is not None:
+        rows = _grouped_rows(grouped, payloads, columns, group, search["filter_string"], row)
+    else:
+        rows = []
+        for payload in payloads:
+            run_id = payload["info"]["run_id"]
+            rows.append(row(payload))
+            rows += [row(child_payloads[c], run_id) for c in children.get(run_id, [])]
     return render(
         request,
         "web/experiment_detail.html",
@@ -253,6 +275,11 @@ def experiment_detail(request, experiment_id: str):
             "nested": nested,
             "children_shown": CHILDREN_SHOWN,
             "order": order,
+            "group": group_column if group else "",
+            "group_label": runs_table.column_label(group_column) if group else ("", ""),
+            "group_choices": runs_table.group_choices(available),
+            "group_error": group_error,
+            "grouped_page": grouped is not None and bool(rows),
             "error": error,
             "suggestions": suggestions,
             "unknown_keys": unknown,
@@ -266,7 +293,49 @@ def experiment_detail(request, experiment_id: str):
             "can_edit": access.RANK[_level(request, experiment.experiment_id)]
             >= access.RANK[access.EDIT],
         },
+        status=400 if group_error else 200,
     )
+
+
+def _grouped_rows(grouped, payloads, columns, group, filter_string, row) -> list[dict]:
+    """The page's runs under a header row per group: its value, how many runs it has in all
+    (not only on this page), whether it began on an earlier page or goes on to a later one,
+    and the mean (lowest, highest) of each metric column over all its runs."""
+    by_id = {p["info"]["run_id"]: p for p in payloads}
+    on_page: dict[str | None, int] = {}
+    for run_id, value in grouped.rows:
+        if run_id in by_id:
+            on_page[value] = on_page.get(value, 0) + 1
+    stats = selectors.run_groups(
+        readable_experiment_ids=grouped.scope["experiments"],
+        filter_string=filter_string,
+        view_type="active",
+        group=group,
+        values=list(on_page),
+        metric_keys=[c.removeprefix("metrics.") for c in columns if c.startswith("metrics.")],
+    )
+    rows: list[dict] = []
+    header: dict | None = None
+    for run_id, value in grouped.rows:
+        if run_id not in by_id:  # deleted between the two queries
+            continue
+        if header is None or header["value"] != value:
+            found = stats.get(value, {"runs": on_page[value], "metrics": {}})
+            header = {
+                "group": f"group-{len([r for r in rows if 'group' in r])}",
+                "value": value,
+                "label": runs_table.group_label(value),
+                "runs": found["runs"],
+                "shown": on_page[value],
+                "continued": not rows and grouped.before == value,
+                "continues": False,
+                "cells": [runs_table.aggregate_cell(c, found) for c in columns],
+            }
+            rows.append(header)
+        rows.append({**row(by_id[run_id]), "in_group": header["group"]})
+    if header is not None:
+        header["continues"] = grouped.after == header["value"]
+    return rows
 
 
 EXPERIMENT_CHART_POINTS = 500  # per series on the experiment's chart view (50 runs at once)
@@ -274,24 +343,34 @@ EXPERIMENT_CHART_POINTS = 500  # per series on the experiment's chart view (50 r
 
 @page(access.EXPERIMENT_READ)
 def experiment_charts(request, experiment_id: str):
-    """A panel per metric over the runs the table shows (same filter, name search, order and
-    page), each run in its colour."""
+    """A panel per metric over the runs the table shows (same filter, name search, order,
+    grouping and page), each run in its colour."""
     experiment = selectors.experiment_get(experiment_id)
     filter_string = request.GET.get("filter", "").strip()
     name_search = request.GET.get("q", "").strip()
     order = request.GET.get("order", "")
     clauses = [c for c in (filter_string, name_search and runs_table.name_clause(name_search)) if c]
+    # The same runs as the table's page: grouped (the URL's grouping, else the saved one) or not.
+    group_column = request.GET.get("group")
+    if group_column is None:
+        group_column = runs_table.saved_view(request.user, experiment.experiment_id)[1]
+    search = {
+        "user": request.user,
+        "experiment_ids": [str(experiment.experiment_id)],
+        "filter_string": " and ".join(clauses) or None,
+        "view_type": "active",
+        "order_by": [order] if order else [],
+        "max_results": PAGE_SIZE,
+        "page_token": request.GET.get("page") or None,
+    }
     error, run_ids = "", []
     try:
-        run_ids, _ = selectors.runs_search(
-            user=request.user,
-            experiment_ids=[str(experiment.experiment_id)],
-            filter_string=" and ".join(clauses) or None,
-            view_type="active",
-            order_by=[order] if order else [],
-            max_results=PAGE_SIZE,
-            page_token=request.GET.get("page") or None,
-        )
+        if runs_table.is_group_column(group_column.strip()):
+            group = runs_table.group_key(group_column.strip())
+            grouped = selectors.runs_search_grouped(**search, group=group)
+            run_ids = [run_id for run_id, _ in grouped.rows]
+        else:
+            run_ids, _ = selectors.runs_search(**search)
     except InvalidParameterValue as exc:
         error = exc.message
     names = dict(Run.objects.filter(run_id__in=run_ids).values_list("run_id", "name"))
@@ -315,15 +394,18 @@ def experiment_charts(request, experiment_id: str):
 
 @page(access.EXPERIMENT_READ)
 def experiment_columns(request, experiment_id: str):
-    """Save (or, with reset, forget) the user's column choice for this experiment, then back
-    to the table with the same filter, search and order. Choosing columns changes nothing
-    in the experiment, so reading it is enough."""
+    """Save (or, with reset, forget) the user's column choice and grouping for this
+    experiment, then back to the table with the same filter, search and order. Choosing
+    columns changes nothing in the experiment, so reading it is enough."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     experiment = selectors.experiment_get(experiment_id)
-    columns = [] if request.POST.get("reset") else request.POST.getlist("col")
-    runs_table.save_columns(
-        user=request.user, experiment_id=experiment.experiment_id, columns=columns
+    reset = bool(request.POST.get("reset"))
+    runs_table.save_view(
+        user=request.user,
+        experiment_id=experiment.experiment_id,
+        columns=[] if reset else request.POST.getlist("col"),
+        group_by="" if reset else request.POST.get("group", "").strip(),
     )
     keep = {k: request.POST[k] for k in ("filter", "q", "order") if request.POST.get(k)}
     target = reverse("web:experiment", args=[experiment.experiment_id])
