@@ -185,13 +185,7 @@ def experiment_detail(request, experiment_id: str):
     error, suggestions, unknown = "", [], []
     grouped = None
     run_ids, next_token, previous, total, offset = [], None, None, 0, 0
-    search = {
-        "user": request.user,
-        "experiment_ids": [str(experiment.experiment_id)],
-        "filter_string": " and ".join(clauses) or None,
-        "view_type": "active",
-        "order_by": [order] if order else [],
-    }
+    search = _search(request, experiment, clauses, order)
     try:
         if group:
             grouped = selectors.runs_search_grouped(
@@ -297,6 +291,18 @@ def experiment_detail(request, experiment_id: str):
     )
 
 
+def _search(request, experiment, clauses: list[str], order: str) -> dict:
+    """The runs search behind the table (and its charts): this experiment's active runs, the
+    clauses joined with and, the table's order."""
+    return {
+        "user": request.user,
+        "experiment_ids": [str(experiment.experiment_id)],
+        "filter_string": " and ".join(clauses) or None,
+        "view_type": "active",
+        "order_by": [order] if order else [],
+    }
+
+
 def _grouped_rows(grouped, payloads, columns, group, filter_string, row) -> list[dict]:
     """The page's runs under a header row per group: its value, how many runs it has in all
     (not only on this page), whether it began on an earlier page or goes on to a later one,
@@ -355,11 +361,7 @@ def experiment_charts(request, experiment_id: str):
     if group_column is None:
         group_column = runs_table.saved_view(request.user, experiment.experiment_id)[1]
     search = {
-        "user": request.user,
-        "experiment_ids": [str(experiment.experiment_id)],
-        "filter_string": " and ".join(clauses) or None,
-        "view_type": "active",
-        "order_by": [order] if order else [],
+        **_search(request, experiment, clauses, order),
         "max_results": PAGE_SIZE,
         "page_token": request.GET.get("page") or None,
     }

@@ -17,7 +17,7 @@ from tracking import services as tracking
 pytestmark = pytest.mark.django_db
 
 GROUP_ROW = re.compile(
-    r'<tr class="group-row" data-group="([^"]+)">.*?class="group-value">([^<]*)</span></th>\s*'
+    r'<tr class="group-row" data-group="([^"]+)">.*?class="group-value">([^<]*)</span>.*?</th>\s*'
     r'<td colspan="3" class="group-count">([^<]*)</td>(.*?)</tr>',
     re.S,
 )
