@@ -439,7 +439,7 @@ def runs_search_grouped(
         *qs.query.order_by,
     )
     start = max(offset - 1, 0)  # one run either side, to see whether groups go on
-    rows = list(qs.values_list("run_id", "grouping__value")[start : offset + max_results + 1])
+    rows = list(qs.values_list("run_id", F("grouping__value"))[start : offset + max_results + 1])
     before = rows.pop(0)[1] if offset and rows else NO_RUN
     after = rows.pop()[1] if len(rows) > max_results else NO_RUN
     token = encode_page_token(offset + max_results, scope) if after is not NO_RUN else None
@@ -478,7 +478,8 @@ def run_groups(
         aggregates[f"min_{i}"] = Min(f"metric_{i}__value")
         aggregates[f"max_{i}"] = Max(f"metric_{i}__value")
         aggregates[f"with_{i}"] = Count(f"metric_{i}__value")
-    rows = qs.filter(wanted).values(value=F("grouping__value")).annotate(**aggregates).order_by()
+    grouped: Any = qs.filter(wanted).values(value=F("grouping__value"))
+    rows: list[dict[str, Any]] = list(grouped.annotate(**aggregates).order_by())
     found = {}
     for row in rows:
         found[row["value"]] = {
