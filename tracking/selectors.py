@@ -16,19 +16,21 @@ from django.db.models import (
     Count,
     F,
     FilteredRelation,
-    FloatField,
+    IntegerField,
     Max,
     Min,
     Q,
     QuerySet,
+    Value,
     When,
 )
-from django.db.models.functions import Cast
+from django.db.models.functions import Left
 
 from core import identifiers
-from core.errors import ResourceDoesNotExist
+from core.errors import InvalidParameterValue, ResourceDoesNotExist
 from core.mlflow_api import encode_double
 from tracking.models import (
+    VALUE_INDEX_PREFIX,
     Experiment,
     ExperimentTag,
     LatestMetric,
@@ -357,19 +359,22 @@ def runs_search_count(
     return search.filter_runs(qs, filter_string).values("run_id")[: limit + 1].count()
 
 
-# A param or tag value that reads as a number (and that PostgreSQL's float8 can hold: at most
-# 30 digits either side of the point, a two-digit exponent), so groups order 2 < 10 < 100.
-NUMERIC_TEXT = r"^[-+]?([0-9]{1,30}([.][0-9]{0,30})?|[.][0-9]{1,30})([eE][-+]?[0-9]{1,2})?$"
+# A param or tag value that reads as a number, so that groups order 2 < 10 < 100.
+NUMERIC_TEXT = re.compile(r"[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?")
 GROUP_KINDS = {"param": "params", "tag": "tags"}
+MAX_GROUPS = 1000
 
 
 @dataclass(frozen=True)
 class GroupedPage:
-    """A page of a runs search grouped by a param or tag: (run id, group value) per run, the
-    group value of the run just before the page and just after it (NO_RUN when there is
-    none), so that a page can say whether its first and last groups go on beyond it."""
+    """A page of a runs search grouped by a param or tag: (run id, group value) per run; every
+    group's size ({value: runs}, None for the runs lacking the key) and their total; the group
+    value of the run just before the page and just after it (NO_RUN when there is none), so
+    that a page can say whether its first and last groups go on beyond it."""
 
     rows: list[tuple[str, str | None]]
+    sizes: dict[str | None, int]
+    total: int
     before: Any
     after: Any
     offset: int
@@ -378,6 +383,20 @@ class GroupedPage:
 
 
 NO_RUN = object()
+
+
+class TooManyGroups(InvalidParameterValue):
+    """The grouping key has more than MAX_GROUPS values among the runs searched."""
+
+
+def group_order(value: str | None) -> tuple:
+    """Groups in order of value: numbers by their value, then text, then the runs lacking the
+    key."""
+    if value is None:
+        return (2, 0.0, "")
+    if NUMERIC_TEXT.fullmatch(value):
+        return (0, float(value), value)
+    return (1, 0.0, value)
 
 
 def _grouped_runs(
@@ -395,6 +414,23 @@ def _grouped_runs(
     )
 
 
+def _in_groups(qs: QuerySet[Run], values: list[str | None]) -> QuerySet[Run]:
+    """Only the runs of these groups; the values' indexed prefix is compared too, so that
+    PostgreSQL reads the groups' rows from the (key, prefix) index rather than every run."""
+    known = [v for v in values if v is not None]
+    wanted = Q(
+        group_value__in=known,
+        group_prefix__in=sorted({v[:VALUE_INDEX_PREFIX] for v in known}),
+    )
+    if None in values:
+        wanted = (wanted | Q(group_value__isnull=True)) if known else Q(group_value__isnull=True)
+    # Through aliases of the one joined row: a filter on grouping__value would join it again.
+    return qs.alias(
+        group_value=F("grouping__value"),
+        group_prefix=Left("grouping__value", VALUE_INDEX_PREFIX),
+    ).filter(wanted)
+
+
 def runs_search_grouped(
     *,
     user: Any,
@@ -406,9 +442,10 @@ def runs_search_grouped(
     max_results: int,
     page_token: str | None,
 ) -> GroupedPage:
-    """A runs_search page in group order: the groups by value (numbers by their value and
-    before text, the runs lacking the key last), the search's own order within a group. The
-    page token is bound to the grouping as well. One query."""
+    """A runs_search page in group order (group_order; the search's own order within a group).
+    Two queries: every group's size (one aggregate, at most MAX_GROUPS groups, else an
+    InvalidParameterValue saying so), from which the groups the page covers follow; then the
+    page of runs from those groups only. The page token is bound to the grouping as well."""
     from core.pagination import decode_page_token, encode_page_token
     from tracking import search
 
@@ -424,26 +461,44 @@ def runs_search_grouped(
     }
     offset = decode_page_token(page_token, scope)
     if not scope["experiments"]:
-        return GroupedPage([], NO_RUN, NO_RUN, offset, None, scope)
-    qs = search.order_runs(
-        _grouped_runs(scope["experiments"], view_type, filter_string, *group), order_by
-    )
-    number = Case(
-        When(grouping__value__regex=NUMERIC_TEXT, then=Cast("grouping__value", FloatField())),
-        default=None,
-        output_field=FloatField(),
-    )
-    qs = qs.order_by(
-        number.asc(nulls_last=True),
-        F("grouping__value").asc(nulls_last=True),
-        *qs.query.order_by,
-    )
-    start = max(offset - 1, 0)  # one run either side, to see whether groups go on
-    rows = list(qs.values_list("run_id", F("grouping__value"))[start : offset + max_results + 1])
-    before = rows.pop(0)[1] if offset and rows else NO_RUN
-    after = rows.pop()[1] if len(rows) > max_results else NO_RUN
+        return GroupedPage([], {}, 0, NO_RUN, NO_RUN, offset, None, scope)
+    base = _grouped_runs(scope["experiments"], view_type, filter_string, *group)
+    counted: Any = base.values(value=F("grouping__value")).annotate(runs=Count("run_id"))
+    sizes_found = list(counted.order_by()[: MAX_GROUPS + 1])
+    if len(sizes_found) > MAX_GROUPS:
+        raise TooManyGroups(
+            f"Grouping by the {group[0]} “{group[1]}” makes more than {MAX_GROUPS} groups; "
+            "group by a key with fewer values, or filter the runs first."
+        )
+    sizes = {row["value"]: row["runs"] for row in sizes_found}
+    spans, start = [], 0  # (value, first position) in group order
+    for value in sorted(sizes, key=group_order):
+        spans.append((value, start))
+        start += sizes[value]
+    total = start
+
+    def group_at(position: int) -> Any:
+        if not 0 <= position < total:
+            return NO_RUN
+        return next(v for v, first in reversed(spans) if first <= position)
+
+    covered = [(v, first) for v, first in spans if first < offset + max_results]
+    covered = [(v, first) for v, first in covered if first + sizes[v] > offset]
+    rows: list[tuple[str, str | None]] = []
+    if covered:
+        qs = search.order_runs(_in_groups(base, [v for v, _ in covered]), order_by)
+        if len(covered) > 1:
+            rank = Case(
+                *(When(grouping__value=v, then=Value(i)) for i, (v, _) in enumerate(covered)),
+                default=Value(len(covered)),
+                output_field=IntegerField(),
+            )
+            qs = qs.order_by(rank, *qs.query.order_by)
+        skip = offset - covered[0][1]
+        rows = list(qs.values_list("run_id", F("grouping__value"))[skip : skip + max_results])
+    after = group_at(offset + max_results)
     token = encode_page_token(offset + max_results, scope) if after is not NO_RUN else None
-    return GroupedPage(rows, before, after, offset, token, scope)
+    return GroupedPage(rows, sizes, total, group_at(offset - 1), after, offset, token, scope)
 
 
 def run_groups(
@@ -460,10 +515,9 @@ def run_groups(
     those of its runs that have it (NaN left out). One aggregate query, grouped in SQL."""
     if not readable_experiment_ids or not values:
         return {}
-    qs = _grouped_runs(readable_experiment_ids, view_type, filter_string, *group)
-    wanted = Q(grouping__value__in=[v for v in values if v is not None])
-    if None in values:
-        wanted |= Q(grouping__value__isnull=True)
+    qs = _in_groups(
+        _grouped_runs(readable_experiment_ids, view_type, filter_string, *group), values
+    )
     aggregates: dict[str, Any] = {"runs": Count("run_id")}
     for i, key in enumerate(metric_keys):
         qs = qs.annotate(
@@ -478,7 +532,7 @@ def run_groups(
         aggregates[f"min_{i}"] = Min(f"metric_{i}__value")
         aggregates[f"max_{i}"] = Max(f"metric_{i}__value")
         aggregates[f"with_{i}"] = Count(f"metric_{i}__value")
-    grouped: Any = qs.filter(wanted).values(value=F("grouping__value"))
+    grouped: Any = qs.values(value=F("grouping__value"))
     rows: list[dict[str, Any]] = list(grouped.annotate(**aggregates).order_by())
     found = {}
     for row in rows:

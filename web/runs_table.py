@@ -99,16 +99,22 @@ def group_label(value: str | None) -> str:
     return value if value != "" else "(empty)"
 
 
-def aggregate_cell(column: str, group: dict) -> dict:
+def aggregate_cell(column: str, group: dict | None, limit: int) -> dict:
     """A group header's cell for a column: for a metric, the mean over the group's runs that
-    have it, the lowest and highest on hover (and shown small beside it)."""
-    stats = (
-        group["metrics"].get(column.removeprefix("metrics."))
-        if column.startswith("metrics.")
-        else None
-    )
+    have it, the lowest and highest on hover (and shown small beside it). `group` is None when
+    the group was too large to figure (more than `limit` runs with the page's other groups)."""
+    if not column.startswith("metrics."):
+        return {"text": "", "numeric": False, "full": ""}
+    if group is None:
+        return {
+            "text": "–",
+            "range": "",
+            "numeric": True,
+            "full": f"Not figured: the figures cover a page's groups up to {limit:,} runs.",
+        }
+    stats = group["metrics"].get(column.removeprefix("metrics."))
     if not stats or stats["mean"] is None:
-        return {"text": "", "numeric": column.startswith("metrics."), "full": ""}
+        return {"text": "", "numeric": True, "full": ""}
     low, high = (f"{stats[k]:.4g}" for k in ("min", "max"))
     return {
         "text": f"{stats['mean']:.4g}",

@@ -36,6 +36,7 @@ MAX_EXPERIMENTS = 500
 MAX_COLUMN_KEYS = 500
 CHILDREN_SHOWN = 25  # per parent in the runs table; the parent's page lists them all, paged
 MAX_COUNTED = 10_000  # the runs table counts matches up to here ("more than 10,000")
+MAX_FIGURED_RUNS = 10_000  # a grouped page's metric figures cover groups of this many runs
 
 
 @page(access.AUTHENTICATED)
@@ -176,38 +177,48 @@ def experiment_detail(request, experiment_id: str):
         except InvalidParameterValue as exc:
             group_error = exc.message if "group" in request.GET else ""
             group_column = ""
-    # Child runs nest under their parent unless the user filters, searches or groups: then
-    # every matching run is a row of its own (a matching child's parent may not match).
-    nested = not group and not filter_string and not name_search and request.GET.get("flat") != "1"
     clauses = [c for c in (filter_string, name_search and runs_table.name_clause(name_search)) if c]
-    if nested:
-        clauses.append(f"tags.`{runs_table.PARENT_TAG}` IS NULL")
     error, suggestions, unknown = "", [], []
     grouped = None
     run_ids, next_token, previous, total, offset = [], None, None, 0, 0
     search = _search(request, experiment, clauses, order)
     try:
         if group:
-            grouped = selectors.runs_search_grouped(
-                **search, group=group, max_results=PAGE_SIZE, page_token=token
+            try:
+                grouped = selectors.runs_search_grouped(
+                    **search, group=group, max_results=PAGE_SIZE, page_token=token
+                )
+            except selectors.TooManyGroups as exc:  # said, and the table shown ungrouped
+                group, group_column, group_error = None, "", exc.message
+        # Child runs nest under their parent unless the user filters, searches or groups:
+        # then every matching run is a row of its own (a matching child's parent may not
+        # match).
+        nested = (
+            not group and not filter_string and not name_search and request.GET.get("flat") != "1"
+        )
+        if nested:
+            search = _search(
+                request, experiment, [*clauses, f"tags.`{runs_table.PARENT_TAG}` IS NULL"], order
             )
+        if grouped is not None:
             run_ids = [run_id for run_id, _ in grouped.rows]
             next_token, scope, offset = grouped.next_token, grouped.scope, grouped.offset
+            total = grouped.total  # the groups' sizes add up to it: no count query
         else:
             run_ids, next_token = selectors.runs_search(
                 **search, max_results=PAGE_SIZE, page_token=token
             )
             scope = selectors.runs_search_scope(**search)
             offset = decode_page_token(token, scope)
-        total = selectors.runs_search_count(
-            readable_experiment_ids=scope["experiments"],
-            filter_string=search["filter_string"],
-            view_type="active",
-            limit=MAX_COUNTED,
-        )
+            total = selectors.runs_search_count(
+                readable_experiment_ids=scope["experiments"],
+                filter_string=search["filter_string"],
+                view_type="active",
+                limit=MAX_COUNTED,
+            )
         previous = _previous_page(scope, offset)
     except InvalidParameterValue as exc:
-        run_ids, grouped = [], None
+        run_ids, grouped, nested = [], None, False
         error, suggestions = runs_table.explain_filter(filter_string, exc.message, available)
     if not error and filter_string:
         unknown = runs_table.unknown_keys(filter_string, available, columns_cut)
@@ -287,7 +298,7 @@ def experiment_detail(request, experiment_id: str):
             "can_edit": access.RANK[_level(request, experiment.experiment_id)]
             >= access.RANK[access.EDIT],
         },
-        status=400 if group_error else 200,
+        status=400 if group_error and "group" in request.GET else 200,
     )
 
 
@@ -306,19 +317,32 @@ def _search(request, experiment, clauses: list[str], order: str) -> dict:
 def _grouped_rows(grouped, payloads, columns, group, filter_string, row) -> list[dict]:
     """The page's runs under a header row per group: its value, how many runs it has in all
     (not only on this page), whether it began on an earlier page or goes on to a later one,
-    and the mean (lowest, highest) of each metric column over all its runs."""
+    and the mean (lowest, highest) of each metric column over all its runs. The figures are
+    one aggregate query over the page's groups, read while they hold at most
+    MAX_FIGURED_RUNS runs together (a larger group says it was not figured)."""
     by_id = {p["info"]["run_id"]: p for p in payloads}
     on_page: dict[str | None, int] = {}
     for run_id, value in grouped.rows:
         if run_id in by_id:
             on_page[value] = on_page.get(value, 0) + 1
-    stats = selectors.run_groups(
-        readable_experiment_ids=grouped.scope["experiments"],
-        filter_string=filter_string,
-        view_type="active",
-        group=group,
-        values=list(on_page),
-        metric_keys=[c.removeprefix("metrics.") for c in columns if c.startswith("metrics.")],
+    figured, budget = [], MAX_FIGURED_RUNS
+    for value in on_page:
+        if grouped.sizes.get(value, 0) > budget:
+            break
+        figured.append(value)
+        budget -= grouped.sizes.get(value, 0)
+    metric_keys = [c.removeprefix("metrics.") for c in columns if c.startswith("metrics.")]
+    stats = (
+        selectors.run_groups(
+            readable_experiment_ids=grouped.scope["experiments"],
+            filter_string=filter_string,
+            view_type="active",
+            group=group,
+            values=figured,
+            metric_keys=metric_keys,
+        )
+        if metric_keys
+        else {}
     )
     rows: list[dict] = []
     header: dict | None = None
@@ -326,16 +350,16 @@ def _grouped_rows(grouped, payloads, columns, group, filter_string, row) -> list
         if run_id not in by_id:  # deleted between the two queries
             continue
         if header is None or header["value"] != value:
-            found = stats.get(value, {"runs": on_page[value], "metrics": {}})
+            found = stats.get(value) if value in figured else None
             header = {
                 "group": f"group-{len([r for r in rows if 'group' in r])}",
                 "value": value,
                 "label": runs_table.group_label(value),
-                "runs": found["runs"],
+                "runs": grouped.sizes.get(value, on_page[value]),
                 "shown": on_page[value],
                 "continued": not rows and grouped.before == value,
                 "continues": False,
-                "cells": [runs_table.aggregate_cell(c, found) for c in columns],
+                "cells": [runs_table.aggregate_cell(c, found, MAX_FIGURED_RUNS) for c in columns],
             }
             rows.append(header)
         rows.append({**row(by_id[run_id]), "in_group": header["group"]})

@@ -183,6 +183,31 @@ def test_grouped_page_query_count_is_pinned(scientist, sweep, django_assert_num_
     with django_assert_num_queries(23) as captured:
         response = client.get(url, params)
     assert response.status_code == 200
-    # one query for the page of runs in group order, one aggregate for its groups
-    grouped = [q["sql"] for q in captured.captured_queries if "GROUP BY" in q["sql"].upper()]
-    assert len(grouped) == 1, grouped
+    # the groups' sizes (one aggregate: they also give the total, so no count query), the page
+    # of runs from the groups it covers, the figures of those groups (one aggregate)
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len([q for q in sql if "GROUP BY" in q.upper()]) == 2
+    assert not [q for q in sql if q.startswith("SELECT COUNT(*)")]
+
+
+def test_too_many_groups_are_refused_and_large_groups_not_figured(scientist, sweep, monkeypatch):
+    from tracking import selectors
+    from web import views_tracking
+
+    exp, _ = sweep
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+    monkeypatch.setattr(selectors, "MAX_GROUPS", 3)  # lr has 0.5, 2, 10 and (none)
+    response = client.get(url, {"group": "params.lr"})
+    page = html_lib.unescape(response.content.decode())
+    assert response.status_code == 400
+    assert "Grouping by the param “lr” makes more than 3 groups" in page
+    assert page.count("<tr data-run-id=") == 9 and 'class="group-row"' not in page
+    monkeypatch.setattr(selectors, "MAX_GROUPS", 1000)
+    # the figures cover the page's groups while they hold at most MAX_FIGURED_RUNS runs
+    monkeypatch.setattr(views_tracking, "MAX_FIGURED_RUNS", 4)
+    page = client.get(url, {"group": "params.lr", "col": ["metrics.val_auc"]}).content.decode()
+    cells = {html_lib.unescape(v): rest for _, v, _, rest in GROUP_ROW.findall(page)}
+    assert "0.51–0.56" not in cells["2"] and "Not figured" in cells["2"]  # 2 + 3 > 4
+    assert "0.52–0.57" in cells["0.5"]  # r2, r7
+    assert "Not figured" in cells["(none)"]
