@@ -206,14 +206,22 @@ def main() -> None:
                 f"/experiments/{exp_id}/",
                 {"filter": "tags.cohort = 'c42'"},
             ),
-            "runs table grouped by a param (lr: 7 groups), 3 metric columns aggregated": (
+            "runs table grouped by a param (lr: 7 groups of 14,286 runs, too large to figure)": (
                 f"/experiments/{exp_id}/",
                 {
                     "group": "params.lr",
                     "col": ["metrics.val_auc", "metrics.loss", "metrics.accuracy"],
                 },
             ),
-            "runs table grouped by a tag (cohort: 200 groups), default columns": (
+            "runs table grouped by a param, filtered by a param (first group 9,524 runs, figured)": (
+                f"/experiments/{exp_id}/",
+                {
+                    "group": "params.optimizer",
+                    "filter": "params.lr = '0.01'",
+                    "col": ["metrics.val_auc", "metrics.loss", "metrics.accuracy"],
+                },
+            ),
+            "runs table grouped by a tag (cohort: 200 groups of 500), default columns": (
                 f"/experiments/{exp_id}/",
                 {"group": "tags.cohort"},
             ),
