@@ -213,11 +213,11 @@ def main() -> None:
                     "col": ["metrics.val_auc", "metrics.loss", "metrics.accuracy"],
                 },
             ),
-            "runs table grouped by a param, filtered by a param (first group 9,524 runs, figured)": (
+            "runs table grouped by a param, filtered by a tag and a param (groups of 952 or 953, figured)": (
                 f"/experiments/{exp_id}/",
                 {
-                    "group": "params.optimizer",
-                    "filter": "params.lr = '0.01'",
+                    "group": "params.lr",
+                    "filter": "tags.team = 't1' and params.optimizer = 'sgd'",
                     "col": ["metrics.val_auc", "metrics.loss", "metrics.accuracy"],
                 },
             ),

@@ -36,7 +36,7 @@ MAX_EXPERIMENTS = 500
 MAX_COLUMN_KEYS = 500
 CHILDREN_SHOWN = 25  # per parent in the runs table; the parent's page lists them all, paged
 MAX_COUNTED = 10_000  # the runs table counts matches up to here ("more than 10,000")
-MAX_FIGURED_RUNS = 10_000  # a grouped page's metric figures cover groups of this many runs
+MAX_FIGURED_RUNS = 2_000  # a grouped page's metric figures cover groups of this many runs
 
 
 @page(access.AUTHENTICATED)
