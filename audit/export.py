@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import itertools
 import json
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -18,6 +20,7 @@ from audit.anchors import Anchors, configured_url, for_export, load_or_error, re
 from audit.chain import HASHED_FIELDS, format_time
 from audit.models import GENESIS_HASH, AuditChainHead, AuditCheckpoint, AuditEvent
 from audit.verify import RowTally, VerifyResult, check_manifest, manifest_for, verify_events
+from core.storage import get_artifact_store
 
 EXPORT_FIELDS = (*HASHED_FIELDS, "hash")
 _INT_FIELDS = {"seq", "actor_user_id", "token_id", "model_version"}
@@ -215,6 +218,34 @@ def export_lines(
             tally, fmt=fmt, filters=filters, contiguous=contiguous, header=header, context=context
         )
         yield json.dumps({JSONL_MANIFEST_KEY: manifest}, sort_keys=True) + "\n"
+
+
+def write_export(path: str, filters: dict[str, Any], fmt: str) -> tuple[int, int, str]:
+    """Writes the export file of the events `filters` select (as stored: JSON values) to
+    `path` in the artifact store, in constant memory; answers (rows, bytes, sha256). Writing
+    the same path again replaces the file atomically."""
+    stored = filters
+    filters = _filters_back(stored)
+    qs = filtered_events(**filters)
+    digest, size, tally = hashlib.sha256(), 0, RowTally()
+    lines = export_lines(qs, fmt=fmt, filters=stored, tally=tally)
+    with tempfile.TemporaryFile() as spool:
+        for line in lines:
+            data = line.encode("utf-8")
+            digest.update(data)
+            size += len(data)
+            spool.write(data)
+        spool.seek(0)
+        get_artifact_store().put(path, spool, size, limit=size)
+    return tally.count, size, digest.hexdigest()
+
+
+def _filters_back(stored: dict[str, Any]) -> dict[str, Any]:
+    out = dict(stored)
+    for key in ("since", "until"):
+        if out.get(key):
+            out[key] = datetime.fromisoformat(out[key])
+    return out
 
 
 def _without_trailer(lines: Iterable[str], is_trailer, found: dict[str, str]) -> Iterator[str]:

@@ -124,7 +124,7 @@ def seed_registry(run_id: str, versions: int, scientist) -> int:
     """Model "big-model" with `versions` versions; every 10th asks for Staging and then
     Production (which waits for review). Returns the number of open requests."""
     from core.errors import ApplicationError
-    from governance import services as governance
+    from governance.services import requests as governance
     from registry import services as registry
 
     registry.registered_model_create(name="big-model")

@@ -18,9 +18,14 @@ from django.utils.html import format_html
 
 from core import access, refusals
 from core.errors import ApplicationError, ResourceDoesNotExist
+from governance import approvals
 from governance import policy as rules
-from governance import selectors, services
 from governance.models import CARD_FIELDS, ModelCard, ModelPolicy, TransitionRequest
+from governance.selectors import requests as request_selectors
+from governance.selectors import reviews as review_selectors
+from governance.services import cards as card_services
+from governance.services import policy as policy_services
+from governance.services import reviews as review_services
 from registry import admin as registry_admin
 from registry import permissions as model_permissions
 from registry.models import RegisteredModel
@@ -42,7 +47,7 @@ class StatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request, model_admin):
-        return [(s, s) for s in selectors.STATUSES]
+        return [(s, s) for s in request_selectors.STATUSES]
 
     def queryset(self, request, queryset):
         return queryset.filter(status=self.value()) if self.value() else queryset
@@ -86,10 +91,10 @@ class TransitionRequestAdmin(ConsoleReadOnly, admin.ModelAdmin):
 
     # -- who sees what: reviewers the models they review, compliance and admins everything
     def get_queryset(self, request):
-        qs = selectors.requests_qs(request.user)
+        qs = request_selectors.requests_qs(request.user)
         user = request.user
         if not (access.is_admin(user) or access.is_compliance(user)):
-            qs = qs.filter(selectors.reviewable_q(user))
+            qs = qs.filter(request_selectors.reviewable_q(user))
         return qs
 
     def get_changelist_instance(self, request):
@@ -135,9 +140,9 @@ class TransitionRequestAdmin(ConsoleReadOnly, admin.ModelAdmin):
         except (TransitionRequest.DoesNotExist, ValueError):
             messages.error(request, f"Transition request {object_id} not found.")
             return redirect("admin:governance_transitionrequest_changelist")
-        screen = selectors.review_screen(req)
-        policy = services.rules.policy_for(req.version.registered_model)
-        refusal = services.review_refusal(request.user, policy, req)
+        screen = review_selectors.review_screen(req)
+        policy = rules.policy_for(req.version.registered_model)
+        refusal = approvals.review_refusal(request.user, policy, req)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -148,7 +153,7 @@ class TransitionRequestAdmin(ConsoleReadOnly, admin.ModelAdmin):
             "card_fields": [(label, screen["card"][name]) for name, label in CARD_FIELDS.items()],
             "can_decide": screen["request"]["status"] == "open" and refusal is None,
             "why_not": refusal,
-            "approve_waits_for": services.approval_waits_for(policy, req),
+            "approve_waits_for": approvals.approval_waits_for(policy, req),
             "decide_url": reverse("admin:governance_transitionrequest_decide", args=[req.pk]),
         }
         return TemplateResponse(request, "admin/governance/review.html", context)
@@ -162,7 +167,7 @@ class TransitionRequestAdmin(ConsoleReadOnly, admin.ModelAdmin):
         try:
             messages.info(
                 request,
-                services.decide(
+                review_services.decide(
                     user=request.user,
                     request_id=request_id,
                     action=decision or "",
@@ -195,7 +200,7 @@ def _names(text: str) -> list[str]:
 class PolicyForm(forms.ModelForm):
     """A policy as text fields for people (tags and aliases comma-separated, one gate per line)
     and numbers; validated by the same rules as the API (governance.policy), and saved through
-    services.policy_update, which enforces "managers only stricter" again and audits."""
+    policy_services.policy_update, which enforces "managers only stricter" again and audits."""
 
     required_tags_text = forms.CharField(
         label="Required lineage tags", required=False, help_text="comma-separated"
@@ -347,7 +352,9 @@ class ModelPolicyAdmin(ConsoleReadOnly, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return (
-            super().get_queryset(request).filter(selectors.console_models_q(request.user, "model"))
+            super()
+            .get_queryset(request)
+            .filter(request_selectors.console_models_q(request.user, "model"))
         )
 
     def get_form(self, request, obj=None, change=False, **kwargs):
@@ -378,7 +385,7 @@ class ModelPolicyAdmin(ConsoleReadOnly, admin.ModelAdmin):
         return self._manages(request, obj)
 
     def save_model(self, request, obj, form, change):
-        services.policy_update(user=request.user, name=obj.model.name, data=form.policy_data)
+        policy_services.policy_update(user=request.user, name=obj.model.name, data=form.policy_data)
         stored = ModelPolicy.objects.get(model=obj.model)
         obj.pk = stored.pk
         obj._state.adding = False
@@ -412,7 +419,7 @@ class ModelCardAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .filter(selectors.console_models_q(request.user, "version__registered_model"))
+            .filter(request_selectors.console_models_q(request.user, "version__registered_model"))
         )
 
     def has_module_permission(self, request):
@@ -436,7 +443,7 @@ class ModelCardAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request, obj, form, change):
-        services.card_update(
+        card_services.card_update(
             user=request.user,
             name=obj.version.registered_model.name,
             version=obj.version.version,
@@ -460,7 +467,9 @@ class RegisteredModelConsoleAdmin(ConsoleReadOnly, registry_admin.RegisteredMode
     inlines = [ConsoleVersionInline]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(selectors.console_models_q(request.user))
+        return (
+            super().get_queryset(request).filter(request_selectors.console_models_q(request.user))
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         from governance.timeline import model_timeline

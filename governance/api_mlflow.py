@@ -9,18 +9,22 @@ from typing import Any
 from core import access
 from core.errors import InvalidState
 from core.mlflow_api import MlflowRequest, mlflow_route
-from governance import selectors, services
 from governance.models import Comment
 from governance.models import TransitionRequest as TR
+from governance.selectors import requests as request_selectors
+from governance.services import comments as comment_services
+from governance.services import common as common_services
+from governance.services import requests as request_services
+from governance.services import reviews as review_services
 from registry import selectors as registry_selectors
-from registry.transitions import Stage
+from registry.transitions import Stage, is_rollback
 
 
 def _ms(value) -> int | None:
     return int(value.timestamp() * 1000) if value else None
 
 
-def pending_message(outcome: services.Outcome) -> str:
+def pending_message(outcome: common_services.Outcome) -> str:
     req = outcome.request
     assert req is not None
     name = req.version.registered_model.name
@@ -28,7 +32,7 @@ def pending_message(outcome: services.Outcome) -> str:
     move = f"enter {req.to_stage}"
     if req.from_stage == Stage.PRODUCTION:
         move = f"leave Production for {req.to_stage}"
-    elif req.from_stage == Stage.ARCHIVED and req.to_stage == Stage.PRODUCTION:
+    elif is_rollback(req.from_stage, req.to_stage):
         move = "be rolled back into Production"
     return (
         f"Version {req.version.version} of '{name}' cannot {move} yet: "
@@ -41,7 +45,7 @@ def pending_message(outcome: services.Outcome) -> str:
 
 @mlflow_route("model-versions/transition-stage", "POST", access=access.MODEL_EDIT)
 def transition_stage(req: MlflowRequest) -> dict:
-    outcome = services.request_transition(
+    outcome = request_services.request_transition(
         user=req.http.user,
         name=req.str("name", required=True),
         version=req.str("version", required=True),
@@ -56,7 +60,7 @@ def transition_stage(req: MlflowRequest) -> dict:
 
 
 def _request_object(tr: TR) -> dict[str, Any]:
-    status = selectors.effective_status(tr)
+    status = request_selectors.effective_status(tr)
     actions = ["APPROVE_TRANSITION_REQUEST", "REJECT_TRANSITION_REQUEST"]
     if status == TR.Status.OPEN:
         actions.append("CANCEL_TRANSITION_REQUEST")
@@ -72,7 +76,7 @@ def _request_object(tr: TR) -> dict[str, Any]:
     }
 
 
-def _activity(outcome: services.Outcome, kind: str, user, comment: str) -> dict[str, Any]:
+def _activity(outcome: common_services.Outcome, kind: str, user, comment: str) -> dict[str, Any]:
     tr = outcome.request
     return {
         "activity_type": kind,
@@ -89,7 +93,7 @@ def _activity(outcome: services.Outcome, kind: str, user, comment: str) -> dict[
 
 @mlflow_route("transition-requests/create", "POST", access=access.MODEL_EDIT)
 def create_transition_request(req: MlflowRequest) -> dict:
-    outcome = services.request_transition(
+    outcome = request_services.request_transition(
         user=req.http.user,
         name=req.str("name", required=True),
         version=req.str("version", required=True),
@@ -108,14 +112,14 @@ def list_transition_requests(req: MlflowRequest) -> dict:
     mv = registry_selectors.model_version_by_name(name, req.str("version", required=True))
     requests = [
         r
-        for r in selectors.requests_list(req.http.user, model=name, version=mv.version)
-        if selectors.effective_status(r) == TR.Status.OPEN
+        for r in request_selectors.requests_list(req.http.user, model=name, version=mv.version)
+        if request_selectors.effective_status(r) == TR.Status.OPEN
     ]
     return {"requests": [_request_object(r) for r in requests]}
 
 
 def _open_request_id(req: MlflowRequest) -> int:
-    return services.find_open_request(
+    return request_services.find_open_request(
         name=req.str("name", required=True),
         version=req.str("version", required=True),
         stage=req.str("stage", required=True),
@@ -125,7 +129,7 @@ def _open_request_id(req: MlflowRequest) -> int:
 @mlflow_route("transition-requests/approve", "POST", access=access.MODEL_READ)
 def approve_transition_request(req: MlflowRequest) -> dict:
     comment = req.data.get("comment") or ""
-    outcome = services.approve(
+    outcome = review_services.approve(
         user=req.http.user,
         request_id=_open_request_id(req),
         comment=comment,
@@ -137,13 +141,15 @@ def approve_transition_request(req: MlflowRequest) -> dict:
 @mlflow_route("transition-requests/reject", "POST", access=access.MODEL_READ)
 def reject_transition_request(req: MlflowRequest) -> dict:
     comment = req.data.get("comment") or ""
-    outcome = services.reject(user=req.http.user, request_id=_open_request_id(req), reason=comment)
+    outcome = review_services.reject(
+        user=req.http.user, request_id=_open_request_id(req), reason=comment
+    )
     return {"activity": _activity(outcome, "REJECTED_REQUEST", req.http.user, comment)}
 
 
 @mlflow_route("transition-requests/delete", "DELETE", access=access.MODEL_READ)
 def delete_transition_request(req: MlflowRequest) -> dict:
-    services.cancel(
+    request_services.cancel(
         user=req.http.user,
         request_id=_open_request_id(req),
         comment=req.data.get("comment") or "",
@@ -164,7 +170,7 @@ def _comment_object(comment: Comment) -> dict[str, Any]:
 
 @mlflow_route("comments/create", "POST", access=access.MODEL_READ)
 def create_comment(req: MlflowRequest) -> dict:
-    comment = services.comment_create(
+    comment = comment_services.comment_create(
         user=req.http.user,
         name=req.str("name", required=True),
         version=req.str("version", required=True),
@@ -175,7 +181,7 @@ def create_comment(req: MlflowRequest) -> dict:
 
 @mlflow_route("comments/update", "PATCH", access=access.AUTHENTICATED)
 def update_comment(req: MlflowRequest) -> dict:
-    comment = services.comment_update(
+    comment = comment_services.comment_update(
         user=req.http.user, comment_id=req.str("id", required=True), text=req.data.get("comment")
     )
     return {"comment": _comment_object(comment)}
@@ -183,5 +189,5 @@ def update_comment(req: MlflowRequest) -> dict:
 
 @mlflow_route("comments/delete", "DELETE", access=access.AUTHENTICATED)
 def delete_comment(req: MlflowRequest) -> dict:
-    services.comment_delete(user=req.http.user, comment_id=req.str("id", required=True))
+    comment_services.comment_delete(user=req.http.user, comment_id=req.str("id", required=True))
     return {}

@@ -13,20 +13,28 @@ from rest_framework.views import APIView
 from core import access
 from core.errors import InvalidParameterValue
 from governance import policy as rules
-from governance import selectors, services
+from governance.selectors import cards as card_selectors
+from governance.selectors import requests as request_selectors
+from governance.selectors import reviews as review_selectors
+from governance.services import cards as card_services
+from governance.services import comments as comment_services
+from governance.services import common as common_services
+from governance.services import policy as policy_services
+from governance.services import requests as request_services
+from governance.services import reviews as review_services
 from registry import selectors as registry_selectors
 
 MAX_PAGE = 200
 
 
-def _outcome(outcome: services.Outcome) -> dict:
+def _outcome(outcome: common_services.Outcome) -> dict:
     body = {
         "applied": outcome.applied,
         "current_stage": outcome.version.current_stage,
         "missing": [m.as_dict() for m in outcome.missing],
     }
     if outcome.request is not None:
-        body["request"] = selectors.request_payloads([outcome.request])[0]
+        body["request"] = request_selectors.request_payloads([outcome.request])[0]
         body["id"] = outcome.request.pk
         body["status"] = body["request"]["status"]
     return body
@@ -57,7 +65,7 @@ class PolicyApi(APIView):
         ),
     )
     def put(self, request, name: str):
-        policy = services.policy_update(user=request.user, name=name, data=request.data)
+        policy = policy_services.policy_update(user=request.user, name=name, data=request.data)
         return Response(rules.payload(policy))
 
 
@@ -91,7 +99,7 @@ class TransitionRequestsApi(APIView):
             access.MODEL_EDIT,
             {"name": values["model"], "version": values["version"]},
         )
-        outcome = services.request_transition(
+        outcome = request_services.request_transition(
             user=request.user,
             name=model.name,
             version=values["version"],
@@ -104,7 +112,7 @@ class TransitionRequestsApi(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("status", str, enum=selectors.STATUSES),
+            OpenApiParameter("status", str, enum=request_selectors.STATUSES),
             OpenApiParameter("model", str),
             OpenApiParameter("version", int),
             OpenApiParameter("stage", str),
@@ -127,12 +135,12 @@ class TransitionRequestsApi(APIView):
         filters = {k: params.get(k) for k in ("status", "model", "stage", "requester", "version")}
         queue = params.get("queue")
         as_queue = queue == "true" or (queue is None and not any(filters.values()))
-        qs = selectors.requests_list(request.user, **filters, queue=as_queue)
+        qs = request_selectors.requests_list(request.user, **filters, queue=as_queue)
         limit, offset = _int_param(params, "limit", 50, MAX_PAGE), _int_param(params, "offset", 0)
         page = list(qs[offset : offset + limit + 1])
         return Response(
             {
-                "requests": selectors.request_payloads(page[:limit]),
+                "requests": request_selectors.request_payloads(page[:limit]),
                 "next_offset": offset + limit if len(page) > limit else None,
                 "queue": as_queue,
             }
@@ -157,8 +165,8 @@ class TransitionRequestApi(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="One request with checks and history")
     def get(self, request, request_id: int):
-        req = selectors.request_get(request.user, request_id)
-        return Response(selectors.request_payloads([req], detail=True)[0])
+        req = request_selectors.request_get(request.user, request_id)
+        return Response(request_selectors.request_payloads([req], detail=True)[0])
 
 
 class ReviewInput(serializers.Serializer):
@@ -190,7 +198,7 @@ class ApproveApi(APIView):
     def post(self, request, request_id: int):
         data = ApproveInput(data=request.data)
         data.is_valid(raise_exception=True)
-        outcome = services.approve(
+        outcome = review_services.approve(
             user=request.user,
             request_id=request_id,
             comment=data.validated_data.get("comment"),
@@ -208,7 +216,7 @@ class RejectApi(APIView):
     def post(self, request, request_id: int):
         data = RejectInput(data=request.data)
         data.is_valid(raise_exception=True)
-        outcome = services.reject(
+        outcome = review_services.reject(
             user=request.user,
             request_id=request_id,
             reason=data.validated_data["reason"],
@@ -224,7 +232,7 @@ class CancelApi(APIView):
     def post(self, request, request_id: int):
         data = ReviewInput(data=request.data)
         data.is_valid(raise_exception=True)
-        outcome = services.cancel(
+        outcome = request_services.cancel(
             user=request.user, request_id=request_id, comment=data.validated_data.get("comment")
         )
         return Response(_outcome(outcome))
@@ -243,8 +251,8 @@ class RequestCommentsApi(APIView):
     def post(self, request, request_id: int):
         data = CommentInput(data=request.data)
         data.is_valid(raise_exception=True)
-        req = selectors.request_get(request.user, request_id)
-        comment = services.comment_create(
+        req = request_selectors.request_get(request.user, request_id)
+        comment = comment_services.comment_create(
             user=request.user,
             name=req.version.registered_model.name,
             version=req.version.version,
@@ -265,8 +273,8 @@ class ReviewScreenApi(APIView):
         summary="Everything a reviewer needs: checks, card, and a comparison with Production",
     )
     def get(self, request, request_id: int):
-        req = selectors.request_get(request.user, request_id)
-        return Response(selectors.review_screen(req))
+        req = request_selectors.request_get(request.user, request_id)
+        return Response(review_selectors.review_screen(req))
 
 
 class ModelCardApi(APIView):
@@ -278,8 +286,8 @@ class ModelCardApi(APIView):
     )
     def get(self, request, name: str, version: str):
         mv = registry_selectors.model_version_by_name(name, version)
-        card, saved = selectors.card_get(mv)
-        return Response(selectors.card_payload(card, saved))
+        card, saved = card_selectors.card_get(mv)
+        return Response(card_selectors.card_payload(card, saved))
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
@@ -287,10 +295,10 @@ class ModelCardApi(APIView):
         summary="Save the card; fields left out keep their value",
     )
     def put(self, request, name: str, version: str):
-        card = services.card_update(
+        card = card_services.card_update(
             user=request.user, name=name, version=version, fields=request.data
         )
-        return Response(selectors.card_payload(card, True))
+        return Response(card_selectors.card_payload(card, True))
 
 
 class ModelCardMarkdownApi(APIView):
@@ -302,9 +310,9 @@ class ModelCardMarkdownApi(APIView):
     )
     def get(self, request, name: str, version: str):
         mv = registry_selectors.model_version_by_name(name, version)
-        card, _ = selectors.card_get(mv)
+        card, _ = card_selectors.card_get(mv)
         response = HttpResponse(
-            selectors.card_markdown(card), content_type="text/markdown; charset=utf-8"
+            card_selectors.card_markdown(card), content_type="text/markdown; charset=utf-8"
         )
         filename = f"{mv.registered_model.name}-v{mv.version}-README.md"
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in filename)
@@ -326,7 +334,7 @@ class ReviewChainApi(APIView):
                 "model": mv.registered_model.name,
                 "version": mv.version,
                 "current_stage": mv.current_stage,
-                "requests": selectors.review_chain(mv),
+                "requests": request_selectors.review_chain(mv),
             }
         )
 

@@ -7,14 +7,16 @@ class GovernanceConfig(AppConfig):
 
     def ready(self) -> None:
         from core import observability
-        from governance import metrics, services
+        from governance import metrics
+        from governance.services import policy as policy_services
+        from governance.services import requests as request_services
         from registry import hooks
 
         observability.register_collector(metrics.collect)
 
         hooks.register(
-            archive_grace=services.archive_grace_of,
-            registration=services.check_registration,
-            alias=services.check_alias,
-            stage_change=services.on_stage_change,
+            archive_grace=policy_services.archive_grace_of,
+            registration=policy_services.check_registration,
+            alias=policy_services.check_alias,
+            stage_change=request_services.on_stage_change,
         )

@@ -1,33 +1,22 @@
-"""Large audit exports: queued on commit, written by a Celery task to the artifact store in
-constant memory, downloaded by compliance officers and admins."""
+"""Large audit exports as jobs: queued on commit, run by a Celery task (the file itself is
+written by audit.export.write_export), downloaded by compliance officers and admins. The
+job's row (AuditExport) is governance's model, so its bookkeeping lives here."""
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
-from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
-from audit.export import export_lines, filtered_events, jsonable_filters
-from audit.verify import RowTally
+from audit.export import jsonable_filters, write_export
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
+from core.storage import get_artifact_store
 from governance.models import AuditExport
 from outbox import services as outbox
-from tracking.artifacts import get_artifact_store
 
 FORMATS = ("csv", "jsonl")
-
-
-def _filters_back(stored: dict[str, Any]) -> dict[str, Any]:
-    out = dict(stored)
-    for key in ("since", "until"):
-        if out.get(key):
-            out[key] = datetime.fromisoformat(out[key])
-    return out
 
 
 @transaction.atomic
@@ -59,19 +48,8 @@ def export_run(export_id: int) -> AuditExport | None:
             return export
         export.status = AuditExport.Status.RUNNING
         export.save(update_fields=["status"])
-    filters = _filters_back(export.filters)
-    qs = filtered_events(**filters)
-    digest, size, tally = hashlib.sha256(), 0, RowTally()
-    lines = export_lines(qs, fmt=export.format, filters=export.filters, tally=tally)
     try:
-        with tempfile.TemporaryFile() as spool:
-            for line in lines:
-                data = line.encode("utf-8")
-                digest.update(data)
-                size += len(data)
-                spool.write(data)
-            spool.seek(0)
-            get_artifact_store().put(export.storage_path, spool, size, limit=size)
+        rows, size, sha256 = write_export(export.storage_path, export.filters, export.format)
     except Exception as exc:
         AuditExport.objects.filter(pk=export.pk).update(
             status=AuditExport.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
@@ -80,9 +58,9 @@ def export_run(export_id: int) -> AuditExport | None:
     AuditExport.objects.filter(pk=export.pk).update(
         status=AuditExport.Status.DONE,
         finished_at=timezone.now(),
-        row_count=tally.count,
+        row_count=rows,
         size_bytes=size,
-        sha256=digest.hexdigest(),
+        sha256=sha256,
     )
     export.refresh_from_db()
     return export

@@ -179,8 +179,9 @@ class ModelCard(models.Model):
 
 
 class AuditExport(models.Model):
-    """A large audit export written by a Celery task to the artifact store. It lives here,
-    above tracking, because the artifact store does; the audit app stays at the bottom."""
+    """A large audit export written by a Celery task to the artifact store. The job's row
+    has been governance's since the store lived in tracking; the file is audit's
+    (audit.export.write_export)."""
 
     class Status(models.TextChoices):
         QUEUED = "queued"

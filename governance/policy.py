@@ -17,7 +17,7 @@ from django.conf import settings
 from core.errors import InvalidParameterValue
 from governance.models import CARD_FIELDS, ModelCard, ModelPolicy
 from registry.models import ModelVersion, RegisteredModel
-from registry.transitions import Stage
+from registry.transitions import Stage, is_rollback
 from tracking.models import LatestMetric, Param, RunInput, RunTag
 
 OPERATORS: dict[str, Any] = {
@@ -384,7 +384,7 @@ def approvals_needed(policy: ModelPolicy, target: str, source: str | None = None
     """Approvals for a move from `source` to `target`. Leaving Production takes the version out
     of serving, so it needs the policy's approvals to leave Production, and, when it goes to
     Staging, at least as many as entering Staging needs."""
-    if source == Stage.ARCHIVED and target == Stage.PRODUCTION:
+    if source is not None and is_rollback(source, target):
         # A rollback: the version was approved into Production before; the card and the gates
         # are checked again, the approvals are the policy's own count for rollbacks.
         return policy.rollback_approvals

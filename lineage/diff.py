@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from governance import selectors as governance
 from governance.models import CARD_FIELDS
+from governance.selectors.cards import card_get
+from governance.selectors.requests import review_chain
 from lineage.graph import up
 from registry.models import ModelVersion, ModelVersionTag
 from tracking.models import LatestMetric, Param, Run, RunTag
@@ -39,7 +40,7 @@ def _facts(mv: ModelVersion, user) -> dict[str, Any]:
         else []
     )
     tags = dict(RunTag.objects.filter(run_id=run_id).values_list("key", "value")) if run_id else {}
-    card, saved = governance.card_get(mv)
+    card, saved = card_get(mv)
     return {
         "version": mv.version,
         "stage": mv.current_stage,
@@ -73,7 +74,7 @@ def _facts(mv: ModelVersion, user) -> dict[str, Any]:
                 "status": r["status"],
                 "reviews": r["reviews"],
             }
-            for r in governance.review_chain(mv)
+            for r in review_chain(mv)
         ],
     }
 

@@ -30,13 +30,13 @@ from django.utils import timezone
 from accounts import services as accounts
 from core.errors import ApplicationError
 from core.mlflow_api import name_identity
+from core.storage import clean_artifact_path, get_artifact_store
 from mlflow_import.models import ImportedObject, ImportSource
 from mlflow_import.source import PROXY_SCHEME, MlflowSource, SourceError, fingerprint
 from registry import services as registry
 from registry.models import ModelVersion, RegisteredModel, RegisteredModelAlias
 from registry.source import resolve_source
 from tracking import services as tracking
-from tracking.artifacts import clean_artifact_path, get_artifact_store
 from tracking.models import Experiment, LoggedModel, Metric, Run
 
 Kind = ImportedObject.Kind

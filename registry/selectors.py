@@ -12,6 +12,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from core import identifiers
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
 from core.pagination import decode_page_token, encode_page_token, validate_max_results
+from core.prepared import OneOrMany, PreparedQuery
 from registry.models import (
     ModelVersion,
     ModelVersionTag,
@@ -20,9 +21,54 @@ from registry.models import (
     RegisteredModelTag,
 )
 from registry.transitions import Stage, canonical_stage
-from tracking import search
+from tracking.search import grammar as search_grammar
+from tracking.search import registry as registry_search
+from tracking.search import sql as search_sql
 
 PROMPT_TAG = "mlflow.prompt.is_prompt"
+
+
+_VERSION_OF_MODEL: PreparedQuery[ModelVersion] = PreparedQuery(
+    lambda model_id, number: ModelVersion.objects.filter(
+        registered_model_id=model_id, version=number, deleted=False
+    ),
+    int,
+    int,
+)
+# What a model's or a version's payload holds, by one owner (prepared) or several.
+_VERSION_TAGS = OneOrMany(
+    lambda **where: ModelVersionTag.objects.filter(**where).values_list(
+        "version_id", "key", "value"
+    ),
+    "version_id",
+    int,
+)
+_VERSION_ALIASES = OneOrMany(
+    lambda **where: RegisteredModelAlias.objects.filter(**where).values_list("version_id", "alias"),
+    "version_id",
+    int,
+)
+_MODEL_TAGS = OneOrMany(
+    lambda **where: RegisteredModelTag.objects.filter(**where).values_list(
+        "model_id", "key", "value"
+    ),
+    "model_id",
+    int,
+)
+_MODEL_ALIASES = OneOrMany(
+    lambda **where: RegisteredModelAlias.objects.filter(**where).values_list(
+        "model_id", "alias", "version__version"
+    ),
+    "model_id",
+    int,
+)
+_MODEL_VERSIONS_NEWEST_FIRST = OneOrMany(
+    lambda **where: ModelVersion.objects.filter(**where, deleted=False).order_by(
+        "registered_model_id", "-version"
+    ),
+    "registered_model_id",
+    int,
+)
 
 
 def registered_model_get(name: Any, *, for_update: bool = False) -> RegisteredModel:
@@ -42,7 +88,7 @@ def parse_version(version: Any) -> int:
 
 def model_version_get(model: RegisteredModel, version: Any) -> ModelVersion:
     number = parse_version(version)
-    mv = ModelVersion.objects.filter(registered_model=model, version=number, deleted=False).first()
+    mv = _VERSION_OF_MODEL.first(model.pk, number)
     if mv is None:
         raise ResourceDoesNotExist(f"Model Version (name={model.name}, version={number}) not found")
     mv.registered_model = model
@@ -120,14 +166,10 @@ def resolve_model_uri(uri: Any, *, include_archived: bool = False) -> ModelVersi
 def version_payloads(versions: Sequence[ModelVersion]) -> list[dict[str, Any]]:
     ids = [v.pk for v in versions]
     tags: dict[int, list] = defaultdict(list)
-    for vid, key, value in ModelVersionTag.objects.filter(version_id__in=ids).values_list(
-        "version_id", "key", "value"
-    ):
+    for vid, key, value in _VERSION_TAGS.rows(ids):
         tags[vid].append({"key": key, "value": value})
     aliases: dict[int, list] = defaultdict(list)
-    for vid, alias in RegisteredModelAlias.objects.filter(version_id__in=ids).values_list(
-        "version_id", "alias"
-    ):
+    for vid, alias in _VERSION_ALIASES.rows(ids):
         aliases[vid].append(alias)
     # Names of the models already loaded with their versions cost no query.
     names = {
@@ -166,21 +208,15 @@ def version_payloads(versions: Sequence[ModelVersion]) -> list[dict[str, Any]]:
 def model_payloads(models: Sequence[RegisteredModel]) -> list[dict[str, Any]]:
     ids = [m.pk for m in models]
     tags: dict[int, list] = defaultdict(list)
-    for mid, key, value in RegisteredModelTag.objects.filter(model_id__in=ids).values_list(
-        "model_id", "key", "value"
-    ):
+    for mid, key, value in _MODEL_TAGS.rows(ids):
         tags[mid].append({"key": key, "value": value})
     aliases: dict[int, list] = defaultdict(list)
-    for mid, alias, version in RegisteredModelAlias.objects.filter(model_id__in=ids).values_list(
-        "model_id", "alias", "version__version"
-    ):
+    for mid, alias, version in _MODEL_ALIASES.rows(ids):
         aliases[mid].append({"alias": alias, "version": str(version)})
     # The highest version per stage, for every model of the page in one query.
     latest: dict[int, dict[str, ModelVersion]] = defaultdict(dict)
     by_id = {m.pk: m for m in models}
-    for mv in ModelVersion.objects.filter(registered_model_id__in=ids, deleted=False).order_by(
-        "registered_model_id", "-version"
-    ):
+    for mv in _MODEL_VERSIONS_NEWEST_FIRST.rows(ids):
         mv.registered_model = by_id[mv.registered_model_id]
         latest[mv.registered_model_id].setdefault(mv.current_stage, mv)
     latest_versions_all = [mv for stages in latest.values() for mv in stages.values()]
@@ -211,14 +247,14 @@ def model_payloads(models: Sequence[RegisteredModel]) -> list[dict[str, Any]]:
 # Searches
 
 
-def _tag_condition(tag_model, owner: str, c: search.Comparison) -> Q:
+def _tag_condition(tag_model, owner: str, c: search_grammar.Comparison) -> Q:
     rows = tag_model.objects.filter(**{owner: OuterRef("pk")}, key=c.key)
     if c.key == PROMPT_TAG and (
         (c.comparator == "!=" and c.value == "true") or (c.comparator == "=" and c.value == "false")
     ):
         # Prompts share the table; a model without the tag is not a prompt.
         return ~Q(Exists(rows.filter(value="true")))
-    return Q(Exists(rows.filter(search.string_condition("value", c.comparator, c.value))))
+    return Q(Exists(rows.filter(search_sql.string_condition("value", c.comparator, c.value))))
 
 
 def models_search(
@@ -238,12 +274,12 @@ def models_search(
     }
     offset = decode_page_token(page_token, scope)
     qs: QuerySet = RegisteredModel.objects.filter(readable)
-    for c in search.registry_comparisons(filter_string, "registered_model"):
+    for c in registry_search.registry_comparisons(filter_string, "registered_model"):
         if c.entity == "tag":
             qs = qs.filter(_tag_condition(RegisteredModelTag, "model", c))
         else:
-            qs = qs.filter(search.string_condition("name", c.comparator, c.value))
-    ordering = search.parse_registry_order_by(
+            qs = qs.filter(search_sql.string_condition("name", c.comparator, c.value))
+    ordering = registry_search.parse_registry_order_by(
         order_by,
         {
             "name": "name",
@@ -277,16 +313,18 @@ def versions_search(
     offset = decode_page_token(page_token, scope)
     qs: QuerySet = ModelVersion.objects.filter(readable, deleted=False)
     columns = {"name": "registered_model__name", "run_id": "run_id", "source_path": "source"}
-    for c in search.registry_comparisons(filter_string, "model_version"):
+    for c in registry_search.registry_comparisons(filter_string, "model_version"):
         if c.entity == "tag":
             qs = qs.filter(_tag_condition(ModelVersionTag, "version", c))
         elif c.key == "version_number":
             # The grammar only admits a number after version_number.
             bound = cast(float, c.value)
-            qs = qs.filter(search.number_condition("version", c.comparator, bound, integer=True))
+            qs = qs.filter(
+                search_sql.number_condition("version", c.comparator, bound, integer=True)
+            )
         else:
-            qs = qs.filter(search.string_condition(columns[c.key], c.comparator, c.value))
-    ordering = search.parse_registry_order_by(
+            qs = qs.filter(search_sql.string_condition(columns[c.key], c.comparator, c.value))
+    ordering = registry_search.parse_registry_order_by(
         order_by,
         {
             "name": "registered_model__name",

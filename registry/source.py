@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
-from tracking.artifacts import clean_artifact_path
+from core.storage import clean_artifact_path
 from tracking.models import LoggedModel, Run
 
 _RUNS = re.compile(r"^runs:/(?P<run>[0-9a-f]{32})(?:/(?P<path>.*))?$")
@@ -59,7 +59,7 @@ def resolve_source(source: str | None, *, run_id: str | None, model_id: str | No
             model.experiment_id,
         )
     if source.startswith(_PROXY):
-        from tracking.api_artifacts import artifact_owner
+        from tracking.artifact_locations import artifact_owner
 
         path = clean_artifact_path(source[len(_PROXY) :])
         owner = artifact_owner(path)

@@ -34,9 +34,7 @@ def refusal(*, name: str, version: int, source: str, target: str, was_in_product
     """Why the table refuses moving `version` of `name` from `source` to `target` ('' when it
     allows it)."""
     if source not in ALLOWED[target]:
-        targets = [
-            t for t in allowed_targets(source) if was_in_production or not is_rollback(source, t)
-        ]
+        targets = targets_from(source, was_in_production=was_in_production)
         return (
             f"Cannot move version {version} of '{name}' from {source} to {target}. From "
             f"{source} it may move to: {', '.join(targets) or 'nothing'}."
@@ -56,6 +54,17 @@ def sources_of(target: str) -> list[str]:
 
 def allowed_targets(source: str) -> list[str]:
     return [str(t) for t, sources in ALLOWED.items() if source in sources]
+
+
+def targets_from(source: str, *, was_in_production: bool) -> list[str]:
+    """The stages a version in `source` may move to now: the table's targets, the rollback
+    only for a version that has been in Production before. What pages offer, and what
+    `refusal` names when it refuses."""
+    return [t for t in allowed_targets(source) if was_in_production or not is_rollback(source, t)]
+
+
+def may_move(source: str, target: str, *, was_in_production: bool) -> bool:
+    return target in targets_from(source, was_in_production=was_in_production)
 
 
 def describe_allowed() -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import mimetypes
 import posixpath
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from django.http import StreamingHttpResponse
@@ -21,81 +20,14 @@ from django.utils.http import content_disposition_header
 from core import access
 from core.errors import InvalidParameterValue, NotImplementedOnServer, ResourceDoesNotExist
 from core.mlflow_api import MlflowRequest, mlflow_route, raw_body
+from core.storage import clean_artifact_path, get_artifact_store
 from tracking import selectors
-from tracking.artifacts import clean_artifact_path, get_artifact_store
-from tracking.models import Experiment, LifecycleStage, LoggedModel, Run
+from tracking.artifact_locations import SCHEME, ArtifactLocation, resolve_artifact_location
+from tracking.models import LifecycleStage, LoggedModel, Run
 
 ARTIFACTS = ("api/2.0/mlflow-artifacts/", "ajax-api/2.0/mlflow-artifacts/")
-_SCHEME = "mlflow-artifacts:/"
-_EXP = r"(?P<exp>0|[1-9]\d{0,17})"
-_OWNER = r"(?:(?P<run>[0-9a-f]{32})|models/(?P<model>m-[0-9a-f]{32}))"
-# Where files may be written: inside an owner's `artifacts` directory.
-_OWNED = re.compile(rf"^{_EXP}/{_OWNER}/artifacts(?:/(?P<rest>.+))?$")
-# What may be read or listed: the owned locations and the directories above them.
-_READABLE = re.compile(rf"^{_EXP}(?:/models|/{_OWNER}(?:/artifacts(?:/(?P<rest>.+))?)?)?$")
 # Browsers must never render an artifact on our origin; these are served as plain text.
 _ACTIVE_TYPES = re.compile(r"html|xml|svg|javascript|ecmascript", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class ArtifactLocation:
-    """What an artifact path belongs to. `owner` is None for the experiment directory and
-    `<exp>/models`; `rest` is the path below the owner's `artifacts` directory."""
-
-    experiment: Experiment
-    owner: Run | LoggedModel | None
-    rest: str
-
-
-def _not_a_location(path: str) -> InvalidParameterValue:
-    return InvalidParameterValue(
-        f"Invalid path: {path[:200]!r} is not inside a run's or a logged model's artifact "
-        "location (<experiment>/<run>/artifacts/... or <experiment>/models/<model>/"
-        "artifacts/...)."
-    )
-
-
-def resolve_artifact_location(path: str, *, write: bool) -> ArtifactLocation:
-    """The experiment and run/logged model a (cleaned) artifact path belongs to.
-
-    `write=True` requires an owner's artifact directory (PUT, DELETE, multipart); reads may
-    name the directories above it. A wrong shape is 400; a well-formed path whose experiment,
-    run or model does not exist is 404. The access layer can use this to decide
-    per-experiment permissions."""
-    match = (_OWNED if write else _READABLE).match(path)
-    if match is None:
-        raise _not_a_location(path)
-    missing = ResourceDoesNotExist(f"No such artifact: {path}")
-    experiment = Experiment.objects.filter(pk=int(match["exp"])).first()
-    if experiment is None:
-        raise missing
-    owner: Run | LoggedModel | None = None
-    if match["run"]:
-        owner = Run.objects.filter(pk=match["run"], experiment=experiment).first()
-    elif match["model"]:
-        owner = LoggedModel.objects.filter(pk=match["model"], experiment=experiment).first()
-    if (match["run"] or match["model"]) and owner is None:
-        raise missing
-    if owner is not None:
-        # The row's own artifact_uri is the authority for where its files live.
-        kind = match["run"] or f"models/{match['model']}"
-        if owner.artifact_uri != f"{_SCHEME}{match['exp']}/{kind}/artifacts":
-            raise _not_a_location(path)
-    return ArtifactLocation(experiment, owner, match["rest"] or "")
-
-
-def artifact_owner(path: str) -> Run | LoggedModel:
-    """The run or logged model whose artifact directory holds `path` (registry sources use
-    this). Raises 400 for paths outside any owner's directory, 404 for a missing owner."""
-    location = resolve_artifact_location(path, write=True)
-    assert location.owner is not None
-    return location.owner
-
-
-def artifact_experiment_and_owner(path: str) -> tuple[Experiment, Run | LoggedModel | None]:
-    """(experiment, run or logged model or None) for any readable artifact path."""
-    location = resolve_artifact_location(path, write=False)
-    return location.experiment, location.owner
 
 
 def _content_type(name: str) -> str:
@@ -129,12 +61,21 @@ def _path_param(req: MlflowRequest, name: str) -> str:
     return "" if value is None else clean_artifact_path(value, allow_empty=True)
 
 
+def _location(req: MlflowRequest, path: str, *, write: bool) -> ArtifactLocation:
+    """The location the access layer decided on, when it resolved this path with the same
+    rules; otherwise found now."""
+    resolved = req.resolved
+    if isinstance(resolved, ArtifactLocation) and (resolved.path, resolved.write) == (path, write):
+        return resolved
+    return resolve_artifact_location(path, write=write)
+
+
 @mlflow_route(
     "artifacts/<path:artifact_path>", "GET", access=access.ARTIFACT_READ, prefixes=ARTIFACTS
 )
 def download_artifact(req: MlflowRequest):
     path = _path_kwarg(req)
-    resolve_artifact_location(path, write=False)
+    _location(req, path, write=False)
     return _download(path)
 
 
@@ -163,7 +104,7 @@ def _body_stream(req: MlflowRequest) -> tuple[Any, int | None]:
 )
 def upload_artifact(req: MlflowRequest) -> dict:
     path = _path_kwarg(req)
-    location = resolve_artifact_location(path, write=True)
+    location = _location(req, path, write=True)
     if not location.rest:
         raise InvalidParameterValue("Invalid path: name a file inside the artifact directory.")
     if getattr(location.owner, "lifecycle_stage", LifecycleStage.ACTIVE) != LifecycleStage.ACTIVE:
@@ -178,7 +119,7 @@ def upload_artifact(req: MlflowRequest) -> dict:
 )
 def delete_artifact(req: MlflowRequest) -> dict:
     path = _path_kwarg(req)
-    resolve_artifact_location(path, write=True)
+    _location(req, path, write=True)
     get_artifact_store().delete(path)
     return {}
 
@@ -188,7 +129,7 @@ def list_artifacts(req: MlflowRequest) -> dict:
     path = _path_param(req, "path")
     if path:
         try:
-            resolve_artifact_location(path, write=False)
+            _location(req, path, write=False)
         except ResourceDoesNotExist:
             return {}  # MLflow answers a missing path with an empty listing
     entries = get_artifact_store().list_dir(path)
@@ -237,9 +178,9 @@ def presigned_download(req: MlflowRequest) -> dict:
 
 def _owner_listing(owner: Run | LoggedModel, sub: str) -> dict[str, Any]:
     """One level of a run's or logged model's artifact directory, paths relative to it."""
-    if not owner.artifact_uri.startswith(_SCHEME):
+    if not owner.artifact_uri.startswith(SCHEME):
         return {"root_uri": owner.artifact_uri, "files": []}
-    root = owner.artifact_uri.removeprefix(_SCHEME)
+    root = owner.artifact_uri.removeprefix(SCHEME)
     entries = get_artifact_store().list_dir(f"{root}/{sub}" if sub else root) or []
     files: list[dict[str, Any]] = []
     for e in entries:
@@ -284,9 +225,9 @@ def download_logged_model_artifact(req: MlflowRequest):
         raise InvalidParameterValue(
             'Request must include the "artifact_file_path" query parameter.'
         )
-    if not model.artifact_uri.startswith(_SCHEME):
+    if not model.artifact_uri.startswith(SCHEME):
         raise ResourceDoesNotExist(f"No such artifact: {relative}")
-    return _download(clean_artifact_path(f"{model.artifact_uri.removeprefix(_SCHEME)}/{relative}"))
+    return _download(clean_artifact_path(f"{model.artifact_uri.removeprefix(SCHEME)}/{relative}"))
 
 
 UI_UPLOAD_LIMIT = 10 * 1024 * 1024  # MLflow's limit for the UI's upload route
@@ -302,14 +243,14 @@ def upload_run_artifact(req: MlflowRequest) -> dict:
         raise InvalidParameterValue("Request must specify path.")
     if run.lifecycle_stage != LifecycleStage.ACTIVE:
         raise InvalidParameterValue(f"Cannot upload to run {run.run_id}: it is deleted.")
-    if not run.artifact_uri.startswith(_SCHEME):
+    if not run.artifact_uri.startswith(SCHEME):
         raise InvalidParameterValue("This run's artifacts are not stored by this server.")
     stream, length = _body_stream(req)
     if length == 0:
         raise InvalidParameterValue("Request must specify data.")
     if length is not None and length > UI_UPLOAD_LIMIT:
         raise InvalidParameterValue("Artifact size is too large. Max size is 10MB.")
-    path = clean_artifact_path(f"{run.artifact_uri.removeprefix(_SCHEME)}/{relative}")
+    path = clean_artifact_path(f"{run.artifact_uri.removeprefix(SCHEME)}/{relative}")
     get_artifact_store().put(path, stream, length, limit=UI_UPLOAD_LIMIT)
     return {}
 

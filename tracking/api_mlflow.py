@@ -157,8 +157,9 @@ def create_run(req: MlflowRequest) -> dict:
         run_name=req.str("run_name"),
         start_time=req.int64("start_time"),
         tags=req.messages("tags"),
+        experiment=req.resolved if isinstance(req.resolved, Experiment) else None,
     )
-    return {"run": _run(run.run_id)}
+    return {"run": selectors.new_run_payload(run, run.tags_at_creation)}  # type: ignore[attr-defined]
 
 
 def _resolved_run(req: MlflowRequest) -> Run | None:

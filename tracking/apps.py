@@ -7,8 +7,8 @@ class TrackingConfig(AppConfig):
 
     def ready(self) -> None:
         from core import readiness
+        from core.storage import check_writable
         from tracking import permissions
-        from tracking.artifacts import check_writable
 
         permissions.register()
         readiness.register_check("artifact_store", check_writable)

@@ -13,7 +13,15 @@ from audit import services as audit
 from core import access, identifiers, process_cache
 from core import grants as grant_helpers
 from core.errors import InvalidParameterValue, PermissionDenied, ResourceDoesNotExist
+from core.prepared import PreparedQuery
+from core.storage import clean_artifact_path
+from tracking.artifact_locations import resolve_artifact_location
 from tracking.models import Experiment, ExperimentPermission, LoggedModel, Run
+
+_EXPERIMENT_BY_ID: PreparedQuery[Experiment] = PreparedQuery(
+    lambda pk: Experiment.objects.filter(pk=pk), int
+)
+_RUN_BY_ID: PreparedQuery[Run] = PreparedQuery(lambda run_id: Run.objects.filter(pk=run_id), str)
 
 
 def _grants(experiment_id: int) -> list[tuple[int | None, int | None, str]]:
@@ -79,7 +87,7 @@ def resolve_experiment(user, required: str, target: Any) -> Experiment | None:
         access.set_target_value(target, "experiment_name", decided.name)
     if "experiment_id" in present:
         pk = identifiers.experiment_id(present["experiment_id"])
-        decided = Experiment.objects.filter(pk=pk).first()
+        decided = _EXPERIMENT_BY_ID.first(pk)
         not_found = f"No Experiment with id={pk} exists"
         if decided is None:
             raise ResourceDoesNotExist(not_found)
@@ -106,7 +114,8 @@ def resolve_run(user, required: str, target: Any) -> Run:
     if not given:
         raise InvalidParameterValue("Missing value for required parameter 'run_id'.")
     run_ids = list(dict.fromkeys(given))
-    rows = {run.run_id: run for run in Run.objects.filter(pk__in=run_ids)}
+    found = _RUN_BY_ID.all(run_ids[0]) if len(run_ids) == 1 else Run.objects.filter(pk__in=run_ids)
+    rows = {run.run_id: run for run in found}
     for run_id in run_ids:
         not_found = f"Run with id={run_id} not found"
         if run_id not in rows:
@@ -118,9 +127,6 @@ def resolve_run(user, required: str, target: Any) -> Run:
 def resolve_artifact(user, required: str, target: Any) -> Any:
     """The experiment (and run or logged model) an artifact path belongs to, found with the
     same location rules the artifact handlers use, after the one path validator."""
-    from tracking.api_artifacts import resolve_artifact_location
-    from tracking.artifacts import clean_artifact_path
-
     raw = access.target_value(target, "artifact_path")
     if raw is None:
         raw = access.target_value(target, "path")

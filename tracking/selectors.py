@@ -29,6 +29,7 @@ from django.db.models.functions import Left
 from core import identifiers
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
 from core.mlflow_api import encode_double
+from core.prepared import OneOrMany
 from tracking.models import (
     VALUE_INDEX_PREFIX,
     Experiment,
@@ -49,6 +50,9 @@ from tracking.models import (
 )
 from tracking.permissions import readable_experiments_q as permissions_q  # noqa: E402
 from tracking.permissions import unreadable_experiment_ids  # noqa: E402
+from tracking.search import experiments as experiment_search
+from tracking.search import logged_models as logged_model_search
+from tracking.search import runs as run_search
 
 _EXPERIMENT_ID = re.compile(r"^\d{1,18}$")
 
@@ -96,11 +100,18 @@ def experiment_get_by_name(name: Any) -> Experiment:
     return experiment
 
 
+_EXPERIMENT_TAGS = OneOrMany(
+    lambda **where: ExperimentTag.objects.filter(**where).values_list(
+        "experiment_id", "key", "value"
+    ),
+    "experiment_id",
+    int,
+)
+
+
 def experiment_payloads(experiments: Sequence[Experiment]) -> list[dict[str, Any]]:
     tags: dict[int, list[dict[str, str]]] = defaultdict(list)
-    for exp_id, key, value in ExperimentTag.objects.filter(
-        experiment_id__in=[e.experiment_id for e in experiments]
-    ).values_list("experiment_id", "key", "value"):
+    for exp_id, key, value in _EXPERIMENT_TAGS.rows([e.experiment_id for e in experiments]):
         tags[exp_id].append({"key": key, "value": value})
     result = []
     for e in experiments:
@@ -128,7 +139,6 @@ def experiments_search(
     page_token: str | None,
 ) -> tuple[list[Experiment], str | None]:
     from core.pagination import decode_page_token, encode_page_token, validate_max_results
-    from tracking import search
 
     limit = validate_max_results(max_results, default=None, maximum=50000)
     scope = {
@@ -140,8 +150,8 @@ def experiments_search(
     }
     offset = decode_page_token(page_token, scope)
     qs = _view_filter(Experiment.objects.filter(permissions_q(user, "experiment_id")), view_type)
-    qs = search.filter_experiments(qs, filter_string)
-    qs = search.order_experiments(qs, order_by)
+    qs = experiment_search.filter_experiments(qs, filter_string)
+    qs = experiment_search.order_experiments(qs, order_by)
     rows = list(qs[offset : offset + limit + 1])
     token = encode_page_token(offset + limit, scope) if len(rows) > limit else None
     return rows[:limit], token
@@ -193,8 +203,67 @@ def run_info_from_model(run: Run) -> dict[str, Any]:
     return run_info_payload({field: getattr(run, field) for field in _RUN_FIELDS})
 
 
+def new_run_payload(run: Run, tags: dict[str, str]) -> dict[str, Any]:
+    """The MLflow `Run` of a run just created with these tags: nothing else is logged yet,
+    so nothing needs reading back."""
+    return {
+        "info": run_info_from_model(run),
+        "data": {
+            "metrics": [],
+            "params": [],
+            "tags": [{"key": key, "value": value} for key, value in tags.items()],
+        },
+        "inputs": {},
+        "outputs": {},
+    }
+
+
 def _metric_value(value: float, is_nan: bool) -> float | str:
     return "NaN" if is_nan else encode_double(value)
+
+
+# What a run's payload holds besides the run row, each by one run (prepared) or several.
+_RUN_LATEST_METRICS = OneOrMany(
+    lambda **where: LatestMetric.objects.filter(**where).values_list(
+        "run_id", "key", "value", "is_nan", "timestamp", "step"
+    ),
+    "run_id",
+    str,
+)
+_RUN_PARAMS = OneOrMany(
+    lambda **where: Param.objects.filter(**where).values_list("run_id", "key", "value"),
+    "run_id",
+    str,
+)
+_RUN_TAGS = OneOrMany(
+    lambda **where: RunTag.objects.filter(**where).values_list("run_id", "key", "value"),
+    "run_id",
+    str,
+)
+_RUN_INPUTS = OneOrMany(
+    lambda **where: RunInput.objects.filter(**where).values_list(
+        "id",
+        "run_id",
+        "dataset__name",
+        "dataset__digest",
+        "dataset__source_type",
+        "dataset__source",
+        "dataset__schema",
+        "dataset__profile",
+    ),
+    "run_id",
+    str,
+)
+_RUN_MODEL_INPUTS = OneOrMany(
+    lambda **where: RunModelInput.objects.filter(**where).values_list("run_id", "model_id"),
+    "run_id",
+    str,
+)
+_RUN_OUTPUTS = OneOrMany(
+    lambda **where: RunOutput.objects.filter(**where).values_list("run_id", "model_id", "step"),
+    "run_id",
+    str,
+)
 
 
 def run_payloads(run_ids: Sequence[str], *, runs: Sequence[Run] = ()) -> list[dict[str, Any]]:
@@ -207,35 +276,18 @@ def run_payloads(run_ids: Sequence[str], *, runs: Sequence[Run] = ()) -> list[di
     else:
         rows = {r["run_id"]: r for r in Run.objects.filter(run_id__in=run_ids).values(*_RUN_FIELDS)}
     metrics: dict[str, list] = defaultdict(list)
-    for run_id, key, value, is_nan, ts, step in LatestMetric.objects.filter(
-        run_id__in=run_ids
-    ).values_list("run_id", "key", "value", "is_nan", "timestamp", "step"):
+    for run_id, key, value, is_nan, ts, step in _RUN_LATEST_METRICS.rows(run_ids):
         metrics[run_id].append(
             {"key": key, "value": _metric_value(value, is_nan), "timestamp": ts, "step": step}
         )
     params: dict[str, list] = defaultdict(list)
-    for run_id, key, text in Param.objects.filter(run_id__in=run_ids).values_list(
-        "run_id", "key", "value"
-    ):
+    for run_id, key, text in _RUN_PARAMS.rows(run_ids):
         params[run_id].append({"key": key, "value": text})
     tags: dict[str, list] = defaultdict(list)
-    for run_id, key, text in RunTag.objects.filter(run_id__in=run_ids).values_list(
-        "run_id", "key", "value"
-    ):
+    for run_id, key, text in _RUN_TAGS.rows(run_ids):
         tags[run_id].append({"key": key, "value": text})
     inputs: dict[str, list] = defaultdict(list)
-    input_rows = list(
-        RunInput.objects.filter(run_id__in=run_ids).values_list(
-            "id",
-            "run_id",
-            "dataset__name",
-            "dataset__digest",
-            "dataset__source_type",
-            "dataset__source",
-            "dataset__schema",
-            "dataset__profile",
-        )
-    )
+    input_rows = _RUN_INPUTS.rows(run_ids)
     input_tags: dict[int, list] = defaultdict(list)
     if input_rows:
         for input_id, key, text in RunInputTag.objects.filter(
@@ -250,14 +302,10 @@ def run_payloads(run_ids: Sequence[str], *, runs: Sequence[Run] = ()) -> list[di
             dataset["profile"] = profile
         inputs[run_id].append({"tags": input_tags.get(input_id, []), "dataset": dataset})
     model_inputs: dict[str, list] = defaultdict(list)
-    for run_id, model_id in RunModelInput.objects.filter(run_id__in=run_ids).values_list(
-        "run_id", "model_id"
-    ):
+    for run_id, model_id in _RUN_MODEL_INPUTS.rows(run_ids):
         model_inputs[run_id].append({"model_id": model_id})
     outputs: dict[str, list] = defaultdict(list)
-    for run_id, model_id, step in RunOutput.objects.filter(run_id__in=run_ids).values_list(
-        "run_id", "model_id", "step"
-    ):
+    for run_id, model_id, step in _RUN_OUTPUTS.rows(run_ids):
         outputs[run_id].append({"model_id": model_id, "step": step})
 
     result = []
@@ -322,7 +370,6 @@ def runs_search(
     page_token: str | None,
 ) -> tuple[list[str], str | None]:
     from core.pagination import decode_page_token, encode_page_token, validate_max_results
-    from tracking import search
 
     limit = validate_max_results(max_results, default=1000, maximum=50000)
     scope = runs_search_scope(
@@ -337,8 +384,8 @@ def runs_search(
     if not ids:
         return [], None
     qs = _view_filter(Run.objects.filter(experiment_id__in=ids), view_type)
-    qs = search.filter_runs(qs, filter_string)
-    qs = search.order_runs(qs, order_by)
+    qs = run_search.filter_runs(qs, filter_string)
+    qs = run_search.order_runs(qs, order_by)
     run_ids = list(qs.values_list("run_id", flat=True)[offset : offset + limit + 1])
     token = encode_page_token(offset + limit, scope) if len(run_ids) > limit else None
     return run_ids[:limit], token
@@ -351,12 +398,11 @@ def runs_search_count(
     than limit" rather than count a huge experiment's every run on each page). The
     experiments are those of the search's scope (runs_search_scope), already cut to the
     readable ones."""
-    from tracking import search
 
     if not readable_experiment_ids:
         return 0
     qs = _view_filter(Run.objects.filter(experiment_id__in=readable_experiment_ids), view_type)
-    return search.filter_runs(qs, filter_string).values("run_id")[: limit + 1].count()
+    return run_search.filter_runs(qs, filter_string).values("run_id")[: limit + 1].count()
 
 
 # A param or tag value that reads as a number, so that groups order 2 < 10 < 100.
@@ -404,11 +450,9 @@ def _grouped_runs(
 ) -> QuerySet[Run]:
     """The runs a search matches, each with its value of the param or tag as `grouping__value`
     (NULL when it has none): one LEFT JOIN on the (run, key) row."""
-    from tracking import search
-
     relation = GROUP_KINDS[kind]
     qs = _view_filter(Run.objects.filter(experiment_id__in=experiment_ids), view_type)
-    qs = search.filter_runs(qs, filter_string)
+    qs = run_search.filter_runs(qs, filter_string)
     return qs.annotate(
         grouping=FilteredRelation(relation, condition=Q(**{f"{relation}__key": key}))
     )
@@ -447,7 +491,6 @@ def runs_search_grouped(
     InvalidParameterValue saying so), from which the groups the page covers follow; then the
     page of runs from those groups only. The page token is bound to the grouping as well."""
     from core.pagination import decode_page_token, encode_page_token
-    from tracking import search
 
     scope = {
         **runs_search_scope(
@@ -486,7 +529,7 @@ def runs_search_grouped(
     covered = [(v, first) for v, first in covered if first + sizes[v] > offset]
     rows: list[tuple[str, str | None]] = []
     if covered:
-        qs = search.order_runs(_in_groups(base, [v for v, _ in covered]), order_by)
+        qs = run_search.order_runs(_in_groups(base, [v for v, _ in covered]), order_by)
         if len(covered) > 1:
             rank = Case(
                 *(When(grouping__value=v, then=Value(i)) for i, (v, _) in enumerate(covered)),
@@ -812,7 +855,6 @@ def logged_models_search(
     page_token: str | None,
 ) -> tuple[list[LoggedModel], str | None]:
     from core.pagination import decode_page_token, encode_page_token, validate_max_results
-    from tracking import search
 
     limit = validate_max_results(max_results, default=50, maximum=50000)
     ids = sorted({parse_experiment_id(e) for e in experiment_ids})
@@ -829,8 +871,8 @@ def logged_models_search(
     )
     if ids:
         qs = qs.filter(experiment_id__in=ids)
-    qs = search.filter_logged_models(qs, filter_string, datasets or None)
-    qs = search.order_logged_models(qs, order_by)
+    qs = logged_model_search.filter_logged_models(qs, filter_string, datasets or None)
+    qs = logged_model_search.order_logged_models(qs, order_by)
     rows = list(qs[offset : offset + limit + 1])
     token = encode_page_token(offset + limit, scope) if len(rows) > limit else None
     return rows[:limit], token

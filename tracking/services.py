@@ -310,8 +310,14 @@ def run_create(
     run_name: str | None,
     start_time: int | None,
     tags: Iterable[dict[str, Any]] = (),
+    experiment: Experiment | None = None,
 ) -> Run:
-    experiment = selectors.experiment_get(experiment_id if experiment_id not in (None, "") else "0")
+    """`experiment`: the experiment as the access layer found it, when it is the one named.
+    The run comes back with `tags_at_creation` (its tags, as stored), so the answer needs no
+    read of what was just written."""
+    wanted = experiment_id if experiment_id not in (None, "") else "0"
+    if experiment is None or str(experiment.pk) != str(wanted):
+        experiment = selectors.experiment_get(wanted)
     _require_active_experiment(experiment, "create runs")
     parsed_tags = dict(
         parse_key_values(
@@ -341,6 +347,7 @@ def run_create(
         artifact_uri=f"{experiment.artifact_location}/{run_id}/artifacts",
     )
     RunTag.objects.bulk_create([RunTag(run=run, key=k, value=v) for k, v in parsed_tags.items()])
+    run.tags_at_creation = dict(parsed_tags)  # type: ignore[attr-defined]
     audit.record(
         action="run.create",
         object_type="run",
@@ -455,9 +462,10 @@ def _metric_order(step: int, timestamp: int, value: float, is_nan: bool) -> tupl
     return (step, timestamp, not is_nan, -math.inf if is_nan else value)
 
 
-def _insert_metrics(run: Run, metrics: list[dict[str, Any]]) -> None:
-    if not metrics:
-        return
+def _metric_points(
+    run: Run, metrics: list[dict[str, Any]]
+) -> tuple[list[Metric], dict[str, dict[str, Any]]]:
+    """The points to store, and each key's newest point among them."""
     rows = []
     newest: dict[str, dict[str, Any]] = {}
     for m in metrics:
@@ -485,17 +493,65 @@ def _insert_metrics(run: Run, metrics: list[dict[str, Any]]) -> None:
         current = newest.get(m["key"])
         if current is None or _metric_order(**candidate) > _metric_order(**current):
             newest[m["key"]] = candidate
+    return rows, newest
+
+
+def _insert_metrics(run: Run, metrics: list[dict[str, Any]]) -> None:
+    if not metrics:
+        return
+    rows, newest = _metric_points(run, metrics)
     # A point identical to one already stored is the client re-sending it (with model_id,
     # after log_model): it is accepted and not duplicated.
     Metric.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-    _upsert_latest(run.pk, newest)
+    items = list(newest.items())
+    for start in range(0, len(items), 500):
+        sql, params = _upsert_latest_sql(run.pk, items[start : start + 500])
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
 
 
-def _upsert_latest(run_id: str, newest: dict[str, dict[str, Any]]) -> None:
-    """One statement per 500 keys: insert each key's newest point, or replace the stored one
-    when the new point ranks higher (`_metric_order`: step, timestamp, a number above NaN,
-    value). The conflict arbitration makes concurrent writers to one run safe without a lock
-    on the run (PostgreSQL and SQLite 3.24+ share the syntax)."""
+_METRIC_COLUMNS = (
+    "run_id",
+    "key",
+    "value",
+    "is_nan",
+    "timestamp",
+    "step",
+    "model_id",
+    "dataset_name",
+    "dataset_digest",
+)
+
+
+def _insert_metrics_one_statement(run: Run, metrics: list[dict[str, Any]]) -> None:
+    """PostgreSQL: the points and the latest-value upsert as one statement (the points'
+    insert in a data-modifying CTE). A statement is atomic on its own, so a batch of metrics
+    costs one round trip and no transaction of its own (MLflow's 1,000-metric limit keeps
+    it under PostgreSQL's 65,535 parameters)."""
+    if not metrics:
+        return
+    rows, newest = _metric_points(run, metrics)
+    quote = connection.ops.quote_name
+    column_of = {field.attname: str(field.column) for field in Metric._meta.concrete_fields}
+    columns = ", ".join(quote(column_of[name]) for name in _METRIC_COLUMNS)
+    points = ", ".join(["(" + ", ".join(["%s"] * len(_METRIC_COLUMNS)) + ")"] * len(rows))
+    params: list[Any] = []
+    for row in rows:
+        params += [getattr(row, name) for name in _METRIC_COLUMNS]
+    upsert, upsert_params = _upsert_latest_sql(run.pk, list(newest.items()))
+    sql = (
+        f"WITH stored_points AS (INSERT INTO {quote(Metric._meta.db_table)} ({columns}) "
+        f"VALUES {points} ON CONFLICT DO NOTHING) {upsert}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params + upsert_params)
+
+
+def _upsert_latest_sql(run_id: str, items: list[tuple[str, dict[str, Any]]]) -> tuple[str, list]:
+    """One statement for these keys: insert each key's newest point, or replace the stored
+    one when the new point ranks higher (`_metric_order`: step, timestamp, a number above
+    NaN, value). The conflict arbitration makes concurrent writers to one run safe without a
+    lock on the run (PostgreSQL and SQLite 3.24+ share the syntax)."""
     table = connection.ops.quote_name(LatestMetric._meta.db_table)
     cols = ("run_id", "key", "value", "is_nan", "timestamp", "step")
     q = {c: connection.ops.quote_name(c) for c in cols}
@@ -506,24 +562,19 @@ def _upsert_latest(run_id: str, newest: dict[str, dict[str, Any]]) -> None:
             f"CASE WHEN {row}.{q['is_nan']} THEN 0 ELSE 1 END, {row}.{q['value']})"
         )
 
-    items = list(newest.items())
-    for start in range(0, len(items), 500):
-        chunk = items[start : start + 500]
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
-        params: list[Any] = []
-        for key, c in chunk:
-            params += [run_id, key, c["value"], c["is_nan"], c["timestamp"], c["step"]]
-        sql = (
-            f"INSERT INTO {table} ({', '.join(q.values())}) VALUES {values} "
-            f"ON CONFLICT ({q['run_id']}, {q['key']}) DO UPDATE SET "
-            + ", ".join(f"{q[c]} = excluded.{q[c]}" for c in cols[2:])
-            + f" WHERE {order('excluded')} > {order(table)}"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(items))
+    params: list[Any] = []
+    for key, c in items:
+        params += [run_id, key, c["value"], c["is_nan"], c["timestamp"], c["step"]]
+    sql = (
+        f"INSERT INTO {table} ({', '.join(q.values())}) VALUES {values} "
+        f"ON CONFLICT ({q['run_id']}, {q['key']}) DO UPDATE SET "
+        + ", ".join(f"{q[c]} = excluded.{q[c]}" for c in cols[2:])
+        + f" WHERE {order('excluded')} > {order(table)}"
+    )
+    return sql, params
 
 
-@transaction.atomic
 def run_log_batch(
     *,
     run_id: str,
@@ -545,13 +596,18 @@ def run_log_batch(
     )
     if run is not None and run.run_id == run_id and not parsed_params and not parsed_tags:
         _require_active_run(run)
-        _insert_metrics(run, parsed_metrics)
+        if connection.vendor == "postgresql":
+            _insert_metrics_one_statement(run, parsed_metrics)
+            return
+        with transaction.atomic():
+            _insert_metrics(run, parsed_metrics)
         return
-    run = _lock_run(run_id)
-    _require_active_run(run)
-    _insert_params(run, parsed_params)
-    _upsert_run_tags(run, parsed_tags)
-    _insert_metrics(run, parsed_metrics)
+    with transaction.atomic():
+        run = _lock_run(run_id)
+        _require_active_run(run)
+        _insert_params(run, parsed_params)
+        _upsert_run_tags(run, parsed_tags)
+        _insert_metrics(run, parsed_metrics)
 
 
 @transaction.atomic

@@ -11,7 +11,7 @@ def navigation(request) -> dict:
         return {}
     context = {"show_audit_nav": access.is_admin(user) or access.is_compliance(user)}
     if access.is_reviewer(user):
-        from governance.selectors import pending_count
+        from governance.selectors.requests import pending_count
 
         context["pending_reviews"] = partial(pending_count, user)
     return context

@@ -9,8 +9,9 @@ import re
 from typing import Any
 
 from core.errors import InvalidParameterValue
-from tracking.search import _RUN_ENTITIES, _RUN_NUMBER_ATTRIBUTES, _RUN_STRING_ATTRIBUTES
-from tracking.search import parse_filter as parse_run_filter
+from tracking.search.grammar import parse_filter as parse_run_filter
+from tracking.search.runs import _RUN_NUMBER_ATTRIBUTES, _RUN_STRING_ATTRIBUTES
+from tracking.search.runs import RUN_ENTITIES as _RUN_ENTITIES
 from web.models import MAX_SAVED_COLUMNS, SavedRunColumns
 
 PARENT_TAG = "mlflow.parentRunId"

@@ -11,14 +11,21 @@ from django.urls import reverse
 
 from core import access, refusals
 from core.errors import ApplicationError
+from governance import approvals
 from governance import policy as rules
-from governance import selectors, services
 from governance.models import CARD_FIELDS
 from governance.models import TransitionRequest as TR
+from governance.selectors import cards as card_selectors
+from governance.selectors import requests as request_selectors
+from governance.selectors import reviews as review_selectors
+from governance.services import cards as card_services
+from governance.services import comments as comment_services
+from governance.services import requests as request_services
+from governance.services import reviews as review_services
 from registry import permissions as model_permissions
 from registry import selectors as registry_selectors
 from registry.models import ModelVersion
-from registry.transitions import allowed_targets, is_rollback
+from registry.transitions import targets_from
 from web import charts
 from web.pages import page
 
@@ -30,8 +37,8 @@ def _level(user, mv: ModelVersion) -> str:
 def governance_context(user, mv: ModelVersion) -> dict:
     """What the version page shows about governance and which actions it offers."""
     policy = rules.policy_for(mv.registered_model)
-    chain = selectors.review_chain(mv)
-    card, saved = selectors.card_get(mv)
+    chain = request_selectors.review_chain(mv)
+    card, saved = card_selectors.card_get(mv)
     can_edit = access.RANK[_level(user, mv)] >= access.RANK[access.EDIT] and not (
         access.is_compliance(user) and not access.is_admin(user)
     )
@@ -41,7 +48,7 @@ def governance_context(user, mv: ModelVersion) -> dict:
         req = TR.objects.select_related("version__registered_model", "requested_by").get(
             pk=item["id"]
         )
-        if services.review_refusal(user, policy, req) is None:
+        if approvals.review_refusal(user, policy, req) is None:
             decidable.append(item["id"])
     return {
         "mv": mv,
@@ -49,13 +56,9 @@ def governance_context(user, mv: ModelVersion) -> dict:
         "review_chain": chain,
         "open_requests": open_requests,
         "decidable": decidable,
-        "card": selectors.card_payload(card, saved),
+        "card": card_selectors.card_payload(card, saved),
         "can_edit": can_edit,
-        "targets": [
-            target
-            for target in allowed_targets(mv.current_stage)
-            if not is_rollback(mv.current_stage, target) or mv.was_in_production
-        ]
+        "targets": targets_from(mv.current_stage, was_in_production=mv.was_in_production)
         if can_edit and not mv.deleted
         else [],
     }
@@ -64,18 +67,18 @@ def governance_context(user, mv: ModelVersion) -> dict:
 @page(access.AUTHENTICATED)
 def queue(request):
     user = request.user
-    to_review = list(selectors.requests_list(user, queue=True)[:200])
-    mine = list(selectors.requests_list(user, requester=user.get_username())[:50])
+    to_review = list(request_selectors.requests_list(user, queue=True)[:200])
+    mine = list(request_selectors.requests_list(user, requester=user.get_username())[:50])
     sees_all = access.is_compliance(user) or access.is_admin(user)
     status = request.GET.get("status", "")
     everything = []
     if sees_all:
         # Compliance officers and admins: every request (read-only for compliance), newest
         # first, filtered by status.
-        everything = list(selectors.requests_list(user, status=status or None)[:200])
-    states = selectors.queue_states(user, to_review)
+        everything = list(request_selectors.requests_list(user, status=status or None)[:200])
+    states = request_selectors.queue_states(user, to_review)
     queued = []
-    for item in selectors.request_payloads(to_review):
+    for item in request_selectors.request_payloads(to_review):
         item.update(states[item["id"]])
         queued.append(item)
     # Ready ones first, oldest first within each group: a request that waits longest for
@@ -90,12 +93,12 @@ def queue(request):
             "ready": [r for r in queued if r["state"] == "ready"],
             "waiting": [r for r in queued if r["state"] == "waiting"],
             "blocked": [r for r in queued if r["state"] == "blocked"],
-            "mine": selectors.request_payloads(mine),
+            "mine": request_selectors.request_payloads(mine),
             "is_reviewer": access.is_reviewer(user),
             "sees_all": sees_all,
-            "everything": selectors.request_payloads(everything),
+            "everything": request_selectors.request_payloads(everything),
             "status": status,
-            "statuses": selectors.STATUSES,
+            "statuses": request_selectors.STATUSES,
         },
     )
 
@@ -117,12 +120,12 @@ def _page_state(user, screen: dict, refusal: str | None, waits_for: list[str]) -
 
 @page(access.AUTHENTICATED)
 def review(request, request_id: int):
-    req = selectors.request_get(request.user, request_id)
-    screen = selectors.review_screen(req)
+    req = request_selectors.request_get(request.user, request_id)
+    screen = review_selectors.review_screen(req)
     policy = rules.policy_for(req.version.registered_model)
     is_open = screen["request"]["status"] == TR.Status.OPEN
-    refusal = services.review_refusal(request.user, policy, req)
-    waits_for = services.approval_waits_for(policy, req) if is_open else []
+    refusal = approvals.review_refusal(request.user, policy, req)
+    waits_for = approvals.approval_waits_for(policy, req) if is_open else []
     state = _page_state(request.user, screen, refusal, waits_for)
     candidate_run = screen["candidate"]["run_id"]
     production_run = (screen["production"] or {}).get("run_id")
@@ -162,8 +165,8 @@ def review_act(request, request_id: int):
     comment = request.POST.get("comment", "")
     try:
         if action == "comment":
-            req = selectors.request_get(request.user, request_id)
-            services.comment_create(
+            req = request_selectors.request_get(request.user, request_id)
+            comment_services.comment_create(
                 user=request.user,
                 name=req.version.registered_model.name,
                 version=req.version.version,
@@ -174,7 +177,7 @@ def review_act(request, request_id: int):
         else:
             messages.info(
                 request,
-                services.decide(
+                review_services.decide(
                     user=request.user,
                     request_id=request_id,
                     action=action or "",
@@ -200,7 +203,7 @@ def request_promotion(request, name: str, version: str):
         return HttpResponseNotAllowed(["POST"])
     mv = registry_selectors.model_version_by_name(name, version)
     try:
-        outcome = services.request_transition(
+        outcome = request_services.request_transition(
             user=request.user,
             name=name,
             version=version,
@@ -230,7 +233,7 @@ def card(request, name: str, version: str):
     if request.method == "POST":
         access.authorize(request, access.MODEL_EDIT, {"name": name, "version": version})
         try:
-            services.card_update(
+            card_services.card_update(
                 user=request.user,
                 name=name,
                 version=version,
@@ -240,7 +243,7 @@ def card(request, name: str, version: str):
             return HttpResponseRedirect(reverse("web:card", args=[name, mv.version]))
         except ApplicationError as exc:
             refusals.show(request, exc)
-    current, _ = selectors.card_get(mv)
+    current, _ = card_selectors.card_get(mv)
     fields = [
         {
             "name": f,

@@ -75,7 +75,7 @@ def logged_model_detail(request, model_id: str):
 
 def _read(root: str, path: str) -> str | None:
     """A small text file of the model, or None when it is absent; cut at MAX_FILE_BYTES."""
-    from tracking.artifacts import get_artifact_store
+    from core.storage import get_artifact_store
 
     store = get_artifact_store()
     full = f"{root}/{path}"

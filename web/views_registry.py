@@ -25,7 +25,7 @@ from registry.models import (
     RegisteredModelAlias,
     RegisteredModelTag,
 )
-from registry.transitions import Stage
+from registry.transitions import Stage, is_rollback, may_move
 from web.pages import page
 from web.views_governance import governance_context
 
@@ -113,8 +113,10 @@ def model_detail(request, name: str):
                 # Archived → Production, for a version that was in Production before: opens a
                 # rollback request (the policy's rollback_approvals) on the usual route.
                 "can_roll_back": can_edit
-                and mv.current_stage == Stage.ARCHIVED
-                and mv.was_in_production,
+                and is_rollback(mv.current_stage, Stage.PRODUCTION)
+                and may_move(
+                    mv.current_stage, Stage.PRODUCTION, was_in_production=mv.was_in_production
+                ),
             }
             for mv in versions
         ],

@@ -592,7 +592,7 @@ def _artifact_root(run) -> str:
 def _artifacts(run, raw_path: str) -> dict:
     """The listing (or preview) of one artifact path of the run, through the same validator
     and store as the artifact proxy."""
-    from tracking.artifacts import clean_artifact_path, get_artifact_store
+    from core.storage import clean_artifact_path, get_artifact_store
 
     store = get_artifact_store()
     try:
@@ -642,7 +642,7 @@ def run_artifact_image(request, run_id: str):
     """An image artifact served inline for the preview (raster types only, nosniff)."""
     from django.http import HttpResponse, StreamingHttpResponse
 
-    from tracking.artifacts import clean_artifact_path, get_artifact_store
+    from core.storage import clean_artifact_path, get_artifact_store
 
     run = selectors.run_get(run_id)
     path = clean_artifact_path(request.GET.get("path", ""))

@@ -59,7 +59,7 @@ def _send(users, subject: str, body: str) -> int:
 def possible_reviewers(req):
     """Active users who may approve `req` now (governance's own rule, per user)."""
     from governance import policy as rules
-    from governance.services import review_refusal
+    from governance.approvals import review_refusal
 
     policy = rules.policy_for(req.version.registered_model)
     candidates = (

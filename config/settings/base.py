@@ -115,6 +115,9 @@ else:
     statement_timeout_ms = env_int("CUSTODY_STATEMENT_TIMEOUT_MS", 30000)
     DATABASES["default"]["OPTIONS"]["options"] = f"-c statement_timeout={statement_timeout_ms}"
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend, checking a persistent connection only after it sat idle a second.
+        DATABASES["default"]["ENGINE"] = "core.postgresql"
 
 if (SQLITE_FILE := sqlite_file(DATABASES["default"])) is not None:
     ensure_private_sqlite(SQLITE_FILE)

@@ -17,7 +17,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+if DATABASES["default"]["ENGINE"] == "core.postgresql":  # noqa: F405
     # Lets the test runner TRUNCATE the audit table between tests (see the audit migration).
     DATABASES["default"]["OPTIONS"]["options"] += " -c custody.allow_audit_truncate=on"  # noqa: F405
 

@@ -44,8 +44,8 @@ def test_export_audit_by_version_0_verifies(version_zero, tmp_path, fmt):
 def test_background_export_by_version_0_verifies(
     version_zero, tmp_path, django_capture_on_commit_callbacks
 ):
+    from core.storage import get_artifact_store
     from governance.models import AuditExport
-    from tracking.artifacts import get_artifact_store
 
     officer = accounts.user_create(username="carla", role="compliance", password="carla-pw")
     token = accounts.token_create(user=officer, name="t")[1]

@@ -162,7 +162,7 @@ def test_export_on_a_real_worker():
                     break
                 time.sleep(0.2)
         assert export.status == "done", export.error
-        from tracking.artifacts import get_artifact_store
+        from core.storage import get_artifact_store
 
         assert get_artifact_store().is_file(export.storage_path)
     finally:

@@ -16,9 +16,9 @@ import pytest
 import requests
 from django.test import Client
 
+from core.storage import clean_artifact_path
 from tests.tracking import test_artifacts_api as api_tests
 from tests.tracking.test_artifacts_api import PROXY, body, get, listing, on_the_wire, put
-from tracking.artifacts import clean_artifact_path
 
 pytestmark = pytest.mark.django_db
 
@@ -417,7 +417,8 @@ def _files_outside(workdir: Path) -> set[str]:
     return {
         str(p)
         for p in workdir.rglob("*")
-        if not p.is_relative_to(root) and not p.name.startswith(("live.sqlite3", "gunicorn"))
+        if not p.is_relative_to(root)
+        and not p.name.startswith(("live.sqlite3", "custody_live.sqlite3", "gunicorn"))
     }
 
 

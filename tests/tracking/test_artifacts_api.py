@@ -14,7 +14,7 @@ import pytest
 from django.http import HttpRequest
 from django.test import Client
 
-from tracking.artifacts import get_artifact_store
+from core.storage import get_artifact_store
 from tracking.models import Experiment, LoggedModel, Run
 
 pytestmark = pytest.mark.django_db

@@ -8,13 +8,18 @@ import time
 import pytest
 
 from core.errors import InvalidParameterValue
-from tracking import search
 from tracking.models import Experiment, LoggedModel, Run
-from tracking.search import Comparison
+from tracking.search import experiments as experiment_search
+from tracking.search import grammar as search_grammar
+from tracking.search import logged_models as logged_model_search
+from tracking.search import registry as registry_search
+from tracking.search import runs as run_search
+from tracking.search import sql as search_sql
+from tracking.search.grammar import Comparison
 
 
 def runs(filter_string):
-    return search.run_comparisons(filter_string)
+    return run_search.run_comparisons(filter_string)
 
 
 def one(filter_string) -> Comparison:
@@ -30,7 +35,7 @@ def one(filter_string) -> Comparison:
 def test_empty_filter_is_no_clause(text):
     assert runs(text) == []
     qs = Run.objects.none()
-    assert search.filter_runs(qs, text) is qs
+    assert run_search.filter_runs(qs, text) is qs
 
 
 @pytest.mark.parametrize(
@@ -189,7 +194,7 @@ RUN_REJECTED = [
 @pytest.mark.parametrize(("text", "message"), RUN_REJECTED)
 def test_run_filters_rejected(text, message):
     with pytest.raises(InvalidParameterValue) as info:
-        search.filter_runs(Run.objects.none(), text)
+        run_search.filter_runs(Run.objects.none(), text)
     assert message in info.value.message, info.value.message
     assert info.value.status == 400
 
@@ -227,22 +232,22 @@ ATTACKS = [
 def test_attacks_are_refused_quickly(text, message):
     start = time.perf_counter()
     with pytest.raises(InvalidParameterValue) as info:
-        search.filter_runs(Run.objects.none(), text)
+        run_search.filter_runs(Run.objects.none(), text)
     assert time.perf_counter() - start < 1.0
     assert message in info.value.message, info.value.message
 
 
 def test_limits_are_what_the_docs_say():
-    assert search.MAX_FILTER_LENGTH == 20_000
-    assert search.MAX_CLAUSES == 100
-    assert search.MAX_LIKE_PERCENT == 10
+    assert search_grammar.MAX_FILTER_LENGTH == 20_000
+    assert search_grammar.MAX_CLAUSES == 100
+    assert search_grammar.MAX_LIKE_PERCENT == 10
     # Just within the limits is accepted.
     assert len(runs(" AND ".join(["params.x = 'y'"] * 100))) == 100
     assert one("params.x LIKE '" + "%a" * 10 + "'").comparator == "LIKE"
     assert one("params.x LIKE '%%%%a'").value == "%%%%a"  # consecutive % count once
-    search.filter_runs(Run.objects.none(), "params.x LIKE '" + "%%" * 20 + "'")
+    run_search.filter_runs(Run.objects.none(), "params.x LIKE '" + "%%" * 20 + "'")
     # Escaped wildcards are literal characters, not wildcards.
-    search.filter_runs(Run.objects.none(), "params.x LIKE '" + "\\%" * 50 + "'")
+    run_search.filter_runs(Run.objects.none(), "params.x LIKE '" + "\\%" * 50 + "'")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,7 +274,7 @@ EXPERIMENT_REJECTED = [
 @pytest.mark.parametrize(("text", "message"), EXPERIMENT_REJECTED)
 def test_experiment_filters_rejected(text, message):
     with pytest.raises(InvalidParameterValue) as info:
-        search.filter_experiments(Experiment.objects.none(), text)
+        experiment_search.filter_experiments(Experiment.objects.none(), text)
     assert message in info.value.message, info.value.message
 
 
@@ -298,7 +303,7 @@ LOGGED_MODEL_REJECTED = [
 @pytest.mark.parametrize(("text", "message"), LOGGED_MODEL_REJECTED)
 def test_logged_model_filters_rejected(text, message):
     with pytest.raises(InvalidParameterValue) as info:
-        search.filter_logged_models(LoggedModel.objects.none(), text)
+        logged_model_search.filter_logged_models(LoggedModel.objects.none(), text)
     assert message in info.value.message, info.value.message
 
 
@@ -307,7 +312,7 @@ def test_logged_model_filters_rejected(text, message):
 )
 def test_logged_model_datasets_argument_is_checked(datasets):
     with pytest.raises(InvalidParameterValue, match="dataset_name"):
-        search.filter_logged_models(LoggedModel.objects.none(), None, datasets)
+        logged_model_search.filter_logged_models(LoggedModel.objects.none(), None, datasets)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,30 +320,36 @@ def test_logged_model_datasets_argument_is_checked(datasets):
 
 
 def test_registered_model_filters_parse():
-    assert search.parse_registered_model_filter("name = 'm'") == [
+    assert registry_search.parse_registered_model_filter("name = 'm'") == [
         Comparison("attribute", "name", "=", "m")
     ]
-    assert search.parse_registered_model_filter("name ILIKE 'M%'")[0].comparator == "ILIKE"
-    assert search.parse_registered_model_filter("name IN ('m','x')")[0].value == ("m", "x")
-    assert search.parse_registered_model_filter("name NOT IN ('m')")[0].value == ("m",)
-    assert search.parse_registered_model_filter("tag.`rk` LIKE 'r%'") == [
+    assert registry_search.parse_registered_model_filter("name ILIKE 'M%'")[0].comparator == "ILIKE"
+    assert registry_search.parse_registered_model_filter("name IN ('m','x')")[0].value == ("m", "x")
+    assert registry_search.parse_registered_model_filter("name NOT IN ('m')")[0].value == ("m",)
+    assert registry_search.parse_registered_model_filter("tag.`rk` LIKE 'r%'") == [
         Comparison("tag", "rk", "LIKE", "r%")
     ]
-    (prompt,) = search.parse_registered_model_filter("tags.`mlflow.prompt.is_prompt` != 'true'")
+    (prompt,) = registry_search.parse_registered_model_filter(
+        "tags.`mlflow.prompt.is_prompt` != 'true'"
+    )
     assert prompt == Comparison("tag", "mlflow.prompt.is_prompt", "!=", "true")
-    assert search.is_prompt_exclusion(prompt)
-    (also,) = search.parse_registered_model_filter("tags.`mlflow.prompt.is_prompt` = 'false'")
-    assert search.is_prompt_exclusion(also)
+    assert search_sql.is_prompt_exclusion(prompt)
+    (also,) = registry_search.parse_registered_model_filter(
+        "tags.`mlflow.prompt.is_prompt` = 'false'"
+    )
+    assert search_sql.is_prompt_exclusion(also)
     for text in (
         "tags.`mlflow.prompt.is_prompt` = 'true'",
         "tags.other != 'true'",
         "name != 'true'",
     ):
-        assert not search.is_prompt_exclusion(search.parse_registered_model_filter(text)[0])
+        assert not search_sql.is_prompt_exclusion(
+            registry_search.parse_registered_model_filter(text)[0]
+        )
 
 
 def test_model_version_filters_parse():
-    parse = search.parse_model_version_filter
+    parse = registry_search.parse_model_version_filter
     assert parse("name = 'm'") == [Comparison("attribute", "name", "=", "m")]
     assert parse("run_id = 'abc'") == [Comparison("attribute", "run_id", "=", "abc")]
     assert parse("run_id IN ('a','b')")[0].value == ("a", "b")
@@ -374,9 +385,9 @@ REGISTRY_REJECTED = [
 @pytest.mark.parametrize(("entity", "text", "message"), REGISTRY_REJECTED)
 def test_registry_filters_rejected(entity, text, message):
     parse = (
-        search.parse_registered_model_filter
+        registry_search.parse_registered_model_filter
         if entity == "registered_model"
-        else search.parse_model_version_filter
+        else registry_search.parse_model_version_filter
     )
     with pytest.raises(InvalidParameterValue) as info:
         parse(text)
@@ -404,7 +415,7 @@ def test_registry_filters_rejected(entity, text, message):
 )
 def test_run_order_by_rejected(clause, message):
     with pytest.raises(InvalidParameterValue) as info:
-        search.order_runs(Run.objects.none(), [clause])
+        run_search.order_runs(Run.objects.none(), [clause])
     assert message in info.value.message, info.value.message
 
 
@@ -419,20 +430,20 @@ def test_run_order_by_rejected(clause, message):
 )
 def test_run_order_by_duplicates_rejected(clauses):
     with pytest.raises(InvalidParameterValue, match="duplicate"):
-        search.order_runs(Run.objects.none(), clauses)
+        run_search.order_runs(Run.objects.none(), clauses)
 
 
 def test_order_by_count_is_capped():
     clauses = [f"metrics.m{i}" for i in range(21)]
     with pytest.raises(InvalidParameterValue, match="At most 20"):
-        search.order_runs(Run.objects.none(), clauses)
-    search.order_runs(Run.objects.none(), clauses[:20])
+        run_search.order_runs(Run.objects.none(), clauses)
+    run_search.order_runs(Run.objects.none(), clauses[:20])
 
 
 def test_run_order_by_sql_appends_the_tie_breakers():
-    sql = str(search.order_runs(Run.objects.all(), ["metrics.m asc"]).query)
+    sql = str(run_search.order_runs(Run.objects.all(), ["metrics.m asc"]).query)
     assert sql.rstrip().endswith('"start_time" DESC, "tracking_run"."run_id" ASC')
-    sql = str(search.order_runs(Run.objects.all(), ["start_time ASC"]).query)
+    sql = str(run_search.order_runs(Run.objects.all(), ["start_time ASC"]).query)
     assert sql.count("start_time") >= 1 and '"start_time" DESC' not in sql
 
 
@@ -449,10 +460,12 @@ def test_run_order_by_sql_appends_the_tie_breakers():
 )
 def test_experiment_order_by_rejected(clause, message):
     with pytest.raises(InvalidParameterValue) as info:
-        search.order_experiments(Experiment.objects.none(), [clause])
+        experiment_search.order_experiments(Experiment.objects.none(), [clause])
     assert message in info.value.message, info.value.message
     with pytest.raises(InvalidParameterValue, match="duplicate"):
-        search.order_experiments(Experiment.objects.none(), ["name", "attributes.name DESC"])
+        experiment_search.order_experiments(
+            Experiment.objects.none(), ["name", "attributes.name DESC"]
+        )
 
 
 @pytest.mark.parametrize(
@@ -468,12 +481,12 @@ def test_experiment_order_by_rejected(clause, message):
 )
 def test_logged_model_order_by_rejected(items, message):
     with pytest.raises(InvalidParameterValue) as info:
-        search.order_logged_models(LoggedModel.objects.none(), items)
+        logged_model_search.order_logged_models(LoggedModel.objects.none(), items)
     assert message in info.value.message, info.value.message
 
 
 def test_registry_order_by():
-    parse = search.parse_registry_order_by
+    parse = registry_search.parse_registry_order_by
     assert parse([], "registered_model") == []
     assert parse(["name"], "registered_model") == [("name", True)]
     assert parse(["timestamp DESC", "name asc"], "registered_model") == [

@@ -14,7 +14,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from core.errors import InvalidParameterValue
-from tracking import search
 from tracking.models import (
     Dataset,
     Experiment,
@@ -31,6 +30,12 @@ from tracking.models import (
     RunStatus,
     RunTag,
 )
+from tracking.search import experiments as experiment_search
+from tracking.search import grammar as search_grammar
+from tracking.search import logged_models as logged_model_search
+from tracking.search import registry as registry_search
+from tracking.search import runs as run_search
+from tracking.search import sql as search_sql
 
 pytestmark = pytest.mark.django_db
 
@@ -135,9 +140,9 @@ def data():
 
 
 def names(exp, filter_string, order_by=None):
-    qs = search.filter_runs(Run.objects.filter(experiment=exp), filter_string)
+    qs = run_search.filter_runs(Run.objects.filter(experiment=exp), filter_string)
     if order_by is not None:
-        return list(search.order_runs(qs, order_by).values_list("name", flat=True))
+        return list(run_search.order_runs(qs, order_by).values_list("name", flat=True))
     return sorted(qs.values_list("name", flat=True))
 
 
@@ -386,7 +391,7 @@ def test_order_runs_breaks_ties_by_run_id(data):
             start_time=1,
             artifact_uri="x",
         )
-    qs = search.order_runs(Run.objects.filter(experiment=exp, start_time=1), [])
+    qs = run_search.order_runs(Run.objects.filter(experiment=exp, start_time=1), [])
     assert list(qs.values_list("run_id", flat=True)) == ids
 
 
@@ -401,7 +406,9 @@ def test_filter_and_order_together(data):
 
 def test_tag_equality_is_one_query_with_the_index_expression(data, django_assert_num_queries):
     exp, _ = data
-    qs = search.filter_runs(Run.objects.filter(experiment=exp), "tags.t = 'v' AND params.p = '1'")
+    qs = run_search.filter_runs(
+        Run.objects.filter(experiment=exp), "tags.t = 'v' AND params.p = '1'"
+    )
     with django_assert_num_queries(1):
         assert [r.name for r in qs] == ["r"]
     with CaptureQueriesContext(connection) as captured:
@@ -418,7 +425,7 @@ def test_tag_equality_is_one_query_with_the_index_expression(data, django_assert
 def test_values_are_bound_parameters(data):
     exp, _ = data
     payload = "x' OR '1'='1"
-    qs = search.filter_runs(
+    qs = run_search.filter_runs(
         Run.objects.filter(experiment=exp), "params.p = 'x'' OR ''1''=''1' AND tags.t LIKE 'v%'"
     )
     sql, params = qs.query.sql_with_params()
@@ -458,9 +465,11 @@ def experiments():
 
 def exp_names(experiments, filter_string, order_by=None):
     qs = Experiment.objects.filter(pk__in=[e.pk for e in experiments.values()])
-    qs = search.filter_experiments(qs, filter_string)
+    qs = experiment_search.filter_experiments(qs, filter_string)
     if order_by is not None:
-        return list(search.order_experiments(qs, order_by).values_list("name", flat=True))
+        return list(
+            experiment_search.order_experiments(qs, order_by).values_list("name", flat=True)
+        )
     return sorted(qs.values_list("name", flat=True))
 
 
@@ -501,9 +510,9 @@ def test_experiment_id_filters(experiments):
     assert exp_names(experiments, f"experiment_id LIKE '{a}'") == ["alpha"]
     # Experiment 0 "Default" exists from the migration.
     assert list(
-        search.filter_experiments(Experiment.objects.all(), "experiment_id = '0'").values_list(
-            "name", flat=True
-        )
+        experiment_search.filter_experiments(
+            Experiment.objects.all(), "experiment_id = '0'"
+        ).values_list("name", flat=True)
     ) == ["Default"]
 
 
@@ -584,9 +593,13 @@ def models(data):
 
 
 def model_ids(filter_string, datasets=None, order_by=None):
-    qs = search.filter_logged_models(LoggedModel.objects.all(), filter_string, datasets)
+    qs = logged_model_search.filter_logged_models(
+        LoggedModel.objects.all(), filter_string, datasets
+    )
     if order_by is not None:
-        return list(search.order_logged_models(qs, order_by).values_list("model_id", flat=True))
+        return list(
+            logged_model_search.order_logged_models(qs, order_by).values_list("model_id", flat=True)
+        )
     return sorted(qs.values_list("model_id", flat=True))
 
 
@@ -671,16 +684,16 @@ def test_registry_conditions_on_registered_models():
             RegisteredModelTag.objects.create(model=m, key=k, value=v)
 
     make("plain", {})
-    make("prompt", {search.PROMPT_TAG: "true"})
-    make("Tagged", {search.PROMPT_TAG: "false", "rk": "red"})
+    make("prompt", {search_grammar.PROMPT_TAG: "true"})
+    make("Tagged", {search_grammar.PROMPT_TAG: "false", "rk": "red"})
 
     def select(text):
         qs = RegisteredModel.objects.all()
-        for c in search.parse_registered_model_filter(text):
+        for c in registry_search.parse_registered_model_filter(text):
             if c.entity == "tag":
-                qs = qs.filter(search.registry_tag_condition(RegisteredModelTag, "model", c))
+                qs = qs.filter(search_sql.registry_tag_condition(RegisteredModelTag, "model", c))
             else:
-                qs = qs.filter(search.string_condition("name", c.comparator, c.value))
+                qs = qs.filter(search_sql.string_condition("name", c.comparator, c.value))
         return sorted(qs.values_list("name", flat=True))
 
     assert select("tags.`mlflow.prompt.is_prompt` != 'true'") == ["Tagged", "plain"]
@@ -704,7 +717,7 @@ def test_number_condition_integer_mode():
     qs = RegisteredModel.objects.all()
 
     def count(comparator, value):
-        cond = search.number_condition("creation_timestamp", comparator, value, integer=True)
+        cond = search_sql.number_condition("creation_timestamp", comparator, value, integer=True)
         return qs.filter(cond).count()
 
     assert count(">", 4.5) == 1 and count(">", 5.0) == 0 and count(">=", 5.0) == 1
@@ -718,11 +731,11 @@ def test_number_condition_integer_mode():
 
 def test_distinct_keys_are_capped_and_the_cap_answers_quickly(data):
     exp, _ = data
-    text = " AND ".join(f"tags.k{i} != 'v'" for i in range(search.MAX_SUBQUERIES))
+    text = " AND ".join(f"tags.k{i} != 'v'" for i in range(search_grammar.MAX_SUBQUERIES))
     start = time.perf_counter()
     assert names(exp, text) == []
     assert time.perf_counter() - start < 1.0
-    too_many = " AND ".join(f"params.k{i} = 'v'" for i in range(search.MAX_SUBQUERIES + 1))
+    too_many = " AND ".join(f"params.k{i} = 'v'" for i in range(search_grammar.MAX_SUBQUERIES + 1))
     with pytest.raises(InvalidParameterValue, match="at most 30 different metrics"):
         names(exp, too_many)
     # Clauses on the same key share one subquery and do not count twice.

@@ -13,10 +13,10 @@ from botocore.exceptions import ClientError
 from django.test import Client
 from mlflow.utils.request_utils import _TRANSIENT_FAILURE_RESPONSE_CODES
 
+from core import storage as artifacts
 from core.errors import StorageFull, StorageRefused, translate
+from core.storage import S3ArtifactStore, get_artifact_store
 from tests.tracking.test_artifacts_api import admin_client, local_root, owners, put  # noqa: F401
-from tracking import artifacts
-from tracking.artifacts import S3ArtifactStore, get_artifact_store
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ from django import template
 from django.http import QueryDict
 from django.utils.html import format_html
 
-from tracking.search import _BARE
+from tracking.search.grammar import _BARE
 
 register = template.Library()
 

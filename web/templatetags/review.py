@@ -36,7 +36,7 @@ def signed(value) -> str:
     if value is None:
         return "—"
     if not isinstance(value, int | float):
-        return str(value)  # "inf", "nan": stored as text (governance.selectors._json_safe)
+        return str(value)  # "inf", "nan": stored as text (governance.selectors.reviews._json_safe)
     if value == 0:
         return "0"
     text = f"{abs(value):.4g}"

@@ -550,7 +550,7 @@ class S3ArtifactStore:
             raise _refused_by_storage(reader, error) from exc
         return reader.read_bytes
 
-    def _storage_error(self, exc: BaseException) -> ApplicationError | None:
+    def _storage_error(self, exc: BaseException | None) -> ApplicationError | None:
         """A quota or permission refusal from S3 (directly or wrapped by boto3's transfer
         manager) as a client-readable 507; None for anything else."""
         from botocore.exceptions import ClientError

@@ -1,0 +1,1 @@
+"""Reads of the promotion workflow, one module per concern (see docs/architecture.md)."""
