@@ -459,15 +459,23 @@ def _grouped_runs(
 
 
 def _in_groups(qs: QuerySet[Run], values: list[str | None]) -> QuerySet[Run]:
-    """Only the runs of these groups; the values' indexed prefix is compared too, so that
-    PostgreSQL reads the groups' rows from the (key, prefix) index rather than every run."""
+    """Only the runs of these groups, matched on the values' indexed prefix so that
+    PostgreSQL reads the groups' rows from the (key, prefix) index rather than every run. A
+    value shorter than the prefix equals its prefix; only a longer one is compared whole (the
+    planner takes the two conditions as independent and would expect far too few rows)."""
     known = [v for v in values if v is not None]
-    wanted = Q(
-        group_value__in=known,
-        group_prefix__in=sorted({v[:VALUE_INDEX_PREFIX] for v in known}),
-    )
+    short = [v for v in known if len(v) < VALUE_INDEX_PREFIX]
+    long = [v for v in known if len(v) >= VALUE_INDEX_PREFIX]
+    wanted = Q(pk__in=[])
+    if short:
+        wanted |= Q(group_prefix__in=short)
+    if long:
+        wanted |= Q(
+            group_value__in=long,
+            group_prefix__in=sorted({v[:VALUE_INDEX_PREFIX] for v in long}),
+        )
     if None in values:
-        wanted = (wanted | Q(group_value__isnull=True)) if known else Q(group_value__isnull=True)
+        wanted |= Q(group_value__isnull=True)
     # Through aliases of the one joined row: a filter on grouping__value would join it again.
     return qs.alias(
         group_value=F("grouping__value"),

@@ -211,3 +211,21 @@ def test_too_many_groups_are_refused_and_large_groups_not_figured(scientist, swe
     assert "0.51–0.56" not in cells["2"] and "Not figured" in cells["2"]  # 2 + 3 > 4
     assert "0.52–0.57" in cells["0.5"]  # r2, r7
     assert "Not figured" in cells["(none)"]
+
+
+def test_long_values_sharing_their_first_200_characters_are_different_groups(scientist):
+    exp = tracking.experiment_create(name="long values", owner=scientist)
+    stem = "x" * 200
+    runs = {
+        name: new_run(exp.experiment_id, name, params=[{"key": "prompt", "value": value}])
+        for name, value in (("a1", stem + "a"), ("a2", stem + "a"), ("b", stem + "b"), ("s", stem))
+    }
+    page = (
+        signed_in(scientist)
+        .get(f"/experiments/{exp.experiment_id}/", {"group": "params.prompt"})
+        .content.decode()
+    )
+    assert [count for _, count in groups(page)] == ["1 run", "2 runs", "1 run"]
+    listed = members(page)
+    assert listed[stem] == [runs["s"]] and listed[stem + "b"] == [runs["b"]]
+    assert set(listed[stem + "a"]) == {runs["a1"], runs["a2"]}
