@@ -8,12 +8,14 @@ metrics and 2 tags; one more run with a long history (--history points, default 
 one metric); a model with --versions versions (default 300) of which some wait for review.
 Then loads pages through Django's test client as a signed-in data scientist (the review queue
 as a reviewer; the whole server path but the socket: middleware, access decision, query,
-template): p50/p95 over --loads loads each. Prints a Markdown table. The PostgreSQL database
+template): p50/p95 over --loads loads each. Prints a Markdown table, with the machine's load
+average (1 minute) at the start and at the end of the timed loads. The PostgreSQL database
 named by DATABASE_URL is dropped and recreated."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -204,6 +206,34 @@ def main() -> None:
                 f"/experiments/{exp_id}/",
                 {"filter": "tags.cohort = 'c42'"},
             ),
+            "runs table grouped by a param (lr: 7 groups of 14,286 runs, too large to figure)": (
+                f"/experiments/{exp_id}/",
+                {
+                    "group": "params.lr",
+                    "col": ["metrics.val_auc", "metrics.loss", "metrics.accuracy"],
+                },
+            ),
+            "runs table grouped by a param, filtered by a tag and a param (groups of 952 or 953, figured)": (
+                f"/experiments/{exp_id}/",
+                {
+                    "group": "params.lr",
+                    "filter": "tags.team = 't1' and params.optimizer = 'sgd'",
+                    "col": ["metrics.val_auc", "metrics.loss", "metrics.accuracy"],
+                },
+            ),
+            "runs table grouped by a tag (cohort: 200 groups of 500), default columns": (
+                f"/experiments/{exp_id}/",
+                {"group": "tags.cohort"},
+            ),
+            "runs table grouped by a param, filtered by a metric and sorted by it": (
+                f"/experiments/{exp_id}/",
+                {
+                    "group": "params.optimizer",
+                    "filter": "metrics.loss < 0.5",
+                    "order": "metrics.val_auc DESC",
+                    "col": ["metrics.val_auc", "metrics.loss"],
+                },
+            ),
             f"runs table, a deep page (offset {args.runs // 2:,})": (
                 f"/experiments/{exp_id}/",
                 {"page": deep},
@@ -222,6 +252,7 @@ def main() -> None:
             "review queue (as a reviewer)": ("/reviews/", {}),
         }
         rows = []
+        load_before = os.getloadavg()[0]
         for label, (path, params) in pages.items():
             browser = reviewing if path == "/reviews/" else client
             response = browser.get(path, params)
@@ -232,6 +263,7 @@ def main() -> None:
                 browser.get(path, params)
                 samples.append((time.perf_counter() - start) * 1000)
             rows.append((label, statistics.median(samples), percentile(samples, 0.95)))
+        load_after = os.getloadavg()[0]
     print(
         f"# Page loads ({database}; {args.runs:,} runs in one experiment, seeded in "
         f"{seeded:.0f} s; {args.history:,}-step history; {args.versions} versions, "
@@ -240,6 +272,7 @@ def main() -> None:
     print("| page | p50 ms | p95 ms |\n|---|---|---|")
     for label, p50, p95 in rows:
         print(f"| {label} | {p50:.1f} | {p95:.1f} |")
+    print(f"\nLoad average (1 min): {load_before:.2f} before the loads, {load_after:.2f} after.")
     slowest = max(rows, key=lambda r: r[1])
     print(f"\nSlowest page: {slowest[0]}, {slowest[1]:.1f} ms p50.")
 

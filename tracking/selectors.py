@@ -7,15 +7,31 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import (
+    Avg,
+    Case,
+    Count,
+    F,
+    FilteredRelation,
+    IntegerField,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
+from django.db.models.functions import Left
 
 from core import identifiers
-from core.errors import ResourceDoesNotExist
+from core.errors import InvalidParameterValue, ResourceDoesNotExist
 from core.mlflow_api import encode_double
 from core.prepared import OneOrMany
 from tracking.models import (
+    VALUE_INDEX_PREFIX,
     Experiment,
     ExperimentTag,
     LatestMetric,
@@ -387,6 +403,203 @@ def runs_search_count(
         return 0
     qs = _view_filter(Run.objects.filter(experiment_id__in=readable_experiment_ids), view_type)
     return run_search.filter_runs(qs, filter_string).values("run_id")[: limit + 1].count()
+
+
+# A param or tag value that reads as a number, so that groups order 2 < 10 < 100.
+NUMERIC_TEXT = re.compile(r"[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?")
+GROUP_KINDS = {"param": "params", "tag": "tags"}
+MAX_GROUPS = 1000
+
+
+@dataclass(frozen=True)
+class GroupedPage:
+    """A page of a runs search grouped by a param or tag: (run id, group value) per run; every
+    group's size ({value: runs}, None for the runs lacking the key) and their total; the group
+    value of the run just before the page and just after it (NO_RUN when there is none), so
+    that a page can say whether its first and last groups go on beyond it."""
+
+    rows: list[tuple[str, str | None]]
+    sizes: dict[str | None, int]
+    total: int
+    before: Any
+    after: Any
+    offset: int
+    next_token: str | None
+    scope: dict[str, Any]
+
+
+NO_RUN = object()
+
+
+class TooManyGroups(InvalidParameterValue):
+    """The grouping key has more than MAX_GROUPS values among the runs searched."""
+
+
+def group_order(value: str | None) -> tuple:
+    """Groups in order of value: numbers by their value, then text, then the runs lacking the
+    key."""
+    if value is None:
+        return (2, 0.0, "")
+    if NUMERIC_TEXT.fullmatch(value):
+        return (0, float(value), value)
+    return (1, 0.0, value)
+
+
+def _grouped_runs(
+    experiment_ids: list[int], view_type: str, filter_string: str | None, kind: str, key: str
+) -> QuerySet[Run]:
+    """The runs a search matches, each with its value of the param or tag as `grouping__value`
+    (NULL when it has none): one LEFT JOIN on the (run, key) row."""
+    relation = GROUP_KINDS[kind]
+    qs = _view_filter(Run.objects.filter(experiment_id__in=experiment_ids), view_type)
+    qs = run_search.filter_runs(qs, filter_string)
+    return qs.annotate(
+        grouping=FilteredRelation(relation, condition=Q(**{f"{relation}__key": key}))
+    )
+
+
+def _in_groups(qs: QuerySet[Run], values: list[str | None]) -> QuerySet[Run]:
+    """Only the runs of these groups, matched on the values' indexed prefix so that
+    PostgreSQL reads the groups' rows from the (key, prefix) index rather than every run. A
+    value shorter than the prefix equals its prefix; only a longer one is compared whole (the
+    planner takes the two conditions as independent and would expect far too few rows)."""
+    known = [v for v in values if v is not None]
+    short = [v for v in known if len(v) < VALUE_INDEX_PREFIX]
+    long = [v for v in known if len(v) >= VALUE_INDEX_PREFIX]
+    wanted = Q(pk__in=[])
+    if short:
+        wanted |= Q(group_prefix__in=short)
+    if long:
+        wanted |= Q(
+            group_value__in=long,
+            group_prefix__in=sorted({v[:VALUE_INDEX_PREFIX] for v in long}),
+        )
+    if None in values:
+        wanted |= Q(group_value__isnull=True)
+    # Through aliases of the one joined row: a filter on grouping__value would join it again.
+    return qs.alias(
+        group_value=F("grouping__value"),
+        group_prefix=Left("grouping__value", VALUE_INDEX_PREFIX),
+    ).filter(wanted)
+
+
+def runs_search_grouped(
+    *,
+    user: Any,
+    experiment_ids: list[str],
+    filter_string: str | None,
+    view_type: str,
+    order_by: list[str],
+    group: tuple[str, str],
+    max_results: int,
+    page_token: str | None,
+) -> GroupedPage:
+    """A runs_search page in group order (group_order; the search's own order within a group).
+    Two queries: every group's size (one aggregate, at most MAX_GROUPS groups, else an
+    InvalidParameterValue saying so), from which the groups the page covers follow; then the
+    page of runs from those groups only. The page token is bound to the grouping as well."""
+    from core.pagination import decode_page_token, encode_page_token
+
+    scope = {
+        **runs_search_scope(
+            user=user,
+            experiment_ids=experiment_ids,
+            filter_string=filter_string,
+            view_type=view_type,
+            order_by=order_by,
+        ),
+        "group": list(group),
+    }
+    offset = decode_page_token(page_token, scope)
+    if not scope["experiments"]:
+        return GroupedPage([], {}, 0, NO_RUN, NO_RUN, offset, None, scope)
+    base = _grouped_runs(scope["experiments"], view_type, filter_string, *group)
+    counted: Any = base.values(value=F("grouping__value")).annotate(runs=Count("run_id"))
+    sizes_found = list(counted.order_by()[: MAX_GROUPS + 1])
+    if len(sizes_found) > MAX_GROUPS:
+        raise TooManyGroups(
+            f"Grouping by the {group[0]} “{group[1]}” makes more than {MAX_GROUPS} groups; "
+            "group by a key with fewer values, or filter the runs first."
+        )
+    sizes = {row["value"]: row["runs"] for row in sizes_found}
+    spans, start = [], 0  # (value, first position) in group order
+    for value in sorted(sizes, key=group_order):
+        spans.append((value, start))
+        start += sizes[value]
+    total = start
+
+    def group_at(position: int) -> Any:
+        if not 0 <= position < total:
+            return NO_RUN
+        return next(v for v, first in reversed(spans) if first <= position)
+
+    covered = [(v, first) for v, first in spans if first < offset + max_results]
+    covered = [(v, first) for v, first in covered if first + sizes[v] > offset]
+    rows: list[tuple[str, str | None]] = []
+    if covered:
+        qs = run_search.order_runs(_in_groups(base, [v for v, _ in covered]), order_by)
+        if len(covered) > 1:
+            rank = Case(
+                *(When(grouping__value=v, then=Value(i)) for i, (v, _) in enumerate(covered)),
+                default=Value(len(covered)),
+                output_field=IntegerField(),
+            )
+            qs = qs.order_by(rank, *qs.query.order_by)
+        skip = offset - covered[0][1]
+        rows = list(qs.values_list("run_id", F("grouping__value"))[skip : skip + max_results])
+    after = group_at(offset + max_results)
+    token = encode_page_token(offset + max_results, scope) if after is not NO_RUN else None
+    return GroupedPage(rows, sizes, total, group_at(offset - 1), after, offset, token, scope)
+
+
+def run_groups(
+    *,
+    readable_experiment_ids: list[int],
+    filter_string: str | None,
+    view_type: str,
+    group: tuple[str, str],
+    values: list[str | None],
+    metric_keys: list[str],
+) -> dict[str | None, dict[str, Any]]:
+    """For the given groups of a grouped runs search (a value, or None for the runs lacking the
+    key): how many runs, and per metric key the mean, lowest and highest latest value over
+    those of its runs that have it (NaN left out). One aggregate query, grouped in SQL."""
+    if not readable_experiment_ids or not values:
+        return {}
+    qs = _in_groups(
+        _grouped_runs(readable_experiment_ids, view_type, filter_string, *group), values
+    )
+    aggregates: dict[str, Any] = {"runs": Count("run_id")}
+    for i, key in enumerate(metric_keys):
+        qs = qs.annotate(
+            **{
+                f"metric_{i}": FilteredRelation(
+                    "latest_metrics",
+                    condition=Q(latest_metrics__key=key, latest_metrics__is_nan=False),
+                )
+            }
+        )
+        aggregates[f"mean_{i}"] = Avg(f"metric_{i}__value")
+        aggregates[f"min_{i}"] = Min(f"metric_{i}__value")
+        aggregates[f"max_{i}"] = Max(f"metric_{i}__value")
+        aggregates[f"with_{i}"] = Count(f"metric_{i}__value")
+    grouped: Any = qs.values(value=F("grouping__value"))
+    rows: list[dict[str, Any]] = list(grouped.annotate(**aggregates).order_by())
+    found = {}
+    for row in rows:
+        found[row["value"]] = {
+            "runs": row["runs"],
+            "metrics": {
+                key: {
+                    "mean": row[f"mean_{i}"],
+                    "min": row[f"min_{i}"],
+                    "max": row[f"max_{i}"],
+                    "runs": row[f"with_{i}"],
+                }
+                for i, key in enumerate(metric_keys)
+            },
+        }
+    return found
 
 
 def metric_history(

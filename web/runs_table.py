@@ -1,5 +1,6 @@
 """The runs table's pieces that are not HTTP: which columns to show, how a cell reads, the
-run-name search as a filter clause, and what to say (and suggest) when a filter is wrong."""
+run-name search as a filter clause, what to say (and suggest) when a filter is wrong, and
+which param or tag the table may be grouped by."""
 
 from __future__ import annotations
 
@@ -28,20 +29,23 @@ SECTIONS = {"metric": "metrics", "param": "params", "tag": "tags", "attribute": 
 _HEX = re.compile(r"[0-9a-f]{20,64}")
 
 
-def saved_columns(user, experiment_id: int) -> list[str] | None:
+def saved_view(user, experiment_id: int) -> tuple[list[str] | None, str]:
+    """The user's saved columns for this experiment (None: never saved) and grouping ("")."""
     row = SavedRunColumns.objects.filter(user=user, experiment_id=experiment_id).first()
-    return list(row.columns) if row else None
+    return (list(row.columns) or None, row.group_by) if row else (None, "")
 
 
-def save_columns(*, user, experiment_id: int, columns: list[str]) -> None:
+def save_view(*, user, experiment_id: int, columns: list[str], group_by: str = "") -> None:
     """Remember the user's choice for this experiment; an empty choice forgets it (defaults
-    again). Only the well-formed column names are kept, once each, at most MAX_SAVED_COLUMNS."""
+    again). Only the well-formed column names are kept, once each, at most MAX_SAVED_COLUMNS;
+    the grouping only when it names a param or tag."""
     clean = [c for c in dict.fromkeys(columns) if is_column(c)][:MAX_SAVED_COLUMNS]
-    if not clean:
+    group_by = group_by if is_group_column(group_by) else ""
+    if not clean and not group_by:
         SavedRunColumns.objects.filter(user=user, experiment_id=experiment_id).delete()
         return
     SavedRunColumns.objects.update_or_create(
-        user=user, experiment_id=experiment_id, defaults={"columns": clean}
+        user=user, experiment_id=experiment_id, defaults={"columns": clean, "group_by": group_by}
     )
 
 
@@ -51,6 +55,77 @@ def is_column(column: str) -> bool:
         column in ATTRIBUTE_COLUMNS
         or (section in ("metrics", "params", "tags") and 0 < len(key) <= 250)
     ) and "\x00" not in column
+
+
+def is_group_column(column: str) -> bool:
+    return column.startswith(("params.", "tags.")) and is_column(column)
+
+
+def group_key(column: str) -> tuple[str, str]:
+    """("param" or "tag", key) of a well-formed grouping column ("params.lr")."""
+    section, _, key = column.partition(".")
+    return {"params": "param", "tags": "tag"}[section], key
+
+
+def group_choices(available: dict[str, list[str]]) -> list[str]:
+    """What the table may be grouped by: the params and user tags the experiment's runs have,
+    and the commit and source tags."""
+    return [
+        *(f"params.{k}" for k in available.get("params", [])),
+        *(f"tags.{k}" for k in available.get("tags", [])),
+        *(c for c in ATTRIBUTE_COLUMNS if c.startswith("tags.")),
+    ]
+
+
+def parse_group(column: str, available: dict[str, list[str]], cut: list[str]) -> tuple[str, str]:
+    """("param" or "tag", key) for a "Group by" choice; InvalidParameterValue saying what may be
+    chosen when the column is not a param or tag the runs have. A section cut at the chooser's
+    limit cannot say which keys exist, so any key of it is taken."""
+    section, _, key = column.partition(".")
+    if is_group_column(column) and (column in group_choices(available) or section in cut):
+        return group_key(column)
+    if not is_group_column(column):
+        why = "group by a param or a tag, written params.<key> or tags.<key>"
+    else:
+        why = f"no run in this experiment has the {section[:-1]} “{key}”"
+    choices = group_choices(available)
+    close = difflib.get_close_matches(column, choices, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise InvalidParameterValue(f"Cannot group the runs by “{column[:300]}”: {why}{hint}")
+
+
+def group_label(value: str | None) -> str:
+    if value is None:
+        return "(none)"
+    return value if value != "" else "(empty)"
+
+
+def aggregate_cell(column: str, group: dict | None, limit: int) -> dict:
+    """A group header's cell for a column: for a metric, the mean over the group's runs that
+    have it, the lowest and highest on hover (and shown small beside it). `group` is None when
+    the group was too large to figure (more than `limit` runs with the page's other groups)."""
+    if not column.startswith("metrics."):
+        return {"text": "", "numeric": False, "full": ""}
+    if group is None:
+        return {
+            "text": "–",
+            "range": "",
+            "numeric": True,
+            "full": f"Not figured: the figures cover a page's groups up to {limit:,} runs.",
+        }
+    stats = group["metrics"].get(column.removeprefix("metrics."))
+    if not stats or stats["mean"] is None:
+        return {"text": "", "numeric": True, "full": ""}
+    low, high = (f"{stats[k]:.4g}" for k in ("min", "max"))
+    return {
+        "text": f"{stats['mean']:.4g}",
+        "range": f"{low}–{high}",
+        "numeric": True,
+        "full": (
+            f"mean {stats['mean']:.6g}, min {stats['min']:.6g}, max {stats['max']:.6g} "
+            f"over the {stats['runs']} runs of this group that have it"
+        ),
+    }
 
 
 def varying_columns(runs: list[dict], mentioned: list[str]) -> list[str]:

@@ -26,6 +26,7 @@ from registry import permissions as model_permissions
 from registry import selectors as registry_selectors
 from registry.models import ModelVersion
 from registry.transitions import targets_from
+from web import charts
 from web.pages import page
 
 
@@ -119,8 +120,6 @@ def _page_state(user, screen: dict, refusal: str | None, waits_for: list[str]) -
 
 @page(access.AUTHENTICATED)
 def review(request, request_id: int):
-    from web.views_tracking import _chart_summary, _histories
-
     req = request_selectors.request_get(request.user, request_id)
     screen = review_selectors.review_screen(req)
     policy = rules.policy_for(req.version.registered_model)
@@ -134,7 +133,7 @@ def review(request, request_id: int):
     names = {candidate_run: f"v{req.version.version} (this version)"}
     if production_run:
         names[production_run] = f"v{screen['production']['version']} (Production)"
-    chart_data = _histories(runs) if runs else {}
+    chart_data = charts.histories(runs) if runs else {}
     return render(
         request,
         "web/review.html",
@@ -151,7 +150,7 @@ def review(request, request_id: int):
             "can_cancel": is_open
             and (req.requested_by_id == request.user.pk or access.is_admin(request.user)),
             "chart_data": chart_data,
-            "chart_summary": _chart_summary(chart_data, names),
+            "chart_summary": charts.chart_summary(chart_data, names),
             "names": names,
         },
     )

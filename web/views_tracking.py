@@ -5,8 +5,8 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 from django.db import connection
-from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Q, Window
-from django.db.models.functions import Left, Mod, RowNumber
+from django.db.models import Count, F, Q, Window
+from django.db.models.functions import Left, RowNumber
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -20,24 +20,23 @@ from tracking.models import (
     Experiment,
     LatestMetric,
     LifecycleStage,
-    Metric,
     Param,
     Run,
     RunOutput,
     RunTag,
 )
 from tracking.permissions import readable_experiments_q
-from web import runs_table
+from web import charts, runs_table
 from web.pages import page
 
 PAGE_SIZE = 50
-MAX_CHART_POINTS = 2000
 MAX_COMPARE = 50  # a page of the runs table
 COMPARE_POINTS = 20_000  # points per metric shared by the runs compared (2,000 each for 10)
 MAX_EXPERIMENTS = 500
 MAX_COLUMN_KEYS = 500
 CHILDREN_SHOWN = 25  # per parent in the runs table; the parent's page lists them all, paged
 MAX_COUNTED = 10_000  # the runs table counts matches up to here ("more than 10,000")
+MAX_FIGURED_RUNS = 2_000  # a grouped page's metric figures cover groups of this many runs
 
 
 @page(access.AUTHENTICATED)
@@ -164,37 +163,62 @@ def experiment_detail(request, experiment_id: str):
     name_search = request.GET.get("q", "").strip()
     order = request.GET.get("order", "")
     token = request.GET.get("page") or None
-    # Child runs nest under their parent unless the user filters or searches: then every
-    # matching run is a row of its own (a matching child's parent may not match).
-    nested = not filter_string and not name_search and request.GET.get("flat") != "1"
-    clauses = [c for c in (filter_string, name_search and runs_table.name_clause(name_search)) if c]
-    if nested:
-        clauses.append(f"tags.`{runs_table.PARENT_TAG}` IS NULL")
     available, columns_cut = _available_columns(experiment.experiment_id)
+    requested = [c for c in request.GET.getlist("col") if runs_table.is_column(c)]
+    saved, saved_group = runs_table.saved_view(request.user, experiment.experiment_id)
+    saved = None if requested else saved
+    # Grouping: the URL's choice ("" for none), else the saved one. A wrong choice in the URL
+    # is the user's mistake and is said; a saved one whose key has gone is dropped quietly.
+    group_column = request.GET.get("group", saved_group).strip()
+    group, group_error = None, ""
+    if group_column:
+        try:
+            group = runs_table.parse_group(group_column, available, columns_cut)
+        except InvalidParameterValue as exc:
+            group_error = exc.message if "group" in request.GET else ""
+            group_column = ""
+    clauses = [c for c in (filter_string, name_search and runs_table.name_clause(name_search)) if c]
     error, suggestions, unknown = "", [], []
-    payloads, next_token, previous, total, offset = [], None, None, 0, 0
-    search = {
-        "user": request.user,
-        "experiment_ids": [str(experiment.experiment_id)],
-        "filter_string": " and ".join(clauses) or None,
-        "view_type": "active",
-        "order_by": [order] if order else [],
-    }
+    grouped = None
+    run_ids, next_token, previous, total, offset = [], None, None, 0, 0
+    search = _search(request, experiment, clauses, order)
     try:
-        run_ids, next_token = selectors.runs_search(
-            **search, max_results=PAGE_SIZE, page_token=token
+        if group:
+            try:
+                grouped = selectors.runs_search_grouped(
+                    **search, group=group, max_results=PAGE_SIZE, page_token=token
+                )
+            except selectors.TooManyGroups as exc:  # said, and the table shown ungrouped
+                group, group_column, group_error = None, "", exc.message
+        # Child runs nest under their parent unless the user filters, searches or groups:
+        # then every matching run is a row of its own (a matching child's parent may not
+        # match).
+        nested = (
+            not group and not filter_string and not name_search and request.GET.get("flat") != "1"
         )
-        scope = selectors.runs_search_scope(**search)
-        offset = decode_page_token(token, scope)
-        total = selectors.runs_search_count(
-            readable_experiment_ids=scope["experiments"],
-            filter_string=search["filter_string"],
-            view_type="active",
-            limit=MAX_COUNTED,
-        )
+        if nested:
+            search = _search(
+                request, experiment, [*clauses, f"tags.`{runs_table.PARENT_TAG}` IS NULL"], order
+            )
+        if grouped is not None:
+            run_ids = [run_id for run_id, _ in grouped.rows]
+            next_token, scope, offset = grouped.next_token, grouped.scope, grouped.offset
+            total = grouped.total  # the groups' sizes add up to it: no count query
+        else:
+            run_ids, next_token = selectors.runs_search(
+                **search, max_results=PAGE_SIZE, page_token=token
+            )
+            scope = selectors.runs_search_scope(**search)
+            offset = decode_page_token(token, scope)
+            total = selectors.runs_search_count(
+                readable_experiment_ids=scope["experiments"],
+                filter_string=search["filter_string"],
+                view_type="active",
+                limit=MAX_COUNTED,
+            )
         previous = _previous_page(scope, offset)
     except InvalidParameterValue as exc:
-        run_ids = []
+        run_ids, grouped, nested = [], None, False
         error, suggestions = runs_table.explain_filter(filter_string, exc.message, available)
     if not error and filter_string:
         unknown = runs_table.unknown_keys(filter_string, available, columns_cut)
@@ -203,8 +227,6 @@ def experiment_detail(request, experiment_id: str):
     loaded = selectors.run_payloads([*run_ids, *child_ids])
     payloads = loaded[: len(run_ids)]
     child_payloads = {p["info"]["run_id"]: p for p in loaded[len(run_ids) :]}
-    requested = [c for c in request.GET.getlist("col") if runs_table.is_column(c)]
-    saved = None if requested else runs_table.saved_columns(request.user, experiment.experiment_id)
     columns = (
         requested
         or saved
@@ -224,11 +246,14 @@ def experiment_detail(request, experiment_id: str):
             "cells": [runs_table.cell(c, values.get(c)) for c in columns],
         }
 
-    rows = []
-    for payload in payloads:
-        run_id = payload["info"]["run_id"]
-        rows.append(row(payload))
-        rows += [row(child_payloads[c], run_id) for c in children.get(run_id, [])]
+    if grouped is not None and group is not None:
+        rows = _grouped_rows(grouped, payloads, columns, group, search["filter_string"], row)
+    else:
+        rows = []
+        for payload in payloads:
+            run_id = payload["info"]["run_id"]
+            rows.append(row(payload))
+            rows += [row(child_payloads[c], run_id) for c in children.get(run_id, [])]
     return render(
         request,
         "web/experiment_detail.html",
@@ -255,6 +280,11 @@ def experiment_detail(request, experiment_id: str):
             "nested": nested,
             "children_shown": CHILDREN_SHOWN,
             "order": order,
+            "group": group_column if group else "",
+            "group_label": runs_table.column_label(group_column) if group else ("", ""),
+            "group_choices": runs_table.group_choices(available),
+            "group_error": group_error,
+            "grouped_page": grouped is not None and bool(rows),
             "error": error,
             "suggestions": suggestions,
             "unknown_keys": unknown,
@@ -268,7 +298,74 @@ def experiment_detail(request, experiment_id: str):
             "can_edit": access.RANK[_level(request, experiment.experiment_id)]
             >= access.RANK[access.EDIT],
         },
+        status=400 if group_error and "group" in request.GET else 200,
     )
+
+
+def _search(request, experiment, clauses: list[str], order: str) -> dict:
+    """The runs search behind the table (and its charts): this experiment's active runs, the
+    clauses joined with and, the table's order."""
+    return {
+        "user": request.user,
+        "experiment_ids": [str(experiment.experiment_id)],
+        "filter_string": " and ".join(clauses) or None,
+        "view_type": "active",
+        "order_by": [order] if order else [],
+    }
+
+
+def _grouped_rows(grouped, payloads, columns, group, filter_string, row) -> list[dict]:
+    """The page's runs under a header row per group: its value, how many runs it has in all
+    (not only on this page), whether it began on an earlier page or goes on to a later one,
+    and the mean (lowest, highest) of each metric column over all its runs. The figures are
+    one aggregate query over the page's groups, read while they hold at most
+    MAX_FIGURED_RUNS runs together (a larger group says it was not figured)."""
+    by_id = {p["info"]["run_id"]: p for p in payloads}
+    on_page: dict[str | None, int] = {}
+    for run_id, value in grouped.rows:
+        if run_id in by_id:
+            on_page[value] = on_page.get(value, 0) + 1
+    figured, budget = [], MAX_FIGURED_RUNS
+    for value in on_page:
+        if grouped.sizes.get(value, 0) > budget:
+            break
+        figured.append(value)
+        budget -= grouped.sizes.get(value, 0)
+    metric_keys = [c.removeprefix("metrics.") for c in columns if c.startswith("metrics.")]
+    stats = (
+        selectors.run_groups(
+            readable_experiment_ids=grouped.scope["experiments"],
+            filter_string=filter_string,
+            view_type="active",
+            group=group,
+            values=figured,
+            metric_keys=metric_keys,
+        )
+        if metric_keys
+        else {}
+    )
+    rows: list[dict] = []
+    header: dict | None = None
+    for run_id, value in grouped.rows:
+        if run_id not in by_id:  # deleted between the two queries
+            continue
+        if header is None or header["value"] != value:
+            found = stats.get(value) if value in figured else None
+            header = {
+                "group": f"group-{len([r for r in rows if 'group' in r])}",
+                "value": value,
+                "label": runs_table.group_label(value),
+                "runs": grouped.sizes.get(value, on_page[value]),
+                "shown": on_page[value],
+                "continued": not rows and grouped.before == value,
+                "continues": False,
+                "cells": [runs_table.aggregate_cell(c, found, MAX_FIGURED_RUNS) for c in columns],
+            }
+            rows.append(header)
+        rows.append({**row(by_id[run_id]), "in_group": header["group"]})
+    if header is not None:
+        header["continues"] = grouped.after == header["value"]
+    return rows
 
 
 EXPERIMENT_CHART_POINTS = 500  # per series on the experiment's chart view (50 runs at once)
@@ -276,28 +373,34 @@ EXPERIMENT_CHART_POINTS = 500  # per series on the experiment's chart view (50 r
 
 @page(access.EXPERIMENT_READ)
 def experiment_charts(request, experiment_id: str):
-    """A panel per metric over the runs the table shows (same filter, name search, order and
-    page), each run in its colour."""
+    """A panel per metric over the runs the table shows (same filter, name search, order,
+    grouping and page), each run in its colour."""
     experiment = selectors.experiment_get(experiment_id)
     filter_string = request.GET.get("filter", "").strip()
     name_search = request.GET.get("q", "").strip()
     order = request.GET.get("order", "")
     clauses = [c for c in (filter_string, name_search and runs_table.name_clause(name_search)) if c]
+    # The same runs as the table's page: grouped (the URL's grouping, else the saved one) or not.
+    group_column = request.GET.get("group")
+    if group_column is None:
+        group_column = runs_table.saved_view(request.user, experiment.experiment_id)[1]
+    search = {
+        **_search(request, experiment, clauses, order),
+        "max_results": PAGE_SIZE,
+        "page_token": request.GET.get("page") or None,
+    }
     error, run_ids = "", []
     try:
-        run_ids, _ = selectors.runs_search(
-            user=request.user,
-            experiment_ids=[str(experiment.experiment_id)],
-            filter_string=" and ".join(clauses) or None,
-            view_type="active",
-            order_by=[order] if order else [],
-            max_results=PAGE_SIZE,
-            page_token=request.GET.get("page") or None,
-        )
+        if runs_table.is_group_column(group_column.strip()):
+            group = runs_table.group_key(group_column.strip())
+            grouped = selectors.runs_search_grouped(**search, group=group)
+            run_ids = [run_id for run_id, _ in grouped.rows]
+        else:
+            run_ids, _ = selectors.runs_search(**search)
     except InvalidParameterValue as exc:
         error = exc.message
     names = dict(Run.objects.filter(run_id__in=run_ids).values_list("run_id", "name"))
-    chart_data = _histories(run_ids, max_points=EXPERIMENT_CHART_POINTS) if run_ids else {}
+    chart_data = charts.histories(run_ids, max_points=EXPERIMENT_CHART_POINTS) if run_ids else {}
     return render(
         request,
         "web/experiment_charts.html",
@@ -307,7 +410,7 @@ def experiment_charts(request, experiment_id: str):
             "error": error,
             "runs": [(r, names.get(r, r)) for r in run_ids],
             "chart_data": chart_data,
-            "chart_summary": _chart_summary(chart_data, names),
+            "chart_summary": charts.chart_summary(chart_data, names),
             "names": names,
             "run_order": run_ids,
             "max_points": EXPERIMENT_CHART_POINTS,
@@ -317,15 +420,18 @@ def experiment_charts(request, experiment_id: str):
 
 @page(access.EXPERIMENT_READ)
 def experiment_columns(request, experiment_id: str):
-    """Save (or, with reset, forget) the user's column choice for this experiment, then back
-    to the table with the same filter, search and order. Choosing columns changes nothing
-    in the experiment, so reading it is enough."""
+    """Save (or, with reset, forget) the user's column choice and grouping for this
+    experiment, then back to the table with the same filter, search and order. Choosing
+    columns changes nothing in the experiment, so reading it is enough."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     experiment = selectors.experiment_get(experiment_id)
-    columns = [] if request.POST.get("reset") else request.POST.getlist("col")
-    runs_table.save_columns(
-        user=request.user, experiment_id=experiment.experiment_id, columns=columns
+    reset = bool(request.POST.get("reset"))
+    runs_table.save_view(
+        user=request.user,
+        experiment_id=experiment.experiment_id,
+        columns=[] if reset else request.POST.getlist("col"),
+        group_by="" if reset else request.POST.get("group", "").strip(),
     )
     keep = {k: request.POST[k] for k in ("filter", "q", "order") if request.POST.get(k)}
     target = reverse("web:experiment", args=[experiment.experiment_id])
@@ -347,71 +453,6 @@ def _level(request, experiment_id: int) -> str:
     return experiment_level(request.user, experiment_id)
 
 
-def _histories(
-    run_ids: list[str], keys: list[str] | None = None, max_points: int = MAX_CHART_POINTS
-) -> dict[str, dict[str, list]]:
-    """{metric key: {run id: [[step, value, timestamp], ...]}}, sampled in the database. A series of n
-    points sends every ceil(n / MAX_CHART_POINTS)-th point in logging order (timestamp, then
-    step: the order of the (run, key, timestamp, step) unique index, so no sort of the whole
-    history), its first point included, plus its last point: at most MAX_CHART_POINTS + 1 per
-    series, however long the history and however many points share a step."""
-    partition = [F("run_id"), F("key")]
-    qs = Metric.objects.filter(run_id__in=run_ids, is_nan=False)
-    if keys is not None:
-        qs = qs.filter(key__in=keys)
-    qs = (
-        qs.annotate(
-            position=Window(
-                RowNumber(), partition_by=partition, order_by=[F("timestamp"), F("step")]
-            ),
-            total=Window(Count("id"), partition_by=partition),
-        )
-        .annotate(
-            stride=ExpressionWrapper(
-                (F("total") + (max_points - 1)) / max_points,
-                output_field=BigIntegerField(),
-            )
-        )
-        .annotate(offset=Mod(F("position") - 1, F("stride"), output_field=BigIntegerField()))
-        .filter(Q(offset=0) | Q(position=F("total")))
-    )
-    series: dict[str, dict[str, list]] = {}
-    for run_id, key, step, timestamp, value in qs.values_list(
-        "run_id", "key", "step", "timestamp", "value"
-    ):
-        series.setdefault(key, {}).setdefault(run_id, []).append((step, timestamp, value))
-    return {
-        key: {
-            run_id: [[step, value, timestamp] for step, timestamp, value in sorted(points)]
-            for run_id, points in sorted(runs.items())
-        }
-        for key, runs in sorted(series.items())
-    }
-
-
-def _chart_summary(chart_data: dict, names: dict[str, str]) -> list[dict]:
-    """The charts as text (for screen readers): per metric and run, the points drawn and the
-    first, last, lowest and highest value."""
-    rows = []
-    for key, runs in sorted(chart_data.items()):
-        for run_id, points in runs.items():
-            if not points:
-                continue
-            values = [p[1] for p in points]
-            rows.append(
-                {
-                    "key": key,
-                    "run": names.get(run_id, run_id),
-                    "points": len(points),
-                    "first": points[0],
-                    "last": points[-1],
-                    "min": min(values),
-                    "max": max(values),
-                }
-            )
-    return rows
-
-
 CHILDREN_PAGE = 25
 
 
@@ -419,7 +460,7 @@ CHILDREN_PAGE = 25
 def run_detail(request, run_id: str):
     run = selectors.run_get(run_id)
     payload = selectors.run_payloads([run.run_id])[0]
-    chart_data = _histories([run.run_id])
+    chart_data = charts.histories([run.run_id])
     tags = {t["key"]: t["value"] for t in payload["data"]["tags"]}
     parent_id = tags.get(runs_table.PARENT_TAG)
     # Only runs this user may read, and not deleted ones: a run's parentRunId tag is free text,
@@ -484,7 +525,9 @@ def run_detail(request, run_id: str):
             "children_page": children_offset // CHILDREN_PAGE,
             "children_more": len(children) > CHILDREN_PAGE,
             "chart_data": chart_data,
-            "chart_summary": _chart_summary(chart_data, {run.run_id: payload["info"]["run_name"]}),
+            "chart_summary": charts.chart_summary(
+                chart_data, {run.run_id: payload["info"]["run_name"]}
+            ),
             "produced_versions": _produced_versions(request.user, run.run_id),
             "can_edit": access.RANK[level] >= access.RANK[access.EDIT]
             and run.lifecycle_stage == LifecycleStage.ACTIVE,
@@ -690,8 +733,8 @@ def compare(request):
             )
         return rows
 
-    chart_data = _histories(
-        run_ids, max_points=min(MAX_CHART_POINTS, COMPARE_POINTS // len(run_ids))
+    chart_data = charts.histories(
+        run_ids, max_points=min(charts.MAX_CHART_POINTS, COMPARE_POINTS // len(run_ids))
     )
     params_rows, metric_rows = table("params"), table("metrics")
     return render(
@@ -705,7 +748,7 @@ def compare(request):
             "plot_values": _plot_values(run_ids, params_rows, metric_rows),
             "chart_data": chart_data,
             "chart_keys": sorted(chart_data),
-            "chart_summary": _chart_summary(
+            "chart_summary": charts.chart_summary(
                 chart_data, {p["info"]["run_id"]: p["info"]["run_name"] for p in payloads}
             ),
             "names": {p["info"]["run_id"]: p["info"]["run_name"] for p in payloads},

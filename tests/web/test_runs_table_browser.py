@@ -273,3 +273,53 @@ def test_charts_have_controls_and_compare_plots_params_against_metrics(
     expect(page.locator("#scatter")).to_have_attribute("data-points", "3")
     expect(page.get_by_role("link", name="Back to the runs table")).to_be_visible()
     screenshot(page, f"compare-plots-{size}")
+
+
+@pytest.mark.parametrize("size", WIDTHS, ids=list(WIDTHS))
+def test_grouped_by_a_param_folds_each_group_and_never_wraps(
+    world, live_server_process, screenshot, size
+):
+    data, open_page = world
+    for i, run in enumerate(data["runs"]):  # the parent run has no booster: the "(none)" group
+        if i:
+            requests.post(
+                f"{live_server_process.url}/api/2.0/mlflow/runs/log-batch",
+                auth=data["auth"],
+                json={
+                    "run_id": run,
+                    "params": [{"key": "booster", "value": "gbtree" if i % 2 else "dart"}],
+                },
+            ).raise_for_status()
+    page = open_page()
+    page.set_viewport_size({"width": WIDTHS[size][0], "height": WIDTHS[size][1]})
+    query = "&".join(f"col={c}" for c in CHOSEN)
+    page.goto(f"/experiments/{data['experiment']}/?{query}")
+    page.get_by_label("Group by").select_option("params.booster")
+    page.get_by_role("button", name="Apply").click()
+    table = page.locator("#runs-table")
+    headers = table.locator("tr.group-row")
+    expect(headers).to_have_count(3)
+    assert [v.strip() for v in headers.locator(".group-value").all_inner_texts()] == [
+        "dart",
+        "gbtree",
+        "(none)",
+    ]
+    expect(headers.nth(1).locator(".group-count")).to_have_text("4 runs")
+    expect(table.locator("tbody tr[data-run-id]")).to_have_count(8)
+    # the group's mean val_auc, with the lowest and highest beside it, on one line
+    expect(headers.nth(0).locator("td.num").nth(1)).to_contain_text("–")
+    cells = page.evaluate(LINES_PER_CELL)
+    wrapped = [c for c in cells if c["lines"] > 1]
+    assert len(cells) == 12 * 9 + 10 * 3 and not wrapped, wrapped
+    screenshot(page, f"runs-grouped-{size}")
+    gbtree = table.locator('tr[data-in-group="group-1"]')
+    page.get_by_role("button", name="Hide the runs of params.booster = gbtree").click()
+    expect(gbtree.first).to_be_hidden()
+    expect(table.locator('tr[data-in-group="group-0"]').first).to_be_visible()
+    page.get_by_role("button", name="Show the runs of params.booster = gbtree").click()
+    expect(gbtree).to_have_count(4)
+    expect(gbtree.first).to_be_visible()
+    # the grouping stays through a sort
+    table.locator('thead a[data-column="metrics.val_auc"]').click()
+    expect(headers).to_have_count(3)
+    expect(page.get_by_label("Group by")).to_have_value("params.booster")

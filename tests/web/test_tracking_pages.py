@@ -231,7 +231,7 @@ def test_charts_sample_a_long_history_in_the_database(scientist):
     import re
 
     from tracking.models import Metric
-    from web.views_tracking import MAX_CHART_POINTS
+    from web.charts import MAX_CHART_POINTS
 
     exp = tracking.experiment_create(name="long", owner=scientist)
     long_run = new_run(exp.experiment_id, "long")

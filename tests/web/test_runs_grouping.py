@@ -1,0 +1,231 @@
+"""The runs table grouped by a param or a tag: a header row per value (in order of value, the
+runs lacking the key last as "(none)") with the group's run count and the mean, lowest and
+highest of each metric column over all its runs; with the filter, the name search, the sort,
+pages that say when a group goes on, the saved view, and a clear refusal of a wrong key."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+
+import pytest
+
+from tests.web.test_runs_table import metric
+from tests.web.test_tracking_pages import new_run, signed_in
+from tracking import services as tracking
+
+pytestmark = pytest.mark.django_db
+
+GROUP_ROW = re.compile(
+    r'<tr class="group-row" data-group="([^"]+)">.*?class="group-value">([^<]*)</span>.*?</th>\s*'
+    r'<td colspan="3" class="group-count">([^<]*)</td>(.*?)</tr>',
+    re.S,
+)
+RUN_ROW = re.compile(r'<tr data-run-id="(\w+)"[^>]*?(?: data-in-group="([^"]+)")?>')
+
+
+def groups(page: str) -> list[tuple[str, str]]:
+    """(value shown, count text) per group header, in page order."""
+    return [(html_lib.unescape(v), c) for _, v, c, _ in GROUP_ROW.findall(page)]
+
+
+def members(page: str) -> dict[str, list[str]]:
+    """Group value shown -> the run ids listed under it, in page order."""
+    names = {g: html_lib.unescape(v) for g, v, _, _ in GROUP_ROW.findall(page)}
+    found: dict[str, list[str]] = {}
+    for run_id, group in RUN_ROW.findall(page):
+        found.setdefault(names[group], []).append(run_id)
+    return found
+
+
+@pytest.fixture
+def sweep(scientist):
+    """Nine runs: lr 10, 2 or 0.5 (numbers, so 0.5 < 2 < 10, not as text), two without lr;
+    team a or b as a tag; val_auc rising with the index."""
+    exp = tracking.experiment_create(name="grouped sweep", owner=scientist)
+    runs = {}
+    plan = ["10", "2", "0.5", "2", "10", None, "2", "0.5", None]
+    for i, lr in enumerate(plan):
+        runs[f"r{i}"] = new_run(
+            exp.experiment_id,
+            f"r{i}",
+            metrics=[metric("val_auc", 0.5 + i / 100), metric("loss", 1.0 - i / 10)],
+            params=[{"key": "lr", "value": lr}] if lr else [],
+            log_tags=[{"key": "team", "value": "a" if i % 3 else "b"}],
+        )
+    return exp, runs
+
+
+def test_groups_by_a_param_in_order_of_value_with_counts_and_the_metrics_figures(scientist, sweep):
+    exp, runs = sweep
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+    page = client.get(
+        url, {"group": "params.lr", "col": ["metrics.val_auc", "params.lr", "metrics.loss"]}
+    ).content.decode()
+    assert groups(page) == [
+        ("0.5", "2 runs"),
+        ("2", "3 runs"),
+        ("10", "2 runs"),
+        ("(none)", "2 runs"),
+    ]
+    listed = members(page)
+    assert set(listed["0.5"]) == {runs["r2"], runs["r7"]}
+    assert set(listed["(none)"]) == {runs["r5"], runs["r8"]}
+    assert set(listed["2"]) == {runs["r1"], runs["r3"], runs["r6"]}
+    # the header's val_auc cell: the mean over the group, lowest and highest beside it
+    cells = {html_lib.unescape(v): rest for _, v, _, rest in GROUP_ROW.findall(page)}
+    assert ">0.5333<" in cells["2"] and "0.51–0.56" in cells["2"]  # r1, r3, r6
+    assert 'title="mean 0.533333, min 0.51, max 0.56 over the 3 runs' in cells["2"]
+    assert 'title="mean 0.666667, min 0.4, max 0.9 over the 3 runs' in cells["2"]  # loss
+    assert cells["2"].index("0.5333") < cells["2"].index("0.6667")  # in the columns' order
+    assert "Runs 1–9 of 9, grouped by params.lr" in html_lib.unescape(page)
+    # grouped, child runs are not nested: every run is a row
+    assert "List child runs as rows" not in page
+
+
+def test_group_by_a_tag_with_the_filter_the_name_search_and_the_sort(scientist, sweep):
+    exp, runs = sweep
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+    page = client.get(
+        url, {"group": "tags.team", "filter": "metrics.val_auc > 0.515", "col": ["metrics.loss"]}
+    ).content.decode()
+    # r0, r3, r6 are team b; the filter drops r0 and r1
+    assert groups(page) == [("a", "5 runs"), ("b", "2 runs")]
+    assert set(members(page)["b"]) == {runs["r3"], runs["r6"]}
+    searched = client.get(url, {"group": "tags.team", "q": "r1"}).content.decode()
+    assert groups(searched) == [("a", "1 run")] and members(searched) == {"a": [runs["r1"]]}
+    # within a group the table's sort holds
+    ordered = client.get(
+        url, {"group": "params.lr", "order": "metrics.val_auc ASC"}
+    ).content.decode()
+    assert members(ordered)["2"] == [runs["r1"], runs["r3"], runs["r6"]]
+    reverse = client.get(
+        url, {"group": "params.lr", "order": "metrics.val_auc DESC"}
+    ).content.decode()
+    assert members(reverse)["2"] == [runs["r6"], runs["r3"], runs["r1"]]
+    assert [g for g, _ in groups(reverse)] == ["0.5", "2", "10", "(none)"]
+
+
+def test_pages_say_when_a_group_goes_on(scientist, sweep, monkeypatch):
+    from web import views_tracking
+
+    monkeypatch.setattr(views_tracking, "PAGE_SIZE", 4)
+    exp, _ = sweep
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+    first = client.get(url, {"group": "params.lr"}).content.decode()
+    assert groups(first) == [
+        ("0.5", "2 runs"),
+        ("2", "3 runs, 2 on this page, continues on the next page"),
+    ]
+    token = html_lib.unescape(re.search(r'href="\?([^"]+)" rel="next"', first).group(1))
+    second = client.get(f"{url}?{token}").content.decode()
+    assert groups(second) == [
+        ("2", "3 runs, 1 on this page, continued from the previous page"),
+        ("10", "2 runs"),
+        ("(none)", "2 runs, 1 on this page, continues on the next page"),
+    ]
+    assert "Runs 5–8 of 9" in second
+    # the charts of "these runs" are this page's runs, grouped the same way
+    charts = client.get(f"{url}charts/?{token}").content.decode()
+    assert sorted(set(re.findall(r'data-run-colour="(\w+)"', charts))) == sorted(
+        members(second)["2"] + members(second)["10"] + members(second)["(none)"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("group", "says"),
+    [
+        ("params.lrr", "no run in this experiment has the param “lrr”; did you mean params.lr?"),
+        ("metrics.val_auc", "group by a param or a tag, written params.<key> or tags.<key>"),
+        ("lr", "group by a param or a tag"),
+        ("tags.nobody", "no run in this experiment has the tag “nobody”"),
+    ],
+)
+def test_a_wrong_group_key_is_refused_with_a_message(scientist, sweep, group, says):
+    exp, _ = sweep
+    response = signed_in(scientist).get(f"/experiments/{exp.experiment_id}/", {"group": group})
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert 'id="group-error"' in page and says in html_lib.unescape(page)
+    assert 'class="group-row"' not in page and 'id="runs-table"' in page  # shown ungrouped
+
+
+def test_the_grouping_is_saved_with_the_columns_and_can_be_turned_off(scientist, sweep):
+    exp, _ = sweep
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+    saved = client.post(f"{url}columns", {"col": ["metrics.loss"], "group": "tags.team"})
+    assert saved.status_code == 302
+    page = client.get(url).content.decode()  # the breadcrumb's link: the saved view
+    assert [g for g, _ in groups(page)] == ["a", "b"]
+    assert '<option value="tags.team" selected>' in page
+    assert not groups(client.get(url, {"group": ""}).content.decode())
+    client.post(f"{url}columns", {"reset": "1", "group": "tags.team"})
+    assert not groups(client.get(url).content.decode())
+    # a saved grouping whose key no run has any longer is dropped quietly
+    client.post(f"{url}columns", {"group": "params.gone"})
+    response = client.get(url)
+    assert response.status_code == 200 and not groups(response.content.decode())
+
+
+def test_grouped_page_query_count_is_pinned(scientist, sweep, django_assert_num_queries):
+    from core import process_cache
+
+    exp, _ = sweep
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+    params = {"group": "params.lr", "filter": "metrics.loss < 5"}
+    client.get(url, params)
+    process_cache.clear_all()
+    with django_assert_num_queries(23) as captured:
+        response = client.get(url, params)
+    assert response.status_code == 200
+    # the groups' sizes (one aggregate: they also give the total, so no count query), the page
+    # of runs from the groups it covers, the figures of those groups (one aggregate)
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len([q for q in sql if "GROUP BY" in q.upper()]) == 2
+    assert not [q for q in sql if q.startswith("SELECT COUNT(*)")]
+
+
+def test_too_many_groups_are_refused_and_large_groups_not_figured(scientist, sweep, monkeypatch):
+    from tracking import selectors
+    from web import views_tracking
+
+    exp, _ = sweep
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+    monkeypatch.setattr(selectors, "MAX_GROUPS", 3)  # lr has 0.5, 2, 10 and (none)
+    response = client.get(url, {"group": "params.lr"})
+    page = html_lib.unescape(response.content.decode())
+    assert response.status_code == 400
+    assert "Grouping by the param “lr” makes more than 3 groups" in page
+    assert page.count("<tr data-run-id=") == 9 and 'class="group-row"' not in page
+    monkeypatch.setattr(selectors, "MAX_GROUPS", 1000)
+    # the figures cover the page's groups while they hold at most MAX_FIGURED_RUNS runs
+    monkeypatch.setattr(views_tracking, "MAX_FIGURED_RUNS", 4)
+    page = client.get(url, {"group": "params.lr", "col": ["metrics.val_auc"]}).content.decode()
+    cells = {html_lib.unescape(v): rest for _, v, _, rest in GROUP_ROW.findall(page)}
+    assert "0.51–0.56" not in cells["2"] and "Not figured" in cells["2"]  # 2 + 3 > 4
+    assert "0.52–0.57" in cells["0.5"]  # r2, r7
+    assert "Not figured" in cells["(none)"]
+
+
+def test_long_values_sharing_their_first_200_characters_are_different_groups(scientist):
+    exp = tracking.experiment_create(name="long values", owner=scientist)
+    stem = "x" * 200
+    runs = {
+        name: new_run(exp.experiment_id, name, params=[{"key": "prompt", "value": value}])
+        for name, value in (("a1", stem + "a"), ("a2", stem + "a"), ("b", stem + "b"), ("s", stem))
+    }
+    page = (
+        signed_in(scientist)
+        .get(f"/experiments/{exp.experiment_id}/", {"group": "params.prompt"})
+        .content.decode()
+    )
+    assert [count for _, count in groups(page)] == ["1 run", "2 runs", "1 run"]
+    listed = members(page)
+    assert listed[stem] == [runs["s"]] and listed[stem + "b"] == [runs["b"]]
+    assert set(listed[stem + "a"]) == {runs["a1"], runs["a2"]}
