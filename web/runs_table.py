@@ -225,9 +225,7 @@ def explain_filter(text: str, error: str, available: dict[str, list[str]]) -> tu
     if clauses is None:
         words = text.strip()
         if words and not re.search(r"[=<>!]|\b(like|ilike|in|is)\b", words, re.IGNORECASE):
-            suggestions.append(
-                (f"runs named like “{words}”", f"attributes.run_name ILIKE '%{words}%'")
-            )
+            suggestions.append((f"runs named like “{words}”", name_clause(words)))
             return (
                 f"“{words}” is not a filter: a filter is clauses like "
                 "metrics.val_auc > 0.9 or params.model = 'xgb', joined with and. "

@@ -117,6 +117,8 @@ def test_run_name_search_takes_the_text_literally(scientist):
     ("text", "says", "suggests"),
     [
         ("gbm", "is not a filter", "attributes.run_name ILIKE '%gbm%'"),
+        # The words are taken literally: a quote or a LIKE wildcard in them stays text.
+        ("it's 50%", "is not a filter", "attributes.run_name ILIKE '%it''s 50\\%%'"),
         ("val_auc > 0.9", "is not a run attribute", "metrics.val_auc > 0.9"),
         ("metricz.val_auc > 0.9", "is not a kind of key", "metrics.val_auc > 0.9"),
         ("lr = '1'", "is not a run attribute", "params.lr = '1'"),
