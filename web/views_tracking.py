@@ -193,13 +193,9 @@ def experiment_detail(request, experiment_id: str):
         # Child runs nest under their parent unless the user filters, searches or groups:
         # then every matching run is a row of its own (a matching child's parent may not
         # match).
-        nested = (
-            not group and not filter_string and not name_search and request.GET.get("flat") != "1"
-        )
+        nested = _nested(request, grouped=bool(group), filter_string=filter_string, q=name_search)
         if nested:
-            search = _search(
-                request, experiment, [*clauses, f"tags.`{runs_table.PARENT_TAG}` IS NULL"], order
-            )
+            search = _search(request, experiment, [*clauses, TOP_LEVEL_ONLY], order)
         if grouped is not None:
             run_ids = [run_id for run_id, _ in grouped.rows]
             next_token, scope, offset = grouped.next_token, grouped.scope, grouped.offset
@@ -371,6 +367,15 @@ def _grouped_rows(grouped, payloads, columns, group, filter_string, row) -> list
 EXPERIMENT_CHART_POINTS = 500  # per series on the experiment's chart view (50 runs at once)
 
 
+TOP_LEVEL_ONLY = f"tags.`{runs_table.PARENT_TAG}` IS NULL"
+
+
+def _nested(request, *, grouped: bool, filter_string: str, q: str) -> bool:
+    """Whether the table nests child runs under their parents (its rows are then the top-level
+    runs): unless the user filters, searches or groups, or asks for a flat table."""
+    return not grouped and not filter_string and not q and request.GET.get("flat") != "1"
+
+
 @page(access.EXPERIMENT_READ)
 def experiment_charts(request, experiment_id: str):
     """A panel per metric over the runs the table shows (same filter, name search, order,
@@ -384,6 +389,10 @@ def experiment_charts(request, experiment_id: str):
     group_column = request.GET.get("group")
     if group_column is None:
         group_column = runs_table.saved_view(request.user, experiment.experiment_id)[1]
+    grouping = runs_table.is_group_column(group_column.strip())
+    nested = _nested(request, grouped=grouping, filter_string=filter_string, q=name_search)
+    if nested:
+        clauses = [*clauses, TOP_LEVEL_ONLY]  # the table's rows, and its page tokens' scope
     search = {
         **_search(request, experiment, clauses, order),
         "max_results": PAGE_SIZE,
@@ -391,12 +400,15 @@ def experiment_charts(request, experiment_id: str):
     }
     error, run_ids = "", []
     try:
-        if runs_table.is_group_column(group_column.strip()):
+        if grouping:
             group = runs_table.group_key(group_column.strip())
             grouped = selectors.runs_search_grouped(**search, group=group)
             run_ids = [run_id for run_id, _ in grouped.rows]
         else:
             run_ids, _ = selectors.runs_search(**search)
+            if nested:  # with the children the table lists under each parent
+                shown, _ = _children(experiment.experiment_id, run_ids)
+                run_ids = [run for top in run_ids for run in (top, *shown.get(top, []))]
     except InvalidParameterValue as exc:
         error = exc.message
     names = dict(Run.objects.filter(run_id__in=run_ids).values_list("run_id", "name"))

@@ -241,3 +241,33 @@ def test_compare_offers_numeric_params_and_metrics_to_plot(scientist):
         "metrics.val_auc",
     ]
     assert plot["runs"][runs[2]] == pytest.approx([2.0, 42.0, 1.0, 0.82])
+
+
+def test_the_chart_view_follows_the_nested_table_and_its_page_tokens(scientist):
+    """Unfiltered, the table lists top-level runs with their children under them; the chart
+    view of a page draws the same runs, and the table's page links work on it."""
+    import json
+
+    exp = tracking.experiment_create(name="nested charts", owner=scientist)
+    parent = new_run(exp.experiment_id, "parent", metrics=[metric("loss", 1.0)])
+    child = new_run(
+        exp.experiment_id, "child", tags=parent_tag(parent), metrics=[metric("loss", 0.5)]
+    )
+    for i in range(50):  # one more page of top-level runs
+        new_run(exp.experiment_id, f"top-{i}", metrics=[metric("loss", 0.1)])
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+
+    def chart_runs(query: str) -> list[str]:
+        page = client.get(f"{url}charts/?{query}").content.decode()
+        assert 'role="alert"' not in page, page
+        return json.loads(
+            re.search(r'id="run-order" type="application/json">(.*?)</script>', page)[1]
+        )
+
+    table = html_lib.unescape(client.get(url).content.decode())
+    next_page = re.search(r'href="\?(page=[^"&]+)', table)[1]
+    first, second = chart_runs(""), chart_runs(next_page)
+    assert len(first) + len(second) == 52 and not set(first) & set(second)
+    everything = first + second
+    assert everything.index(child) == everything.index(parent) + 1  # under its parent
