@@ -55,7 +55,7 @@ CELERY_TASKS = Counter(
     "Celery tasks finished, by outcome (success, failure, retry)",
     ["task", "outcome"],
 )
-# For the webhooks app: increment on every delivery attempt, outcome "delivered" or "failed".
+# Every webhook delivery attempt (webhooks.services.delivery_attempt), by its outcome.
 WEBHOOK_DELIVERIES = Counter(
     "custody_webhook_deliveries_total",
     "Webhook delivery attempts, by outcome (delivered, failed)",

@@ -22,6 +22,7 @@ from django.utils import timezone
 from audit import services as audit
 from core.errors import InvalidParameterValue, InvalidState
 from core.mlflow_api import check_text
+from core.observability import WEBHOOK_DELIVERIES
 from core.prepared import PreparedQuery
 from outbox import services as outbox
 from webhooks import events as event_catalog
@@ -411,6 +412,7 @@ def delivery_attempt(*, delivery_pk: int) -> str | None:
     if delivery is None:
         return None
     result = _send(delivery.webhook, delivery.delivery_id, delivery.event, delivery.body)
+    WEBHOOK_DELIVERIES.labels(outcome="delivered" if result.ok else "failed").inc()
     return _settle(delivery, result)
 
 

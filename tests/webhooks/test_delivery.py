@@ -102,9 +102,27 @@ def test_a_rolled_back_change_sends_nothing(boss, receiver, allow_loopback):
     assert not OutboxJob.objects.filter(task="webhooks.deliver").exists()
 
 
+def _attempts_counted() -> dict[str, float]:
+    """custody_webhook_deliveries_total by outcome, as /metrics shows it."""
+    from django.test import Client, override_settings
+    from prometheus_client.parser import text_string_to_metric_families
+
+    token = "scrape-" + "w" * 32
+    with override_settings(CUSTODY_METRICS_TOKEN=token):
+        response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200, response.content
+    return {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+        if sample.name == "custody_webhook_deliveries_total"
+    }
+
+
 def test_failed_attempts_back_off_then_succeed_with_the_same_delivery_id(
     boss, receiver, allow_loopback, django_capture_on_commit_callbacks
 ):
+    counted = _attempts_counted()
     hook = receiver(secret=SECRET, status=503)
     _model(boss)
     _hook(boss, hook.url, ["model_version.created"], secret=SECRET)
@@ -131,6 +149,9 @@ def test_failed_attempts_back_off_then_succeed_with_the_same_delivery_id(
     assert (delivery.status, delivery.attempts) == ("delivered", 3)
     assert {a.delivery_id for a in hook.arrivals} == {delivery.delivery_id}
     assert len(hook.arrivals) == 3
+    now = _attempts_counted()
+    assert now.get("failed", 0) - counted.get("failed", 0) == 2
+    assert now.get("delivered", 0) - counted.get("delivered", 0) == 1
 
 
 def _make_due(job: OutboxJob, delivery: WebhookDelivery) -> None:
