@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import (
     Avg,
     Case,
@@ -266,25 +267,97 @@ _RUN_OUTPUTS = OneOrMany(
 )
 
 
+_ONE_RUN_CHILDREN_SQL: dict[str, str] = {}
+
+
+def _one_run_children_sql() -> str:
+    """One round trip for what one run's payload holds besides the run row and its dataset
+    inputs: latest metrics (0), params (1), tags (2), model inputs (3), model outputs (4), as
+    rows of (kind, key or model id, text value, number, is_nan, timestamp, step)."""
+    sql = _ONE_RUN_CHILDREN_SQL.get(connection.vendor)
+    if sql is None:
+        quote = connection.ops.quote_name
+
+        def col(model: type, name: str) -> str:
+            return quote(str(model._meta.get_field(name).column))
+
+        def select(kind: int, model: type, key: str, *rest: str) -> str:
+            return (
+                f"SELECT {kind}, {col(model, key)}, {', '.join(rest)} "
+                f"FROM {quote(model._meta.db_table)} WHERE {col(model, 'run')} = %s"
+            )
+
+        M, P, T = LatestMetric, Param, RunTag
+        sql = " UNION ALL ".join(
+            [
+                select(
+                    0,
+                    M,
+                    "key",
+                    "NULL",
+                    col(M, "value"),
+                    col(M, "is_nan"),
+                    col(M, "timestamp"),
+                    col(M, "step"),
+                ),
+                select(1, P, "key", col(P, "value"), "NULL", "NULL", "NULL", "NULL"),
+                select(2, T, "key", col(T, "value"), "NULL", "NULL", "NULL", "NULL"),
+                select(3, RunModelInput, "model", "NULL", "NULL", "NULL", "NULL", "NULL"),
+                select(
+                    4, RunOutput, "model", "NULL", "NULL", "NULL", "NULL", col(RunOutput, "step")
+                ),
+            ]
+        )
+        _ONE_RUN_CHILDREN_SQL[connection.vendor] = sql
+    return sql
+
+
+def _one_run_children(run_id: str) -> tuple[list, list, list, list, list]:
+    """The rows `run_payloads` reads for many runs, for one run in one query."""
+    found: tuple[list, list, list, list, list] = ([], [], [], [], [])
+    with connection.cursor() as cursor:
+        cursor.execute(_one_run_children_sql(), [run_id] * 5)
+        for kind, key, text, number, is_nan, timestamp, step in cursor.fetchall():
+            if kind == 0:
+                found[0].append((run_id, key, number, bool(is_nan), timestamp, step))
+            elif kind in (1, 2):
+                found[kind].append((run_id, key, text))
+            elif kind == 3:
+                found[3].append((run_id, key))
+            else:
+                found[4].append((run_id, key, step))
+    return found
+
+
 def run_payloads(run_ids: Sequence[str], *, runs: Sequence[Run] = ()) -> list[dict[str, Any]]:
-    """Full MLflow `Run` dicts for these runs, in the given order, in 8 queries (7 when the
-    runs are given, as the access layer loaded them)."""
+    """Full MLflow `Run` dicts for these runs, in the given order: for one run 3 queries (the
+    run, what it logged, its dataset inputs; 2 when the run is given, as the access layer
+    loaded it), for several 8."""
     if not run_ids:
         return []
     if runs and {run.run_id for run in runs} >= set(run_ids):
         rows = {run.run_id: {field: getattr(run, field) for field in _RUN_FIELDS} for run in runs}
     else:
         rows = {r["run_id"]: r for r in Run.objects.filter(run_id__in=run_ids).values(*_RUN_FIELDS)}
+    if len(run_ids) == 1:
+        latest_rows, param_rows, tag_rows, model_input_rows, output_rows = _one_run_children(
+            run_ids[0]
+        )
+    else:
+        latest_rows = _RUN_LATEST_METRICS.rows(run_ids)
+        param_rows, tag_rows = _RUN_PARAMS.rows(run_ids), _RUN_TAGS.rows(run_ids)
+        model_input_rows = _RUN_MODEL_INPUTS.rows(run_ids)
+        output_rows = _RUN_OUTPUTS.rows(run_ids)
     metrics: dict[str, list] = defaultdict(list)
-    for run_id, key, value, is_nan, ts, step in _RUN_LATEST_METRICS.rows(run_ids):
+    for run_id, key, value, is_nan, ts, step in latest_rows:
         metrics[run_id].append(
             {"key": key, "value": _metric_value(value, is_nan), "timestamp": ts, "step": step}
         )
     params: dict[str, list] = defaultdict(list)
-    for run_id, key, text in _RUN_PARAMS.rows(run_ids):
+    for run_id, key, text in param_rows:
         params[run_id].append({"key": key, "value": text})
     tags: dict[str, list] = defaultdict(list)
-    for run_id, key, text in _RUN_TAGS.rows(run_ids):
+    for run_id, key, text in tag_rows:
         tags[run_id].append({"key": key, "value": text})
     inputs: dict[str, list] = defaultdict(list)
     input_rows = _RUN_INPUTS.rows(run_ids)
@@ -302,10 +375,10 @@ def run_payloads(run_ids: Sequence[str], *, runs: Sequence[Run] = ()) -> list[di
             dataset["profile"] = profile
         inputs[run_id].append({"tags": input_tags.get(input_id, []), "dataset": dataset})
     model_inputs: dict[str, list] = defaultdict(list)
-    for run_id, model_id in _RUN_MODEL_INPUTS.rows(run_ids):
+    for run_id, model_id in model_input_rows:
         model_inputs[run_id].append({"model_id": model_id})
     outputs: dict[str, list] = defaultdict(list)
-    for run_id, model_id, step in _RUN_OUTPUTS.rows(run_ids):
+    for run_id, model_id, step in output_rows:
         outputs[run_id].append({"model_id": model_id, "step": step})
 
     result = []

@@ -26,7 +26,9 @@ pytestmark = pytest.mark.django_db
 # route -> the most queries it may take (see the module docstring).
 BUDGET = {
     "experiments/get": 2,  # experiment (the resolver's), its tags
-    "runs/get": 7,  # run (the resolver's), metrics, params, tags, inputs, model ins and outs
+    # run (the resolver's); metrics, params, tags, model inputs and outputs in one query;
+    # dataset inputs
+    "runs/get": 3,
     # run (the resolver's); no lock on the run: on PostgreSQL the point and the latest
     # value's conditional upsert are one statement and need no transaction; on SQLite they
     # are two, in a transaction (the test's outer transaction adds a savepoint and release)
