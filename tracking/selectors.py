@@ -20,11 +20,13 @@ from django.db.models import (
     IntegerField,
     Max,
     Min,
+    Model,
     Q,
     QuerySet,
     Value,
     When,
 )
+from django.db.models import Field as DjangoField
 from django.db.models.functions import Left
 
 from core import identifiers
@@ -278,10 +280,12 @@ def _one_run_children_sql() -> str:
     if sql is None:
         quote = connection.ops.quote_name
 
-        def col(model: type, name: str) -> str:
-            return quote(str(model._meta.get_field(name).column))
+        def col(model: type[Model], name: str) -> str:
+            field = model._meta.get_field(name)
+            assert isinstance(field, DjangoField)  # a concrete column, not a reverse relation
+            return quote(str(field.column))
 
-        def select(kind: int, model: type, key: str, *rest: str) -> str:
+        def select(kind: int, model: type[Model], key: str, *rest: str) -> str:
             return (
                 f"SELECT {kind}, {col(model, key)}, {', '.join(rest)} "
                 f"FROM {quote(model._meta.db_table)} WHERE {col(model, 'run')} = %s"
