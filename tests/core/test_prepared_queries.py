@@ -149,7 +149,14 @@ def test_the_health_check_runs_only_after_a_connection_sat_idle(monkeypatch):
         backend.DatabaseWrapper, "is_usable", lambda self: checks.append(1) or real(self)
     )
     handler = WSGIHandler()
-    query = "experiment_id=0"  # the Default experiment
+    from tracking import services as tracking
+
+    experiment = tracking.experiment_create(name="idle", owner=user)
+    query = f"experiment_id={experiment.experiment_id}"
+    # The first request meets a connection no request has finished on yet: it is checked.
+    assert _wsgi_get(handler, "/api/2.0/mlflow/experiments/get", query, f"Bearer {raw}") == 200
+    assert len(checks) <= 1
+    checks.clear()
     for _ in range(3):
         assert _wsgi_get(handler, "/api/2.0/mlflow/experiments/get", query, f"Bearer {raw}") == 200
     assert checks == []
