@@ -153,6 +153,10 @@ class LatestMetric(models.Model):
     is_nan = models.BooleanField(default=False)
     timestamp = models.BigIntegerField()
     step = models.BigIntegerField(default=0)
+    # Raised by every write of points for this key, by the number of points it sent (re-sent
+    # ones included), in the statement that stores them; never lowered. A chart sampled from
+    # the history at one version still shows every point while the version stays the same.
+    history_version = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "key"], name="uniq_latest_metric")]

@@ -474,15 +474,17 @@ _POINT_COLUMNS = (
     "dataset_name",
     "dataset_digest",
 )
-_LATEST_COLUMNS = ("key", "value", "is_nan", "timestamp", "step")
+_LATEST_COLUMNS = ("key", "value", "is_nan", "timestamp", "step", "history_version")
 
 
 def _metric_points(
     metrics: list[dict[str, Any]],
 ) -> tuple[list[tuple], dict[str, dict[str, Any]]]:
-    """The points to store (`_POINT_COLUMNS`), and each key's newest point among them."""
+    """The points to store (`_POINT_COLUMNS`), and each key's newest point among them with
+    the number of its points sent (`history_version`, what the write adds to the stored one)."""
     points = []
     newest: dict[str, dict[str, Any]] = {}
+    sent: dict[str, int] = {}
     for m in metrics:
         is_nan = math.isnan(m["value"])
         value = 0.0 if is_nan else m["value"]
@@ -504,10 +506,11 @@ def _metric_points(
             "timestamp": m["timestamp"],
             "step": m["step"],
         }
+        sent[m["key"]] = sent.get(m["key"], 0) + 1
         current = newest.get(m["key"])
         if current is None or _metric_order(**candidate) > _metric_order(**current):
             newest[m["key"]] = candidate
-    return points, newest
+    return points, {k: {**p, "history_version": sent[k]} for k, p in newest.items()}
 
 
 def _insert_metrics(run: Run, metrics: list[dict[str, Any]]) -> None:
@@ -567,18 +570,18 @@ def _upsert_latest_sql(run_id: str, items: list[tuple[str, dict[str, Any]]]) -> 
     """One statement for these keys (VALUES rows: SQLite, and PostgreSQL outside the
     one-statement path)."""
     columns = ", ".join(connection.ops.quote_name(name) for name in ("run_id", *_LATEST_COLUMNS))
-    values = "VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(items))
+    values = "VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(items))
     params: list[Any] = []
     for key, c in items:
-        params += [run_id, key, c["value"], c["is_nan"], c["timestamp"], c["step"]]
+        params += [run_id, key, *(c[column] for column in _LATEST_COLUMNS[1:])]
     return _latest_upsert(columns, values), params
 
 
 def _latest_upsert(columns: str, rows: str) -> str:
     """Insert each key's newest point, or replace the stored one when the new point ranks
-    higher (`_metric_order`: step, timestamp, a number above NaN, value). The conflict
-    arbitration makes concurrent writers to one run safe without a lock on the run
-    (PostgreSQL and SQLite 3.24+ share the syntax)."""
+    higher (`_metric_order`: step, timestamp, a number above NaN, value); either way add the
+    points sent to `history_version`. The conflict arbitration makes concurrent writers to
+    one run safe without a lock on the run (PostgreSQL and SQLite 3.24+ share the syntax)."""
     table = connection.ops.quote_name(LatestMetric._meta.db_table)
     q = {c: connection.ops.quote_name(c) for c in ("run_id", *_LATEST_COLUMNS)}
 
@@ -588,11 +591,17 @@ def _latest_upsert(columns: str, rows: str) -> str:
             f"CASE WHEN {row}.{q['is_nan']} THEN 0 ELSE 1 END, {row}.{q['value']})"
         )
 
+    newer = f"{order('excluded')} > {order(table)}"
+    point_columns = _LATEST_COLUMNS[1:-1]
     return (
         f"INSERT INTO {table} ({columns}) {rows} "
         f"ON CONFLICT ({q['run_id']}, {q['key']}) DO UPDATE SET "
-        + ", ".join(f"{q[c]} = excluded.{q[c]}" for c in _LATEST_COLUMNS[1:])
-        + f" WHERE {order('excluded')} > {order(table)}"
+        + ", ".join(
+            f"{q[c]} = CASE WHEN {newer} THEN excluded.{q[c]} ELSE {table}.{q[c]} END"
+            for c in point_columns
+        )
+        + f", {q['history_version']} = {table}.{q['history_version']}"
+        f" + excluded.{q['history_version']}"
     )
 
 
@@ -1160,6 +1169,7 @@ def _metric_rows(
 ) -> tuple[list[Metric], list[LatestMetric]]:
     rows: list[Metric] = []
     newest: dict[str, dict[str, Any]] = {}
+    sent: dict[str, int] = {}
     for m in points:
         value = float(m["value"])
         is_nan = math.isnan(value)
@@ -1179,10 +1189,13 @@ def _metric_rows(
                 **point,
             )
         )
+        sent[m["key"]] = sent.get(m["key"], 0) + 1
         current = newest.get(m["key"])
         if current is None or _metric_order(**point) > _metric_order(**current):
             newest[m["key"]] = point
-    latest = [LatestMetric(run_id=run_id, key=k, **p) for k, p in newest.items()]
+    latest = [
+        LatestMetric(run_id=run_id, key=k, history_version=sent[k], **p) for k, p in newest.items()
+    ]
     return rows, latest
 
 
@@ -1217,8 +1230,16 @@ def runs_import(
         unique_fields=["run_id"] if replace else None,
         update_fields=run_fields if replace else None,
     )
+    versions: dict[tuple[str, str], int] = {}
     if replace:
         ids = list(replace)
+        # A rewritten latest value keeps counting from the old history_version (it only rises).
+        versions = {
+            (run_id, key): version
+            for run_id, key, version in LatestMetric.objects.filter(run_id__in=ids).values_list(
+                "run_id", "key", "history_version"
+            )
+        }
         for model in (Param, RunTag, LatestMetric, RunInput):
             model.objects.filter(run_id__in=ids).delete()
     params, tags, metrics, latest = [], [], [], []
@@ -1227,6 +1248,8 @@ def runs_import(
         tags += [RunTag(run_id=r.run_id, key=k, value=v) for k, v in r.tags.items()]
         points, newest = _metric_rows(r.run_id, r.metrics)
         metrics += points
+        for row in newest:
+            row.history_version += versions.get((row.run_id, row.key), 0)
         latest += newest
     Param.objects.bulk_create(params, batch_size=1000)
     RunTag.objects.bulk_create(tags, batch_size=1000)

@@ -27,3 +27,28 @@ class SavedRunColumns(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} @ experiment {self.experiment_id}: {len(self.columns)} columns"
+
+
+class MetricChart(models.Model):
+    """A metric history as a chart draws it (`web.charts`: at most `max_points` points in
+    logging order, the last included), kept so that a page with a long history does not read
+    every point again. Valid while the key's LatestMetric.history_version is the one it was
+    sampled at: that version only rises, in the statement that stores new points, and it is
+    read before the history is, so a chart is never older than the history at its version.
+    Derived data: rebuilt on demand, deleted with the run."""
+
+    run = models.ForeignKey("tracking.Run", on_delete=models.CASCADE)
+    key = models.CharField(max_length=250)
+    max_points = models.PositiveIntegerField()
+    history_version = models.BigIntegerField()
+    # (step, value, timestamp) per point in step order, packed as POINT (a value may be
+    # infinite, which JSON cannot hold).
+    points = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "key", "max_points"], name="uniq_metric_chart")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.key} ({len(self.points) // 24} points)"

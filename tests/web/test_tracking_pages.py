@@ -126,15 +126,19 @@ def test_tracking_pages_cost_the_same_for_many_rows(scientist):
             services_token(scientist, f"tok{i}")
 
     def measure() -> dict[str, int]:
+        pages = [
+            table,
+            (f"/runs/{parent}/", {}),
+            ("/compare/", {"runs": [parent, *made[-4:]]}),
+            ("/tokens/", {}),
+        ]
+        for path, params in pages:  # the charts kept (web.charts), as on any later load
+            client.get(path, params)
         # Both measurements from cold per-process caches (identity, roles, grants), so that
         # they compare the pages' own queries, not what an earlier request left cached.
         process_cache.clear_all()
-        return {
-            "runs table": queries(client, *table)[0],
-            "run page": queries(client, f"/runs/{parent}/")[0],
-            "compare": queries(client, "/compare/", {"runs": [parent, *made[-4:]]})[0],
-            "tokens": queries(client, "/tokens/")[0],
-        }
+        found = [queries(client, path, params)[0] for path, params in pages]
+        return dict(zip(["runs table", "run page", "compare", "tokens"], found, strict=True))
 
     grow(4)
     few = measure()
@@ -226,34 +230,48 @@ def test_columns_with_spaces_and_punctuation_sort(scientist):
         assert names(up) == ["low", "mid", "high"] and '</a> <span aria-hidden="true">↑' in up
 
 
-def test_charts_sample_a_long_history_in_the_database(scientist):
+def log_points(api, run_id: str, points: list[dict]) -> None:
+    """Through the MLflow route the client uses, in batches of its 1,000-metric limit."""
+    for start in range(0, len(points), 1000):
+        response = api.post(
+            "runs/log-batch", {"run_id": run_id, "metrics": points[start : start + 1000]}
+        )
+        assert response.status_code == 200, response.content
+
+
+def chart_of(client, url: str) -> dict:
     import json
     import re
 
-    from tracking.models import Metric
+    html = client.get(url).content.decode()
+    found = re.search(r'id="chart-data" type="application/json">(.*?)</script>', html)
+    return json.loads(found.group(1)) if found else {}
+
+
+def test_charts_sample_a_long_history_in_the_database(scientist, api):
     from web.charts import MAX_CHART_POINTS
 
     exp = tracking.experiment_create(name="long", owner=scientist)
     long_run = new_run(exp.experiment_id, "long")
     short_run = new_run(exp.experiment_id, "short")
     steps = 3 * MAX_CHART_POINTS + 7
-    Metric.objects.bulk_create(
-        Metric(run_id=long_run, key="loss", value=s / 10, timestamp=TS + s, step=s * 2 + 1)
-        for s in range(steps)
+    log_points(
+        api,
+        long_run,
+        [
+            {"key": "loss", "value": s / 10, "timestamp": TS + s, "step": s * 2 + 1}
+            for s in range(steps)
+        ],
     )
-    Metric.objects.bulk_create(
-        Metric(run_id=short_run, key="loss", value=s, timestamp=TS + s, step=s) for s in range(5)
+    log_points(
+        api,
+        short_run,
+        [{"key": "loss", "value": s, "timestamp": TS + s, "step": s} for s in range(5)],
     )
     client = signed_in(scientist)
-
-    def chart(url: str) -> dict:
-        html = client.get(url).content.decode()
-        found = re.search(r'id="chart-data" type="application/json">(.*?)</script>', html)
-        return json.loads(found.group(1))
-
     for data in (
-        chart(f"/runs/{long_run}/"),
-        chart(f"/compare/?runs={long_run}&runs={short_run}"),
+        chart_of(client, f"/runs/{long_run}/"),
+        chart_of(client, f"/compare/?runs={long_run}&runs={short_run}"),
     ):
         points = [p[:2] for p in data["loss"][long_run]]  # [step, value, timestamp]
         assert len(points) <= MAX_CHART_POINTS + 1
@@ -261,22 +279,92 @@ def test_charts_sample_a_long_history_in_the_database(scientist):
         assert [p[0] for p in points] == sorted(p[0] for p in points)
         gaps = {b[0] - a[0] for a, b in zip(points[:-2], points[1:-1], strict=True)}
         assert gaps == {8}  # every 4th point of a series logged every 2 steps
-    assert chart(f"/compare/?runs={long_run}&runs={short_run}")["loss"][short_run] == [
+    assert chart_of(client, f"/compare/?runs={long_run}&runs={short_run}")["loss"][short_run] == [
         [s, float(s), TS + s] for s in range(5)
     ]
     # a step logged late (out of order) is the last point logged, so it is drawn
-    Metric.objects.create(run_id=long_run, key="loss", value=-1.0, timestamp=TS * 2, step=-5)
-    points = chart(f"/runs/{long_run}/")["loss"][long_run]
+    log_points(api, long_run, [{"key": "loss", "value": -1.0, "timestamp": TS * 2, "step": -5}])
+    points = chart_of(client, f"/runs/{long_run}/")["loss"][long_run]
     assert points[0] == [-5, -1.0, TS * 2] and len(points) <= MAX_CHART_POINTS + 1
     # The client logs step 0 when none is given: a history all at one step is sampled too.
     flat = new_run(exp.experiment_id, "flat")
-    Metric.objects.bulk_create(
-        Metric(run_id=flat, key="acc", value=s / 7, timestamp=TS + s, step=0)
-        for s in range(3 * MAX_CHART_POINTS)
+    log_points(
+        api,
+        flat,
+        [
+            {"key": "acc", "value": s / 7, "timestamp": TS + s, "step": 0}
+            for s in range(3 * MAX_CHART_POINTS)
+        ],
     )
-    flat_points = chart(f"/runs/{flat}/")["acc"][flat]
+    flat_points = chart_of(client, f"/runs/{flat}/")["acc"][flat]
     assert len(flat_points) <= MAX_CHART_POINTS + 1
     assert flat_points[-1][:2] == [0, (3 * MAX_CHART_POINTS - 1) / 7]  # the last point logged
+
+
+def test_a_kept_chart_is_reused_until_a_point_is_logged_and_never_shown_stale(scientist, api):
+    """The run and compare pages read a long history once; after that they read the kept
+    chart, until any point is logged for the key (late, re-sent, NaN, through log-metric or
+    log-batch): the next page shows it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    exp = tracking.experiment_create(name="kept", owner=scientist)
+    run_id = new_run(exp.experiment_id, "kept")
+    other = new_run(exp.experiment_id, "other")
+    log_points(
+        api,
+        run_id,
+        [{"key": "loss", "value": s, "timestamp": TS + s, "step": s} for s in range(3000)],
+    )
+    log_points(api, other, [{"key": "loss", "value": 1.0, "timestamp": TS, "step": 0}])
+    client = signed_in(scientist)
+
+    def load(url: str) -> tuple[dict, bool]:
+        with CaptureQueriesContext(connection) as queries:
+            data = chart_of(client, url)
+        read_history = any('FROM "tracking_metric"' in q["sql"] for q in queries)
+        return data, read_history
+
+    page, compare = f"/runs/{run_id}/", f"/compare/?runs={run_id}&runs={other}"
+    first, read = load(page)
+    assert read and first["loss"][run_id][-1] == [2999, 2999.0, TS + 2999]
+    again, read = load(page)
+    assert not read and again == first  # the kept chart, same points
+    load(compare)  # keeps the other run's chart
+    compared, read = load(compare)
+    assert not read and compared["loss"][run_id] == first["loss"][run_id]
+
+    def logged_then_shown(route: str, body: dict, expect) -> None:
+        response = api.post(route, {"run_id": run_id, **body})
+        assert response.status_code == 200, response.content
+        data, read = load(page)
+        assert read, f"{route} {body}: the run page showed the kept chart"
+        assert expect(data["loss"][run_id]), (route, body)
+        data, read = load(compare)  # the same chart size: the one the run page kept
+        assert not read and expect(data["loss"][run_id]), (route, body)
+
+    logged_then_shown(
+        "runs/log-metric",
+        {"key": "loss", "value": -7.5, "timestamp": TS + 9999, "step": 5000},
+        lambda points: points[-1] == [5000, -7.5, TS + 9999],
+    )
+    logged_then_shown(  # logged late: an early step with an early timestamp
+        "runs/log-batch",
+        {"metrics": [{"key": "loss", "value": 42.0, "timestamp": TS - 1, "step": -1}]},
+        lambda points: points[0] == [-1, 42.0, TS - 1],
+    )
+    logged_then_shown(  # a NaN is not drawn, but the chart is sampled again
+        "runs/log-metric",
+        {"key": "loss", "value": "NaN", "timestamp": TS + 10_000, "step": 5001},
+        lambda points: points[-1] == [5000, -7.5, TS + 9999],
+    )
+    # another key of the run does not make this one's chart read again
+    api.post("runs/log-metric", {"run_id": run_id, "key": "acc", "value": 1, "timestamp": TS})
+    data, _ = load(page)
+    assert data["acc"][run_id] == [[0, 1.0, TS]]
+    with CaptureQueriesContext(connection) as queries:
+        chart_of(client, page)
+    assert not any('FROM "tracking_metric"' in q["sql"] for q in queries)
 
 
 BAD_PAGING = [
