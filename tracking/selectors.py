@@ -462,8 +462,7 @@ def runs_search(
         return [], None
     qs = _view_filter(Run.objects.filter(experiment_id__in=ids), view_type)
     qs = run_search.filter_runs(qs, filter_string)
-    qs = run_search.order_runs(qs, order_by)
-    run_ids = list(qs.values_list("run_id", flat=True)[offset : offset + limit + 1])
+    run_ids = run_search.page_of_runs(qs, order_by, offset, limit + 1)
     token = encode_page_token(offset + limit, scope) if len(run_ids) > limit else None
     return run_ids[:limit], token
 
@@ -486,6 +485,7 @@ def runs_search_count(
 NUMERIC_TEXT = re.compile(r"[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?")
 GROUP_KINDS = {"param": "params", "tag": "tags"}
 MAX_GROUPS = 1000
+PER_GROUP_READS = 3  # a grouped page covering up to this many groups reads each on its own
 
 
 @dataclass(frozen=True)
@@ -613,7 +613,18 @@ def runs_search_grouped(
     covered = [(v, first) for v, first in spans if first < offset + max_results]
     covered = [(v, first) for v, first in covered if first + sizes[v] > offset]
     rows: list[tuple[str, str | None]] = []
-    if covered:
+    if 0 < len(covered) <= PER_GROUP_READS:
+        # A query per group: each is then ordered by the search alone, which a metric order
+        # reads from the (key, value) index (run_search.page_of_runs) and stops early.
+        for value, first in covered:
+            if len(rows) == max_results:
+                break
+            start = max(0, offset - first)
+            ids = run_search.page_of_runs(
+                _in_groups(base, [value]), order_by, start, max_results - len(rows)
+            )
+            rows += [(run_id, value) for run_id in ids]
+    elif covered:
         qs = run_search.order_runs(_in_groups(base, [v for v, _ in covered]), order_by)
         if len(covered) > 1:
             rank = Case(

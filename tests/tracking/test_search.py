@@ -268,3 +268,48 @@ def test_experiment_search_filters(api, runs):
     assert (
         response.status_code == 400 and "Invalid order_by entity: tag" in response.json()["message"]
     )
+
+
+@pytest.mark.parametrize("page_size", [1, 2, 3, 4, 7, 11])
+@pytest.mark.parametrize("direction", ["DESC", "ASC"])
+def test_metric_order_pages_cross_from_runs_with_the_metric_to_those_without(
+    api, page_size, direction
+):
+    """Ordered by a metric, the runs that have it (read through the metric's index) come
+    first and the runs without it or with NaN after, by start time: every page size gives
+    the same order, each run once, whichever page the boundary falls on."""
+    exp_id = api.experiment()
+    expected_with, expected_without = [], []
+    for i in range(10):
+        run = services.run_create(
+            experiment_id=exp_id, user_id="u", run_name=f"r{i}", start_time=TS + i, tags=[]
+        )
+        if i % 3 == 0:
+            expected_without.append((TS + i, f"r{i}"))  # no metric at all
+            continue
+        value = "NaN" if i == 4 else [0.3, 0.1, 0.3, 0.9, 0.5, 0.2][i % 6]
+        services.run_log_batch(
+            run_id=run.run_id, metrics=[{"key": "m", "value": value, "timestamp": TS}]
+        )
+        if value == "NaN":
+            expected_without.append((TS + i, f"r{i}"))
+        else:
+            expected_with.append((value, TS + i, f"r{i}"))
+    # value in the asked direction, ties by start time (newest first), then run id
+    with_metric = sorted(expected_with, key=lambda r: (-r[1],))
+    with_metric = sorted(with_metric, key=lambda r: r[0], reverse=direction == "DESC")
+    expected = [r[2] for r in with_metric] + [n for _, n in sorted(expected_without, reverse=True)]
+    seen, token = [], None
+    while True:
+        body = {
+            "experiment_ids": [exp_id],
+            "order_by": [f"metrics.m {direction}"],
+            "max_results": page_size,
+            **({"page_token": token} if token else {}),
+        }
+        answer = api.post("runs/search", body).json()
+        seen += [r["info"]["run_name"] for r in answer.get("runs", [])]
+        token = answer.get("next_page_token")
+        if not token:
+            break
+    assert seen == expected

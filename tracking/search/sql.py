@@ -266,7 +266,12 @@ def _value_row_condition(comparator: str, value: Any) -> Q:
     if comparator == "IS NOT NULL":
         return Q()
     if comparator == "=":
-        # Matches the (key, LEFT(value, 200)) index so PostgreSQL reads no long values.
+        # Matches the (key, LEFT(value, 200)) index so PostgreSQL reads no long values. A
+        # value shorter than the prefix equals its prefix, so the prefix alone says it: with
+        # both conditions the planner, taking them as independent, expects far too few rows
+        # (and picks nested loops over thousands).
+        if len(value) < VALUE_INDEX_PREFIX:
+            return Q(value_prefix=value)
         return Q(value_prefix=value[:VALUE_INDEX_PREFIX], value=value)
     return string_condition("value", comparator, value)
 
