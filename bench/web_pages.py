@@ -268,7 +268,7 @@ def main() -> None:
                 f"/runs/{long_id}/",
                 {},
             ),
-            f"run page right after a point is logged ({args.history:,} steps, chart sampled again)": (
+            f"run page right after a point is logged ({args.history:,} steps, the kept chart extended)": (
                 f"/runs/{long_id}/",
                 {},
                 lambda: log_point(long_id),

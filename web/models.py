@@ -41,8 +41,9 @@ class MetricChart(models.Model):
     key = models.CharField(max_length=250)
     max_points = models.PositiveIntegerField()
     history_version = models.BigIntegerField()
-    # (step, value, timestamp) per point in step order, packed as POINT (a value may be
-    # infinite, which JSON cannot hold).
+    sampled = models.BigIntegerField(default=0)  # the non-NaN points the sample was taken from
+    # (step, value, timestamp) per point in logging order, packed as web.charts.POINT (a
+    # value may be infinite, which JSON cannot hold).
     points = models.BinaryField()
 
     class Meta:

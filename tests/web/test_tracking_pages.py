@@ -301,12 +301,16 @@ def test_charts_sample_a_long_history_in_the_database(scientist, api):
     assert flat_points[-1][:2] == [0, (3 * MAX_CHART_POINTS - 1) / 7]  # the last point logged
 
 
+@pytest.mark.django_db(transaction=True)  # pages read charts in a snapshot of their own
 def test_a_kept_chart_is_reused_until_a_point_is_logged_and_never_shown_stale(scientist, api):
     """The run and compare pages read a long history once; after that they read the kept
     chart, until any point is logged for the key (late, re-sent, NaN, through log-metric or
-    log-batch): the next page shows it."""
+    log-batch): the next page shows it. Points logged after the chart's last are added to it
+    (reading only them), and the chart is then the one a fresh sampling gives."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
+
+    from web.models import MetricChart
 
     exp = tracking.experiment_create(name="kept", owner=scientist)
     run_id = new_run(exp.experiment_id, "kept")
@@ -319,52 +323,97 @@ def test_a_kept_chart_is_reused_until_a_point_is_logged_and_never_shown_stale(sc
     log_points(api, other, [{"key": "loss", "value": 1.0, "timestamp": TS, "step": 0}])
     client = signed_in(scientist)
 
-    def load(url: str) -> tuple[dict, bool]:
+    def load(url: str) -> tuple[dict, str]:
+        """The chart data, and how the history was read: "kept", "extended" (only the points
+        after the kept chart) or "sampled" (the whole history)."""
         with CaptureQueriesContext(connection) as queries:
             data = chart_of(client, url)
-        read_history = any('FROM "tracking_metric"' in q["sql"] for q in queries)
-        return data, read_history
+        history = [q["sql"] for q in queries if 'FROM "tracking_metric"' in q["sql"]]
+        if not history:
+            return data, "kept"
+        return data, "sampled" if any("ROW_NUMBER" in q for q in history) else "extended"
+
+    def fresh(url: str) -> dict:
+        MetricChart.objects.filter(run_id=run_id).delete()
+        data, how = load(url)
+        assert how == "sampled"
+        return data
 
     page, compare = f"/runs/{run_id}/", f"/compare/?runs={run_id}&runs={other}"
-    first, read = load(page)
-    assert read and first["loss"][run_id][-1] == [2999, 2999.0, TS + 2999]
-    again, read = load(page)
-    assert not read and again == first  # the kept chart, same points
+    first, how = load(page)
+    assert how == "sampled" and first["loss"][run_id][-1] == [2999, 2999.0, TS + 2999]
+    again, how = load(page)
+    assert how == "kept" and again == first  # the kept chart, same points
     load(compare)  # keeps the other run's chart
-    compared, read = load(compare)
-    assert not read and compared["loss"][run_id] == first["loss"][run_id]
+    compared, how = load(compare)
+    assert how == "kept" and compared["loss"][run_id] == first["loss"][run_id]
 
-    def logged_then_shown(route: str, body: dict, expect) -> None:
+    def logged_then_shown(route: str, body: dict, read: str, expect) -> None:
         response = api.post(route, {"run_id": run_id, **body})
         assert response.status_code == 200, response.content
-        data, read = load(page)
-        assert read, f"{route} {body}: the run page showed the kept chart"
+        data, how = load(page)
+        assert how == read, (route, body, how)
         assert expect(data["loss"][run_id]), (route, body)
-        data, read = load(compare)  # the same chart size: the one the run page kept
-        assert not read and expect(data["loss"][run_id]), (route, body)
+        assert data == fresh(page), (route, body)  # as if sampled afresh
+        data, how = load(compare)  # the same chart size: the one the run page kept
+        assert how == "kept" and expect(data["loss"][run_id]), (route, body)
 
+    step = 3000
+    for count in (1, 2, 7, 40):  # after the chart's last point: added to it
+        batch = [
+            {"key": "loss", "value": -s, "timestamp": TS + s, "step": s}
+            for s in range(step, step + count)
+        ]
+        step += count
+        logged_then_shown(
+            "runs/log-batch",
+            {"metrics": batch},
+            "extended",
+            lambda points, last=step - 1: points[-1] == [last, float(-last), TS + last],
+        )
     logged_then_shown(
         "runs/log-metric",
-        {"key": "loss", "value": -7.5, "timestamp": TS + 9999, "step": 5000},
-        lambda points: points[-1] == [5000, -7.5, TS + 9999],
+        {"key": "loss", "value": -7.5, "timestamp": TS + 99_999, "step": 99_999},
+        "extended",
+        lambda points: points[-1] == [99_999, -7.5, TS + 99_999],
     )
     logged_then_shown(  # logged late: an early step with an early timestamp
         "runs/log-batch",
         {"metrics": [{"key": "loss", "value": 42.0, "timestamp": TS - 1, "step": -1}]},
+        "sampled",
         lambda points: points[0] == [-1, 42.0, TS - 1],
+    )
+    logged_then_shown(  # re-sent: the same point again
+        "runs/log-metric",
+        {"key": "loss", "value": -7.5, "timestamp": TS + 99_999, "step": 99_999},
+        "sampled",
+        lambda points: points[-1] == [99_999, -7.5, TS + 99_999],
     )
     logged_then_shown(  # a NaN is not drawn, but the chart is sampled again
         "runs/log-metric",
-        {"key": "loss", "value": "NaN", "timestamp": TS + 10_000, "step": 5001},
-        lambda points: points[-1] == [5000, -7.5, TS + 9999],
+        {"key": "loss", "value": "NaN", "timestamp": TS + 100_000, "step": 100_000},
+        "sampled",
+        lambda points: points[-1] == [99_999, -7.5, TS + 99_999],
     )
+    logged_then_shown(  # after a NaN at the end: sampled again, it may predate the chart
+        "runs/log-metric",
+        {"key": "loss", "value": 3.0, "timestamp": TS + 100_001, "step": 100_001},
+        "sampled",
+        lambda points: points[-1] == [100_001, 3.0, TS + 100_001],
+    )
+    # 1,000 points more make every 3rd point the chart's (the stride changes): sampled again
+    batch = [
+        {"key": "loss", "value": s, "timestamp": TS + 200_000 + s, "step": 200_000 + s}
+        for s in range(1000)
+    ]
+    api.post("runs/log-batch", {"run_id": run_id, "metrics": batch})
+    data, how = load(page)
+    assert how == "sampled" and data == fresh(page)
     # another key of the run does not make this one's chart read again
     api.post("runs/log-metric", {"run_id": run_id, "key": "acc", "value": 1, "timestamp": TS})
     data, _ = load(page)
     assert data["acc"][run_id] == [[0, 1.0, TS]]
-    with CaptureQueriesContext(connection) as queries:
-        chart_of(client, page)
-    assert not any('FROM "tracking_metric"' in q["sql"] for q in queries)
+    assert load(page)[1] == "kept"
 
 
 BAD_PAGING = [
