@@ -97,7 +97,10 @@ class Run(models.Model):
 
 
 class Param(models.Model):
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="params")
+    # No index of its own (nor Django's varchar_pattern_ops twin): the unique constraint's
+    # index leads with run and serves every look-up by run; two more only cost each write.
+    # The same for RunTag, Metric and LatestMetric, the tables every logging call writes.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="params", db_index=False)
     key = models.CharField(max_length=250)
     value = models.TextField()
 
@@ -107,7 +110,7 @@ class Param(models.Model):
 
 
 class RunTag(models.Model):
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tags")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tags", db_index=False)
     key = models.CharField(max_length=250)
     value = models.TextField()
 
@@ -121,7 +124,9 @@ class Metric(models.Model):
     NaN REAL into NULL; infinities are stored as they are."""
 
     id = models.BigAutoField(primary_key=True)
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metric_history")
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="metric_history", db_index=False
+    )
     key = models.CharField(max_length=250)
     value = models.FloatField()
     is_nan = models.BooleanField(default=False)
@@ -147,7 +152,9 @@ class LatestMetric(models.Model):
     """The latest value per (run, key): the largest (step, timestamp, value). Searches and
     run payloads read this table, never the history."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="latest_metrics")
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="latest_metrics", db_index=False
+    )
     key = models.CharField(max_length=250)
     value = models.FloatField()
     is_nan = models.BooleanField(default=False)
