@@ -20,9 +20,10 @@ def _resolved_model(req: MlflowRequest) -> RegisteredModel:
     return selectors.registered_model_get(name)
 
 
-# Serving reads (latest versions, aliases): answers by (route, model id, what was asked),
-# dropped by any registry change in the change's own transaction; the handlers read the cache
-# versions first (@fresh_caches), so an answer is never older than the request.
+# Serving reads (latest versions, aliases) and registered-models/get: answers by (route, model
+# id, what was asked), dropped by any registry change in the change's own transaction; the
+# handlers read the cache versions first (@fresh_caches), so an answer is never older than the
+# request.
 _ANSWERS = process_cache.Store(process_cache.RESOLUTION, "registry-answers")
 
 
@@ -50,8 +51,14 @@ def create_registered_model(req: MlflowRequest) -> dict:
 
 
 @mlflow_route("registered-models/get", "GET", access=access.MODEL_READ)
+@fresh_caches
 def get_registered_model(req: MlflowRequest) -> dict:
-    return {"registered_model": selectors.model_payloads([_resolved_model(req)])[0]}
+    # Everything the payload shows is a registry row whose change bumps `resolution`.
+    model = _resolved_model(req)
+    return _ANSWERS.get_or_load(
+        ("model", model.pk),
+        lambda: {"registered_model": selectors.model_payloads([model])[0]},
+    )
 
 
 @mlflow_route("registered-models/rename", "POST", access=access.MODEL_MANAGE)

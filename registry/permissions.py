@@ -14,6 +14,7 @@ from audit import services as audit
 from core import access, identifiers, process_cache
 from core import grants as grant_helpers
 from core.errors import PermissionDenied, ResourceDoesNotExist
+from core.prepared import PreparedQuery
 from registry.models import RegisteredModel, RegisteredModelPermission
 
 
@@ -74,14 +75,16 @@ def resolve_model(user, required: str, target: Any) -> RegisteredModel:
 # name key -> the model, for requests that checked the cache versions themselves (serving
 # reads: resolve, latest versions, aliases); any change to a model bumps `resolution`.
 _MODELS = process_cache.Store(process_cache.RESOLUTION, "models")
+# name_key is unique: at most one row, so no ORDER BY is needed.
+_MODEL_BY_KEY: PreparedQuery[RegisteredModel] = PreparedQuery(
+    lambda key: RegisteredModel.objects.filter(name_key=key), str
+)
 
 
 def _model_by_key(key: str) -> RegisteredModel | None:
     if not process_cache.checked_in_this_request():
-        return RegisteredModel.objects.filter(name_key=key).first()
-    model = _MODELS.get_or_load(
-        key, lambda: RegisteredModel.objects.filter(name_key=key).first(), keep_none=False
-    )
+        return _MODEL_BY_KEY.first(key)
+    model = _MODELS.get_or_load(key, lambda: _MODEL_BY_KEY.first(key), keep_none=False)
     return copy.copy(model) if model is not None else None
 
 

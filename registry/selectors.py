@@ -7,7 +7,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, cast
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db import connection
+from django.db.models import Exists, F, Model, OuterRef, Q, QuerySet
+from django.db.models import Field as DjangoField
 
 from core import identifiers
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
@@ -46,27 +48,6 @@ _VERSION_TAGS = OneOrMany(
 _VERSION_ALIASES = OneOrMany(
     lambda **where: RegisteredModelAlias.objects.filter(**where).values_list("version_id", "alias"),
     "version_id",
-    int,
-)
-_MODEL_TAGS = OneOrMany(
-    lambda **where: RegisteredModelTag.objects.filter(**where).values_list(
-        "model_id", "key", "value"
-    ),
-    "model_id",
-    int,
-)
-_MODEL_ALIASES = OneOrMany(
-    lambda **where: RegisteredModelAlias.objects.filter(**where).values_list(
-        "model_id", "alias", "version__version"
-    ),
-    "model_id",
-    int,
-)
-_MODEL_VERSIONS_NEWEST_FIRST = OneOrMany(
-    lambda **where: ModelVersion.objects.filter(**where, deleted=False).order_by(
-        "registered_model_id", "-version"
-    ),
-    "registered_model_id",
     int,
 )
 
@@ -163,6 +144,34 @@ def resolve_model_uri(uri: Any, *, include_archived: bool = False) -> ModelVersi
 # Wire payloads
 
 
+def _version_payload(
+    name: str, v: ModelVersion, tags: list[dict[str, str]], aliases: list[str] | None
+) -> dict[str, Any]:
+    """One MLflow `ModelVersion`, fields in MLflow's order; `aliases` None leaves them out (a
+    registered model's `latest_versions` carry none)."""
+    payload: dict[str, Any] = {
+        "name": name,
+        "version": str(v.version),
+        "creation_timestamp": v.creation_timestamp,
+        "last_updated_timestamp": v.last_updated_timestamp,
+        "user_id": v.user_id,
+        "current_stage": v.current_stage,
+        "description": v.description,
+        "source": v.source,
+        "status": "READY",
+        "tags": tags,
+    }
+    if aliases is not None:
+        payload["aliases"] = sorted(aliases)
+    if v.run_id:
+        payload["run_id"] = v.run_id
+    if v.run_link:
+        payload["run_link"] = v.run_link
+    if v.model_id:
+        payload["model_id"] = v.model_id
+    return payload
+
+
 def version_payloads(versions: Sequence[ModelVersion]) -> list[dict[str, Any]]:
     ids = [v.pk for v in versions]
     tags: dict[int, list] = defaultdict(list)
@@ -180,67 +189,146 @@ def version_payloads(versions: Sequence[ModelVersion]) -> list[dict[str, Any]]:
     missing = {v.registered_model_id for v in versions} - names.keys()
     if missing:
         names.update(RegisteredModel.objects.filter(pk__in=missing).values_list("pk", "name"))
-    result = []
-    for v in versions:
-        payload: dict[str, Any] = {
-            "name": names[v.registered_model_id],
-            "version": str(v.version),
-            "creation_timestamp": v.creation_timestamp,
-            "last_updated_timestamp": v.last_updated_timestamp,
-            "user_id": v.user_id,
-            "current_stage": v.current_stage,
-            "description": v.description,
-            "source": v.source,
-            "status": "READY",
-            "tags": tags.get(v.pk, []),
-            "aliases": sorted(aliases.get(v.pk, [])),
-        }
-        if v.run_id:
-            payload["run_id"] = v.run_id
-        if v.run_link:
-            payload["run_link"] = v.run_link
-        if v.model_id:
-            payload["model_id"] = v.model_id
-        result.append(payload)
-    return result
+    return [
+        _version_payload(names[v.registered_model_id], v, tags.get(v.pk, []), aliases.get(v.pk, []))
+        for v in versions
+    ]
+
+
+# The columns of a model version that a registered model's `latest_versions` show, in the
+# order `_model_children_sql` reads them.
+_LATEST_VERSION_FIELDS = (
+    "id",
+    "version",
+    "creation_timestamp",
+    "last_updated_timestamp",
+    "user_id",
+    "current_stage",
+    "description",
+    "source",
+    "run_id",
+    "run_link",
+    "model_id",
+)
+# The kinds of row `_model_children_sql` returns.
+_LATEST_VERSION, _MODEL_TAG, _MODEL_ALIAS, _LATEST_VERSION_TAG = 0, 1, 2, 3
+_MODEL_CHILDREN_SQL: dict[str, str] = {}
+_OWNERS = "<owners>"  # where the model ids' condition goes
+
+
+def _model_children_sql(count: int) -> str:
+    """One round trip for what `count` registered models' payloads hold besides the model
+    rows, as rows of (kind, model id, version id, version number, creation and update
+    timestamps, seven texts): the newest non-deleted version per stage (a grouped read of the
+    models' version numbers picks them, so only those rows are read whole), the models' tags
+    and aliases, and the newest versions' tags. The versions come first: their typed columns
+    give the NULLs of the later branches their types on PostgreSQL. Parameters: the model ids,
+    False (not deleted), the model ids twice more."""
+    sql = _MODEL_CHILDREN_SQL.get(connection.vendor)
+    if sql is None:
+        quote = connection.ops.quote_name
+
+        def table(model: type[Model]) -> str:
+            return quote(model._meta.db_table)
+
+        def col(alias: str, model: type[Model], name: str) -> str:
+            field = model._meta.get_field(name)
+            assert isinstance(field, DjangoField)  # a concrete column, not a reverse relation
+            return f"{alias}.{quote(str(field.column))}"
+
+        MV, MT, MA, VT = ModelVersion, RegisteredModelTag, RegisteredModelAlias, ModelVersionTag
+        no_texts = ", ".join(["NULL"] * 5)
+        latest = (
+            f"SELECT {', '.join(col('v', MV, f) for f in _LATEST_VERSION_FIELDS)}, "
+            f"{col('v', MV, 'registered_model')} AS owner "
+            f"FROM {table(MV)} v INNER JOIN ("
+            f"SELECT {col('n', MV, 'registered_model')} AS owner, "
+            f"MAX({col('n', MV, 'version')}) AS newest FROM {table(MV)} n "
+            f"WHERE {col('n', MV, 'registered_model')} {_OWNERS} "
+            f"AND {col('n', MV, 'deleted')} = %s "
+            f"GROUP BY {col('n', MV, 'registered_model')}, {col('n', MV, 'current_stage')}"
+            f") newest ON {col('v', MV, 'registered_model')} = newest.owner "
+            f"AND {col('v', MV, 'version')} = newest.newest"
+        )
+        sql = " UNION ALL ".join(
+            [
+                f"WITH latest AS ({latest}) SELECT {_LATEST_VERSION}, latest.owner, "
+                + ", ".join(col("latest", MV, f) for f in _LATEST_VERSION_FIELDS)
+                + " FROM latest",
+                f"SELECT {_MODEL_TAG}, {col('t', MT, 'model')}, NULL, NULL, NULL, NULL, "
+                f"{col('t', MT, 'key')}, {col('t', MT, 'value')}, {no_texts} "
+                f"FROM {table(MT)} t WHERE {col('t', MT, 'model')} {_OWNERS}",
+                f"SELECT {_MODEL_ALIAS}, {col('a', MA, 'model')}, NULL, {col('v', MV, 'version')}, "
+                f"NULL, NULL, {col('a', MA, 'alias')}, NULL, {no_texts} "
+                f"FROM {table(MA)} a INNER JOIN {table(MV)} v "
+                f"ON {col('a', MA, 'version')} = {col('v', MV, 'id')} "
+                f"WHERE {col('a', MA, 'model')} {_OWNERS}",
+                f"SELECT {_LATEST_VERSION_TAG}, latest.owner, {col('t', VT, 'version')}, "
+                f"NULL, NULL, NULL, {col('t', VT, 'key')}, {col('t', VT, 'value')}, {no_texts} "
+                f"FROM {table(VT)} t INNER JOIN latest "
+                f"ON {col('t', VT, 'version')} = {col('latest', MV, 'id')}",
+            ]
+        )
+        _MODEL_CHILDREN_SQL[connection.vendor] = sql
+    owners = "= %s" if count == 1 else f"IN ({', '.join(['%s'] * count)})"
+    return sql.replace(_OWNERS, owners)
 
 
 def model_payloads(models: Sequence[RegisteredModel]) -> list[dict[str, Any]]:
+    """MLflow `RegisteredModel` dicts, in the given order, in one query for any number of
+    models: `latest_versions` holds the newest version per stage ("None" included), by
+    version number, each with its tags and without aliases (as MLflow answers)."""
+    if not models:
+        return []
     ids = [m.pk for m in models]
     tags: dict[int, list] = defaultdict(list)
-    for mid, key, value in _MODEL_TAGS.rows(ids):
-        tags[mid].append({"key": key, "value": value})
     aliases: dict[int, list] = defaultdict(list)
-    for mid, alias, version in _MODEL_ALIASES.rows(ids):
-        aliases[mid].append({"alias": alias, "version": str(version)})
-    # The highest version per stage, for every model of the page in one query.
-    latest: dict[int, dict[str, ModelVersion]] = defaultdict(dict)
-    by_id = {m.pk: m for m in models}
-    for mv in _MODEL_VERSIONS_NEWEST_FIRST.rows(ids):
-        mv.registered_model = by_id[mv.registered_model_id]
-        latest[mv.registered_model_id].setdefault(mv.current_stage, mv)
-    latest_versions_all = [mv for stages in latest.values() for mv in stages.values()]
-    version_dicts = {
-        mv.pk: {k: v for k, v in d.items() if k != "aliases"}
-        for mv, d in zip(latest_versions_all, version_payloads(latest_versions_all), strict=True)
-    }
-    result = []
-    for m in models:
-        payload: dict[str, Any] = {
+    latest: dict[int, list[ModelVersion]] = defaultdict(list)
+    version_tags: dict[int, list] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(_model_children_sql(len(ids)), [*ids, False, *ids, *ids])
+        rows = cursor.fetchall()
+    for kind, owner, version_id, number, created, updated, *texts in rows:
+        if kind == _LATEST_VERSION:
+            user_id, stage, description, source, run_id, run_link, model_id = texts
+            latest[owner].append(
+                ModelVersion(
+                    id=version_id,
+                    registered_model_id=owner,
+                    version=number,
+                    creation_timestamp=created,
+                    last_updated_timestamp=updated,
+                    user_id=user_id,
+                    current_stage=stage,
+                    description=description,
+                    source=source,
+                    run_id=run_id,
+                    run_link=run_link,
+                    model_id=model_id,
+                )
+            )
+        elif kind == _MODEL_TAG:
+            tags[owner].append({"key": texts[0], "value": texts[1]})
+        elif kind == _MODEL_ALIAS:
+            aliases[owner].append({"alias": texts[0], "version": str(number)})
+        else:
+            version_tags[version_id].append({"key": texts[0], "value": texts[1]})
+    return [
+        {
             "name": m.name,
             "creation_timestamp": m.creation_timestamp,
             "last_updated_timestamp": m.last_updated_timestamp,
             "user_id": m.user_id,
             "description": m.description,
             "latest_versions": [
-                version_dicts[mv.pk]
-                for mv in sorted(latest.get(m.pk, {}).values(), key=lambda v: v.version)
+                _version_payload(m.name, mv, version_tags.get(mv.pk, []), None)
+                for mv in sorted(latest.get(m.pk, []), key=lambda mv: mv.version)
             ],
             "tags": tags.get(m.pk, []),
             "aliases": aliases.get(m.pk, []),
         }
-        result.append(payload)
-    return result
+        for m in models
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit import services as audit
-from core import access, identifiers
+from core import access, identifiers, process_cache
 from core.errors import (
     Conflict,
     InvalidParameterValue,
@@ -800,6 +800,9 @@ def model_version_import(
         )
         mv = ModelVersion.objects.get(pk=mv.pk)
         ModelVersionTag.objects.filter(version=mv).exclude(key__in=list(tags)).delete()
+        # Neither this UPDATE nor the tags' upsert below sends the signals that drop the
+        # cached answers showing this version (resolution, latest versions, the model).
+        process_cache.bump(process_cache.RESOLUTION)
     ModelVersionTag.objects.bulk_create(
         [ModelVersionTag(version=mv, key=k, value=v) for k, v in tags.items()],
         update_conflicts=True,

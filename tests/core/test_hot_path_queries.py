@@ -33,9 +33,10 @@ BUDGET = {
     # value's conditional upsert are one statement and need no transaction; on SQLite they
     # are two, in a transaction (the test's outer transaction adds a savepoint and release)
     "runs/log-metric": 2 if connection.vendor == "postgresql" else 5,
-    "registered-models/get": 6,  # model (resolver's), tags, aliases, versions, their tags+aliases
     "model-versions/get": 4,  # model (resolver's), version, tags, aliases
-    # Serving reads: the cache versions (one query), then model, grants and answer from memory.
+    # Serving reads and registered-models/get: the cache versions (one query), then model,
+    # grants and answer from memory (a cold answer: test_registered_model_read_after_a_change).
+    "registered-models/get": 1,
     "registered-models/get-latest-versions": 1,
     "registered-models/alias": 1,
     "resolve": 1,
@@ -52,14 +53,23 @@ def world(settings):
     api = MlflowApiClient(client)
     experiment_id = api.experiment("hot-exp")
     run_id = api.run(experiment_id)["info"]["run_id"]
-    response = api.post("registered-models/create", {"name": "hot-model"})
+    # Tags on the model and its versions, and versions in two stages: a payload read per
+    # kind or per version would show in the counts.
+    tag = [{"key": "team", "value": "hot"}]
+    response = api.post("registered-models/create", {"name": "hot-model", "tags": tag})
     assert response.status_code == 200, response.content
     set_open_policy("hot-model")
-    response = api.post(
-        "model-versions/create",
-        {"name": "hot-model", "source": f"runs:/{run_id}/model", "run_id": run_id},
-    )
-    assert response.status_code == 200, response.content
+    for version_tags in ([], tag):  # version 1 (to Production below), version 2 (None)
+        response = api.post(
+            "model-versions/create",
+            {
+                "name": "hot-model",
+                "source": f"runs:/{run_id}/model",
+                "run_id": run_id,
+                "tags": version_tags,
+            },
+        )
+        assert response.status_code == 200, response.content
     registry.model_version_transition_stage(name="hot-model", version="1", stage="Staging")
     registry.model_version_transition_stage(name="hot-model", version="1", stage="Production")
     response = api.post(
@@ -233,6 +243,39 @@ def test_alias_read_follows_an_alias_move_and_a_tag_at_once(world):
     assert tags == [{"key": "k", "value": "v"}]
     api.delete("registered-models/alias", params)
     assert api.get("registered-models/alias", params).status_code == 400
+
+
+def test_registered_model_read_after_a_change(world):
+    """A change drops the cached answer at once; the next read costs the cache versions, the
+    model and one read of its tags, aliases, newest version per stage and their tags."""
+    api = world["api"]
+    read = _calls(world)["registered-models/get"]
+    before = read().json()["registered_model"]
+    assert [v["version"] for v in before["latest_versions"]] == ["1", "2"]
+    assert before["aliases"] == [{"alias": "champion", "version": "1"}]
+    registry.model_version_transition_stage(name="hot-model", version="2", stage="Staging")
+    api.post("registered-models/set-tag", {"name": "hot-model", "key": "k", "value": "v"})
+    count, sql = _count(read)
+    assert count <= 3, "\n".join(sql)
+    after = read().json()["registered_model"]
+    assert [(v["version"], v["current_stage"]) for v in after["latest_versions"]] == [
+        ("1", "Production"),
+        ("2", "Staging"),
+    ]
+    assert after["latest_versions"][1]["tags"] == [{"key": "team", "value": "hot"}]
+    assert {"key": "k", "value": "v"} in after["tags"]
+
+
+def test_a_page_of_registered_models_costs_one_read_for_its_payloads(world):
+    api = world["api"]
+    for name in ("hot-model-2", "hot-model-3"):
+        assert api.post("registered-models/create", {"name": name}).status_code == 200
+    search = lambda: api.get("registered-models/search", {"max_results": 10})  # noqa: E731
+    search()
+    count, sql = _count(search)
+    # the caller's grants (what it may not read), the page, one read of the page's payloads
+    assert count <= 3, "\n".join(sql)
+    assert len(search().json()["registered_models"]) == 3
 
 
 def test_resolution_answers_304_to_its_etag(world):
