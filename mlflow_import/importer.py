@@ -17,7 +17,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -613,24 +613,38 @@ class Importer:
                 todo.append((owner, path, size))
         store = get_artifact_store()
         done: list[dict[str, Any]] = []
+        # At most workers + 1 files in flight: the copies cannot run ahead of their mapping
+        # (a slow commit), so an interrupted import copies at most 10 + workers + 1 again.
+        waiting = iter(todo)
+        futures: dict[Future, tuple[ArtifactOwner, str, int]] = {}
         with (
             self.progress("artifact files", len(todo)) as advance,
             ThreadPoolExecutor(self.workers) as pool,
         ):
-            futures = {pool.submit(self._copy_file, store, *item): item for item in todo}
-            for future in as_completed(futures):
-                owner, path, _ = futures[future]
-                try:
-                    done.append(future.result())
-                except (SourceError, ApplicationError, OSError) as exc:
-                    reason = exc.message if isinstance(exc, ApplicationError) else str(exc)
-                    self.report.skip("artifacts", f"{owner.key}/{path}", reason)
-                advance(1)
-                # Mapped every few files, so an interrupted import copies few again.
-                if len(done) >= 10:
-                    self._map(Kind.ARTIFACT, done)
-                    self.report.count("artifacts", "imported", len(done))
-                    done = []
+
+            def submit_next() -> None:
+                item = next(waiting, None)
+                if item is not None:
+                    futures[pool.submit(self._copy_file, store, *item)] = item
+
+            for _ in range(self.workers + 1):
+                submit_next()
+            while futures:
+                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    owner, path, _ = futures.pop(future)
+                    try:
+                        done.append(future.result())
+                    except (SourceError, ApplicationError, OSError) as exc:
+                        reason = exc.message if isinstance(exc, ApplicationError) else str(exc)
+                        self.report.skip("artifacts", f"{owner.key}/{path}", reason)
+                    advance(1)
+                    # Mapped every few files, so an interrupted import copies few again.
+                    if len(done) >= 10:
+                        self._map(Kind.ARTIFACT, done)
+                        self.report.count("artifacts", "imported", len(done))
+                        done = []
+                    submit_next()
         self._map(Kind.ARTIFACT, done)
         self.report.count("artifacts", "imported", len(done))
         return len(todo)
