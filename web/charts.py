@@ -3,7 +3,7 @@ screen readers. Used by the run, compare and experiment-chart pages and the revi
 
 from __future__ import annotations
 
-import struct
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,10 +13,10 @@ from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Q, Wi
 from django.db.models.functions import Mod, RowNumber
 
 from tracking.models import LatestMetric, Metric
-from web.models import MetricChart
+from web.models import POINT, MetricChart
 
 MAX_CHART_POINTS = 2000
-POINT = struct.Struct("<qdq")  # a stored chart's point: step, value, timestamp
+logger = logging.getLogger(__name__)
 
 
 def resolution(max_points: int) -> int:
@@ -105,9 +105,9 @@ def _read(
         "run_id", "key", "history_version", "sampled", "points"
     ):
         pair = (run_id, key)
-        sample = Sample(list(POINT.iter_unpack(points)), total)
         if pair not in versions:
             continue
+        sample = Sample(list(POINT.iter_unpack(points)), total)
         if versions[pair] == version:
             charts[pair] = sample
         elif extend and versions[pair] > version:
@@ -228,8 +228,8 @@ def _keep(samples: dict[tuple[str, str], Sample], size: int) -> None:
                 unique_fields=["run", "key", "max_points"],
                 update_fields=["history_version", "sampled", "points"],
             )
-    except DatabaseError:
-        pass
+    except DatabaseError as exc:
+        logger.info("metric charts not kept: %s", exc)
 
 
 def chart_summary(chart_data: dict, names: dict[str, str]) -> list[dict]:

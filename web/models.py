@@ -3,10 +3,13 @@ experiment."""
 
 from __future__ import annotations
 
+import struct
+
 from django.conf import settings
 from django.db import models
 
 MAX_SAVED_COLUMNS = 60
+POINT = struct.Struct("<qdq")  # a kept chart's point: step, value, timestamp
 
 
 class SavedRunColumns(models.Model):
@@ -42,8 +45,8 @@ class MetricChart(models.Model):
     max_points = models.PositiveIntegerField()
     history_version = models.BigIntegerField()
     sampled = models.BigIntegerField(default=0)  # the non-NaN points the sample was taken from
-    # (step, value, timestamp) per point in logging order, packed as web.charts.POINT (a
-    # value may be infinite, which JSON cannot hold).
+    # (step, value, timestamp) per point in logging order, packed as POINT (a value may be
+    # infinite, which JSON cannot hold).
     points = models.BinaryField()
 
     class Meta:
@@ -52,4 +55,4 @@ class MetricChart(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.run_id} {self.key} ({len(self.points) // 24} points)"
+        return f"{self.run_id} {self.key} ({len(self.points) // POINT.size} points)"
