@@ -25,6 +25,7 @@ from django.db.models import (
     QuerySet,
     Value,
     When,
+    Window,
 )
 from django.db.models import Field as DjangoField
 from django.db.models.functions import Left
@@ -503,6 +504,8 @@ class GroupedPage:
     offset: int
     next_token: str | None
     scope: dict[str, Any]
+    # The figures (run_groups) of the page's groups, when they were read with the page.
+    figures: dict[str | None, dict[str, Any]] | None = None
 
 
 NO_RUN = object()
@@ -570,11 +573,17 @@ def runs_search_grouped(
     group: tuple[str, str],
     max_results: int,
     page_token: str | None,
+    figure_keys: Sequence[str] = (),
+    figure_budget: int = 0,
 ) -> GroupedPage:
     """A runs_search page in group order (group_order; the search's own order within a group).
     Two queries: every group's size (one aggregate, at most MAX_GROUPS groups, else an
     InvalidParameterValue saying so), from which the groups the page covers follow; then the
-    page of runs from those groups only. The page token is bound to the grouping as well."""
+    page of runs from those groups only. The page token is bound to the grouping as well.
+
+    Given figure_keys (metric keys), when the page's groups hold at most figure_budget runs
+    together, the page query also reads their figures (run_groups, as `figures`): the
+    groups' runs are found once rather than twice."""
     from core.pagination import decode_page_token, encode_page_token
 
     scope = {
@@ -613,7 +622,17 @@ def runs_search_grouped(
     covered = [(v, first) for v, first in spans if first < offset + max_results]
     covered = [(v, first) for v, first in covered if first + sizes[v] > offset]
     rows: list[tuple[str, str | None]] = []
-    if 0 < len(covered) <= PER_GROUP_READS:
+    figures = None
+    if figure_keys and covered and sum(sizes[v] for v, _ in covered) <= figure_budget:
+        rows, figures = _page_with_figures(
+            _in_groups(base, [v for v, _ in covered]),
+            order_by,
+            covered,
+            offset - covered[0][1],
+            max_results,
+            list(figure_keys),
+        )
+    elif 0 < len(covered) <= PER_GROUP_READS:
         # A query per group: each is then ordered by the search alone, which a metric order
         # reads from the (key, value) index (run_search.page_of_runs) and stops early.
         for value, first in covered:
@@ -625,19 +644,93 @@ def runs_search_grouped(
             )
             rows += [(run_id, value) for run_id in ids]
     elif covered:
-        qs = run_search.order_runs(_in_groups(base, [v for v, _ in covered]), order_by)
-        if len(covered) > 1:
-            rank = Case(
-                *(When(grouping__value=v, then=Value(i)) for i, (v, _) in enumerate(covered)),
-                default=Value(len(covered)),
-                output_field=IntegerField(),
-            )
-            qs = qs.order_by(rank, *qs.query.order_by)
+        qs = _in_group_order(_in_groups(base, [v for v, _ in covered]), order_by, covered)
         skip = offset - covered[0][1]
         rows = list(qs.values_list("run_id", F("grouping__value"))[skip : skip + max_results])
     after = group_at(offset + max_results)
     token = encode_page_token(offset + max_results, scope) if after is not NO_RUN else None
-    return GroupedPage(rows, sizes, total, group_at(offset - 1), after, offset, token, scope)
+    return GroupedPage(
+        rows, sizes, total, group_at(offset - 1), after, offset, token, scope, figures
+    )
+
+
+def _in_group_order(qs: QuerySet[Run], order_by: list[str], covered: list) -> QuerySet[Run]:
+    """The runs of the covered groups (value, first position) in their order, the search's
+    order within each."""
+    qs = run_search.order_runs(qs, order_by)
+    if len(covered) < 2:
+        return qs
+    rank = Case(
+        *(When(grouping__value=v, then=Value(i)) for i, (v, _) in enumerate(covered)),
+        default=Value(len(covered)),
+        output_field=IntegerField(),
+    )
+    return qs.order_by(rank, *qs.query.order_by)
+
+
+def _with_metric_figures(qs: QuerySet[Run], metric_keys: list[str]) -> QuerySet[Run]:
+    """Each metric key's latest value as `metric_<i>__value` (NULL when NaN or missing): one
+    LEFT JOIN on the (run, key) row."""
+    for i, key in enumerate(metric_keys):
+        qs = qs.annotate(
+            **{
+                f"metric_{i}": FilteredRelation(
+                    "latest_metrics",
+                    condition=Q(latest_metrics__key=key, latest_metrics__is_nan=False),
+                )
+            }
+        )
+    return qs
+
+
+def _figure_aggregates(metric_keys: list[str]) -> dict[str, Any]:
+    aggregates: dict[str, Any] = {"runs": Count("run_id")}
+    for i in range(len(metric_keys)):
+        aggregates[f"mean_{i}"] = Avg(f"metric_{i}__value")
+        aggregates[f"min_{i}"] = Min(f"metric_{i}__value")
+        aggregates[f"max_{i}"] = Max(f"metric_{i}__value")
+        aggregates[f"with_{i}"] = Count(f"metric_{i}__value")
+    return aggregates
+
+
+def _figures(row: dict[str, Any], metric_keys: list[str]) -> dict[str, Any]:
+    return {
+        "runs": row["runs"],
+        "metrics": {
+            key: {
+                "mean": row[f"mean_{i}"],
+                "min": row[f"min_{i}"],
+                "max": row[f"max_{i}"],
+                "runs": row[f"with_{i}"],
+            }
+            for i, key in enumerate(metric_keys)
+        },
+    }
+
+
+def _page_with_figures(
+    qs: QuerySet[Run],
+    order_by: list[str],
+    covered: list,
+    skip: int,
+    count: int,
+    metric_keys: list[str],
+) -> tuple[list[tuple[str, str | None]], dict[str | None, dict[str, Any]]]:
+    """A page of the covered groups' runs, each row with its group's figures as window
+    aggregates over the group (computed over all its runs before the page is cut)."""
+    qs = _with_metric_figures(_in_group_order(qs, order_by, covered), metric_keys)
+    partition = F("grouping__value")
+    windows = {
+        name: Window(aggregate, partition_by=[partition])
+        for name, aggregate in _figure_aggregates(metric_keys).items()
+    }
+    found: Any = qs.annotate(**windows).values("run_id", "grouping__value", *windows)
+    rows, figures = [], {}
+    for row in found[skip : skip + count]:
+        value = row["grouping__value"]
+        rows.append((row["run_id"], value))
+        figures[value] = _figures(row, metric_keys)
+    return rows, figures
 
 
 def run_groups(
@@ -654,40 +747,15 @@ def run_groups(
     those of its runs that have it (NaN left out). One aggregate query, grouped in SQL."""
     if not readable_experiment_ids or not values:
         return {}
-    qs = _in_groups(
-        _grouped_runs(readable_experiment_ids, view_type, filter_string, *group), values
+    qs = _with_metric_figures(
+        _in_groups(
+            _grouped_runs(readable_experiment_ids, view_type, filter_string, *group), values
+        ),
+        metric_keys,
     )
-    aggregates: dict[str, Any] = {"runs": Count("run_id")}
-    for i, key in enumerate(metric_keys):
-        qs = qs.annotate(
-            **{
-                f"metric_{i}": FilteredRelation(
-                    "latest_metrics",
-                    condition=Q(latest_metrics__key=key, latest_metrics__is_nan=False),
-                )
-            }
-        )
-        aggregates[f"mean_{i}"] = Avg(f"metric_{i}__value")
-        aggregates[f"min_{i}"] = Min(f"metric_{i}__value")
-        aggregates[f"max_{i}"] = Max(f"metric_{i}__value")
-        aggregates[f"with_{i}"] = Count(f"metric_{i}__value")
     grouped: Any = qs.values(value=F("grouping__value"))
-    rows: list[dict[str, Any]] = list(grouped.annotate(**aggregates).order_by())
-    found = {}
-    for row in rows:
-        found[row["value"]] = {
-            "runs": row["runs"],
-            "metrics": {
-                key: {
-                    "mean": row[f"mean_{i}"],
-                    "min": row[f"min_{i}"],
-                    "max": row[f"max_{i}"],
-                    "runs": row[f"with_{i}"],
-                }
-                for i, key in enumerate(metric_keys)
-            },
-        }
-    return found
+    rows = grouped.annotate(**_figure_aggregates(metric_keys)).order_by()
+    return {row["value"]: _figures(row, metric_keys) for row in rows}
 
 
 def metric_history(

@@ -185,8 +185,18 @@ def experiment_detail(request, experiment_id: str):
     try:
         if group:
             try:
+                # Columns known before the search (chosen or saved): the page's group
+                # figures are read with its runs.
+                known = requested or saved or []
                 grouped = selectors.runs_search_grouped(
-                    **search, group=group, max_results=PAGE_SIZE, page_token=token
+                    **search,
+                    group=group,
+                    max_results=PAGE_SIZE,
+                    page_token=token,
+                    figure_keys=[
+                        c.removeprefix("metrics.") for c in known if c.startswith("metrics.")
+                    ],
+                    figure_budget=MAX_FIGURED_RUNS,
                 )
             except selectors.TooManyGroups as exc:  # said, and the table shown ungrouped
                 group, group_column, group_error = None, "", exc.message
@@ -232,15 +242,17 @@ def experiment_detail(request, experiment_id: str):
         )
     )
 
-    def row(payload: dict, parent: str = "") -> dict:
+    def row(payload: dict, parent: str = "", in_group: str = "") -> dict:
         values = runs_table.values_of(payload)
         run_id = payload["info"]["run_id"]
-        return {
+        found = {
             "info": payload["info"],
             "parent": parent,
+            "in_group": in_group,
             "children": child_counts.get(run_id, 0),
             "cells": [runs_table.cell(c, values.get(c)) for c in columns],
         }
+        return {**found, "html": runs_table.run_row_html(found, CHILDREN_SHOWN)}
 
     if grouped is not None and group is not None:
         rows = _grouped_rows(grouped, payloads, columns, group, search["filter_string"], row)
@@ -314,8 +326,9 @@ def _grouped_rows(grouped, payloads, columns, group, filter_string, row) -> list
     """The page's runs under a header row per group: its value, how many runs it has in all
     (not only on this page), whether it began on an earlier page or goes on to a later one,
     and the mean (lowest, highest) of each metric column over all its runs. The figures are
-    one aggregate query over the page's groups, read while they hold at most
-    MAX_FIGURED_RUNS runs together (a larger group says it was not figured)."""
+    read while the page's groups hold at most MAX_FIGURED_RUNS runs together (a larger group
+    says it was not figured): with the page's runs when its columns were known before the
+    search, else one aggregate query over the page's groups."""
     by_id = {p["info"]["run_id"]: p for p in payloads}
     on_page: dict[str | None, int] = {}
     for run_id, value in grouped.rows:
@@ -329,7 +342,9 @@ def _grouped_rows(grouped, payloads, columns, group, filter_string, row) -> list
         budget -= grouped.sizes.get(value, 0)
     metric_keys = [c.removeprefix("metrics.") for c in columns if c.startswith("metrics.")]
     stats = (
-        selectors.run_groups(
+        grouped.figures
+        if grouped.figures is not None
+        else selectors.run_groups(
             readable_experiment_ids=grouped.scope["experiments"],
             filter_string=filter_string,
             view_type="active",
@@ -358,7 +373,7 @@ def _grouped_rows(grouped, payloads, columns, group, filter_string, row) -> list
                 "cells": [runs_table.aggregate_cell(c, found, MAX_FIGURED_RUNS) for c in columns],
             }
             rows.append(header)
-        rows.append({**row(by_id[run_id]), "in_group": header["group"]})
+        rows.append(row(by_id[run_id], in_group=header["group"]))
     if header is not None:
         header["continues"] = grouped.after == header["value"]
     return rows

@@ -188,6 +188,18 @@ def test_grouped_page_query_count_is_pinned(scientist, sweep, django_assert_num_
     sql = [q["sql"] for q in captured.captured_queries]
     assert len([q for q in sql if "GROUP BY" in q.upper()]) == 2
     assert not [q for q in sql if q.startswith("SELECT COUNT(*)")]
+    # With the columns chosen (known before the search), the figures come with the page's
+    # runs, as aggregates over each group's window: one query fewer, the same figures.
+    chosen = {**params, "col": ["metrics.val_auc", "metrics.loss"]}
+    client.get(url, chosen)
+    process_cache.clear_all()
+    with django_assert_num_queries(22) as captured:
+        page = client.get(url, chosen).content.decode()
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len([q for q in sql if "GROUP BY" in q.upper()]) == 1
+    assert len([q for q in sql if " OVER (PARTITION BY " in q.upper()]) == 1
+    cells = {html_lib.unescape(v): rest for _, v, _, rest in GROUP_ROW.findall(page)}
+    assert 'title="mean 0.533333, min 0.51, max 0.56 over the 3 runs' in cells["2"]
 
 
 def test_too_many_groups_are_refused_and_large_groups_not_figured(scientist, sweep, monkeypatch):
