@@ -271,3 +271,32 @@ def test_the_chart_view_follows_the_nested_table_and_its_page_tokens(scientist):
     assert len(first) + len(second) == 52 and not set(first) & set(second)
     everything = first + second
     assert everything.index(child) == everything.index(parent) + 1  # under its parent
+
+
+def test_every_value_in_a_run_row_is_escaped(scientist):
+    """The rows are built in Python (runs_table.run_row_html), not by the template's
+    autoescaping: a run name, a param value and a tag written to break out of the markup
+    show as text."""
+    exp = tracking.experiment_create(name="escaping", owner=scientist)
+    name = '<img src=x onerror=alert(1)>"'
+    value = "\"><script>alert(2)</script>'"
+    parent = new_run(
+        exp.experiment_id,
+        name,
+        params=[{"key": "p", "value": value}],
+        log_tags=[{"key": "note", "value": value}],
+    )
+    new_run(exp.experiment_id, "child", tags=parent_tag(parent))
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+    page = client.get(url, {"col": ["params.p", "tags.note"]}).content.decode()
+    assert "<img" not in page and "<script>alert" not in page
+    row = re.search(rf'<tr data-run-id="{parent}">.*?</tr>', page, re.S).group(0)
+    escaped_name = html_lib.escape(name)
+    assert f'aria-label="Compare {escaped_name}"' in row
+    assert f'title="{escaped_name}">{escaped_name}</a>' in row
+    assert (
+        f'data-toggle-children="{parent}" aria-label="Hide the 1 child runs of {escaped_name}"'
+        in row
+    )
+    assert row.count(f">{html_lib.escape(value)}</td>") == 2  # the param and the tag
