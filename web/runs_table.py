@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from html import escape
 from typing import Any
 from urllib.parse import quote
 
 from django.urls import reverse
+from django.utils.http import RFC3986_SUBDELIMS
 from django.utils.safestring import SafeString, mark_safe
 
 from core.errors import InvalidParameterValue
@@ -304,7 +306,7 @@ def _fix(text: str, written: str, replacement: str) -> tuple[str, str]:
     return replacement, fixed
 
 
-def run_row_html(row: dict, children_shown: int) -> SafeString:
+def run_row_html(row: dict, children_shown: int, run_url: Callable[[str], str]) -> SafeString:
     """A run's row of the table (the view's row dict: info, parent, children, in_group,
     cells). Built here rather than in the template: in Django's template language a row cost
     about 130 µs, 50 rows two thirds of a table page's rendering; this is the same markup at
@@ -346,7 +348,7 @@ def run_row_html(row: dict, children_shown: int) -> SafeString:
         f'      <td class="pin pin-select"><input type="checkbox" name="runs" value="{run_id}" '
         f'aria-label="Compare {name}"></td>\n'
         f'      <td class="pin pin-name"><span class="run-swatch" data-run-colour="{run_id}" '
-        f'aria-hidden="true"></span>{toggle}<a href="{_run_url(info["run_id"])}" '
+        f'aria-hidden="true"></span>{toggle}<a href="{escape(run_url(info["run_id"]))}" '
         f'title="{name}">{name}</a>{listed}</td>\n'
         f"      <td>{timestamp(info['start_time'])}</td>\n"
         f'      <td><span class="badge status-{status.lower()}">{status}</span></td>\n'
@@ -356,5 +358,9 @@ def run_row_html(row: dict, children_shown: int) -> SafeString:
     )
 
 
-def _run_url(run_id: str) -> str:
-    return escape(reverse("web:run", args=[run_id]))
+def run_url_maker() -> Callable[[str], str]:
+    """A run page's URL from its id: reversed once, the id put in its place (with reverse's
+    quoting), rather than reverse() per row of a table."""
+    marker = "0" * 32
+    before, _, after = reverse("web:run", args=[marker]).rpartition(marker)
+    return lambda run_id: f"{before}{quote(run_id, safe=RFC3986_SUBDELIMS + '/~:@')}{after}"

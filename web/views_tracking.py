@@ -230,7 +230,7 @@ def experiment_detail(request, experiment_id: str):
         unknown = runs_table.unknown_keys(filter_string, available, columns_cut)
     children, child_counts = _children(experiment.experiment_id, run_ids) if nested else ({}, {})
     child_ids = [c for ids in children.values() for c in ids]
-    loaded = selectors.run_payloads([*run_ids, *child_ids])
+    loaded = selectors.run_payloads([*run_ids, *child_ids], with_inputs=False)
     payloads = loaded[: len(run_ids)]
     child_payloads = {p["info"]["run_id"]: p for p in loaded[len(run_ids) :]}
     columns = (
@@ -242,6 +242,8 @@ def experiment_detail(request, experiment_id: str):
         )
     )
 
+    run_url = runs_table.run_url_maker()
+
     def row(payload: dict, parent: str = "", in_group: str = "") -> dict:
         values = runs_table.values_of(payload)
         run_id = payload["info"]["run_id"]
@@ -252,7 +254,7 @@ def experiment_detail(request, experiment_id: str):
             "children": child_counts.get(run_id, 0),
             "cells": [runs_table.cell(c, values.get(c)) for c in columns],
         }
-        return {**found, "html": runs_table.run_row_html(found, CHILDREN_SHOWN)}
+        return {**found, "html": runs_table.run_row_html(found, CHILDREN_SHOWN, run_url)}
 
     if grouped is not None and group is not None:
         rows = _grouped_rows(grouped, payloads, columns, group, search["filter_string"], row)
