@@ -36,6 +36,7 @@ from core.mlflow_api import encode_double
 from core.prepared import OneOrMany
 from tracking.models import (
     VALUE_INDEX_PREFIX,
+    Dataset,
     Experiment,
     ExperimentTag,
     LatestMetric,
@@ -114,8 +115,16 @@ _EXPERIMENT_TAGS = OneOrMany(
 
 
 def experiment_payloads(experiments: Sequence[Experiment]) -> list[dict[str, Any]]:
+    """MLflow `Experiment` dicts; the tags of an experiment the access layer read with its
+    tags (permissions.experiment_with_tags) are not read again."""
     tags: dict[int, list[dict[str, str]]] = defaultdict(list)
-    for exp_id, key, value in _EXPERIMENT_TAGS.rows([e.experiment_id for e in experiments]):
+    unread = []
+    for e in experiments:
+        if hasattr(e, "prefetched_tags"):
+            tags[e.experiment_id] = e.prefetched_tags
+        else:
+            unread.append(e.experiment_id)
+    for exp_id, key, value in _EXPERIMENT_TAGS.rows(unread) if unread else []:
         tags[exp_id].append({"key": key, "value": value})
     result = []
     for e in experiments:
@@ -274,25 +283,30 @@ _ONE_RUN_CHILDREN_SQL: dict[str, str] = {}
 
 
 def _one_run_children_sql() -> str:
-    """One round trip for what one run's payload holds besides the run row and its dataset
-    inputs: latest metrics (0), params (1), tags (2), model inputs (3), model outputs (4), as
-    rows of (kind, key or model id, text value, number, is_nan, timestamp, step)."""
+    """One round trip for what one run's payload holds besides the run row: latest metrics
+    (0), params (1), tags (2), model inputs (3), model outputs (4), dataset inputs (5) and
+    their tags (6), as rows of (kind, key, text, number, is_nan, timestamp, step, and four
+    texts for a dataset's source type, source, schema and profile). A dataset input's row
+    has the dataset's name as key, its digest as text and the input's id as timestamp; an
+    input tag's row its key, value and input id."""
     sql = _ONE_RUN_CHILDREN_SQL.get(connection.vendor)
     if sql is None:
         quote = connection.ops.quote_name
 
-        def col(model: type[Model], name: str) -> str:
+        def col(model: type[Model], name: str, table: str = "") -> str:
             field = model._meta.get_field(name)
             assert isinstance(field, DjangoField)  # a concrete column, not a reverse relation
-            return quote(str(field.column))
+            return f"{table}{quote(str(field.column))}"
 
         def select(kind: int, model: type[Model], key: str, *rest: str) -> str:
+            columns = [col(model, key), *rest, *["NULL"] * (9 - len(rest))]
             return (
-                f"SELECT {kind}, {col(model, key)}, {', '.join(rest)} "
+                f"SELECT {kind}, {', '.join(columns)} "
                 f"FROM {quote(model._meta.db_table)} WHERE {col(model, 'run')} = %s"
             )
 
-        M, P, T = LatestMetric, Param, RunTag
+        M, P, T, D, RI, IT = LatestMetric, Param, RunTag, Dataset, RunInput, RunInputTag
+        inputs, datasets = f"{quote(RI._meta.db_table)}", f"{quote(D._meta.db_table)}"
         sql = " UNION ALL ".join(
             [
                 select(
@@ -305,57 +319,83 @@ def _one_run_children_sql() -> str:
                     col(M, "timestamp"),
                     col(M, "step"),
                 ),
-                select(1, P, "key", col(P, "value"), "NULL", "NULL", "NULL", "NULL"),
-                select(2, T, "key", col(T, "value"), "NULL", "NULL", "NULL", "NULL"),
-                select(3, RunModelInput, "model", "NULL", "NULL", "NULL", "NULL", "NULL"),
+                select(1, P, "key", col(P, "value")),
+                select(2, T, "key", col(T, "value")),
+                select(3, RunModelInput, "model"),
                 select(
                     4, RunOutput, "model", "NULL", "NULL", "NULL", "NULL", col(RunOutput, "step")
                 ),
+                f"SELECT 5, {col(D, 'name', 'd.')}, {col(D, 'digest', 'd.')}, NULL, NULL, "
+                f"{col(RI, 'id', 'i.')}, NULL, {col(D, 'source_type', 'd.')}, "
+                f"{col(D, 'source', 'd.')}, {col(D, 'schema', 'd.')}, {col(D, 'profile', 'd.')} "
+                f"FROM {inputs} i JOIN {datasets} d ON d.{col(D, 'id')} = i.{col(RI, 'dataset')} "
+                f"WHERE i.{col(RI, 'run')} = %s",
+                f"SELECT 6, {col(IT, 'key', 't.')}, {col(IT, 'value', 't.')}, NULL, NULL, "
+                f"{col(IT, 'run_input', 't.')}, NULL, NULL, NULL, NULL, NULL "
+                f"FROM {quote(IT._meta.db_table)} t JOIN {inputs} i "
+                f"ON i.{col(RI, 'id')} = t.{col(IT, 'run_input')} WHERE i.{col(RI, 'run')} = %s",
             ]
         )
         _ONE_RUN_CHILDREN_SQL[connection.vendor] = sql
     return sql
 
 
-def _one_run_children(run_id: str) -> tuple[list, list, list, list, list]:
-    """The rows `run_payloads` reads for many runs, for one run in one query."""
-    found: tuple[list, list, list, list, list] = ([], [], [], [], [])
+def _one_run_children(run_id: str) -> tuple[list, list, list, list, list, list, list]:
+    """The rows `run_payloads` reads for many runs, for one run in one query: latest metrics,
+    params, tags, model inputs, outputs, dataset inputs and the inputs' tags."""
+    found: tuple[list, list, list, list, list, list, list] = ([], [], [], [], [], [], [])
     with connection.cursor() as cursor:
-        cursor.execute(_one_run_children_sql(), [run_id] * 5)
-        for kind, key, text, number, is_nan, timestamp, step in cursor.fetchall():
+        cursor.execute(_one_run_children_sql(), [run_id] * 7)
+        for kind, key, text, number, is_nan, ident, step, *dataset in cursor.fetchall():
             if kind == 0:
-                found[0].append((run_id, key, number, bool(is_nan), timestamp, step))
+                found[0].append((run_id, key, number, bool(is_nan), ident, step))
             elif kind in (1, 2):
                 found[kind].append((run_id, key, text))
             elif kind == 3:
                 found[3].append((run_id, key))
-            else:
+            elif kind == 4:
                 found[4].append((run_id, key, step))
+            elif kind == 5:
+                found[5].append((ident, run_id, key, text, *dataset))
+            else:
+                found[6].append((ident, key, text))
     return found
 
 
 def run_payloads(
     run_ids: Sequence[str], *, runs: Sequence[Run] = (), with_inputs: bool = True
 ) -> list[dict[str, Any]]:
-    """Full MLflow `Run` dicts for these runs, in the given order: for one run 3 queries (the
-    run, what it logged, its dataset inputs; 2 when the run is given, as the access layer
-    loaded it), for several 8. With with_inputs=False, for a list that shows only a run's info
-    and data: its inputs and outputs are left empty and not read (3 queries fewer)."""
+    """Full MLflow `Run` dicts for these runs, in the given order: for one run 2 queries (the
+    run; everything it logged and its inputs and outputs in one UNION ALL), 1 when the run is
+    given, as the access layer loaded it; for several 8. With with_inputs=False, for a list
+    that shows only a run's info and data: its inputs and outputs are left empty (and for
+    several runs not read: 3 queries fewer)."""
     if not run_ids:
         return []
     if runs and {run.run_id for run in runs} >= set(run_ids):
         rows = {run.run_id: {field: getattr(run, field) for field in _RUN_FIELDS} for run in runs}
     else:
         rows = {r["run_id"]: r for r in Run.objects.filter(run_id__in=run_ids).values(*_RUN_FIELDS)}
+    input_rows: list = []
+    input_tag_rows: list | None = None
     if len(run_ids) == 1:
-        latest_rows, param_rows, tag_rows, model_input_rows, output_rows = _one_run_children(
-            run_ids[0]
-        )
+        (
+            latest_rows,
+            param_rows,
+            tag_rows,
+            model_input_rows,
+            output_rows,
+            input_rows,
+            input_tag_rows,
+        ) = _one_run_children(run_ids[0])
+        if not with_inputs:
+            model_input_rows, output_rows, input_rows, input_tag_rows = [], [], [], []
     else:
         latest_rows = _RUN_LATEST_METRICS.rows(run_ids)
         param_rows, tag_rows = _RUN_PARAMS.rows(run_ids), _RUN_TAGS.rows(run_ids)
         model_input_rows = _RUN_MODEL_INPUTS.rows(run_ids) if with_inputs else []
         output_rows = _RUN_OUTPUTS.rows(run_ids) if with_inputs else []
+        input_rows = _RUN_INPUTS.rows(run_ids) if with_inputs else []
     metrics: dict[str, list] = defaultdict(list)
     for run_id, key, value, is_nan, ts, step in latest_rows:
         metrics[run_id].append(
@@ -368,13 +408,15 @@ def run_payloads(
     for run_id, key, text in tag_rows:
         tags[run_id].append({"key": key, "value": text})
     inputs: dict[str, list] = defaultdict(list)
-    input_rows = _RUN_INPUTS.rows(run_ids) if with_inputs else []
     input_tags: dict[int, list] = defaultdict(list)
-    if input_rows:
-        for input_id, key, text in RunInputTag.objects.filter(
-            run_input_id__in=[r[0] for r in input_rows]
-        ).values_list("run_input_id", "key", "value"):
-            input_tags[input_id].append({"key": key, "value": text})
+    if input_tag_rows is None and input_rows:
+        input_tag_rows = list(
+            RunInputTag.objects.filter(run_input_id__in=[r[0] for r in input_rows]).values_list(
+                "run_input_id", "key", "value"
+            )
+        )
+    for input_id, key, text in input_tag_rows or []:
+        input_tags[input_id].append({"key": key, "value": text})
     for input_id, run_id, name, digest, source_type, source, schema, profile in input_rows:
         dataset = {"name": name, "digest": digest, "source_type": source_type, "source": source}
         if schema:
