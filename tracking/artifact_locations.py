@@ -27,8 +27,14 @@ _READABLE = re.compile(rf"^{_EXP}(?:/models|/{_OWNER}(?:/artifacts(?:/(?P<rest>.
 _EXPERIMENT: PreparedQuery[Experiment] = PreparedQuery(
     lambda pk: Experiment.objects.filter(pk=pk), int
 )
-_RUN: PreparedQuery[Run] = PreparedQuery(
-    lambda run_id, experiment_id: Run.objects.filter(pk=run_id, experiment_id=experiment_id),
+_RUN_FIELDS = [field.attname for field in Run._meta.concrete_fields]
+_EXPERIMENT_FIELDS = [field.attname for field in Experiment._meta.concrete_fields]
+# A run's path (the common case: every file a run logs) reads the run and its experiment in
+# one query, a join on the run's foreign key.
+_RUN_AND_EXPERIMENT: PreparedQuery[tuple] = PreparedQuery(
+    lambda run_id, experiment_id: Run.objects.filter(
+        pk=run_id, experiment_id=experiment_id
+    ).values_list(*_RUN_FIELDS, *(f"experiment__{name}" for name in _EXPERIMENT_FIELDS)),
     str,
     int,
 )
@@ -72,15 +78,15 @@ def resolve_artifact_location(path: str, *, write: bool) -> ArtifactLocation:
     if match is None:
         raise _not_a_location(path)
     missing = ResourceDoesNotExist(f"No such artifact: {path}")
-    experiment = _EXPERIMENT.first(int(match["exp"]))
-    if experiment is None:
-        raise missing
     owner: Run | LoggedModel | None = None
+    experiment: Experiment | None
     if match["run"]:
-        owner = _RUN.first(match["run"], experiment.pk)
-    elif match["model"]:
-        owner = _LOGGED_MODEL.first(match["model"], experiment.pk)
-    if (match["run"] or match["model"]) and owner is None:
+        experiment, owner = _run_and_experiment(match["run"], int(match["exp"]))
+    else:
+        experiment = _EXPERIMENT.first(int(match["exp"]))
+        if experiment is not None and match["model"]:
+            owner = _LOGGED_MODEL.first(match["model"], experiment.pk)
+    if experiment is None or ((match["run"] or match["model"]) and owner is None):
         raise missing
     if owner is not None:
         # The row's own artifact_uri is the authority for where its files live.
@@ -88,6 +94,16 @@ def resolve_artifact_location(path: str, *, write: bool) -> ArtifactLocation:
         if owner.artifact_uri != f"{SCHEME}{match['exp']}/{kind}/artifacts":
             raise _not_a_location(path)
     return ArtifactLocation(experiment, owner, match["rest"] or "", path, write)
+
+
+def _run_and_experiment(run_id: str, experiment_id: int) -> tuple[Experiment | None, Run | None]:
+    rows = _RUN_AND_EXPERIMENT.all(run_id, experiment_id)
+    if not rows:
+        return None, None
+    width = len(_RUN_FIELDS)
+    run = Run.from_db("default", _RUN_FIELDS, rows[0][:width])
+    run.experiment = Experiment.from_db("default", _EXPERIMENT_FIELDS, rows[0][width:])
+    return run.experiment, run
 
 
 def artifact_owner(path: str) -> Run | LoggedModel:

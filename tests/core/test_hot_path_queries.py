@@ -40,6 +40,10 @@ BUDGET = {
     "registered-models/get-latest-versions": 1,
     "registered-models/alias": 1,
     "resolve": 1,
+    # a file in a run's artifact directory: the run with its experiment (one join), then
+    # the access decision from the cached grants
+    "artifact upload": 1,
+    "artifact download": 1,
 }
 
 
@@ -68,6 +72,8 @@ def world(settings):
     ):
         response = api.post(route, body)
         assert response.status_code == 200, response.content
+    response = client.generic("PUT", _artifact(experiment_id, run_id), b"x" * 1024)
+    assert response.status_code == 200, response.content
     # Tags on the model and its versions, and versions in two stages: a payload read per
     # kind or per version would show in the counts.
     tag = [{"key": "team", "value": "hot"}]
@@ -100,10 +106,15 @@ def world(settings):
     }
 
 
+def _artifact(experiment_id: str, run_id: str) -> str:
+    return f"/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/hot.bin"
+
+
 def _calls(world) -> dict:
     api, client = world["api"], world["client"]
     metric = {"key": "loss", "value": 0.5, "timestamp": 1, "step": 0}
     steps = iter(range(1, 10_000))
+    artifact = _artifact(world["experiment_id"], world["run_id"])
     return {
         "experiments/get": lambda: api.get(
             "experiments/get", {"experiment_id": world["experiment_id"]}
@@ -123,6 +134,10 @@ def _calls(world) -> dict:
             "model-versions/get", {"name": "hot-model", "version": "1"}
         ),
         "resolve": lambda: client.get("/api/v1/resolve", {"uri": "models:/hot-model/Production"}),
+        "artifact upload": lambda: client.generic(
+            "PUT", artifact, b"x" * 1024, content_type="application/octet-stream"
+        ),
+        "artifact download": lambda: client.get(artifact),
     }
 
 
