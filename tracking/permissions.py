@@ -27,13 +27,23 @@ _EXPERIMENT_WITH_TAGS: PreparedQuery[tuple] = PreparedQuery(
     ),
     int,
 )
+_NAMED_EXPERIMENT_WITH_TAGS: PreparedQuery[tuple] = PreparedQuery(
+    lambda name_key: Experiment.objects.filter(name_key=name_key).values_list(
+        *_EXPERIMENT_FIELDS, "tags__key", "tags__value"
+    ),
+    str,
+)
 _RUN_BY_ID: PreparedQuery[Run] = PreparedQuery(lambda run_id: Run.objects.filter(pk=run_id), str)
 
 
-def experiment_with_tags(pk: int) -> Experiment | None:
-    """The experiment, its tags read with it as `prefetched_tags` (selectors.experiment_payloads
-    uses them rather than reading the tags again)."""
-    rows = _EXPERIMENT_WITH_TAGS.all(pk)
+def experiment_with_tags(pk: int | None = None, *, name_key: str = "") -> Experiment | None:
+    """The experiment (by id, or by its name's identity key), its tags read with it as
+    `prefetched_tags` (selectors.experiment_payloads uses them rather than reading the tags
+    again)."""
+    if pk is not None:
+        rows = _EXPERIMENT_WITH_TAGS.all(pk)
+    else:
+        rows = _NAMED_EXPERIMENT_WITH_TAGS.all(name_key)
     if not rows:
         return None
     width = len(_EXPERIMENT_FIELDS)
@@ -99,7 +109,7 @@ def resolve_experiment(user, required: str, target: Any) -> Experiment | None:
         _experiment_of_logged_model(user, required, target, present["model_id"])
     if "experiment_name" in present:
         given = identifiers.experiment_name(present["experiment_name"])
-        decided = Experiment.objects.filter(name_key=identifiers.name_key(given)).first()
+        decided = experiment_with_tags(name_key=identifiers.name_key(given))
         not_found = f"Could not find experiment with name '{given}'"
         if decided is None:
             raise ResourceDoesNotExist(not_found)

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.django_db
 # route -> the most queries it may take (see the module docstring).
 BUDGET = {
     "experiments/get": 1,  # experiment with its tags (the resolver's)
+    "experiments/get-by-name": 1,  # the same, found by its name (mlflow.set_experiment)
     # run (the resolver's); metrics, params, tags, model inputs and outputs, dataset inputs
     # and their tags in one query
     "runs/get": 2,
@@ -119,6 +120,9 @@ def _calls(world) -> dict:
         "experiments/get": lambda: api.get(
             "experiments/get", {"experiment_id": world["experiment_id"]}
         ),
+        "experiments/get-by-name": lambda: api.get(
+            "experiments/get-by-name", {"experiment_name": "hot-exp"}
+        ),
         "runs/get": lambda: api.get("runs/get", {"run_id": world["run_id"]}),
         "runs/log-metric": lambda: api.post(
             "runs/log-metric", {"run_id": world["run_id"], **metric, "step": next(steps)}
@@ -160,6 +164,8 @@ def test_experiment_and_run_reads_carry_tags_and_inputs_read_with_them(world):
     api = world["api"]
     experiment = api.get("experiments/get", {"experiment_id": world["experiment_id"]}).json()
     assert experiment["experiment"]["tags"] == [TEAM]
+    named = api.get("experiments/get-by-name", {"experiment_name": "hot-exp"}).json()
+    assert named == experiment
     run = api.get("runs/get", {"run_id": world["run_id"]}).json()["run"]
     assert run["inputs"]["dataset_inputs"] == [DATASET_INPUT]
     # a second tag and a second input are there on the next read: nothing is kept
