@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import render
@@ -19,8 +20,9 @@ def page(rule: str) -> Callable:
             if rule != access.PUBLIC and not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             try:
-                # The resolver rewrites kwargs' identifiers to their canonical form.
-                access.authorize(request, rule, kwargs)
+                # The resolver rewrites kwargs' identifiers to their canonical form; the
+                # object it decided on is the view's to reuse (`decided`).
+                request.custody_decided = access.authorize(request, rule, kwargs)
                 return view(request, **kwargs)
             except ResourceDoesNotExist as exc:
                 return render(
@@ -42,3 +44,10 @@ def page(rule: str) -> Callable:
         return wrapper
 
     return decorator
+
+
+def decided(request, kind: type, fallback: Callable[[], Any]) -> Any:
+    """The object the page's access decision was taken on when it is of this kind, else
+    what `fallback` loads."""
+    found = getattr(request, "custody_decided", None)
+    return found if isinstance(found, kind) else fallback()

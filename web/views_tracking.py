@@ -27,7 +27,7 @@ from tracking.models import (
 )
 from tracking.permissions import readable_experiments_q
 from web import charts, runs_table
-from web.pages import page
+from web.pages import decided, page
 
 PAGE_SIZE = 50
 MAX_COMPARE = 50  # a page of the runs table
@@ -158,7 +158,7 @@ def _children(experiment_id: int, parent_ids: list[str]) -> tuple[dict[str, list
 
 @page(access.EXPERIMENT_READ)
 def experiment_detail(request, experiment_id: str):
-    experiment = selectors.experiment_get(experiment_id)
+    experiment = decided(request, Experiment, lambda: selectors.experiment_get(experiment_id))
     filter_string = request.GET.get("filter", "").strip()
     name_search = request.GET.get("q", "").strip()
     order = request.GET.get("order", "")
@@ -397,7 +397,7 @@ def _nested(request, *, grouped: bool, filter_string: str, q: str) -> bool:
 def experiment_charts(request, experiment_id: str):
     """A panel per metric over the runs the table shows (same filter, name search, order,
     grouping and page), each run in its colour."""
-    experiment = selectors.experiment_get(experiment_id)
+    experiment = decided(request, Experiment, lambda: selectors.experiment_get(experiment_id))
     filter_string = request.GET.get("filter", "").strip()
     name_search = request.GET.get("q", "").strip()
     order = request.GET.get("order", "")
@@ -454,7 +454,7 @@ def experiment_columns(request, experiment_id: str):
     columns changes nothing in the experiment, so reading it is enough."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    experiment = selectors.experiment_get(experiment_id)
+    experiment = decided(request, Experiment, lambda: selectors.experiment_get(experiment_id))
     reset = bool(request.POST.get("reset"))
     runs_table.save_view(
         user=request.user,
