@@ -295,6 +295,9 @@ def test_import_killed_resumed_matches_and_reimport_is_noop(
     first.wait()
     copied = len(list(shards.iterdir()))
     assert copied < MANY_FILES, "the kill came after every file was copied"
+    # Every file the import had written by then, the runs' other artifacts (models) included:
+    # they are copied in listing order, some before the shards.
+    written = sum(1 for p in custody.artifact_root.rglob("*") if p.is_file())
     assert not report.exists()
 
     # 2. Resumed: everything the kill left undone, nothing twice.
@@ -306,11 +309,11 @@ def test_import_killed_resumed_matches_and_reimport_is_noop(
     assert data["skipped"] == [], data["skipped"]
     assert data["counts"]["runs"]["unchanged"] == 5  # committed before the kill
     # Files are mapped every 10, so the files mapped before the kill are not copied again.
-    # How many of the copied files were mapped by then depends on timing: on a loaded
-    # machine 13 and once 21 of them were copied again (not explained yet), so only the
-    # skipping itself is asserted.
+    # How many of the written files were mapped by then depends on timing, so only the
+    # skipping itself is asserted, bounded by every file written before the kill (a bound
+    # by the shards alone failed at 30 against 28: model files had been mapped too).
     unchanged = data["counts"]["artifacts"].get("unchanged", 0)
-    assert 0 < unchanged <= copied
+    assert 0 < unchanged <= written
     assert (
         data["counts"]["artifacts"]["imported"] == data["counts"]["artifacts"]["source"] - unchanged
     )
