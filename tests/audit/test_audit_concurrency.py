@@ -6,7 +6,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import IntegrityError, connection, connections, transaction
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 
 from audit import services as audit_services
 from audit.models import AuditChainHead, AuditEvent
@@ -84,4 +86,60 @@ def test_an_event_left_unchained_by_a_dead_process_is_chained_by_the_next_write(
     orphan.refresh_from_db()
     newest = AuditEvent.objects.get(object_name="next-write")
     assert orphan.seq is not None and newest.seq == orphan.seq + 1
+    assert verify_live_chain().ok
+
+
+def _orphans(count: int) -> None:
+    """`count` committed events whose chaining never ran (the process died after commit),
+    on a chain that starts empty (the test database's tables are emptied between tests)."""
+    AuditChainHead.objects.get_or_create(pk=1)
+    with transaction.atomic():
+        for n in range(count):
+            audit_services.record(action="orphan", object_type="t", object_id=str(n))
+        transaction.get_connection().run_on_commit.clear()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_round_of_chaining_costs_five_round_trips(settings):
+    """Try the lock, read the events with the head, write both in one statement, let go of
+    the lock, look for events left behind: no transaction of its own."""
+    if connection.vendor != "postgresql":
+        pytest.skip("deferred chaining runs on PostgreSQL; run with DATABASE_URL=postgres://...")
+    settings.CUSTODY_AUDIT_ANCHOR_URL = ""
+    _orphans(3)
+    with CaptureQueriesContext(connection) as queries:
+        audit_services.chain_after_commit()
+    assert len(queries) == 5, "\n".join(q["sql"][:120] for q in queries.captured_queries)
+    assert list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True)) == [1, 2, 3]
+    assert verify_live_chain().ok
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_chaining_write_keeps_nothing_when_the_head_moved_since_its_read(settings, monkeypatch):
+    """The chain lock keeps one chainer at a time; should the head move between a round's
+    read and its write all the same, the write is refused by the database as a whole: no
+    event gets a seq the head does not account for."""
+    if connection.vendor != "postgresql":
+        pytest.skip("deferred chaining runs on PostgreSQL; run with DATABASE_URL=postgres://...")
+    settings.CUSTODY_AUDIT_ANCHOR_URL = ""
+    _orphans(2)
+    hashing = audit_services.event_hash
+    moved = []
+
+    def hash_while_someone_moves_the_head(content):
+        if not moved:  # between the read and the write, once
+            AuditChainHead.objects.filter(pk=1).update(last_seq=F("last_seq") + 1)
+            moved.append(True)
+        return hashing(content)
+
+    monkeypatch.setattr(audit_services, "event_hash", hash_while_someone_moves_the_head)
+    with pytest.raises(IntegrityError):
+        audit_services.chain_pending()
+    assert AuditEvent.objects.filter(seq__isnull=True).count() == 2
+    assert AuditChainHead.objects.get(pk=1).last_seq == 1  # only the intruder's move
+    AuditChainHead.objects.filter(pk=1).update(last_seq=0)
+    monkeypatch.setattr(audit_services, "event_hash", hashing)
+    assert audit_services.chain_pending() == 2
     assert verify_live_chain().ok
