@@ -180,6 +180,7 @@ def update_run(req: MlflowRequest) -> dict:
         status=req.enum("status", RUN_STATUSES, default=None),
         end_time=req.int64("end_time"),
         run_name=req.str("run_name"),
+        run=_resolved_run(req),
     )
     return {"run_info": selectors.run_info_from_model(run)}
 
@@ -217,7 +218,9 @@ def log_metric(req: MlflowRequest) -> dict:
 @mlflow_route("runs/log-parameter", "POST", access=access.RUN_EDIT)
 def log_param(req: MlflowRequest) -> dict:
     services.run_log_batch(
-        run_id=req.run_id(), params=[{"key": req.data.get("key"), "value": req.data.get("value")}]
+        run_id=req.run_id(),
+        params=[{"key": req.data.get("key"), "value": req.data.get("value")}],
+        run=_resolved_run(req),
     )
     return {}
 
@@ -225,7 +228,9 @@ def log_param(req: MlflowRequest) -> dict:
 @mlflow_route("runs/set-tag", "POST", access=access.RUN_EDIT)
 def set_tag(req: MlflowRequest) -> dict:
     services.run_log_batch(
-        run_id=req.run_id(), tags=[{"key": req.data.get("key"), "value": req.data.get("value")}]
+        run_id=req.run_id(),
+        tags=[{"key": req.data.get("key"), "value": req.data.get("value")}],
+        run=_resolved_run(req),
     )
     return {}
 

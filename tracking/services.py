@@ -8,6 +8,7 @@ import math
 import time
 import uuid
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -359,9 +360,36 @@ def run_create(
     return run
 
 
-@transaction.atomic
 def run_update(
-    *, run_id: str, status: str | None, end_time: int | None, run_name: str | None
+    *,
+    run_id: str,
+    status: str | None,
+    end_time: int | None,
+    run_name: str | None,
+    run: Run | None = None,
+) -> Run:
+    """`run`: the run as the access layer found it. A change of status or end time is then
+    one UPDATE conditioned on the run being active (no lock, no transaction); a rename also
+    writes the name tag, so it queues on the run's row."""
+    if run is not None and run.run_id == run_id and not run_name:
+        fields = {
+            name: value
+            for name, value in (("status", status), ("end_time", end_time))
+            if value is not None
+        }
+        _require_active_run(run)
+        active = Run.objects.filter(pk=run_id, lifecycle_stage=LifecycleStage.ACTIVE)
+        if not fields or active.update(**fields):
+            for name, value in fields.items():
+                setattr(run, name, value)
+            return run
+        # Deleted since the access decision read it: the locked path says so.
+    with transaction.atomic():
+        return _update_locked(run_id, status, end_time, run_name)
+
+
+def _update_locked(
+    run_id: str, status: str | None, end_time: int | None, run_name: str | None
 ) -> Run:
     run = _lock_run(run_id)
     _require_active_run(run)
@@ -434,9 +462,8 @@ def _upsert_run_tags(run: Run, tags: list[tuple[str, str]]) -> None:
         run.save(update_fields=["name"])
 
 
-def _insert_params(run: Run, params: list[tuple[str, str]]) -> None:
-    if not params:
-        return
+def _distinct_params(params: list[tuple[str, str]]) -> dict[str, str]:
+    """The batch's params by key; a key sent twice must carry the same value."""
     seen: dict[str, str] = {}
     for key, value in params:
         if key in seen and seen[key] != value:
@@ -445,14 +472,28 @@ def _insert_params(run: Run, params: list[tuple[str, str]]) -> None:
                 "request contains only one param value per param key."
             )
         seen[key] = value
-    existing = dict(Param.objects.filter(run=run, key__in=list(seen)).values_list("key", "value"))
-    for key, value in seen.items():
+    return seen
+
+
+def _changed_params(run: Run, params: dict[str, str]) -> dict[str, str]:
+    """The stored params among these keys, raising MLflow's error for the first whose
+    stored value differs from the one sent (a param is written once)."""
+    existing = dict(Param.objects.filter(run=run, key__in=list(params)).values_list("key", "value"))
+    for key, value in params.items():
         if key in existing and existing[key] != value:
             raise InvalidParameterValue(
                 f"Changing param values is not allowed. Param with key='{key}' was already "
                 f"logged with value='{existing[key]}' for run ID='{run.run_id}'. Attempted "
                 f"logging new value '{value}'."
             )
+    return existing
+
+
+def _insert_params(run: Run, params: list[tuple[str, str]]) -> None:
+    if not params:
+        return
+    seen = _distinct_params(params)
+    existing = _changed_params(run, seen)
     Param.objects.bulk_create(
         [Param(run=run, key=k, value=v) for k, v in seen.items() if k not in existing]
     )
@@ -542,28 +583,76 @@ def _unnest(model: type[Model], names: tuple[str, ...]) -> tuple[str, str]:
     return columns, f"SELECT * FROM UNNEST({arrays})"
 
 
-def _insert_metrics_one_statement(run: Run, metrics: list[dict[str, Any]]) -> None:
-    """PostgreSQL: the points and the latest-value upsert as one statement (the points'
-    insert in a data-modifying CTE), each as a SELECT from arrays. A statement is atomic on
-    its own, so a batch of metrics costs one round trip and no transaction of its own."""
-    if not metrics:
+def _log_one_statement(
+    run: Run, params: dict[str, str], tags: dict[str, str], metrics: list[dict[str, Any]]
+) -> None:
+    """PostgreSQL: a batch as one statement, each table's rows a SELECT from arrays and every
+    write but the last a data-modifying CTE. A statement is atomic on its own, so a batch
+    costs one round trip, no transaction and no lock on the run: the unique indexes
+    arbitrate concurrent writers. A param is written once: a stored param sent again with
+    another value is set to NULL on conflict, which its NOT NULL refuses, so the whole
+    statement fails and nothing of the batch is kept; the error is then read for MLflow's
+    message (`_changed_params`)."""
+    quote = connection.ops.quote_name
+    writes: list[tuple[str, list[Any]]] = []
+    if params:
+        table = quote(Param._meta.db_table)
+        columns, rows = _unnest(Param, ("run", "key", "value"))
+        writes.append(
+            (
+                f"INSERT INTO {table} ({columns}) {rows} ON CONFLICT (run_id, key) "
+                f"DO UPDATE SET value = NULL WHERE {table}.value <> excluded.value",
+                [[run.pk] * len(params), list(params), list(params.values())],
+            )
+        )
+    if tags:
+        columns, rows = _unnest(RunTag, ("run", "key", "value"))
+        writes.append(
+            (
+                f"INSERT INTO {quote(RunTag._meta.db_table)} ({columns}) {rows} "
+                "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                [[run.pk] * len(tags), list(tags), list(tags.values())],
+            )
+        )
+    if metrics:
+        points, newest = _metric_points(metrics)
+        point_columns, point_rows = _unnest(Metric, ("run", *_POINT_COLUMNS))
+        latest_columns, latest_rows = _unnest(LatestMetric, ("run", *_LATEST_COLUMNS))
+        writes.append(
+            (
+                f"INSERT INTO {quote(Metric._meta.db_table)} ({point_columns}) {point_rows} "
+                "ON CONFLICT DO NOTHING",
+                [[run.pk] * len(points), *map(list, zip(*points, strict=True))],
+            )
+        )
+        writes.append(
+            (
+                _latest_upsert(latest_columns, latest_rows),
+                [
+                    [run.pk] * len(newest),
+                    list(newest),
+                    *([p[column] for p in newest.values()] for column in _LATEST_COLUMNS[1:]),
+                ],
+            )
+        )
+    if not writes:
         return
-    points, newest = _metric_points(metrics)
-    point_columns, point_rows = _unnest(Metric, ("run", *_POINT_COLUMNS))
-    latest_columns, latest_rows = _unnest(LatestMetric, ("run", *_LATEST_COLUMNS))
-    point_arrays = [[run.pk] * len(points), *map(list, zip(*points, strict=True))]
-    latest_arrays = [
-        [run.pk] * len(newest),
-        list(newest),
-        *([point[column] for point in newest.values()] for column in _LATEST_COLUMNS[1:]),
-    ]
-    sql = (
-        f"WITH stored_points AS (INSERT INTO {connection.ops.quote_name(Metric._meta.db_table)} "
-        f"({point_columns}) {point_rows} ON CONFLICT DO NOTHING) "
-        + _latest_upsert(latest_columns, latest_rows)
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, point_arrays + latest_arrays)
+    *ctes, (sql, arguments) = writes
+    if ctes:
+        sql = "WITH " + ", ".join(f"w{i} AS ({s})" for i, (s, _) in enumerate(ctes)) + " " + sql
+        arguments = [a for _, cte_arguments in ctes for a in cte_arguments] + arguments
+    # Inside a caller's transaction a refused statement would abort it: a savepoint keeps
+    # it usable for the read of the error (only params can be refused).
+    guard = transaction.atomic() if params and connection.in_atomic_block else nullcontext()
+    try:
+        with guard, connection.cursor() as cursor:
+            cursor.execute(sql, arguments)
+    except IntegrityError:
+        if params:
+            _changed_params(run, params)
+        if not Run.objects.filter(pk=run.pk).exists():  # deleted for good meanwhile
+            raise ResourceDoesNotExist(f"Run with id={run.run_id} not found") from None
+        raise
 
 
 def _upsert_latest_sql(run_id: str, items: list[tuple[str, dict[str, Any]]]) -> tuple[str, list]:
@@ -613,9 +702,10 @@ def run_log_batch(
     tags: list[dict[str, Any]] = (),  # type: ignore[assignment]
     run: Run | None = None,
 ) -> None:
-    """`run`: the run as the access layer found it. A batch of metrics only then needs no
-    lock on the run (the latest-metric upsert arbitrates concurrent writers itself); params
-    (the "changed value" check) and tags (the run name) still queue on the run's row."""
+    """`run`: the run as the access layer found it. On PostgreSQL the batch is then one
+    statement with no lock on the run (`_log_one_statement`), unless it sets the run's name
+    tag, which renames the run: that batch, and on SQLite any batch with params or tags,
+    queues on the run's row."""
     check_batch_limits(len(metrics), len(params), len(tags))
     parsed_metrics = [parse_metric(m) for m in metrics]
     parsed_params = parse_key_values(
@@ -624,14 +714,18 @@ def run_log_batch(
     parsed_tags = parse_key_values(
         list(tags), "tag", value_limit=MAX_RUN_TAG_VALUE_LENGTH, truncate_values=True
     )
-    if run is not None and run.run_id == run_id and not parsed_params and not parsed_tags:
-        _require_active_run(run)
-        if connection.vendor == "postgresql":
-            _insert_metrics_one_statement(run, parsed_metrics)
+    if run is not None and run.run_id == run_id:
+        latest_tags = dict(parsed_tags)
+        if connection.vendor == "postgresql" and RUN_NAME_TAG not in latest_tags:
+            # The name tag also renames the run: that batch takes the locked path below.
+            _require_active_run(run)
+            _log_one_statement(run, _distinct_params(parsed_params), latest_tags, parsed_metrics)
             return
-        with transaction.atomic():
-            _insert_metrics(run, parsed_metrics)
-        return
+        if not parsed_params and not parsed_tags:
+            _require_active_run(run)
+            with transaction.atomic():
+                _insert_metrics(run, parsed_metrics)
+            return
     with transaction.atomic():
         run = _lock_run(run_id)
         _require_active_run(run)

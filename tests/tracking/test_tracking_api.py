@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django.db import connection, connections
+from django.test import Client
 
 from audit.models import AuditEvent
+from tests.conftest import MlflowApiClient
 from tracking.models import LatestMetric, Metric, Param, Run
 
 pytestmark = pytest.mark.django_db
@@ -301,13 +306,73 @@ def test_batch_is_all_or_nothing(api):
     body = {
         "run_id": run_id,
         "metrics": [{"key": "m", "value": 1.0, "timestamp": TS}],
-        "params": [{"key": "p", "value": "changed"}],
+        "params": [{"key": "new", "value": "n"}, {"key": "p", "value": "changed"}],
         "tags": [{"key": "t", "value": "v"}],
     }
-    assert api.post("runs/log-batch", body).status_code == 400
+    status, code, message = error(api.post("runs/log-batch", body))
+    assert (status, code) == (400, "INVALID_PARAMETER_VALUE")
+    assert "key='p' was already logged with value='1'" in message
+    assert "new value 'changed'" in message
     run = api.get("runs/get", {"run_id": run_id}).json()["run"]
     assert run["data"]["metrics"] == []
     assert {"key": "t", "value": "v"} not in run["data"]["tags"]
+    assert run["data"]["params"] == [{"key": "p", "value": "1"}]
+    # The same batch with the stored value is accepted, and writes the rest.
+    body["params"][1]["value"] = "1"
+    assert api.post("runs/log-batch", body).status_code == 200
+    run = api.get("runs/get", {"run_id": run_id}).json()["run"]
+    assert sorted(p["key"] for p in run["data"]["params"]) == ["new", "p"]
+    assert [m["key"] for m in run["data"]["metrics"]] == ["m"]
+    assert {"key": "t", "value": "v"} in run["data"]["tags"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_setting_one_param_differently_keep_exactly_one(scientist_token):
+    """Writers of one run take no lock on it: the param's unique index decides. Of eight
+    batches that each give param "p" its own value, with a metric and a tag, exactly one is
+    kept whole; the others are refused with MLflow's message and leave nothing."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement batch is PostgreSQL's; run with DATABASE_URL=postgres://")
+    api = MlflowApiClient(Client(HTTP_AUTHORIZATION=f"Bearer {scientist_token}"))
+    run_id = api.run(api.experiment())["info"]["run_id"]
+    writers = 8
+    start = threading.Barrier(writers)
+    answers: dict[int, tuple[int, str]] = {}
+
+    def write(n: int) -> None:
+        try:
+            mine = MlflowApiClient(Client(HTTP_AUTHORIZATION=f"Bearer {scientist_token}"))
+            start.wait()
+            response = mine.post(
+                "runs/log-batch",
+                {
+                    "run_id": run_id,
+                    "params": [{"key": "p", "value": str(n)}],
+                    "metrics": [{"key": f"m{n}", "value": 1.0, "timestamp": TS}],
+                    "tags": [{"key": f"t{n}", "value": "v"}],
+                },
+            )
+            answers[n] = (response.status_code, response.content.decode())
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    kept = [n for n, (status, _) in answers.items() if status == 200]
+    assert len(kept) == 1, answers
+    (winner,) = kept
+    for n, (status, content) in answers.items():
+        if n != winner:
+            assert status == 400, content
+            assert f"key='p' was already logged with value='{winner}'" in content
+    run = api.get("runs/get", {"run_id": run_id}).json()["run"]
+    assert run["data"]["params"] == [{"key": "p", "value": str(winner)}]
+    assert [m["key"] for m in run["data"]["metrics"]] == [f"m{winner}"]
+    assert [t["key"] for t in run["data"]["tags"] if t["key"].startswith("t")] == [f"t{winner}"]
 
 
 def test_writes_to_deleted_run_are_refused(api):
@@ -317,6 +382,8 @@ def test_writes_to_deleted_run_are_refused(api):
         ("runs/log-metric", {"key": "m", "value": 1, "timestamp": TS}),
         ("runs/log-parameter", {"key": "p", "value": "1"}),
         ("runs/set-tag", {"key": "t", "value": "v"}),
+        ("runs/log-batch", {"params": [{"key": "p", "value": "1"}]}),
+        ("runs/update", {"status": "FINISHED", "end_time": TS}),
     ]:
         status, code, message = error(api.post(path, {"run_id": run_id, **body}))
         assert (status, code) == (400, "INVALID_PARAMETER_VALUE")
