@@ -15,6 +15,7 @@ from django.utils import timezone
 from audit.chain import HASHED_FIELDS, event_hash, format_time
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from core import context
+from core.prepared import PreparedQuery
 
 # Floats from this magnitude up are all integral (2**53 < 1e16) and Python writes them in
 # exponent form ("1e+16"), which PostgreSQL's jsonb gives back as the integer
@@ -179,11 +180,7 @@ def record_many(events: list[dict[str, Any]]) -> list[AuditEvent]:
         }
         contents.append({name: _fit(name, value) for name, value in content.items()})
     if deferred_chaining():
-        rows = [_event(content) for content in contents]
-        _insert(rows)
-        connection = transaction.get_connection()
-        if not any(entry[1] is chain_after_commit for entry in connection.run_on_commit):
-            transaction.on_commit(chain_after_commit, robust=True)
+        rows = _record_deferred(contents)
     else:
         rows = _append_chained(contents)
     # Here events have been recorded in the caller's transaction.
@@ -211,7 +208,12 @@ def _append_chained(contents: list[dict[str, Any]]) -> list[AuditEvent]:
     head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
     if head is None:  # the migration creates it; only an emptied test database lacks it
         head = AuditChainHead.objects.create(pk=1)
-    seq, previous = head.last_seq, head.last_hash
+    return _chain_onto(head.last_seq, head.last_hash, contents)
+
+
+def _chain_onto(seq: int, previous: str, contents: list[dict[str, Any]]) -> list[AuditEvent]:
+    """Insert the events chained after the head (seq, hash) and move the head; the caller
+    holds what keeps other chainers off the head until its commit."""
     rows = []
     for content in contents:
         seq += 1
@@ -219,9 +221,46 @@ def _append_chained(contents: list[dict[str, Any]]) -> list[AuditEvent]:
         previous = event_hash(content)
         rows.append(_event(content, previous))
     _insert(rows)
-    head.last_seq, head.last_hash = seq, previous
-    head.save(update_fields=["last_seq", "last_hash"])
+    AuditChainHead.objects.filter(pk=1).update(last_seq=seq, last_hash=previous)
     return rows
+
+
+def _record_deferred(contents: list[dict[str, Any]]) -> list[AuditEvent]:
+    """PostgreSQL (docs/audit.md, "Concurrency"). When no one is chaining, the transaction
+    takes the chain lock until it commits, without waiting, and records its events chained;
+    otherwise it records them unchained and chains after its commit. Once a transaction has
+    recorded an event unchained, its later events are too, so they keep their order."""
+    connection = transaction.get_connection()
+    hooks = [entry[1] for entry in connection.run_on_commit]
+    if chain_after_commit not in hooks:
+        with connection.cursor() as cursor:
+            # The lock is tried before the head row is read and locked: FOR UPDATE reads the
+            # head as the last chainer committed it, even one that committed after this
+            # statement began.
+            cursor.execute(
+                "SELECT last_seq, last_hash FROM audit_auditchainhead "
+                "WHERE id = 1 AND pg_try_advisory_xact_lock(%s) FOR UPDATE",
+                [_CHAIN_LOCK_KEY],
+            )
+            head = cursor.fetchone()
+        if head is not None:
+            rows = _chain_onto(head[0], head[1], contents)
+            if _chain_left_behind not in hooks:
+                transaction.on_commit(_chain_left_behind, robust=True)
+            return rows
+    rows = [_event(content) for content in contents]
+    _insert(rows)
+    if chain_after_commit not in hooks:
+        transaction.on_commit(chain_after_commit, robust=True)
+    return rows
+
+
+def _chain_left_behind() -> None:
+    """After a commit that held the chain lock: a writer that found it taken recorded its
+    events unchained and left them to the holder (its commit came before its attempt, so
+    before this look)."""
+    if _ANY_PENDING.all():
+        chain_after_commit()
 
 
 # One chainer at a time: a session-level advisory lock (PostgreSQL), held across the
@@ -248,6 +287,30 @@ def _chain_lock(*, wait: bool) -> Iterator[bool]:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [_CHAIN_LOCK_KEY])
 
 
+_PENDING_COLUMNS = (
+    "id",
+    "head_seq",
+    "head_hash",
+    *(f for f in HASHED_FIELDS if f not in ("seq", "prev_hash")),
+)
+# The next batch of unchained events, each row with the head (compiled once: building and
+# compiling this query cost the ORM more than the database spends answering it).
+_PENDING = PreparedQuery(
+    lambda: (
+        AuditEvent.objects.filter(seq__isnull=True)
+        .order_by("id")
+        .annotate(
+            head_seq=Subquery(AuditChainHead.objects.filter(pk=1).values("last_seq")),
+            head_hash=Subquery(AuditChainHead.objects.filter(pk=1).values("last_hash")),
+        )
+        .values_list(*_PENDING_COLUMNS)[:CHAIN_BATCH]
+    )
+)
+_ANY_PENDING = PreparedQuery(
+    lambda: AuditEvent.objects.filter(seq__isnull=True).order_by().values_list("id", flat=True)[:1]
+)
+
+
 def _chain_under_lock() -> int:
     """Chain every visible unchained event, oldest id first, in batches (the caller holds
     the chain lock). A batch is two statements and no transaction: a read of the events with
@@ -256,22 +319,8 @@ def _chain_under_lock() -> int:
     rules out), the head's `last_seq` would be set to NULL, which its NOT NULL refuses, and
     nothing of the batch is kept."""
     chained = 0
-    head = AuditChainHead.objects.filter(pk=1)
     while True:
-        pending = list(
-            AuditEvent.objects.filter(seq__isnull=True)
-            .order_by("id")
-            .annotate(
-                head_seq=Subquery(head.values("last_seq")),
-                head_hash=Subquery(head.values("last_hash")),
-            )
-            .values(
-                "id",
-                "head_seq",
-                "head_hash",
-                *(f for f in HASHED_FIELDS if f not in ("seq", "prev_hash")),
-            )[:CHAIN_BATCH]
-        )
+        pending = [dict(zip(_PENDING_COLUMNS, row, strict=True)) for row in _PENDING.all()]
         if not pending:
             return chained
         if pending[0]["head_seq"] is None:  # the migration creates it; an emptied test db
@@ -313,7 +362,7 @@ def chain_after_commit() -> None:
             if not acquired:
                 return
             _chain_under_lock()
-        if not AuditEvent.objects.filter(seq__isnull=True).exists():
+        if not _ANY_PENDING.all():
             return
 
 

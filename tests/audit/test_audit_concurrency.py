@@ -4,7 +4,9 @@ one gap-free chain that verifies, whatever the interleaving (docs/audit.md, "Con
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
+import psycopg
 import pytest
 from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import F
@@ -73,30 +75,46 @@ def test_concurrent_writers_make_one_gap_free_verifiable_chain(settings):
 @pytest.mark.django_db(transaction=True)
 def test_an_event_left_unchained_by_a_dead_process_is_chained_by_the_next_write(settings):
     """The process died between its commit and chaining: its event waits, and the next
-    writer's chaining (or beat's audit.chain_pending) gives it its place, in order."""
+    writer (or beat's audit.chain_pending) gives it its place. That writer found the chain
+    lock free and recorded its own event chained; after its commit it chains what waits."""
     if connection.vendor != "postgresql":
         pytest.skip("deferred chaining runs on PostgreSQL; run with DATABASE_URL=postgres://...")
     settings.CUSTODY_AUDIT_ANCHOR_URL = ""
-    with transaction.atomic():
-        audit_services.record(action="orphan", object_type="t", object_id="1")
-        transaction.get_connection().run_on_commit.clear()  # the process dies here
+    _orphans(1)
     orphan = AuditEvent.objects.get(action="orphan")
     assert orphan.seq is None and orphan.hash == ""
     tracking.experiment_create(name="next-write")
     orphan.refresh_from_db()
     newest = AuditEvent.objects.get(object_name="next-write")
-    assert orphan.seq is not None and newest.seq == orphan.seq + 1
+    assert newest.seq is not None and orphan.seq == newest.seq + 1
     assert verify_live_chain().ok
 
 
+@contextmanager
+def _chain_lock_held_elsewhere():
+    """Another process is chaining: it holds the chain lock on its own connection."""
+    params = connection.get_connection_params()
+    other = psycopg.connect(
+        **{k: params[k] for k in ("dbname", "user", "password", "host", "port") if k in params},
+        autocommit=True,
+    )
+    try:
+        other.execute("SELECT pg_advisory_lock(%s)", [audit_services._CHAIN_LOCK_KEY])
+        yield
+    finally:
+        other.close()
+
+
 def _orphans(count: int) -> None:
-    """`count` committed events whose chaining never ran (the process died after commit),
-    on a chain that starts empty (the test database's tables are emptied between tests)."""
+    """`count` committed events whose chaining never ran: recorded unchained while another
+    process was chaining, and the process died after its commit. On a chain that starts
+    empty (the test database's tables are emptied between tests)."""
     AuditChainHead.objects.get_or_create(pk=1)
-    with transaction.atomic():
+    with _chain_lock_held_elsewhere(), transaction.atomic():
         for n in range(count):
             audit_services.record(action="orphan", object_type="t", object_id=str(n))
-        transaction.get_connection().run_on_commit.clear()
+        transaction.get_connection().run_on_commit.clear()  # the process dies here
+    assert AuditEvent.objects.filter(action="orphan", seq__isnull=True).count() == count
 
 
 @pytest.mark.postgres
@@ -142,4 +160,69 @@ def test_the_chaining_write_keeps_nothing_when_the_head_moved_since_its_read(set
     AuditChainHead.objects.filter(pk=1).update(last_seq=0)
     monkeypatch.setattr(audit_services, "event_hash", hashing)
     assert audit_services.chain_pending() == 2
+    assert verify_live_chain().ok
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_with_the_chain_lock_free_a_write_records_its_events_chained(settings):
+    """The common case: the transaction takes the chain lock without waiting and records
+    its events in the chain; after its commit it only looks for events left behind."""
+    if connection.vendor != "postgresql":
+        pytest.skip("deferred chaining runs on PostgreSQL; run with DATABASE_URL=postgres://...")
+    settings.CUSTODY_AUDIT_ANCHOR_URL = ""
+    AuditChainHead.objects.get_or_create(pk=1)
+    with CaptureQueriesContext(connection) as queries:
+        with transaction.atomic():
+            first = audit_services.record(action="inline", object_type="t", object_id="1")
+            second = audit_services.record(action="inline", object_type="t", object_id="2")
+            assert (first.seq, second.seq) == (1, 2)
+            assert second.prev_hash == first.hash
+    statements = [q["sql"] for q in queries.captured_queries if q["sql"] not in _TX]
+    # per event: lock and head, insert, head moved; then one look for events left behind
+    assert len(statements) == 7, "\n".join(sql[:120] for sql in statements)
+    assert AuditChainHead.objects.get(pk=1).last_seq == 2
+    assert verify_live_chain().ok
+
+
+_TX = ("BEGIN", "COMMIT")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_write_that_finds_the_chain_lock_taken_is_chained_when_the_holder_commits(settings):
+    """Writer B records while transaction A holds the chain lock: B's event is recorded
+    unchained and B's own attempt after its commit finds the lock taken; A's commit
+    chains it. Nothing waits, nothing is left behind, the chain verifies."""
+    if connection.vendor != "postgresql":
+        pytest.skip("deferred chaining runs on PostgreSQL; run with DATABASE_URL=postgres://...")
+    settings.CUSTODY_AUDIT_ANCHOR_URL = ""
+    AuditChainHead.objects.get_or_create(pk=1)
+    holding, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def holder() -> None:
+        try:
+            with transaction.atomic():
+                audit_services.record(action="holder", object_type="t", object_id="a")
+                holding.set()
+                release.wait(10)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert holding.wait(10)
+    with transaction.atomic():
+        waiting = audit_services.record(action="writer", object_type="t", object_id="b")
+    waiting.refresh_from_db()
+    assert waiting.seq is None  # B's commit and attempt are done; A still holds the lock
+    release.set()
+    thread.join()
+    assert errors == []
+    held = AuditEvent.objects.get(action="holder")
+    waiting.refresh_from_db()
+    assert (held.seq, waiting.seq) == (1, 2)
     assert verify_live_chain().ok
