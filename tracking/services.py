@@ -3,6 +3,7 @@ experiments, runs and logged models write their audit event in that same transac
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -583,6 +584,38 @@ def _unnest(model: type[Model], names: tuple[str, ...]) -> tuple[str, str]:
     return columns, f"SELECT * FROM UNNEST({arrays})"
 
 
+@functools.cache
+def _one_statement_sql(params: bool, tags: bool, metrics: bool) -> str:
+    """The text of `_log_one_statement` for a batch of this shape (the same on every call:
+    built once per process)."""
+    quote = connection.ops.quote_name
+    writes = []
+    if params:
+        table = quote(Param._meta.db_table)
+        columns, rows = _unnest(Param, ("run", "key", "value"))
+        writes.append(
+            f"INSERT INTO {table} ({columns}) {rows} ON CONFLICT (run_id, key) "
+            f"DO UPDATE SET value = NULL WHERE {table}.value <> excluded.value"
+        )
+    if tags:
+        columns, rows = _unnest(RunTag, ("run", "key", "value"))
+        writes.append(
+            f"INSERT INTO {quote(RunTag._meta.db_table)} ({columns}) {rows} "
+            "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value"
+        )
+    if metrics:
+        columns, rows = _unnest(Metric, ("run", *_POINT_COLUMNS))
+        writes.append(
+            f"INSERT INTO {quote(Metric._meta.db_table)} ({columns}) {rows} "
+            "ON CONFLICT DO NOTHING"
+        )
+        writes.append(_latest_upsert(*_unnest(LatestMetric, ("run", *_LATEST_COLUMNS))))
+    *ctes, last = writes
+    if not ctes:
+        return last
+    return "WITH " + ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(ctes)) + " " + last
+
+
 def _log_one_statement(
     run: Run, params: dict[str, str], tags: dict[str, str], metrics: list[dict[str, Any]]
 ) -> None:
@@ -593,54 +626,21 @@ def _log_one_statement(
     another value is set to NULL on conflict, which its NOT NULL refuses, so the whole
     statement fails and nothing of the batch is kept; the error is then read for MLflow's
     message (`_changed_params`)."""
-    quote = connection.ops.quote_name
-    writes: list[tuple[str, list[Any]]] = []
-    if params:
-        table = quote(Param._meta.db_table)
-        columns, rows = _unnest(Param, ("run", "key", "value"))
-        writes.append(
-            (
-                f"INSERT INTO {table} ({columns}) {rows} ON CONFLICT (run_id, key) "
-                f"DO UPDATE SET value = NULL WHERE {table}.value <> excluded.value",
-                [[run.pk] * len(params), list(params), list(params.values())],
-            )
-        )
-    if tags:
-        columns, rows = _unnest(RunTag, ("run", "key", "value"))
-        writes.append(
-            (
-                f"INSERT INTO {quote(RunTag._meta.db_table)} ({columns}) {rows} "
-                "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-                [[run.pk] * len(tags), list(tags), list(tags.values())],
-            )
-        )
+    if not (params or tags or metrics):
+        return
+    arguments: list[Any] = []
+    for given in (params, tags):
+        if given:
+            arguments += [[run.pk] * len(given), list(given), list(given.values())]
     if metrics:
         points, newest = _metric_points(metrics)
-        point_columns, point_rows = _unnest(Metric, ("run", *_POINT_COLUMNS))
-        latest_columns, latest_rows = _unnest(LatestMetric, ("run", *_LATEST_COLUMNS))
-        writes.append(
-            (
-                f"INSERT INTO {quote(Metric._meta.db_table)} ({point_columns}) {point_rows} "
-                "ON CONFLICT DO NOTHING",
-                [[run.pk] * len(points), *map(list, zip(*points, strict=True))],
-            )
-        )
-        writes.append(
-            (
-                _latest_upsert(latest_columns, latest_rows),
-                [
-                    [run.pk] * len(newest),
-                    list(newest),
-                    *([p[column] for p in newest.values()] for column in _LATEST_COLUMNS[1:]),
-                ],
-            )
-        )
-    if not writes:
-        return
-    *ctes, (sql, arguments) = writes
-    if ctes:
-        sql = "WITH " + ", ".join(f"w{i} AS ({s})" for i, (s, _) in enumerate(ctes)) + " " + sql
-        arguments = [a for _, cte_arguments in ctes for a in cte_arguments] + arguments
+        arguments += [[run.pk] * len(points), *map(list, zip(*points, strict=True))]
+        arguments += [
+            [run.pk] * len(newest),
+            list(newest),
+            *([p[column] for p in newest.values()] for column in _LATEST_COLUMNS[1:]),
+        ]
+    sql = _one_statement_sql(bool(params), bool(tags), bool(metrics))
     # Inside a caller's transaction a refused statement would abort it: a savepoint keeps
     # it usable for the read of the error (only params can be refused).
     guard = transaction.atomic() if params and connection.in_atomic_block else nullcontext()
