@@ -606,8 +606,7 @@ def _one_statement_sql(params: bool, tags: bool, metrics: bool) -> str:
     if metrics:
         columns, rows = _unnest(Metric, ("run", *_POINT_COLUMNS))
         writes.append(
-            f"INSERT INTO {quote(Metric._meta.db_table)} ({columns}) {rows} "
-            "ON CONFLICT DO NOTHING"
+            f"INSERT INTO {quote(Metric._meta.db_table)} ({columns}) {rows} ON CONFLICT DO NOTHING"
         )
         writes.append(_latest_upsert(*_unnest(LatestMetric, ("run", *_LATEST_COLUMNS))))
     *ctes, last = writes
