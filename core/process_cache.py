@@ -30,6 +30,7 @@ handing them to a request."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import threading
 import time
@@ -176,11 +177,27 @@ def bump(family: str) -> None:
     and again at commit (a reader in another thread may have refilled them meanwhile)."""
     from core.models import CacheVersion
 
+    if _bumped_in_this_transaction(family):
+        # Other processes see only the committed value, and this one takes it at commit:
+        # a second write would add a round trip and nothing else.
+        with _lock:
+            _drop(family)
+        return
     value = secrets.randbits(62) + 1
     if not CacheVersion.objects.filter(name=family).update(version=value):
         CacheVersion.objects.update_or_create(name=family, defaults={"version": value})
     _seen(family, value)
-    transaction.on_commit(lambda: _seen(family, value))
+    transaction.on_commit(functools.partial(_seen, family, value))
+
+
+def _bumped_in_this_transaction(family: str) -> bool:
+    """Whether the current transaction has bumped `family` already (its on-commit hook is
+    there; a savepoint rolled back takes its hooks with it, and its write)."""
+    current = transaction.get_connection()
+    return current.in_atomic_block and any(
+        isinstance(hook, functools.partial) and hook.func is _seen and hook.args[0] == family
+        for _, hook, *_ in current.run_on_commit
+    )
 
 
 def _seen(family: str, version: int) -> None:

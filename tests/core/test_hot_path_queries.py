@@ -380,3 +380,19 @@ def test_cached_resolution_still_decides_access(world):
     assert _resolve(client, "models:/hot-model/Production").status_code == 200
     permissions.model_grants_replace(name="hot-model", grants=[{"user": "hot", "level": "NONE"}])
     assert _resolve(client, "models:/hot-model/Production").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_bumps_a_cache_family_once(world):
+    """Creating a version saves the version and its model, both watched by the serving
+    cache: one write of the cache version row, and the next read serves the new version.
+    (Committed for real: a test's own transaction would have bumped the family already.)"""
+    api = world["api"]
+    body = {"name": "hot-model", "source": f"runs:/{world['run_id']}/model"}
+    with CaptureQueriesContext(connection) as queries:
+        response = api.post("model-versions/create", body)
+    assert response.status_code == 200, response.content
+    bumps = [q["sql"] for q in queries.captured_queries if "core_cacheversion" in q["sql"]]
+    assert len(bumps) == 1, bumps
+    model = api.get("registered-models/get", {"name": "hot-model"}).json()["registered_model"]
+    assert "3" in [v["version"] for v in model["latest_versions"]]
