@@ -295,7 +295,7 @@ _PENDING_COLUMNS = (
 )
 # The next batch of unchained events, each row with the head (compiled once: building and
 # compiling this query cost the ORM more than the database spends answering it).
-_PENDING = PreparedQuery(
+_PENDING: PreparedQuery[tuple] = PreparedQuery(
     lambda: (
         AuditEvent.objects.filter(seq__isnull=True)
         .order_by("id")
@@ -306,7 +306,7 @@ _PENDING = PreparedQuery(
         .values_list(*_PENDING_COLUMNS)[:CHAIN_BATCH]
     )
 )
-_ANY_PENDING = PreparedQuery(
+_ANY_PENDING: PreparedQuery[int] = PreparedQuery(
     lambda: AuditEvent.objects.filter(seq__isnull=True).order_by().values_list("id", flat=True)[:1]
 )
 
