@@ -15,7 +15,7 @@ from django.utils import timezone
 from audit.chain import HASHED_FIELDS, event_hash, format_time
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from core import context
-from core.prepared import PreparedQuery
+from core.prepared import PreparedQuery, server_prepared_cursor
 
 # Floats from this magnitude up are all integral (2**53 < 1e16) and Python writes them in
 # exponent form ("1e+16"), which PostgreSQL's jsonb gives back as the integer
@@ -233,7 +233,7 @@ def _record_deferred(contents: list[dict[str, Any]]) -> list[AuditEvent]:
     connection = transaction.get_connection()
     hooks = [entry[1] for entry in connection.run_on_commit]
     if chain_after_commit not in hooks:
-        with connection.cursor() as cursor:
+        with server_prepared_cursor() as cursor:
             # The lock is tried before the head row is read and locked: FOR UPDATE reads the
             # head as the last chainer committed it, even one that committed after this
             # statement began.

@@ -13,20 +13,79 @@ Only simple shapes are accepted, each checked when the query is first compiled: 
 annotations. Each parameter of `build` must reach the SQL as one placeholder value
 unchanged (a primary key, a name, a foreign key); `__in` lists and expressions computed from
 a parameter are refused, since their SQL would differ from one call to the next.
+
+On PostgreSQL a hot statement is also prepared on the server (`server_prepared_cursor`):
+Django binds parameters on the client, so every execution would otherwise be parsed and
+planned again; for the seven-branch read of a run's payload planning was four times its
+execution (0.28 against 0.07 ms).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
+import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
+from django.db.backends.postgresql import base as postgresql
+from django.db.backends.utils import CursorWrapper
 from django.db.models import QuerySet
 from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesListIterable
 
 T = TypeVar("T")
+
+
+@contextmanager
+def server_prepared_cursor(alias: str = "default") -> Iterator[Any]:
+    """A cursor whose statements PostgreSQL parses and plans once per connection: parameters
+    are bound on the server and each statement text is prepared on its first execution
+    (psycopg keeps them by text and parameter types, at most `prepared_max` per connection,
+    and prepares again after a schema change). Elsewhere, the connection's own cursor.
+
+    It is wrapped as Django wraps its cursors, so the statements are logged, counted by
+    query-count tests and the request log, and their errors mapped to Django's. The SQL must
+    suit server-side binding: each `%s` a value PostgreSQL can type from its context or a
+    cast (as the ORM's SQL and the hot statements here do). Prepared statements belong to
+    their session: behind a pooler, session pooling (docs/operations.md)."""
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        connection.close_if_health_check_failed()
+        connection.ensure_connection()
+    if connection.vendor != "postgresql" or connection.connection.prepare_threshold is None:
+        # SQLite; or a PostgreSQL backend other than core.postgresql, with preparing off
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        raw = _PreparingCursor(connection.connection)
+    wrapper = _LoggedPrepared if connection.queries_logged else CursorWrapper
+    with wrapper(raw, connection) as cursor:
+        yield cursor
+
+
+class _PreparingCursor(psycopg.Cursor):
+    """Binds on the server and prepares every statement it runs."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+class _LoggedPrepared(postgresql.CursorDebugWrapper):
+    """Django's query log (DEBUG, query-count tests) with the statement and its values.
+    Django renders a logged statement from what the cursor last sent, which it cannot read
+    from a server-binding cursor; here it is rendered as a client-side cursor would send it."""
+
+    def execute(self, sql, params=None):
+        try:
+            shown = self.db.ops.compose_sql(sql, params)
+        except psycopg.DataError:
+            shown = sql
+        with self.debug_sql(shown):
+            return self._execute_with_wrappers(sql, params, many=False, executor=self._execute)
 
 
 # Stand-ins given to `build` while compiling, twice with different values: a placeholder whose
@@ -149,7 +208,7 @@ class PreparedQuery(Generic[T]):
             if type(arg) is not kind:
                 raise TypeError(f"PreparedQuery argument {arg!r} is not {kind.__name__}")
         compiled = self._for(using)
-        with connections[using].cursor() as cursor:
+        with server_prepared_cursor(using) as cursor:
             cursor.execute(compiled.sql, compiled.params(args))
             rows = cursor.fetchall()
         if not rows:

@@ -39,11 +39,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from core import context
+from core.prepared import server_prepared_cursor
 
 ACCESS = "access"
 RESOLUTION = "resolution"
@@ -138,7 +139,7 @@ def poll_seconds() -> float:
 
 
 def _read_versions() -> dict[str, Any]:
-    with connection.cursor() as cursor:
+    with server_prepared_cursor() as cursor:
         cursor.execute("SELECT name, version FROM core_cacheversion")
         return dict(cursor.fetchall())
 

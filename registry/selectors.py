@@ -14,7 +14,7 @@ from django.db.models import Field as DjangoField
 from core import identifiers
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
 from core.pagination import decode_page_token, encode_page_token, validate_max_results
-from core.prepared import OneOrMany, PreparedQuery
+from core.prepared import OneOrMany, PreparedQuery, server_prepared_cursor
 from registry.models import (
     ModelVersion,
     ModelVersionTag,
@@ -285,7 +285,7 @@ def model_payloads(models: Sequence[RegisteredModel]) -> list[dict[str, Any]]:
     aliases: dict[int, list] = defaultdict(list)
     latest: dict[int, list[ModelVersion]] = defaultdict(list)
     version_tags: dict[int, list] = defaultdict(list)
-    with connection.cursor() as cursor:
+    with server_prepared_cursor() as cursor:
         cursor.execute(_model_children_sql(len(ids)), [*ids, False, *ids, *ids])
         rows = cursor.fetchall()
     for kind, owner, version_id, number, created, updated, *texts in rows:

@@ -33,7 +33,7 @@ from django.db.models.functions import Left
 from core import identifiers
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
 from core.mlflow_api import encode_double
-from core.prepared import OneOrMany
+from core.prepared import OneOrMany, server_prepared_cursor
 from tracking.models import (
     VALUE_INDEX_PREFIX,
     Dataset,
@@ -344,7 +344,7 @@ def _one_run_children(run_id: str) -> tuple[list, list, list, list, list, list, 
     """The rows `run_payloads` reads for many runs, for one run in one query: latest metrics,
     params, tags, model inputs, outputs, dataset inputs and the inputs' tags."""
     found: tuple[list, list, list, list, list, list, list] = ([], [], [], [], [], [], [])
-    with connection.cursor() as cursor:
+    with server_prepared_cursor() as cursor:
         cursor.execute(_one_run_children_sql(), [run_id] * 7)
         for kind, key, text, number, is_nan, ident, step, *dataset in cursor.fetchall():
             if kind == 0:

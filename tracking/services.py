@@ -19,6 +19,7 @@ from django.db.models import Model
 from audit import services as audit
 from core.errors import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
 from core.mlflow_api import check_text, clean_name, name_identity, normalize_name, to_int64
+from core.prepared import server_prepared_cursor
 from tracking import permissions, selectors
 from tracking.models import (
     Dataset,
@@ -644,7 +645,7 @@ def _log_one_statement(
     # it usable for the read of the error (only params can be refused).
     guard = transaction.atomic() if params and connection.in_atomic_block else nullcontext()
     try:
-        with guard, connection.cursor() as cursor:
+        with guard, server_prepared_cursor() as cursor:
             cursor.execute(sql, arguments)
     except IntegrityError:
         if params:

@@ -21,11 +21,22 @@ from django.db.backends.postgresql import base
 
 FRESH_SECONDS = 1.0
 _NEVER = float("-inf")
+# psycopg prepares a statement run this many times on a server-binding cursor. Django turns
+# preparing off (None); here statements are prepared only where asked for
+# (core.prepared.server_prepared_cursor), never by count: Django's own cursors bind on the
+# client and never prepare, and no other cursor should start to.
+ONLY_WHEN_ASKED = 2**31 - 1
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     answered_at: float = _NEVER
     health_check_done: bool
+
+    def get_connection_params(self) -> dict:
+        params = super().get_connection_params()
+        if params.get("prepare_threshold") is None:
+            params["prepare_threshold"] = ONLY_WHEN_ASKED
+        return params
 
     def close_if_health_check_failed(self) -> None:
         if (

@@ -396,3 +396,54 @@ def test_a_transaction_bumps_a_cache_family_once(world):
     assert len(bumps) == 1, bumps
     model = api.get("registered-models/get", {"name": "hot-model"}).json()["registered_model"]
     assert "3" in [v["version"] for v in model["latest_versions"]]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_run_creation_takes_the_round_trips_of_its_budget(world, settings):
+    """runs/create on PostgreSQL with chaining as deployed (docs/performance.md's budget
+    table): the experiment (the access layer's, reused); in the transaction the run, its
+    tags, the chain lock with the head, the event, the head moved; after the commit one look
+    for events left behind. Nine round trips with BEGIN and COMMIT, which the count below
+    leaves out. (Committed for real: the after-commit look is part of the cost.)"""
+    if connection.vendor != "postgresql":
+        pytest.skip("the budget is PostgreSQL's; run with DATABASE_URL=postgres://...")
+    settings.CUSTODY_AUDIT_CHAINING = "auto"
+    settings.CUSTODY_AUDIT_ANCHOR_URL = ""
+    api = world["api"]
+    api.run(world["experiment_id"])  # the process meets this caller and experiment once
+    tags = [{"key": "mlflow.user", "value": "hot"}, {"key": "team", "value": "hot"}]
+    with CaptureQueriesContext(connection) as queries:
+        run = api.run(world["experiment_id"], tags=tags)
+    statements = [q["sql"] for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+    assert len(statements) == 7, "\n".join(sql[:120] for sql in statements)
+    answered = {(t["key"], t["value"]) for t in run["data"]["tags"]}
+    assert answered >= {("team", "hot"), ("mlflow.user", "hot")}
+    read = api.get("runs/get", {"run_id": run["info"]["run_id"]}).json()["run"]
+    assert {(t["key"], t["value"]) for t in read["data"]["tags"]} == answered
+
+
+@pytest.mark.postgres
+def test_hot_statements_are_parsed_and_planned_once_per_connection(world):
+    """The payload read of runs/get, the experiment look-up and the log statement are
+    prepared on the server at their first run and executed by name afterwards; the answers
+    are the same (docs/performance.md, "Planning the same statement again")."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's; run with DATABASE_URL=postgres://...")
+    calls = _calls(world)
+    answers = {}
+    for route in ("runs/get", "experiments/get", "runs/log-metric"):
+        answers[route] = [calls[route]().json() for _ in range(3)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        prepared = cursor.fetchall()
+
+    def runs_of(*needles: str) -> int:
+        return sum(n for sql, n in prepared if all(needle in sql for needle in needles))
+
+    assert runs_of('"tracking_runinputtag"', "UNION ALL") >= 3, prepared
+    assert runs_of('"tracking_experimenttag"') >= 3, prepared
+    assert runs_of('INSERT INTO "tracking_metric"', "UNNEST") >= 3, prepared
+    assert answers["runs/get"][0] == answers["runs/get"][2]
+    assert answers["experiments/get"][0] == answers["experiments/get"][2]
+    assert answers["runs/log-metric"] == [{}, {}, {}]
