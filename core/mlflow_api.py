@@ -185,6 +185,9 @@ class MlflowRequest:
         # The object the access decision was taken on (`authorize` returns it): handlers use
         # it instead of looking the same object up again.
         self.resolved: Any = None
+        # The handler checks, in its own write, that the run named is where the decision
+        # took it to be (`run_decided_from_cache`).
+        self.run_decided_from_cache = False
 
     # -- raw access -----------------------------------------------------------------------
     def _raw(self, name: str) -> Any:
@@ -445,6 +448,7 @@ def _dispatch(route: Route):
 
                 process_cache.refresh(force=True)
             message = MlflowRequest(request, data, kwargs)
+            message.run_decided_from_cache = getattr(handler, "run_decided_from_cache", False)
             if (validate := getattr(handler, "validate_first", None)) is not None:
                 validate(message)
             message.resolved = authorize(request, access, message)
@@ -471,6 +475,16 @@ def fresh_caches(handler: Handler) -> Handler:
     reads the cache versions first (one small query), so it answers as of its own start,
     never from before a change that had committed (core.process_cache)."""
     handler.fresh_caches = True  # type: ignore[attr-defined]
+    return handler
+
+
+def run_decided_from_cache(handler: Handler) -> Handler:
+    """Mark a write to one run whose access decision may take the run's experiment from the
+    process's cache instead of reading the run (a run never changes experiment): the access
+    layer then resolves a `tracking.permissions.DecidedRun`, and the handler's write must
+    itself check that the run is still in that experiment and active, and decide again from
+    the stored run when it is not."""
+    handler.run_decided_from_cache = True  # type: ignore[attr-defined]
     return handler
 
 

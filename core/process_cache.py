@@ -104,6 +104,10 @@ class Store:
             self.put(key, value, started)
         return value
 
+    def discard(self, key: Any) -> None:
+        with _lock:
+            self._items.pop(key, None)
+
     def clear(self) -> None:
         with _lock:
             self._items.clear()

@@ -6,8 +6,8 @@ from typing import Any
 
 from core import access
 from core.errors import InvalidParameterValue
-from core.mlflow_api import MlflowRequest, mlflow_route, validate_first
-from tracking import selectors, services
+from core.mlflow_api import MlflowRequest, mlflow_route, run_decided_from_cache, validate_first
+from tracking import permissions, selectors, services
 from tracking.models import Experiment, Run, RunStatus
 
 RUN_STATUSES = {
@@ -197,7 +197,25 @@ def restore_run(req: MlflowRequest) -> dict:
     return {}
 
 
+def _log(req: MlflowRequest, **batch: Any) -> None:
+    """run_log_batch for the run the access layer decided on: from its cached experiment
+    when it could (one statement, which checks that the run is active there), else, or when
+    that check fails, from the stored run, decided on again."""
+    decided = req.resolved
+    if isinstance(decided, permissions.DecidedRun):
+        try:
+            services.run_log_batch(
+                run_id=decided.run_id, decided_experiment=decided.experiment_id, **batch
+            )
+            return
+        except services.RunNotAsDecided:
+            permissions.forget_run(decided.run_id)
+            req.resolved = access.authorize(req.http, access.RUN_EDIT, req)
+    services.run_log_batch(run_id=req.run_id(), run=_resolved_run(req), **batch)
+
+
 @mlflow_route("runs/log-metric", "POST", access=access.RUN_EDIT)
+@run_decided_from_cache
 def log_metric(req: MlflowRequest) -> dict:
     metric = {
         field: req.data.get(field)
@@ -211,27 +229,21 @@ def log_metric(req: MlflowRequest) -> dict:
             "dataset_digest",
         )
     }
-    services.run_log_batch(run_id=req.run_id(), metrics=[metric], run=_resolved_run(req))
+    _log(req, metrics=[metric])
     return {}
 
 
 @mlflow_route("runs/log-parameter", "POST", access=access.RUN_EDIT)
+@run_decided_from_cache
 def log_param(req: MlflowRequest) -> dict:
-    services.run_log_batch(
-        run_id=req.run_id(),
-        params=[{"key": req.data.get("key"), "value": req.data.get("value")}],
-        run=_resolved_run(req),
-    )
+    _log(req, params=[{"key": req.data.get("key"), "value": req.data.get("value")}])
     return {}
 
 
 @mlflow_route("runs/set-tag", "POST", access=access.RUN_EDIT)
+@run_decided_from_cache
 def set_tag(req: MlflowRequest) -> dict:
-    services.run_log_batch(
-        run_id=req.run_id(),
-        tags=[{"key": req.data.get("key"), "value": req.data.get("value")}],
-        run=_resolved_run(req),
-    )
+    _log(req, tags=[{"key": req.data.get("key"), "value": req.data.get("value")}])
     return {}
 
 
@@ -242,13 +254,13 @@ def delete_tag(req: MlflowRequest) -> dict:
 
 
 @mlflow_route("runs/log-batch", "POST", access=access.RUN_EDIT)
+@run_decided_from_cache
 def log_batch(req: MlflowRequest) -> dict:
-    services.run_log_batch(
-        run_id=req.run_id(),
+    _log(
+        req,
         metrics=req.messages("metrics"),
         params=req.messages("params"),
         tags=req.messages("tags"),
-        run=_resolved_run(req),
     )
     return {}
 

@@ -3,10 +3,11 @@ decision in `core.access`, read filters for searches, and the grant service."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 
 from audit import services as audit
@@ -34,6 +35,25 @@ _NAMED_EXPERIMENT_WITH_TAGS: PreparedQuery[tuple] = PreparedQuery(
     str,
 )
 _RUN_BY_ID: PreparedQuery[Run] = PreparedQuery(lambda run_id: Run.objects.filter(pk=run_id), str)
+# run id -> the experiment it belongs to, from every run the resolver reads. A run never
+# changes experiment, so an entry cannot go stale while the run exists; the writes decided
+# from it check the experiment again in their own statement (DecidedRun).
+_RUN_EXPERIMENTS = process_cache.Store(process_cache.ACCESS, "run experiments", size=50_000)
+
+
+@dataclass(frozen=True)
+class DecidedRun:
+    """A run the access decision was taken on without reading it: its experiment came from
+    `_RUN_EXPERIMENTS`. Only handlers marked `run_decided_from_cache` receive one; their
+    write joins on the run being active in `experiment_id`, and when it is not (deleted,
+    restored elsewhere, gone) they `forget_run` and decide again from the stored run."""
+
+    run_id: str
+    experiment_id: int
+
+
+def forget_run(run_id: str) -> None:
+    _RUN_EXPERIMENTS.discard(run_id)
 
 
 def experiment_with_tags(pk: int | None = None, *, name_key: str = "") -> Experiment | None:
@@ -126,9 +146,11 @@ def resolve_experiment(user, required: str, target: Any) -> Experiment | None:
     return decided
 
 
-def resolve_run(user, required: str, target: Any) -> Run:
+def resolve_run(user, required: str, target: Any) -> Run | DecidedRun:
     """Every run a request names (`run_id`, the legacy `run_uuid`, a `run_ids` list), parsed,
-    found and decided on; a missing run is a 404."""
+    found and decided on; a missing run is a 404. For a handler marked
+    `run_decided_from_cache` (PostgreSQL), a run whose experiment this process knows is
+    decided on without reading it (a DecidedRun)."""
     given: list[str] = []
     # Every value counts: a query string may repeat `run_id` (the UI's get-history-bulk), and
     # each run it names is decided on, not only the first.
@@ -144,12 +166,23 @@ def resolve_run(user, required: str, target: Any) -> Run:
     if not given:
         raise InvalidParameterValue("Missing value for required parameter 'run_id'.")
     run_ids = list(dict.fromkeys(given))
+    if (
+        len(run_ids) == 1
+        and getattr(target, "run_decided_from_cache", False)
+        and connection.vendor == "postgresql"
+    ):
+        experiment_id = _RUN_EXPERIMENTS.get(run_ids[0])
+        if experiment_id is not None:
+            check_experiment(user, required, experiment_id, f"Run with id={run_ids[0]} not found")
+            return DecidedRun(run_ids[0], experiment_id)
+    started = process_cache.epoch(process_cache.ACCESS)
     found = _RUN_BY_ID.all(run_ids[0]) if len(run_ids) == 1 else Run.objects.filter(pk__in=run_ids)
     rows = {run.run_id: run for run in found}
     for run_id in run_ids:
         not_found = f"Run with id={run_id} not found"
         if run_id not in rows:
             raise ResourceDoesNotExist(not_found)
+        _RUN_EXPERIMENTS.put(run_id, rows[run_id].experiment_id, started)
         check_experiment(user, required, rows[run_id].experiment_id, not_found)
     return rows[run_ids[0]]
 

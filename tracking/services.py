@@ -586,30 +586,52 @@ def _unnest(model: type[Model], names: tuple[str, ...]) -> tuple[str, str]:
 
 
 @functools.cache
-def _one_statement_sql(params: bool, tags: bool, metrics: bool) -> str:
+def _one_statement_sql(params: bool, tags: bool, metrics: bool, guarded: bool = False) -> str:
     """The text of `_log_one_statement` for a batch of this shape (the same on every call:
-    built once per process)."""
+    built once per process). Guarded: every row is written only if the run is active in the
+    experiment given (its first two parameters), and the statement answers whether it was."""
     quote = connection.ops.quote_name
+
+    def unnest(model: type[Model], names: tuple[str, ...]) -> tuple[str, str]:
+        columns, rows = _unnest(model, names)
+        return columns, rows + (" WHERE EXISTS (SELECT 1 FROM live)" if guarded else "")
+
     writes = []
     if params:
         table = quote(Param._meta.db_table)
-        columns, rows = _unnest(Param, ("run", "key", "value"))
+        columns, rows = unnest(Param, ("run", "key", "value"))
         writes.append(
             f"INSERT INTO {table} ({columns}) {rows} ON CONFLICT (run_id, key) "
             f"DO UPDATE SET value = NULL WHERE {table}.value <> excluded.value"
         )
     if tags:
-        columns, rows = _unnest(RunTag, ("run", "key", "value"))
+        columns, rows = unnest(RunTag, ("run", "key", "value"))
         writes.append(
             f"INSERT INTO {quote(RunTag._meta.db_table)} ({columns}) {rows} "
             "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value"
         )
     if metrics:
-        columns, rows = _unnest(Metric, ("run", *_POINT_COLUMNS))
+        columns, rows = unnest(Metric, ("run", *_POINT_COLUMNS))
         writes.append(
             f"INSERT INTO {quote(Metric._meta.db_table)} ({columns}) {rows} ON CONFLICT DO NOTHING"
         )
-        writes.append(_latest_upsert(*_unnest(LatestMetric, ("run", *_LATEST_COLUMNS))))
+        writes.append(_latest_upsert(*unnest(LatestMetric, ("run", *_LATEST_COLUMNS))))
+    if guarded:
+        run = quote(Run._meta.db_table)
+        live = (
+            f"SELECT 1 FROM {run} WHERE {quote('run_id')} = %s AND {quote('experiment_id')} = %s"
+            f" AND {quote('lifecycle_stage')} = '{LifecycleStage.ACTIVE}'"
+        )
+        # Data-modifying CTEs run to completion whether or not the last SELECT reads them.
+        writes = [live, *writes, "SELECT count(*) FROM live"]
+        names = ["live", *(f"w{i}" for i in range(len(writes) - 2))]
+        *ctes, last = writes
+        return (
+            "WITH "
+            + ", ".join(f"{n} AS ({sql})" for n, sql in zip(names, ctes, strict=True))
+            + " "
+            + last
+        )
     *ctes, last = writes
     if not ctes:
         return last
@@ -617,18 +639,26 @@ def _one_statement_sql(params: bool, tags: bool, metrics: bool) -> str:
 
 
 def _log_one_statement(
-    run: Run, params: dict[str, str], tags: dict[str, str], metrics: list[dict[str, Any]]
-) -> None:
+    run: Run,
+    params: dict[str, str],
+    tags: dict[str, str],
+    metrics: list[dict[str, Any]],
+    *,
+    in_experiment: int | None = None,
+) -> bool:
     """PostgreSQL: a batch as one statement, each table's rows a SELECT from arrays and every
     write but the last a data-modifying CTE. A statement is atomic on its own, so a batch
     costs one round trip, no transaction and no lock on the run: the unique indexes
     arbitrate concurrent writers. A param is written once: a stored param sent again with
     another value is set to NULL on conflict, which its NOT NULL refuses, so the whole
     statement fails and nothing of the batch is kept; the error is then read for MLflow's
-    message (`_changed_params`)."""
+    message (`_changed_params`).
+
+    With `in_experiment` (a run decided on from the cache, not read): nothing is written
+    unless the run is active in that experiment; answers whether it was."""
     if not (params or tags or metrics):
-        return
-    arguments: list[Any] = []
+        return True
+    arguments: list[Any] = [] if in_experiment is None else [run.pk, in_experiment]
     for given in (params, tags):
         if given:
             arguments += [[run.pk] * len(given), list(given), list(given.values())]
@@ -640,13 +670,14 @@ def _log_one_statement(
             list(newest),
             *([p[column] for p in newest.values()] for column in _LATEST_COLUMNS[1:]),
         ]
-    sql = _one_statement_sql(bool(params), bool(tags), bool(metrics))
+    sql = _one_statement_sql(bool(params), bool(tags), bool(metrics), in_experiment is not None)
     # Inside a caller's transaction a refused statement would abort it: a savepoint keeps
     # it usable for the read of the error (only params can be refused).
     guard = transaction.atomic() if params and connection.in_atomic_block else nullcontext()
     try:
         with guard, server_prepared_cursor() as cursor:
             cursor.execute(sql, arguments)
+            return in_experiment is None or cursor.fetchone()[0] > 0
     except IntegrityError:
         if params:
             _changed_params(run, params)
@@ -694,6 +725,11 @@ def _latest_upsert(columns: str, rows: str) -> str:
     )
 
 
+class RunNotAsDecided(Exception):
+    """A write decided on from the cached experiment of a run found the run not active in
+    that experiment, and wrote nothing: the caller decides again from the stored run."""
+
+
 def run_log_batch(
     *,
     run_id: str,
@@ -701,11 +737,17 @@ def run_log_batch(
     params: list[dict[str, Any]] = (),  # type: ignore[assignment]
     tags: list[dict[str, Any]] = (),  # type: ignore[assignment]
     run: Run | None = None,
+    decided_experiment: int | None = None,
 ) -> None:
     """`run`: the run as the access layer found it. On PostgreSQL the batch is then one
     statement with no lock on the run (`_log_one_statement`), unless it sets the run's name
     tag, which renames the run: that batch, and on SQLite any batch with params or tags,
-    queues on the run's row."""
+    queues on the run's row.
+
+    `decided_experiment`: the access layer decided on the run's cached experiment without
+    reading the run (PostgreSQL). The one statement then writes only if the run is active
+    in that experiment; otherwise, or for a batch that renames the run, RunNotAsDecided
+    (nothing written)."""
     check_batch_limits(len(metrics), len(params), len(tags))
     parsed_metrics = [parse_metric(m) for m in metrics]
     parsed_params = parse_key_values(
@@ -714,6 +756,20 @@ def run_log_batch(
     parsed_tags = parse_key_values(
         list(tags), "tag", value_limit=MAX_RUN_TAG_VALUE_LENGTH, truncate_values=True
     )
+    if decided_experiment is not None:
+        latest_tags = dict(parsed_tags)
+        if connection.vendor != "postgresql" or RUN_NAME_TAG in latest_tags:
+            raise RunNotAsDecided(run_id)
+        written = _log_one_statement(
+            Run(run_id=run_id, experiment_id=decided_experiment),
+            _distinct_params(parsed_params),
+            latest_tags,
+            parsed_metrics,
+            in_experiment=decided_experiment,
+        )
+        if not written:
+            raise RunNotAsDecided(run_id)
+        return
     if run is not None and run.run_id == run_id:
         latest_tags = dict(parsed_tags)
         if connection.vendor == "postgresql" and RUN_NAME_TAG not in latest_tags:

@@ -30,17 +30,18 @@ BUDGET = {
     # run (the resolver's); metrics, params, tags, model inputs and outputs, dataset inputs
     # and their tags in one query
     "runs/get": 2,
-    # run (the resolver's); no lock on the run: on PostgreSQL the point and the latest
-    # value's conditional upsert are one statement and need no transaction; on SQLite they
-    # are two, in a transaction (the test's outer transaction adds a savepoint and release)
-    "runs/log-metric": 2 if connection.vendor == "postgresql" else 5,
-    # On PostgreSQL the run (the resolver's), then params, tags and metrics in one statement;
-    # a status change is one conditional UPDATE. On SQLite they queue on the run's row. A
-    # batch with params guards its statement with a savepoint when it runs inside a
-    # transaction, as here (the test's): 2 queries outside one, 4 here.
-    "runs/log-batch": 4 if connection.vendor == "postgresql" else 10,
-    "runs/log-parameter": 4 if connection.vendor == "postgresql" else 6,
-    "runs/set-tag": 2 if connection.vendor == "postgresql" else 5,
+    # On PostgreSQL the run's experiment comes from the process's cache (a run never moves)
+    # and the point and the latest value's conditional upsert are one statement, which
+    # writes only if the run is active in that experiment: no run look-up, no transaction,
+    # no lock. On SQLite the run (the resolver's), then the two inserts in a transaction
+    # (the test's outer transaction adds a savepoint and release).
+    "runs/log-metric": 1 if connection.vendor == "postgresql" else 5,
+    # On PostgreSQL params, tags and metrics in that one statement; on SQLite they queue on
+    # the run's row. A batch with params guards its statement with a savepoint when it runs
+    # inside a transaction, as here (the test's): 1 query outside one, 3 here.
+    "runs/log-batch": 3 if connection.vendor == "postgresql" else 10,
+    "runs/log-parameter": 3 if connection.vendor == "postgresql" else 6,
+    "runs/set-tag": 1 if connection.vendor == "postgresql" else 5,
     "runs/update": 2 if connection.vendor == "postgresql" else 5,
     "model-versions/get": 4,  # model (resolver's), version, tags, aliases
     # Serving reads and registered-models/get: the cache versions (one query), then model,

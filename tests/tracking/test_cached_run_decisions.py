@@ -1,0 +1,178 @@
+"""Writes to a run decided on from the run's cached experiment (PostgreSQL): log-metric,
+log-batch, log-parameter and set-tag take the experiment of a run this process has seen from
+its cache instead of reading the run, and their one statement writes only if the run is
+still active in that experiment. Whatever happened to the run since it was cached, the
+answer is the one a fresh look-up gives, and nothing is written that it would refuse."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from accounts import services as accounts
+from tests.conftest import MlflowApiClient
+from tracking import services as tracking
+from tracking.models import LatestMetric, Metric, Param, Run, RunTag
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+
+WRITES = {
+    "runs/log-metric": lambda run_id, step: {
+        "run_id": run_id,
+        "key": "loss",
+        "value": 0.5,
+        "timestamp": 1,
+        "step": step,
+    },
+    "runs/log-batch": lambda run_id, step: {
+        "run_id": run_id,
+        "metrics": [{"key": "loss", "value": 0.5, "timestamp": 1, "step": step}],
+        "params": [{"key": f"p{step}", "value": "v"}],
+        "tags": [{"key": "t", "value": str(step)}],
+    },
+    "runs/log-parameter": lambda run_id, step: {
+        "run_id": run_id,
+        "key": f"p{step}",
+        "value": "v",
+    },
+    "runs/set-tag": lambda run_id, step: {"run_id": run_id, "key": "t", "value": str(step)},
+}
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("decisions from the cached experiment are PostgreSQL's; SQLite reads the run")
+
+
+@pytest.fixture
+def alice():
+    user = accounts.user_create(username="alice", role="data-scientist")
+    return MlflowApiClient(
+        Client(HTTP_AUTHORIZATION=f"Bearer {accounts.token_create(user=user, name='t')[1]}")
+    )
+
+
+@pytest.fixture
+def bob():
+    user = accounts.user_create(username="bob", role="data-scientist")
+    return MlflowApiClient(
+        Client(HTTP_AUTHORIZATION=f"Bearer {accounts.token_create(user=user, name='t')[1]}")
+    )
+
+
+def _written(run_id: str) -> tuple:
+    return (
+        Metric.objects.filter(run_id=run_id).count(),
+        list(LatestMetric.objects.filter(run_id=run_id).values_list("step", "history_version")),
+        Param.objects.filter(run_id=run_id).count(),
+        list(RunTag.objects.filter(run_id=run_id, key="t").values_list("value", flat=True)),
+    )
+
+
+def _warm(api: MlflowApiClient, route: str, run_id: str) -> None:
+    """The first write reads the run (and caches its experiment); the second is decided on
+    from the cache, in one statement."""
+    for step in (1, 2):
+        response = api.post(route, WRITES[route](run_id, step))
+        assert response.status_code == 200, response.content
+    with CaptureQueriesContext(connection) as queries:
+        response = api.post(route, WRITES[route](run_id, 3))
+    assert response.status_code == 200, response.content
+    # no read of the run: the one statement (with the test transaction's savepoint for params)
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert not any(sql.startswith('SELECT "tracking_run".') for sql in statements), statements
+    assert any(sql.startswith("WITH live AS") for sql in statements), statements
+
+
+@pytest.mark.parametrize("route", sorted(WRITES))
+def test_a_run_deleted_after_it_was_cached_refuses_the_write(alice, route):
+    run_id = alice.run(alice.experiment("cached"))["info"]["run_id"]
+    _warm(alice, route, run_id)
+    before = _written(run_id)
+    tracking.run_delete(run_id=run_id)
+    response = alice.post(route, WRITES[route](run_id, 4))
+    assert response.status_code == 400, response.content
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "must be in the 'active' state" in response.json()["message"]
+    assert _written(run_id) == before
+    tracking.run_restore(run_id=run_id)  # and restored, it is written to again
+    response = alice.post(route, WRITES[route](run_id, 5))
+    assert response.status_code == 200, response.content
+    assert _written(run_id) != before
+
+
+@pytest.mark.parametrize("route", sorted(WRITES))
+def test_a_run_gone_for_good_after_it_was_cached_is_not_found(alice, route):
+    run_id = alice.run(alice.experiment("cached"))["info"]["run_id"]
+    _warm(alice, route, run_id)
+    Run.objects.filter(pk=run_id).delete()
+    response = alice.post(route, WRITES[route](run_id, 4))
+    assert response.status_code == 404, response.content
+    assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert _written(run_id) == (0, [], 0, [])
+
+
+@pytest.mark.parametrize("route", sorted(WRITES))
+def test_a_run_found_in_another_experiment_is_decided_on_there(alice, bob, route):
+    """A run never changes experiment through Custody; should it all the same (a run
+    collected for good and imported again under its old id into another experiment), the
+    cached experiment decides nothing: the write is decided on the run as stored. Alice
+    may only read Bob's experiment."""
+    bobs = int(bob.experiment("bobs"))  # before the warm-up: a grant change empties the cache
+    run_id = alice.run(alice.experiment("cached"))["info"]["run_id"]
+    _warm(alice, route, run_id)
+    before = _written(run_id)
+    Run.objects.filter(pk=run_id).update(experiment_id=bobs)
+    response = alice.post(route, WRITES[route](run_id, 4))
+    assert response.status_code == 403, response.content
+    assert response.json()["error_code"] == "PERMISSION_DENIED"
+    assert _written(run_id) == before
+
+
+@pytest.mark.parametrize("route", sorted(WRITES))
+def test_a_grant_taken_back_after_the_run_was_cached_refuses_the_write(alice, bob, route):
+    from tracking import permissions
+
+    experiment_id = bob.experiment("shared")
+    permissions.experiment_grant_put(
+        experiment_id=int(experiment_id), grant={"user": "alice", "level": "EDIT"}
+    )
+    run_id = alice.run(experiment_id)["info"]["run_id"]
+    _warm(alice, route, run_id)
+    before = _written(run_id)
+    permissions.experiment_grant_put(
+        experiment_id=int(experiment_id), grant={"user": "alice", "level": "READ"}
+    )
+    response = alice.post(route, WRITES[route](run_id, 4))
+    assert response.status_code == 403, response.content
+    assert _written(run_id) == before
+
+
+def test_a_changed_param_through_the_cached_decision_keeps_nothing_of_the_batch(alice):
+    run_id = alice.run(alice.experiment("cached"))["info"]["run_id"]
+    _warm(alice, "runs/log-batch", run_id)
+    before = _written(run_id)
+    response = alice.post(
+        "runs/log-batch",
+        {
+            "run_id": run_id,
+            "params": [{"key": "p1", "value": "changed"}, {"key": "new", "value": "v"}],
+            "metrics": [{"key": "loss", "value": 9.0, "timestamp": 1, "step": 99}],
+        },
+    )
+    assert response.status_code == 400, response.content
+    assert "Changing param values is not allowed" in response.json()["message"]
+    assert _written(run_id) == before
+
+
+def test_a_rename_through_the_cached_decision_renames_the_run(alice):
+    run_id = alice.run(alice.experiment("cached"))["info"]["run_id"]
+    _warm(alice, "runs/set-tag", run_id)
+    response = alice.post(
+        "runs/set-tag", {"run_id": run_id, "key": "mlflow.runName", "value": "renamed"}
+    )
+    assert response.status_code == 200, response.content
+    assert Run.objects.get(pk=run_id).name == "renamed"
