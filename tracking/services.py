@@ -624,18 +624,16 @@ def _one_statement_sql(params: bool, tags: bool, metrics: bool, guarded: bool = 
         )
         # Data-modifying CTEs run to completion whether or not the last SELECT reads them.
         writes = [live, *writes, "SELECT count(*) FROM live"]
-        names = ["live", *(f"w{i}" for i in range(len(writes) - 2))]
-        *ctes, last = writes
-        return (
-            "WITH "
-            + ", ".join(f"{n} AS ({sql})" for n, sql in zip(names, ctes, strict=True))
-            + " "
-            + last
-        )
     *ctes, last = writes
     if not ctes:
         return last
-    return "WITH " + ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(ctes)) + " " + last
+    names = ["live" if guarded and i == 0 else f"w{i}" for i in range(len(ctes))]
+    return (
+        "WITH "
+        + ", ".join(f"{n} AS ({sql})" for n, sql in zip(names, ctes, strict=True))
+        + " "
+        + last
+    )
 
 
 def _log_one_statement(
