@@ -479,11 +479,11 @@ def fresh_caches(handler: Handler) -> Handler:
 
 
 def run_decided_from_cache(handler: Handler) -> Handler:
-    """Mark a write to one run whose access decision may take the run's experiment from the
+    """Mark a handler of one run whose access decision may take the run's experiment from the
     process's cache instead of reading the run (a run never changes experiment): the access
-    layer then resolves a `tracking.permissions.DecidedRun`, and the handler's write must
-    itself check that the run is still in that experiment and active, and decide again from
-    the stored run when it is not."""
+    layer then resolves a `tracking.permissions.DecidedRun`, and the handler's statement must
+    itself check that the run is still in that experiment (and, for a write, active), and
+    decide again from the stored run when it is not."""
     handler.run_decided_from_cache = True  # type: ignore[attr-defined]
     return handler
 

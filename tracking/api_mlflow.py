@@ -169,7 +169,16 @@ def _resolved_run(req: MlflowRequest) -> Run | None:
 
 
 @mlflow_route("runs/get", "GET", access=access.RUN_READ)
+@run_decided_from_cache
 def get_run(req: MlflowRequest) -> dict:
+    decided = req.resolved
+    if isinstance(decided, permissions.DecidedRun):
+        # The run row comes with everything else, only if the run is where it was decided.
+        found = selectors.run_payloads([decided.run_id], decided_experiment=decided.experiment_id)
+        if found:
+            return {"run": found[0]}
+        permissions.forget_run(decided.run_id)
+        req.resolved = access.authorize(req.http, access.RUN_READ, req)
     return {"run": _run(req.run_id(), _resolved_run(req))}
 
 

@@ -340,14 +340,49 @@ def _one_run_children_sql() -> str:
     return sql
 
 
-def _one_run_children(run_id: str) -> tuple[list, list, list, list, list, list, list]:
+def _one_run_and_children_sql() -> str:
+    """_one_run_children_sql with the run row as an eighth kind (7), read only if the run is
+    in the given experiment: its name as key, user id as text, start and end time as the two
+    integers, status, artifact URI and lifecycle stage as the first three texts."""
+    key = f"{connection.vendor} with the run"
+    sql = _ONE_RUN_CHILDREN_SQL.get(key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        sql = _ONE_RUN_CHILDREN_SQL[key] = (
+            f"{_one_run_children_sql()} UNION ALL SELECT 7, name, user_id, NULL, NULL, "
+            f"start_time, end_time, status, artifact_uri, lifecycle_stage, NULL "
+            f"FROM {quote(Run._meta.db_table)} WHERE run_id = %s AND experiment_id = %s"
+        )
+    return sql
+
+
+def _one_run_children(
+    run_id: str, experiment_id: int | None = None
+) -> tuple[list, list, list, list, list, list, list, dict[str, Any] | None]:
     """The rows `run_payloads` reads for many runs, for one run in one query: latest metrics,
-    params, tags, model inputs, outputs, dataset inputs and the inputs' tags."""
+    params, tags, model inputs, outputs, dataset inputs and the inputs' tags; given the
+    experiment the run was decided in, the run row too (None when the run is not there)."""
     found: tuple[list, list, list, list, list, list, list] = ([], [], [], [], [], [], [])
+    row: dict[str, Any] | None = None
     with server_prepared_cursor() as cursor:
-        cursor.execute(_one_run_children_sql(), [run_id] * 7)
+        if experiment_id is None:
+            cursor.execute(_one_run_children_sql(), [run_id] * 7)
+        else:
+            cursor.execute(_one_run_and_children_sql(), [run_id] * 8 + [experiment_id])
         for kind, key, text, number, is_nan, ident, step, *dataset in cursor.fetchall():
-            if kind == 0:
+            if kind == 7:
+                row = {
+                    "run_id": run_id,
+                    "experiment_id": experiment_id,
+                    "name": key,
+                    "user_id": text,
+                    "status": dataset[0],
+                    "start_time": ident,
+                    "end_time": step,
+                    "artifact_uri": dataset[1],
+                    "lifecycle_stage": dataset[2],
+                }
+            elif kind == 0:
                 found[0].append((run_id, key, number, bool(is_nan), ident, step))
             elif kind in (1, 2):
                 found[kind].append((run_id, key, text))
@@ -359,20 +394,29 @@ def _one_run_children(run_id: str) -> tuple[list, list, list, list, list, list, 
                 found[5].append((ident, run_id, key, text, *dataset))
             else:
                 found[6].append((ident, key, text))
-    return found
+    return (*found, row)
 
 
 def run_payloads(
-    run_ids: Sequence[str], *, runs: Sequence[Run] = (), with_inputs: bool = True
+    run_ids: Sequence[str],
+    *,
+    runs: Sequence[Run] = (),
+    with_inputs: bool = True,
+    decided_experiment: int | None = None,
 ) -> list[dict[str, Any]]:
     """Full MLflow `Run` dicts for these runs, in the given order: for one run 2 queries (the
     run; everything it logged and its inputs and outputs in one UNION ALL), 1 when the run is
-    given, as the access layer loaded it; for several 8. With with_inputs=False, for a list
-    that shows only a run's info and data: its inputs and outputs are left empty (and for
-    several runs not read: 3 queries fewer)."""
+    given, as the access layer loaded it, or when `decided_experiment` is (the run row is
+    then read in the same UNION ALL, only if the run is in that experiment: an empty list
+    when it is not); for several 8. With with_inputs=False, for a list that shows only a
+    run's info and data: its inputs and outputs are left empty (and for several runs not
+    read: 3 queries fewer)."""
     if not run_ids:
         return []
-    if runs and {run.run_id for run in runs} >= set(run_ids):
+    rows: dict[str, dict[str, Any]] = {}
+    if decided_experiment is not None:
+        assert len(run_ids) == 1, "a decided experiment is for one run"
+    elif runs and {run.run_id for run in runs} >= set(run_ids):
         rows = {run.run_id: {field: getattr(run, field) for field in _RUN_FIELDS} for run in runs}
     else:
         rows = {r["run_id"]: r for r in Run.objects.filter(run_id__in=run_ids).values(*_RUN_FIELDS)}
@@ -387,7 +431,10 @@ def run_payloads(
             output_rows,
             input_rows,
             input_tag_rows,
-        ) = _one_run_children(run_ids[0])
+            decided_row,
+        ) = _one_run_children(run_ids[0], decided_experiment)
+        if decided_row is not None:
+            rows = {run_ids[0]: decided_row}
         if not with_inputs:
             model_input_rows, output_rows, input_rows, input_tag_rows = [], [], [], []
     else:

@@ -176,3 +176,107 @@ def test_a_rename_through_the_cached_decision_renames_the_run(alice):
     )
     assert response.status_code == 200, response.content
     assert Run.objects.get(pk=run_id).name == "renamed"
+
+
+def _read(api: MlflowApiClient, run_id: str):
+    return api.get("runs/get", {"run_id": run_id})
+
+
+def _warm_read(api: MlflowApiClient, run_id: str) -> dict:
+    """The first read reads the run (and caches its experiment); the next reads the run row
+    with everything else, in one query, from the cached experiment."""
+    first = _read(api, run_id)
+    assert first.status_code == 200, first.content
+    with CaptureQueriesContext(connection) as queries:
+        response = _read(api, run_id)
+    assert response.status_code == 200, response.content
+    # (the cache's version poll aside, which any request may make)
+    statements = [q["sql"] for q in queries.captured_queries if "core_cacheversion" not in q["sql"]]
+    assert len(statements) == 1, statements
+    assert "experiment_id = " in statements[0], statements
+    assert response.json() == first.json()  # the same answer either way
+    return response.json()["run"]
+
+
+def test_a_run_read_from_the_cached_experiment_answers_as_the_stored_run(alice):
+    experiment_id = alice.experiment("cached")
+    run = alice.run(experiment_id)
+    run_id = run["info"]["run_id"]
+    for route in sorted(WRITES):
+        assert alice.post(route, WRITES[route](run_id, 1)).status_code == 200
+    response = alice.post(
+        "runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": 1_700_000_000_123}
+    )
+    assert response.status_code == 200, response.content
+    read = _warm_read(alice, run_id)
+    assert read["info"] == {
+        "run_id": run_id,
+        "run_uuid": run_id,
+        "run_name": run["info"]["run_name"],
+        "experiment_id": experiment_id,
+        "user_id": "alice",
+        "status": "FINISHED",
+        "start_time": run["info"]["start_time"],
+        "end_time": 1_700_000_000_123,
+        "artifact_uri": run["info"]["artifact_uri"],
+        "lifecycle_stage": "active",
+    }
+    assert {m["key"] for m in read["data"]["metrics"]} == {"loss"}
+    assert {p["key"] for p in read["data"]["params"]} == {"p1"}
+    assert {"key": "t", "value": "1"} in read["data"]["tags"]
+    # a deleted run still reads, as deleted (MLflow answers deleted runs)
+    tracking.run_delete(run_id=run_id)
+    response = _read(alice, run_id)
+    assert response.status_code == 200, response.content
+    assert response.json()["run"]["info"]["lifecycle_stage"] == "deleted"
+
+
+def test_a_run_read_after_it_is_gone_for_good_is_not_found(alice):
+    run_id = alice.run(alice.experiment("cached"))["info"]["run_id"]
+    _warm_read(alice, run_id)
+    Run.objects.filter(pk=run_id).delete()
+    response = _read(alice, run_id)
+    assert response.status_code == 404, response.content
+    assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_a_run_read_found_in_another_experiment_is_decided_on_there(alice, bob):
+    """Moved behind the cache's back into an experiment Alice may not read: not found (a run
+    the caller may not read is not shown to exist), and no part of the run is answered from
+    the cached decision."""
+    bobs = bob.experiment("bobs")
+    from tracking import permissions
+
+    permissions.experiment_grant_put(
+        experiment_id=int(bobs), grant={"user": "alice", "level": "NONE"}
+    )
+    run_id = alice.run(alice.experiment("cached"))["info"]["run_id"]
+    _warm_read(alice, run_id)
+    Run.objects.filter(pk=run_id).update(experiment_id=int(bobs))
+    response = _read(alice, run_id)
+    assert response.status_code == 404, response.content
+    assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    # where the caller may read, the run answers from where it is now
+    permissions.experiment_grant_put(
+        experiment_id=int(bobs), grant={"user": "alice", "level": "READ"}
+    )
+    response = _read(alice, run_id)
+    assert response.status_code == 200, response.content
+    assert response.json()["run"]["info"]["experiment_id"] == bobs
+
+
+def test_a_read_grant_taken_back_after_the_run_was_cached_refuses_the_read(alice, bob):
+    from tracking import permissions
+
+    experiment_id = bob.experiment("shared")
+    run_id = bob.run(experiment_id)["info"]["run_id"]
+    permissions.experiment_grant_put(
+        experiment_id=int(experiment_id), grant={"user": "alice", "level": "READ"}
+    )
+    _warm_read(alice, run_id)
+    permissions.experiment_grant_put(
+        experiment_id=int(experiment_id), grant={"user": "alice", "level": "NONE"}
+    )
+    response = _read(alice, run_id)
+    assert response.status_code == 404, response.content
+    assert "run" not in response.json()
