@@ -5,7 +5,9 @@
 
 Seeds (bulk inserts, not timed) one experiment with N runs, each with 3 params, 3 latest
 metrics and 2 tags; one more run with a long history (--history points, default 100,000, of
-one metric); a model with --versions versions (default 300) of which some wait for review.
+one metric); another experiment of --neighbour-runs runs (default 20,000) with keys of its
+own, as on a shared server; a model with --versions versions (default 300) of which some
+wait for review.
 Then loads pages through Django's test client as a signed-in data scientist (the review queue
 as a reviewer; the whole server path but the socket: middleware, access decision, query,
 template): p50/p95 over --loads loads each. Prints a Markdown table, with the machine's load
@@ -85,6 +87,53 @@ def seed(runs: int) -> int:
                 ]
             )
     return experiment.experiment_id
+
+
+def seed_neighbours(runs: int) -> None:
+    """Another experiment, as a shared server holds many: `runs` runs logging metric, param and
+    tag keys the big experiment does not have (two on every run, one of twenty on a run in
+    twenty), written after it. The big experiment's pages must not pay for its rows."""
+    from django.db import transaction
+
+    from tracking.models import Experiment, LatestMetric, Param, Run, RunTag
+
+    experiment = Experiment.objects.create(
+        name="neighbours",
+        artifact_location="mlflow-artifacts:/2",
+        creation_time=1,
+        last_update_time=1,
+    )
+    with transaction.atomic():
+        for start in range(0, runs, 10_000):
+            ids = [f"a{i:031x}" for i in range(start, min(runs, start + 10_000))]
+            Run.objects.bulk_create(
+                Run(
+                    run_id=run_id,
+                    experiment=experiment,
+                    name=f"n-{run_id[-6:]}",
+                    user_id="neighbour",
+                    start_time=1_600_000_000_000,
+                    artifact_uri="mlflow-artifacts:/y",
+                    status="FINISHED",
+                )
+                for run_id in ids
+            )
+            keys = {n: ("bleu", "rouge", f"rare_{n % 20}") for n in range(len(ids))}
+            LatestMetric.objects.bulk_create(
+                LatestMetric(run_id=run_id, key=key, value=0.5, timestamp=1, step=0)
+                for n, run_id in enumerate(ids)
+                for key in keys[n]
+            )
+            Param.objects.bulk_create(
+                Param(run_id=run_id, key=key, value="x")
+                for n, run_id in enumerate(ids)
+                for key in ("tokenizer", "vocab", f"rare_{n % 20}")
+            )
+            RunTag.objects.bulk_create(
+                RunTag(run_id=run_id, key=key, value="y")
+                for n, run_id in enumerate(ids)
+                for key in ("corpus", f"rare_{n % 20}")
+            )
 
 
 def seed_history(experiment_id: int, points: int) -> tuple[str, str]:
@@ -175,6 +224,12 @@ def main() -> None:
     parser.add_argument("--loads", type=int, default=20)
     parser.add_argument("--history", type=int, default=100_000)
     parser.add_argument("--versions", type=int, default=300)
+    parser.add_argument(
+        "--neighbour-runs",
+        type=int,
+        default=20_000,
+        help="runs of another experiment, with keys of their own",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         database = setup(Path(tmp))
@@ -183,6 +238,7 @@ def main() -> None:
         call_command("collectstatic", "--noinput", verbosity=0)  # pages use hashed names
         started = time.perf_counter()
         exp_id = seed(args.runs)
+        seed_neighbours(args.neighbour_runs)
         from django.test import Client
 
         from accounts import services as accounts
@@ -298,8 +354,9 @@ def main() -> None:
             rows.append((label, statistics.median(samples), percentile(samples, 0.95)))
         load_after = os.getloadavg()[0]
     print(
-        f"# Page loads ({database}; {args.runs:,} runs in one experiment, seeded in "
-        f"{seeded:.0f} s; {args.history:,}-step history; {args.versions} versions, "
+        f"# Page loads ({database}; {args.runs:,} runs in one experiment and "
+        f"{args.neighbour_runs:,} in another, seeded in {seeded:.0f} s; "
+        f"{args.history:,}-step history; {args.versions} versions, "
         f"{open_requests} open review requests; Django test client, signed in)\n"
     )
     print("| page | p50 ms | p95 ms |\n|---|---|---|")

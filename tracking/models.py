@@ -170,6 +170,29 @@ class LatestMetric(models.Model):
         indexes = [models.Index(fields=["key", "value"], name="latest_metric_kv_idx")]
 
 
+class ExperimentKey(models.Model):
+    """A metric, param or tag key logged to a run of the experiment: what the runs table's
+    column chooser offers, read without reading the runs' rows (on a shared server most rows
+    with a given key belong to other experiments). Kept by triggers on the latest metrics,
+    params and tags tables (migration 0009), whatever writes them; a key stays once logged,
+    also when its runs are deleted. Not unique: a trigger adds a key it does not find, so
+    that concurrent writers never wait on each other, and two may add it at once."""
+
+    class Kind(models.TextChoices):
+        METRIC = "metric"
+        PARAM = "param"
+        TAG = "tag"
+
+    experiment = models.ForeignKey(
+        Experiment, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    kind = models.CharField(max_length=6, choices=Kind.choices)
+    key = models.CharField(max_length=250)
+
+    class Meta:
+        indexes = [models.Index(fields=["experiment", "kind", "key"], name="experiment_key_idx")]
+
+
 class Dataset(models.Model):
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="datasets")
     name = models.CharField(max_length=500)

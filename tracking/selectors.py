@@ -38,6 +38,7 @@ from tracking.models import (
     VALUE_INDEX_PREFIX,
     Dataset,
     Experiment,
+    ExperimentKey,
     ExperimentTag,
     LatestMetric,
     LifecycleStage,
@@ -395,6 +396,19 @@ def _one_run_children(
             else:
                 found[6].append((ident, key, text))
     return (*found, row)
+
+
+def experiment_keys(
+    *, experiment_id: int, kind: str, exclude_prefix: str = "", limit: int
+) -> list[str]:
+    """The distinct keys of one kind (ExperimentKey.Kind) logged to the experiment's runs,
+    alphabetically, at most `limit`: an index range of ExperimentKey, kept by triggers.
+    Finding them in the runs' rows cost as much as the rows of each key in every other
+    experiment (bench/web_pages.py's neighbours: 200 ms a page with 20,000 runs elsewhere)."""
+    keys = ExperimentKey.objects.filter(experiment_id=experiment_id, kind=kind)
+    if exclude_prefix:
+        keys = keys.exclude(key__startswith=exclude_prefix)
+    return list(keys.order_by("key").values_list("key", flat=True).distinct()[:limit])
 
 
 def run_payloads(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from django.db import connection
 from django.db.models import Count, F, Q, Window
 from django.db.models.functions import Left, RowNumber
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
@@ -18,9 +17,8 @@ from tracking import selectors
 from tracking.models import (
     VALUE_INDEX_PREFIX,
     Experiment,
-    LatestMetric,
+    ExperimentKey,
     LifecycleStage,
-    Param,
     Run,
     RunOutput,
     RunTag,
@@ -69,55 +67,29 @@ def experiment_list(request):
     )
 
 
-def _distinct_keys(model, experiment_id: int, exclude_prefix: str = "") -> tuple[list[str], bool]:
-    """The distinct keys of one kind over the experiment's active runs, alphabetically, at most
-    MAX_COLUMN_KEYS, and whether there were more.
-
-    A loose index scan: a recursive query steps through the distinct keys of the whole table
-    on its key-first index (one probe per key, not one row per run), and keeps a key when one
-    active run of this experiment has it (a LIMIT 1 probe on the same index, written as a
-    scalar subquery so that PostgreSQL does not turn it into a join over every row). So the cost
-    follows the number of distinct keys, not of runs."""
-    table = connection.ops.quote_name(model._meta.db_table)
-    runs = connection.ops.quote_name(Run._meta.db_table)
-    prefix = ""
-    params: list = [experiment_id, LifecycleStage.ACTIVE]
-    if exclude_prefix:
-        prefix = "AND substr(keys.k, 1, %s) <> %s"
-        params += [len(exclude_prefix), exclude_prefix]
-    sql = f"""
-        WITH RECURSIVE keys(k) AS (
-            SELECT MIN(key) FROM {table}
-            UNION ALL
-            SELECT (SELECT MIN(key) FROM {table} WHERE key > keys.k) FROM keys
-            WHERE keys.k IS NOT NULL
-        )
-        SELECT k FROM (
-            SELECT keys.k, (
-                SELECT 1 FROM {table} t JOIN {runs} r ON r.run_id = t.run_id
-                WHERE t.key = keys.k AND r.experiment_id = %s AND r.lifecycle_stage = %s
-                LIMIT 1
-            ) AS used
-            FROM keys WHERE keys.k IS NOT NULL {prefix}
-        ) probed
-        WHERE used IS NOT NULL
-        LIMIT {MAX_COLUMN_KEYS + 1}
-    """  # noqa: S608 - table names from the models, values bound
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        keys = [row[0] for row in cursor.fetchall()]
-    return keys[:MAX_COLUMN_KEYS], len(keys) > MAX_COLUMN_KEYS
+def _distinct_keys(
+    kind: str, experiment_id: int, exclude_prefix: str = ""
+) -> tuple[list[str], bool]:
+    """The distinct keys of one kind logged to the experiment's runs, alphabetically, at most
+    MAX_COLUMN_KEYS, and whether there were more."""
+    found = selectors.experiment_keys(
+        experiment_id=experiment_id,
+        kind=kind,
+        exclude_prefix=exclude_prefix,
+        limit=MAX_COLUMN_KEYS + 1,
+    )
+    return found[:MAX_COLUMN_KEYS], len(found) > MAX_COLUMN_KEYS
 
 
 def _available_columns(experiment_id: int) -> tuple[dict[str, list[str]], list[str]]:
     """The keys offered by the column chooser, and the sections cut at MAX_COLUMN_KEYS."""
     available, cut = {}, []
-    for section, model, prefix in (
-        ("metrics", LatestMetric, ""),
-        ("params", Param, ""),
-        ("tags", RunTag, "mlflow."),
+    for section, kind, prefix in (
+        ("metrics", ExperimentKey.Kind.METRIC, ""),
+        ("params", ExperimentKey.Kind.PARAM, ""),
+        ("tags", ExperimentKey.Kind.TAG, "mlflow."),
     ):
-        available[section], more = _distinct_keys(model, experiment_id, prefix)
+        available[section], more = _distinct_keys(kind, experiment_id, prefix)
         if more:
             cut.append(section)
     return available, cut

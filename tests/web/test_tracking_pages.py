@@ -192,6 +192,79 @@ def test_column_picker_sees_keys_of_later_runs_and_not_of_deleted_ones(scientist
     assert "deleted_metric" not in html and "deleted_param" not in html
 
 
+def test_column_picker_offers_the_experiments_own_keys_as_runs_are_logged_deleted_and_restored(
+    scientist,
+):
+    """The picker's keys come from the experiment's key list, which the database keeps as the
+    MLflow API writes (each write path: log-batch, log-metric, log-parameter, set-tag, run
+    creation with tags), deletes and restores runs: another experiment's keys are never
+    offered, a deleted run's keys go when no other active run has them and come back with it."""
+    import re
+
+    from tests.conftest import MlflowApiClient
+
+    api = MlflowApiClient(
+        Client(HTTP_AUTHORIZATION=f"Bearer {accounts.token_create(user=scientist, name='k')[1]}")
+    )
+    mine, theirs = api.experiment("mine"), api.experiment("theirs")
+
+    def offered(experiment_id: str) -> set[str]:
+        page = signed_in(scientist).get(f"/experiments/{experiment_id}/").content.decode()
+        found = re.findall(r'name="col" value="((?:metrics|params|tags)\.[^"]+)"', page)
+        return {column for column in found if not column.startswith("tags.mlflow.")}
+
+    def log(run_id: str, **batch) -> None:
+        response = api.post("runs/log-batch", {"run_id": run_id, **batch})
+        assert response.status_code == 200, response.content
+
+    other = api.run(theirs, tags=[{"key": "their_tag", "value": "x"}])["info"]["run_id"]
+    for step in (1, 2):  # the second is decided on the cached experiment (PostgreSQL)
+        log(
+            other,
+            metrics=[{"key": "their_metric", "value": 1.0, "timestamp": TS, "step": step}],
+            params=[{"key": f"their_param_{step}", "value": "x"}],
+        )
+    first = api.run(mine, tags=[{"key": "created_with", "value": "x"}])["info"]["run_id"]
+    second = api.run(mine)["info"]["run_id"]
+    log(first, metrics=[{"key": "shared", "value": 1.0, "timestamp": TS, "step": 0}])
+    log(
+        second,
+        metrics=[{"key": "shared", "value": 2.0, "timestamp": TS, "step": 0}],
+        params=[{"key": "only_second", "value": "x"}],
+        tags=[{"key": "second_tag", "value": "x"}],
+    )
+    for route, body in (
+        ("runs/log-metric", {"key": "one_metric", "value": 1.0, "timestamp": TS, "step": 0}),
+        ("runs/log-parameter", {"key": "one_param", "value": "x"}),
+        ("runs/set-tag", {"key": "one_tag", "value": "x"}),
+    ):
+        for _ in (1, 2):
+            response = api.post(route, {"run_id": first, **body})
+            assert response.status_code == 200, response.content
+    own = {
+        "metrics.shared",
+        "metrics.one_metric",
+        "params.only_second",
+        "params.one_param",
+        "tags.created_with",
+        "tags.second_tag",
+        "tags.one_tag",
+    }
+    assert offered(mine) == own
+    assert offered(theirs) == {
+        "metrics.their_metric",
+        "params.their_param_1",
+        "params.their_param_2",
+        "tags.their_tag",
+    }
+    assert api.post("runs/delete", {"run_id": second}).status_code == 200
+    assert offered(mine) == own - {"params.only_second", "tags.second_tag"}
+    assert api.post("runs/restore", {"run_id": second}).status_code == 200
+    assert offered(mine) == own
+    assert api.post("runs/delete", {"run_id": first}).status_code == 200
+    assert offered(mine) == {"metrics.shared", "params.only_second", "tags.second_tag"}
+
+
 def test_columns_with_spaces_and_punctuation_sort(scientist):
     import html as html_lib
     import re
