@@ -316,6 +316,8 @@ def main(argv=None) -> int:
                 "details": rec.details,
                 "profiles": rec.profiles,
                 "info": rec.info,
+                "floor": rec.floor,
+                "floor_beside": {f"{t} | {s}": v for (t, s), v in rec.floor_beside.items()},
             },
             indent=1,
             default=str,
@@ -405,7 +407,14 @@ def render_floor(rec: S.Recorder, targets: list[str]) -> list[list[str]] | None:
     """Each keep-alive 8-thread requests/s row as a share of the same server's /health."""
     if not rec.floor:
         return None
-    head = ["scenario", "Custody req/s", "Custody share", "MLflow req/s", "MLflow share", "goal"]
+    head = [
+        "scenario",
+        "Custody req/s",
+        "Custody share (floor beside it)",
+        "MLflow req/s",
+        "MLflow share",
+        "goal",
+    ]
     rows = [head]
     for r in rec.rows.values():
         if r.metric != "requests/s" or "8 thr, keep-alive" not in r.scenario:
@@ -414,13 +423,17 @@ def render_floor(rec: S.Recorder, targets: list[str]) -> list[list[str]] | None:
         custody_share = None
         for t in ("custody", "mlflow"):
             v, floor = r.values.get(t), rec.floor.get(t)
-            if t not in targets or v is None or not floor:
+            beside = rec.floor_beside.get((t, r.scenario))
+            if t not in targets or v is None or not (beside or floor):
                 cells += ["-", "-"]
                 continue
-            share = v / floor
+            share = v / (beside or floor)
             if t == "custody":
                 custody_share = share
-            cells += [_fmt(v, "req/s"), f"{100 * share:.0f}%"]
+            shown = f"{100 * share:.0f}%"
+            if beside and floor:
+                shown += f" ({_fmt(beside, 'req/s')}; {100 * v / floor:.0f}% of the first)"
+            cells += [_fmt(v, "req/s"), shown]
         goal = S.floor_goal(r.scenario)
         if goal is None:
             cells.append("")
@@ -522,7 +535,10 @@ def render_markdown(meta, table, resources, rec, failures, floor=None) -> str:
             "",
             "Each keep-alive, 8-thread throughput as a share of the same server's cheapest "
             "request (`GET /health`, no authentication, no database, same workers and "
-            "threads): what is left of the floor once the request pays for its work.",
+            "threads): what is left of the floor once the request pays for its work. The "
+            "floor is measured again right after each scenario (the machine's speed drifts "
+            "during a run): the share is of that one, whose figure follows it, with the "
+            "share of the floor measured first.",
             "",
             md_table(floor),
         ]

@@ -46,6 +46,9 @@ class Recorder:
         # target -> /health requests/s (8 threads, keep-alive): the floor every keep-alive
         # 8-thread requests/s row is compared with (its "share of the floor").
         self.floor: dict[str, float] = {}
+        # (target, scenario) -> /health requests/s measured right after that scenario: the
+        # machine's speed drifts during a run, so each share is of the floor beside it.
+        self.floor_beside: dict[tuple[str, str], float] = {}
         self.details: list[dict[str, Any]] = []
         self.info: list[dict[str, Any]] = []
         self.profiles: list[dict[str, Any]] = []
@@ -160,7 +163,25 @@ class Ctx:
             self.log(f"    errors: {summ['error_kinds']} e.g. {summ['error_samples'][:2]}")
         if profile and self.profile_dir is not None and summ["ok"]:
             self.profile_pass(label, op, threads=threads, keepalive=keepalive)
+        if keepalive and scenario != FLOOR_SCENARIO and scenario.endswith(", 8 thr, keep-alive"):
+            self.floor_beside_of(scenario, threads=threads, duration=duration)
         return summ
+
+    def floor_beside_of(self, scenario: str, *, threads: int, duration: float) -> None:
+        """/health on the same server and threads right after `scenario`, for its share."""
+        res = run_load(
+            lambda: self.client(True),
+            op_health,
+            threads=threads,
+            duration=duration,
+            max_ops=2_000_000,
+            warmup_ops=2,
+        ).summary()
+        if res.get("ok"):
+            self.rec.floor_beside[(self.target, scenario)] = res["ops_per_s"]
+            self.log(
+                f"  {self.target:7s} {'  floor beside it (/health)':44s} {res['ops_per_s']:9.1f} op/s"
+            )
 
     def profile_pass(self, label: str, op, *, threads: int, keepalive: bool) -> None:
         import pyspy_profile as prof
@@ -1356,14 +1377,15 @@ def _reads_rows(name: str) -> list:
     ]
 
 
+def op_health(tid, seq, client):
+    resp = client.get("/health")
+    if resp.status != 200:
+        raise OpError(f"/health: HTTP {resp.status}")
+    return 1.0
+
+
 def scenario_floor(ctx: Ctx) -> None:
     threads = 8
-
-    def op_health(tid, seq, client):
-        resp = client.get("/health")
-        if resp.status != 200:
-            raise OpError(f"/health: HTTP {resp.status}")
-        return 1.0
 
     summ = ctx.measure(
         FLOOR_SCENARIO,
