@@ -9,6 +9,7 @@ import html as html_lib
 import re
 
 import pytest
+from django.db import connection
 
 from tests.web.test_runs_table import metric
 from tests.web.test_tracking_pages import new_run, signed_in
@@ -180,7 +181,9 @@ def test_grouped_page_query_count_is_pinned(scientist, sweep, django_assert_num_
     params = {"group": "params.lr", "filter": "metrics.loss < 5"}
     client.get(url, params)
     process_cache.clear_all()
-    with django_assert_num_queries(19) as captured:
+    # the rows' metrics, params and tags: one query on PostgreSQL, three on SQLite
+    payload_reads = 1 if connection.vendor == "postgresql" else 3
+    with django_assert_num_queries(16 + payload_reads) as captured:
         response = client.get(url, params)
     assert response.status_code == 200
     # the groups' sizes (one aggregate: they also give the total, so no count query), the page
@@ -193,7 +196,7 @@ def test_grouped_page_query_count_is_pinned(scientist, sweep, django_assert_num_
     chosen = {**params, "col": ["metrics.val_auc", "metrics.loss"]}
     client.get(url, chosen)
     process_cache.clear_all()
-    with django_assert_num_queries(18) as captured:
+    with django_assert_num_queries(15 + payload_reads) as captured:
         page = client.get(url, chosen).content.decode()
     sql = [q["sql"] for q in captured.captured_queries]
     assert len([q for q in sql if "GROUP BY" in q.upper()]) == 1
