@@ -171,12 +171,13 @@ class LatestMetric(models.Model):
 
 
 class ExperimentKey(models.Model):
-    """A metric, param or tag key logged to a run of the experiment: what the runs table's
+    """A metric, param or tag key an active run of the experiment has: what the runs table's
     column chooser offers, read without reading the runs' rows (on a shared server most rows
-    with a given key belong to other experiments). Kept by triggers on the latest metrics,
-    params and tags tables (migration 0009), whatever writes them; a key stays once logged,
-    also when its runs are deleted. Not unique: a trigger adds a key it does not find, so
-    that concurrent writers never wait on each other, and two may add it at once."""
+    with a given key belong to other experiments). Kept by triggers (migration 0009),
+    whatever writes: a latest metric, param or tag row inserted for an active run adds its
+    key; a run deleted takes out its keys no other active run has, a run restored brings
+    them back. Not unique: a trigger adds a key it does not find, so that concurrent writers
+    never wait on each other, and two may add it at once."""
 
     class Kind(models.TextChoices):
         METRIC = "metric"

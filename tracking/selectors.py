@@ -427,7 +427,7 @@ def _one_run_children(
 def experiment_keys(
     *, experiment_id: int, kind: str, exclude_prefix: str = "", limit: int
 ) -> list[str]:
-    """The distinct keys of one kind (ExperimentKey.Kind) logged to the experiment's runs,
+    """The distinct keys of one kind (ExperimentKey.Kind) the experiment's active runs have,
     alphabetically, at most `limit`: an index range of ExperimentKey, kept by triggers.
     Finding them in the runs' rows cost as much as the rows of each key in every other
     experiment (bench/web_pages.py's neighbours: 200 ms a page with 20,000 runs elsewhere)."""

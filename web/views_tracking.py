@@ -70,8 +70,8 @@ def experiment_list(request):
 def _distinct_keys(
     kind: str, experiment_id: int, exclude_prefix: str = ""
 ) -> tuple[list[str], bool]:
-    """The distinct keys of one kind logged to the experiment's runs, alphabetically, at most
-    MAX_COLUMN_KEYS, and whether there were more."""
+    """The distinct keys of one kind the experiment's active runs have, alphabetically, at
+    most MAX_COLUMN_KEYS, and whether there were more."""
     found = selectors.experiment_keys(
         experiment_id=experiment_id,
         kind=kind,
