@@ -162,6 +162,15 @@ def create_run(req: MlflowRequest) -> dict:
     return {"run": selectors.new_run_payload(run, run.tags_at_creation)}  # type: ignore[attr-defined]
 
 
+def _decide_again(req: MlflowRequest, required: str) -> None:
+    """The run was not as its cached decision took it: forget the cached experiment and
+    decide from the stored run (which raises the usual 404 or 403)."""
+    decided = req.resolved
+    assert isinstance(decided, permissions.DecidedRun)
+    permissions.forget_run(decided.run_id)
+    req.resolved = access.authorize(req.http, required, req)
+
+
 def _resolved_run(req: MlflowRequest) -> Run | None:
     """The run the access layer decided on, when it is the one the handler reads."""
     run = req.resolved
@@ -177,8 +186,7 @@ def get_run(req: MlflowRequest) -> dict:
         found = selectors.run_payloads([decided.run_id], decided_experiment=decided.experiment_id)
         if found:
             return {"run": found[0]}
-        permissions.forget_run(decided.run_id)
-        req.resolved = access.authorize(req.http, access.RUN_READ, req)
+        _decide_again(req, access.RUN_READ)
     return {"run": _run(req.run_id(), _resolved_run(req))}
 
 
@@ -218,8 +226,7 @@ def _log(req: MlflowRequest, **batch: Any) -> None:
             )
             return
         except services.RunNotAsDecided:
-            permissions.forget_run(decided.run_id)
-            req.resolved = access.authorize(req.http, access.RUN_EDIT, req)
+            _decide_again(req, access.RUN_EDIT)
     services.run_log_batch(run_id=req.run_id(), run=_resolved_run(req), **batch)
 
 

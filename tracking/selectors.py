@@ -461,8 +461,7 @@ def run_payloads(
         rows = {run.run_id: {field: getattr(run, field) for field in _RUN_FIELDS} for run in runs}
     else:
         rows = {r["run_id"]: r for r in Run.objects.filter(run_id__in=run_ids).values(*_RUN_FIELDS)}
-    input_rows: list = []
-    input_tag_rows: list | None = None
+    input_tag_rows: list | None = None  # on SQLite read after the inputs, if there are any
     children = None
     if len(run_ids) == 1:
         children, decided_row = _one_run_children(run_ids[0], decided_experiment)
