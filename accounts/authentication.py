@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import hashlib
 import hmac
 import threading
@@ -97,8 +96,8 @@ def _token_user(raw: str) -> AuthResult:
         ApiToken.objects.filter(pk=cached.pk).update(last_used_at=now)
         cached.last_used_at = now
     # Each request gets its own instances: the cached ones are shared between threads.
-    token = copy.copy(cached)
-    token.user = copy.copy(cached.user)
+    token = process_cache.request_copy(cached)
+    token.user = process_cache.request_copy(cached.user)
     return AuthResult(user=token.user, method="token", token=token)
 
 
@@ -109,7 +108,7 @@ def _cached_user(username: str):
         lambda: get_user_model().objects.filter(username=username).first(),
         keep_none=False,
     )
-    return copy.copy(cached) if cached is not None else None
+    return process_cache.request_copy(cached) if cached is not None else None
 
 
 def _basic(credentials: str, client_ip: str) -> AuthResult:

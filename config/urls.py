@@ -17,6 +17,10 @@ import webhooks.api_mlflow  # noqa: E402,F401  isort: skip
 
 urlpatterns = [
     path("health", health),
+    # First what serving layers and training jobs poll and log to (`/api/v1/resolve`, the
+    # MLflow routes): every pattern before a route is one more match tried per request.
+    path("api/v1/", include("registry.urls_v1")),
+    *mlflow_api.urlpatterns(),
     path("ready", ready),
     path("metrics", metrics),
     path("version", version),
@@ -31,11 +35,9 @@ urlpatterns = [
     path("api/v1/", include("accounts.urls_v1")),
     path("api/v1/", include("tracking.urls_v1")),
     path("api/v1/", include("audit.urls_v1")),
-    path("api/v1/", include("registry.urls_v1")),
     path("api/v1/", include("governance.urls_v1")),
     path("api/v1/", include("lineage.urls_v1")),
     path("api/v1/", include("webhooks.urls_v1")),
-    *mlflow_api.urlpatterns(),
     path("", include("web.urls")),
 ]
 

@@ -3,7 +3,6 @@ the read filter for searches, and grants."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from django.conf import settings
@@ -85,7 +84,7 @@ def _model_by_key(key: str) -> RegisteredModel | None:
     if not process_cache.checked_in_this_request():
         return _MODEL_BY_KEY.first(key)
     model = _MODELS.get_or_load(key, lambda: _MODEL_BY_KEY.first(key), keep_none=False)
-    return copy.copy(model) if model is not None else None
+    return process_cache.request_copy(model) if model is not None else None
 
 
 def register() -> None:

@@ -7,10 +7,11 @@ import re
 
 import pytest
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import Resolver404, URLPattern, URLResolver, get_resolver
 
 from core import access
 from core.drf import view_rule
+from core.mlflow_api import ExactRoutesFirst
 
 pytestmark = [pytest.mark.django_db, pytest.mark.access]
 
@@ -109,3 +110,30 @@ def test_admin_requires_a_staff_session():
     response = Client().get("/admin/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_the_mlflow_routes_looked_up_directly_resolve_as_djangos_walk_would():
+    """`ExactRoutesFirst` finds a route without converters by a dict look-up; every path of
+    the URL table must resolve to the view, route and arguments Django's walk through the
+    patterns gives (the walk is the plain `URLResolver.resolve` of the same include)."""
+    shortcuts = [
+        entry for entry in get_resolver().url_patterns if isinstance(entry, ExactRoutesFirst)
+    ]
+    compared = 0
+    for include in shortcuts:
+        for route, _ in walk(include.url_patterns, str(include.pattern)):
+            path = _concrete(route)[1:]
+            looked_up, walked = include.resolve(path), URLResolver.resolve(include, path)
+            assert (looked_up.func, looked_up.route, looked_up.kwargs, looked_up.url_name) == (
+                walked.func,
+                walked.route,
+                walked.kwargs,
+                walked.url_name,
+            ), path
+            assert looked_up.app_names == walked.app_names, path
+            assert looked_up.namespaces == walked.namespaces, path
+            compared += 1
+    assert len(shortcuts) >= 6 and compared > 150
+    # A path that matches nothing still answers Django's 404, with what was tried.
+    with pytest.raises(Resolver404):
+        shortcuts[0].resolve(str(shortcuts[0].pattern) + "runs/no-such-route")
