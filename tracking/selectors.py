@@ -370,13 +370,45 @@ def _children_by_kind(rows: Iterable[tuple]) -> tuple[list, list, list, list, li
     return found
 
 
-def _many_runs_children(run_ids: Sequence[str], with_inputs: bool) -> tuple[list, ...]:
+def _many_runs_children(
+    run_ids: Sequence[str], with_inputs: bool, with_runs: bool
+) -> tuple[tuple[list, ...], dict[str, dict[str, Any]]]:
     """The rows `run_payloads` reads for several runs, in one query (PostgreSQL: the runs as
-    one array parameter, so the statement is prepared once whatever their number)."""
-    sql = _one_run_children_sql(many=True, with_inputs=with_inputs)
+    one array parameter, so the statement is prepared once whatever their number); with
+    `with_runs` the run rows too, as an eighth kind (7), by run id."""
+    key = f"many {with_inputs} {with_runs}"
+    sql = _ONE_RUN_CHILDREN_SQL.get(key)
+    if sql is None:
+        sql = _one_run_children_sql(many=True, with_inputs=with_inputs)
+        if with_runs:
+            quote = connection.ops.quote_name
+            sql += (
+                " UNION ALL SELECT 7, run_id, name, user_id, NULL, NULL, start_time, end_time, "
+                "status, artifact_uri, lifecycle_stage, CAST(experiment_id AS text) "
+                f"FROM {quote(Run._meta.db_table)} WHERE run_id = ANY(%s)"
+            )
+        _ONE_RUN_CHILDREN_SQL[key] = sql
+    branches = (7 if with_inputs else 3) + with_runs
     with server_prepared_cursor() as cursor:
-        cursor.execute(sql, [list(run_ids)] * (7 if with_inputs else 3))
-        return _children_by_kind(cursor.fetchall())
+        cursor.execute(sql, [list(run_ids)] * branches)
+        rows = cursor.fetchall()
+    runs: dict[str, dict[str, Any]] = {}
+    if with_runs:
+        for kind, run_id, name, user_id, _, _, start, end, status, uri, stage, experiment in rows:
+            if kind == 7:
+                runs[run_id] = {
+                    "run_id": run_id,
+                    "experiment_id": int(experiment),
+                    "name": name,
+                    "user_id": user_id,
+                    "status": status,
+                    "start_time": start,
+                    "end_time": end,
+                    "artifact_uri": uri,
+                    "lifecycle_stage": stage,
+                }
+        rows = [row for row in rows if row[0] != 7]
+    return _children_by_kind(rows), runs
 
 
 def _one_run_and_children_sql() -> str:
@@ -448,17 +480,21 @@ def run_payloads(
     run; everything it logged and its inputs and outputs in one UNION ALL), 1 when the run is
     given, as the access layer loaded it, or when `decided_experiment` is (the run row is
     then read in the same UNION ALL, only if the run is in that experiment: an empty list
-    when it is not); for several 2 on PostgreSQL (the runs; the same UNION ALL for all of
-    them, the runs as one array parameter), 8 on SQLite. With with_inputs=False, for a list
+    when it is not); for several 1 on PostgreSQL (the same UNION ALL for all of them with
+    their run rows, the runs as one array parameter), 8 on SQLite. With with_inputs=False, for a list
     that shows only a run's info and data: its inputs and outputs are left empty (and for
     several runs not read)."""
     if not run_ids:
         return []
     rows: dict[str, dict[str, Any]] = {}
+    many_on_postgresql = len(run_ids) > 1 and connection.vendor == "postgresql"
+    read_rows = False
     if decided_experiment is not None:
         assert len(run_ids) == 1, "a decided experiment is for one run"
     elif runs and {run.run_id for run in runs} >= set(run_ids):
         rows = {run.run_id: {field: getattr(run, field) for field in _RUN_FIELDS} for run in runs}
+    elif many_on_postgresql:
+        read_rows = True  # with everything they logged, below
     else:
         rows = {r["run_id"]: r for r in Run.objects.filter(run_id__in=run_ids).values(*_RUN_FIELDS)}
     input_tag_rows: list | None = None  # on SQLite read after the inputs, if there are any
@@ -467,8 +503,10 @@ def run_payloads(
         children, decided_row = _one_run_children(run_ids[0], decided_experiment)
         if decided_row is not None:
             rows = {run_ids[0]: decided_row}
-    elif connection.vendor == "postgresql":
-        children = _many_runs_children(run_ids, with_inputs)
+    elif many_on_postgresql:
+        children, read = _many_runs_children(run_ids, with_inputs, read_rows)
+        if read_rows:
+            rows = read
     if children is not None:
         latest_rows, param_rows, tag_rows = children[:3]
         if with_inputs:
