@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Subquery
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from audit.chain import HASHED_FIELDS, event_hash, format_time
@@ -190,6 +191,9 @@ def record_many(events: list[dict[str, Any]]) -> list[AuditEvent]:
     return rows
 
 
+_INSERTED_FIELDS = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
+
+
 def _event(content: dict[str, Any], digest: str = "") -> AuditEvent:
     return AuditEvent(
         **{**content, "created_at": datetime.fromisoformat(content["created_at"])}, hash=digest
@@ -220,9 +224,33 @@ def _chain_onto(seq: int, previous: str, contents: list[dict[str, Any]]) -> list
         content = {**content, "seq": seq, "prev_hash": previous}
         previous = event_hash(content)
         rows.append(_event(content, previous))
-    _insert(rows)
-    AuditChainHead.objects.filter(pk=1).update(last_seq=seq, last_hash=previous)
+    if len(rows) == 1 and transaction.get_connection().vendor == "postgresql":
+        _insert_moving_head(rows[0], seq, previous)
+    else:
+        _insert(rows)
+        AuditChainHead.objects.filter(pk=1).update(last_seq=seq, last_hash=previous)
     return rows
+
+
+def _insert_moving_head(event: AuditEvent, seq: int, digest: str) -> None:
+    """One chained event (what a request's write records) inserted and the head moved in one
+    statement, a data-modifying CTE: one round trip fewer for every audited write. The
+    INSERT is the ORM's own, compiled for this event."""
+    connection = transaction.get_connection()
+    query = InsertQuery(AuditEvent)
+    query.insert_values(_INSERTED_FIELDS, [event])
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = [AuditEvent._meta.pk]
+    ((insert, params),) = compiler.as_sql()
+    with server_prepared_cursor(connection.alias) as cursor:
+        cursor.execute(
+            f"WITH inserted AS ({insert}) UPDATE audit_auditchainhead SET last_seq = %s, "
+            "last_hash = %s WHERE id = 1 RETURNING (SELECT id FROM inserted)",
+            [*params, seq, digest],
+        )
+        event.pk = cursor.fetchone()[0]
+    event._state.adding = False
+    event._state.db = connection.alias
 
 
 def _record_deferred(contents: list[dict[str, Any]]) -> list[AuditEvent]:

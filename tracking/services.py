@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
+from django.db.models.sql import InsertQuery
 
 from audit import services as audit
 from core.errors import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
@@ -341,7 +342,7 @@ def run_create(
         )
     parsed_tags[RUN_NAME_TAG] = name
     run_id = uuid.uuid4().hex
-    run = Run.objects.create(
+    run = Run(
         run_id=run_id,
         experiment=experiment,
         name=name,
@@ -350,7 +351,13 @@ def run_create(
         start_time=start_time if start_time is not None else now_ms(),
         artifact_uri=f"{experiment.artifact_location}/{run_id}/artifacts",
     )
-    RunTag.objects.bulk_create([RunTag(run=run, key=k, value=v) for k, v in parsed_tags.items()])
+    if connection.vendor == "postgresql":
+        _insert_run_with_tags(run, parsed_tags)
+    else:
+        run.save(force_insert=True)
+        RunTag.objects.bulk_create(
+            [RunTag(run=run, key=k, value=v) for k, v in parsed_tags.items()]
+        )
     run.tags_at_creation = dict(parsed_tags)  # type: ignore[attr-defined]
     audit.record(
         action="run.create",
@@ -360,6 +367,27 @@ def run_create(
         after=_run_snapshot(run),
     )
     return run
+
+
+_RUN_INSERTED_FIELDS = list(Run._meta.concrete_fields)
+
+
+def _insert_run_with_tags(run: Run, tags: dict[str, str]) -> None:
+    """PostgreSQL: the run (the ORM's own INSERT, compiled for it) and its tags (from arrays)
+    in one statement, a data-modifying CTE: one round trip fewer for every run created. The
+    tags' triggers (tracking.ExperimentKey) fire at the end of the statement and see the run."""
+    query = InsertQuery(Run)
+    query.insert_values(_RUN_INSERTED_FIELDS, [run])
+    ((insert, params),) = query.get_compiler(connection=connection).as_sql()
+    quote = connection.ops.quote_name
+    with server_prepared_cursor() as cursor:
+        cursor.execute(
+            f"WITH run AS ({insert}) INSERT INTO {quote(RunTag._meta.db_table)} "
+            "(run_id, key, value) SELECT %s::text, * FROM UNNEST(%s::text[], %s::text[])",
+            [*params, run.run_id, list(tags), list(tags.values())],
+        )
+    run._state.adding = False
+    run._state.db = connection.alias
 
 
 def run_update(
