@@ -231,6 +231,17 @@ def _seen(family: str, version: int) -> None:
         _known[family] = version
 
 
+def bump_on_delete(model: type[Model], family: str) -> None:
+    """Bump `family` whenever a `model` row is deleted (any path), in the same transaction:
+    for caches that hold facts about a row that never change while it exists."""
+    post_delete.connect(
+        lambda sender, instance, **kwargs: bump(family),
+        sender=model,
+        weak=False,
+        dispatch_uid=f"custody-cache-{family}-{model._meta.label}-delete",
+    )
+
+
 def bump_on_change(
     model: type[Model], family: str, *, fields: Iterable[str] | None = None, on_create: bool = True
 ) -> None:

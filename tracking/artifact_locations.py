@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from core import process_cache
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
 from core.prepared import PreparedQuery
 from tracking.models import Experiment, LoggedModel, Run
@@ -80,7 +81,9 @@ def resolve_artifact_location(path: str, *, write: bool) -> ArtifactLocation:
     missing = ResourceDoesNotExist(f"No such artifact: {path}")
     owner: Run | LoggedModel | None = None
     experiment: Experiment | None
-    if match["run"]:
+    if match["run"] and not write:
+        experiment, owner = _read_run_and_experiment(match["run"], int(match["exp"]))
+    elif match["run"]:
         experiment, owner = _run_and_experiment(match["run"], int(match["exp"]))
     else:
         experiment = _EXPERIMENT.first(int(match["exp"]))
@@ -103,6 +106,33 @@ def _run_and_experiment(run_id: str, experiment_id: int) -> tuple[Experiment | N
     width = len(_RUN_FIELDS)
     run = Run.from_db("default", _RUN_FIELDS, rows[0][:width])
     run.experiment = Experiment.from_db("default", _EXPERIMENT_FIELDS, rows[0][width:])
+    return run.experiment, run
+
+
+# (run id, experiment id) -> (experiment, run) as first read, for reads only: a download or
+# listing needs the run's identity and artifact directory, which never change (a run never
+# moves; its artifact_uri is server-assigned), so a run's files are read with no query once
+# the process has seen the run. Its lifecycle may have changed since (reads do not look at
+# it: MLflow serves a deleted run's files too); a run or experiment row deleted for good
+# bumps `access` in its transaction (tracking.permissions.register), which empties this.
+# Writes always read the run: its liveness is not cacheable.
+_READ_LOCATIONS = process_cache.Store(process_cache.ACCESS, "artifact read locations", 50_000)
+
+
+def _read_run_and_experiment(
+    run_id: str, experiment_id: int
+) -> tuple[Experiment | None, Run | None]:
+    process_cache.refresh()
+    cached = _READ_LOCATIONS.get_or_load(
+        (run_id, experiment_id),
+        lambda: _run_and_experiment(run_id, experiment_id)[1],
+        keep_none=False,
+    )
+    if cached is None:
+        return None, None
+    # This request's own copies: the cached ones are shared between threads.
+    run = process_cache.request_copy(cached)
+    run.experiment = process_cache.request_copy(cached.experiment)
     return run.experiment, run
 
 

@@ -222,6 +222,10 @@ def register() -> None:
     access.register_resolver("artifact", resolve_artifact)
     # Grants are cached per process (core.grants); any saved or deleted grant row bumps.
     process_cache.bump_on_change(ExperimentPermission, process_cache.ACCESS)
+    # A run's read location is cached (tracking.artifact_locations): a run or experiment
+    # deleted for good must not be read from there.
+    process_cache.bump_on_delete(Run, process_cache.ACCESS)
+    process_cache.bump_on_delete(Experiment, process_cache.ACCESS)
 
 
 # ---------------------------------------------------------------------------------------------

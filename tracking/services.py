@@ -18,6 +18,7 @@ from django.db.models import Model
 from django.db.models.sql import InsertQuery
 
 from audit import services as audit
+from core import process_cache
 from core.errors import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
 from core.mlflow_api import check_text, clean_name, name_identity, normalize_name, to_int64
 from core.prepared import server_prepared_cursor
@@ -1408,6 +1409,9 @@ def runs_import(
     )
     versions: dict[tuple[str, str], int] = {}
     if replace:
+        # A rewritten run may name another experiment and artifact directory: the processes'
+        # cached run experiments and read locations (tracking.permissions) go.
+        process_cache.bump(process_cache.ACCESS)
         ids = list(replace)
         # A rewritten latest value keeps counting from the old history_version (it only rises).
         versions = {

@@ -53,9 +53,10 @@ BUDGET = {
     "registered-models/alias": 1,
     "resolve": 1,
     # a file in a run's artifact directory: the run with its experiment (one join), then
-    # the access decision from the cached grants
+    # the access decision from the cached grants; a download from a run the process has
+    # seen reads nothing (its location is cached: tracking.artifact_locations)
     "artifact upload": 1,
-    "artifact download": 1,
+    "artifact download": 0,
 }
 
 
