@@ -109,13 +109,13 @@ def _run_and_experiment(run_id: str, experiment_id: int) -> tuple[Experiment | N
     return run.experiment, run
 
 
-# (run id, experiment id) -> (experiment, run) as first read, for reads only: a download or
-# listing needs the run's identity and artifact directory, which never change (a run never
-# moves; its artifact_uri is server-assigned), so a run's files are read with no query once
-# the process has seen the run. Its lifecycle may have changed since (reads do not look at
-# it: MLflow serves a deleted run's files too); a run or experiment row deleted for good
-# bumps `access` in its transaction (tracking.permissions.register), which empties this.
-# Writes always read the run: its liveness is not cacheable.
+# (run id, experiment id) -> the run, with its experiment, as first read; for reads only: a
+# download or listing needs the run's identity and artifact directory, which never change
+# (a run never moves; its artifact_uri is server-assigned), so a run's files are read with
+# no query once the process has seen the run. Its lifecycle may have changed since (reads do
+# not look at it: MLflow serves a deleted run's files too); a run or experiment row deleted
+# for good bumps `access` in its transaction (tracking.permissions.register), which empties
+# this. Writes always read the run: its liveness is not cacheable.
 _READ_LOCATIONS = process_cache.Store(process_cache.ACCESS, "artifact read locations", 50_000)
 
 
