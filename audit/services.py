@@ -10,13 +10,12 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Subquery
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from audit.chain import HASHED_FIELDS, event_hash, format_time
 from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from core import context
-from core.prepared import PreparedQuery, server_prepared_cursor
+from core.prepared import PreparedQuery, insert_of, server_prepared_cursor, stored
 
 # Floats from this magnitude up are all integral (2**53 < 1e16) and Python writes them in
 # exponent form ("1e+16"), which PostgreSQL's jsonb gives back as the integer
@@ -191,9 +190,6 @@ def record_many(events: list[dict[str, Any]]) -> list[AuditEvent]:
     return rows
 
 
-_INSERTED_FIELDS = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
-
-
 def _event(content: dict[str, Any], digest: str = "") -> AuditEvent:
     return AuditEvent(
         **{**content, "created_at": datetime.fromisoformat(content["created_at"])}, hash=digest
@@ -234,23 +230,16 @@ def _chain_onto(seq: int, previous: str, contents: list[dict[str, Any]]) -> list
 
 def _insert_moving_head(event: AuditEvent, seq: int, digest: str) -> None:
     """One chained event (what a request's write records) inserted and the head moved in one
-    statement, a data-modifying CTE: one round trip fewer for every audited write. The
-    INSERT is the ORM's own, compiled for this event."""
-    connection = transaction.get_connection()
-    query = InsertQuery(AuditEvent)
-    query.insert_values(_INSERTED_FIELDS, [event])
-    compiler = query.get_compiler(connection=connection)
-    compiler.returning_fields = [AuditEvent._meta.pk]
-    ((insert, params),) = compiler.as_sql()
-    with server_prepared_cursor(connection.alias) as cursor:
+    statement, a data-modifying CTE: one round trip fewer for every audited write."""
+    alias = transaction.get_connection().alias
+    insert, params = insert_of(event, alias)
+    with server_prepared_cursor(alias) as cursor:
         cursor.execute(
             f"WITH inserted AS ({insert}) UPDATE audit_auditchainhead SET last_seq = %s, "
             "last_hash = %s WHERE id = 1 RETURNING (SELECT id FROM inserted)",
             [*params, seq, digest],
         )
-        event.pk = cursor.fetchone()[0]
-    event._state.adding = False
-    event._state.db = connection.alias
+        stored(event, alias, pk=cursor.fetchone()[0])
 
 
 def _record_deferred(contents: list[dict[str, Any]]) -> list[AuditEvent]:

@@ -32,8 +32,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.backends.postgresql import base as postgresql
 from django.db.backends.utils import CursorWrapper
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesListIterable
+from django.db.models.sql import InsertQuery
 
 T = TypeVar("T")
 
@@ -252,3 +253,27 @@ class OneOrMany:
         if len(values) == 1:
             return self._one.all(values[0])
         return list(self._build(**{f"{self._column}__in": list(values)}))
+
+
+def insert_of(instance: Model, alias: str = "default") -> tuple[str, list[Any]]:
+    """The ORM's own INSERT of one unsaved instance (every concrete field but an automatic
+    primary key, which it returns), compiled for `alias`: for a statement that wraps it, such
+    as a data-modifying CTE that writes something else in the same round trip. Once that
+    statement has run, `stored` marks the instance saved."""
+    meta = instance._meta
+    query = InsertQuery(type(instance))
+    query.insert_values([f for f in meta.concrete_fields if f is not meta.auto_field], [instance])
+    compiler = query.get_compiler(using=alias)
+    if meta.auto_field is not None:
+        compiler.returning_fields = [meta.pk]
+    ((sql, params),) = compiler.as_sql()
+    return sql, list(params)
+
+
+def stored(instance: Model, alias: str = "default", pk: Any = None) -> None:
+    """Mark an instance written by an `insert_of` statement as saved (with its new primary
+    key, when the database gave it one)."""
+    if pk is not None:
+        instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = alias

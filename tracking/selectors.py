@@ -488,14 +488,11 @@ def run_payloads(
         return []
     rows: dict[str, dict[str, Any]] = {}
     many_on_postgresql = len(run_ids) > 1 and connection.vendor == "postgresql"
-    read_rows = False
     if decided_experiment is not None:
         assert len(run_ids) == 1, "a decided experiment is for one run"
     elif runs and {run.run_id for run in runs} >= set(run_ids):
         rows = {run.run_id: {field: getattr(run, field) for field in _RUN_FIELDS} for run in runs}
-    elif many_on_postgresql:
-        read_rows = True  # with everything they logged, below
-    else:
+    elif not many_on_postgresql:  # there the rows come with everything they logged, below
         rows = {r["run_id"]: r for r in Run.objects.filter(run_id__in=run_ids).values(*_RUN_FIELDS)}
     input_tag_rows: list | None = None  # on SQLite read after the inputs, if there are any
     children = None
@@ -504,9 +501,8 @@ def run_payloads(
         if decided_row is not None:
             rows = {run_ids[0]: decided_row}
     elif many_on_postgresql:
-        children, read = _many_runs_children(run_ids, with_inputs, read_rows)
-        if read_rows:
-            rows = read
+        children, read = _many_runs_children(run_ids, with_inputs, with_runs=not rows)
+        rows = rows or read
     if children is not None:
         latest_rows, param_rows, tag_rows = children[:3]
         if with_inputs:

@@ -15,13 +15,12 @@ from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
-from django.db.models.sql import InsertQuery
 
 from audit import services as audit
 from core import process_cache
 from core.errors import InvalidParameterValue, ResourceAlreadyExists, ResourceDoesNotExist
 from core.mlflow_api import check_text, clean_name, name_identity, normalize_name, to_int64
-from core.prepared import server_prepared_cursor
+from core.prepared import insert_of, server_prepared_cursor, stored
 from tracking import permissions, selectors
 from tracking.models import (
     Dataset,
@@ -370,16 +369,11 @@ def run_create(
     return run
 
 
-_RUN_INSERTED_FIELDS = list(Run._meta.concrete_fields)
-
-
 def _insert_run_with_tags(run: Run, tags: dict[str, str]) -> None:
-    """PostgreSQL: the run (the ORM's own INSERT, compiled for it) and its tags (from arrays)
-    in one statement, a data-modifying CTE: one round trip fewer for every run created. The
-    tags' triggers (tracking.ExperimentKey) fire at the end of the statement and see the run."""
-    query = InsertQuery(Run)
-    query.insert_values(_RUN_INSERTED_FIELDS, [run])
-    ((insert, params),) = query.get_compiler(connection=connection).as_sql()
+    """PostgreSQL: the run (the ORM's own INSERT) and its tags (from arrays) in one
+    statement, a data-modifying CTE: one round trip fewer for every run created. The tags'
+    triggers (tracking.ExperimentKey) fire at the end of the statement and see the run."""
+    insert, params = insert_of(run)
     quote = connection.ops.quote_name
     with server_prepared_cursor() as cursor:
         cursor.execute(
@@ -387,8 +381,7 @@ def _insert_run_with_tags(run: Run, tags: dict[str, str]) -> None:
             "(run_id, key, value) SELECT %s::text, * FROM UNNEST(%s::text[], %s::text[])",
             [*params, run.run_id, list(tags), list(tags.values())],
         )
-    run._state.adding = False
-    run._state.db = connection.alias
+    stored(run)
 
 
 def run_update(
