@@ -5,33 +5,30 @@ instantiation on the hot search path."""
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
 from django.db.models import (
-    Avg,
     Case,
     Count,
     F,
     FilteredRelation,
     IntegerField,
-    Max,
-    Min,
     Model,
     Q,
     QuerySet,
     Value,
     When,
-    Window,
 )
 from django.db.models import Field as DjangoField
 from django.db.models.functions import Left
 
-from core import identifiers
+from core import identifiers, process_cache
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
+from core.lookups import AnyOf
 from core.mlflow_api import encode_double
 from core.prepared import OneOrMany, server_prepared_cursor
 from tracking.models import (
@@ -668,11 +665,24 @@ class GroupedPage:
     offset: int
     next_token: str | None
     scope: dict[str, Any]
-    # The figures (run_groups) of the page's groups, when they were read with the page.
-    figures: dict[str | None, dict[str, Any]] | None = None
+    # The run ids of the page's groups that its figures take in (group_figures): its groups
+    # in page order while they hold at most the figure budget together.
+    figured: dict[str | None, list[str]] = field(default_factory=dict)
 
 
 NO_RUN = object()
+
+# How many runs a grouped search (experiments, view, filter, grouping) matched when this
+# process last counted them: a hint for choosing how to read, never an answer. When they
+# were few, the next such search reads the matching runs themselves (stopping past
+# FEW_MATCHES) and counts the groups in Python, then reads the page's groups by run id: the
+# filter is searched once rather than twice. Past that, reading them costs more than the
+# aggregate (which PostgreSQL runs in parallel): the sizes are counted in SQL. A search
+# without a filter matches the experiments' runs, seldom few enough to be worth the read.
+# Kept beside the access caches (the scope is the readable experiments): a grant change drops
+# the hints with them, which costs one aggregate search.
+FEW_MATCHES = 10_000
+_last_matched = process_cache.Store(process_cache.ACCESS, "grouped-search-matches", size=256)
 
 
 class TooManyGroups(InvalidParameterValue):
@@ -737,7 +747,6 @@ def runs_search_grouped(
     group: tuple[str, str],
     max_results: int,
     page_token: str | None,
-    figure_keys: Sequence[str] = (),
     figure_budget: int = 0,
 ) -> GroupedPage:
     """A runs_search page in group order (group_order; the search's own order within a group).
@@ -745,9 +754,10 @@ def runs_search_grouped(
     InvalidParameterValue saying so), from which the groups the page covers follow; then the
     page of runs from those groups only. The page token is bound to the grouping as well.
 
-    Given figure_keys (metric keys), when the page's groups hold at most figure_budget runs
-    together, the page query also reads their figures (run_groups, as `figures`): the
-    groups' runs are found once rather than twice."""
+    The page's groups, in page order while they hold at most figure_budget runs together,
+    are `figured`: their runs' ids, for group_figures. When that is every group of the page,
+    the page query reads all their runs and the page is cut from them: the groups' runs are
+    found once rather than twice, and the figures need no search of their own."""
     from core.pagination import decode_page_token, encode_page_token
 
     scope = {
@@ -764,14 +774,22 @@ def runs_search_grouped(
     if not scope["experiments"]:
         return GroupedPage([], {}, 0, NO_RUN, NO_RUN, offset, None, scope)
     base = _grouped_runs(scope["experiments"], view_type, filter_string, *group)
-    counted: Any = base.values(value=F("grouping__value")).annotate(runs=Count("run_id"))
-    sizes_found = list(counted.order_by()[: MAX_GROUPS + 1])
-    if len(sizes_found) > MAX_GROUPS:
+    hint = (tuple(scope["experiments"]), view_type, filter_string or "", tuple(group))
+    matched = None  # (run id, group value) of every run the search matches, when read
+    if filter_string and _last_matched.get(hint, FEW_MATCHES + 1) <= FEW_MATCHES:
+        found = list(base.values_list("run_id", F("grouping__value"))[: FEW_MATCHES + 1])
+        matched = found if len(found) <= FEW_MATCHES else None
+    if matched is not None:
+        sizes: dict[str | None, int] = dict(Counter(value for _, value in matched))
+    else:
+        counted: Any = base.values(value=F("grouping__value")).annotate(runs=Count("run_id"))
+        sizes = {row["value"]: row["runs"] for row in counted.order_by()[: MAX_GROUPS + 1]}
+    if len(sizes) > MAX_GROUPS:
         raise TooManyGroups(
             f"Grouping by the {group[0]} “{group[1]}” makes more than {MAX_GROUPS} groups; "
             "group by a key with fewer values, or filter the runs first."
         )
-    sizes = {row["value"]: row["runs"] for row in sizes_found}
+    _last_matched.put(hint, sum(sizes.values()), process_cache.epoch(process_cache.ACCESS))
     spans, start = [], 0  # (value, first position) in group order
     for value in sorted(sizes, key=group_order):
         spans.append((value, start))
@@ -785,17 +803,25 @@ def runs_search_grouped(
 
     covered = [(v, first) for v, first in spans if first < offset + max_results]
     covered = [(v, first) for v, first in covered if first + sizes[v] > offset]
+    figured: list[str | None] = []
+    room = figure_budget
+    for value, _ in covered:
+        if sizes[value] > room:
+            break
+        figured.append(value)
+        room -= sizes[value]
     rows: list[tuple[str, str | None]] = []
-    figures = None
-    if figure_keys and covered and sum(sizes[v] for v, _ in covered) <= figure_budget:
-        rows, figures = _page_with_figures(
-            _in_groups(base, [v for v, _ in covered]),
-            order_by,
-            covered,
-            offset - covered[0][1],
-            max_results,
-            list(figure_keys),
+    figured_runs: Iterable[tuple[str, str | None]] = ()
+    if matched is not None:
+        rows = _page_of_matched(
+            scope["experiments"], view_type, order_by, matched, covered, offset, max_results
         )
+        figured_runs = [(run_id, value) for run_id, value in matched if value in figured]
+    elif covered and len(figured) == len(covered):
+        qs = _in_group_order(_in_groups(base, figured), order_by, covered)
+        figured_runs = list(qs.values_list("run_id", F("grouping__value")))
+        skip = offset - covered[0][1]
+        rows = figured_runs[skip : skip + max_results]
     elif 0 < len(covered) <= PER_GROUP_READS:
         # A query per group: each is then ordered by the search alone, which a metric order
         # reads from the (key, value) index (run_search.page_of_runs) and stops early.
@@ -811,11 +837,44 @@ def runs_search_grouped(
         qs = _in_group_order(_in_groups(base, [v for v, _ in covered]), order_by, covered)
         skip = offset - covered[0][1]
         rows = list(qs.values_list("run_id", F("grouping__value"))[skip : skip + max_results])
+    if figured and not figured_runs:
+        figured_runs = _in_groups(base, figured).values_list("run_id", F("grouping__value"))
+    runs_of: dict[str | None, list[str]] = {value: [] for value in figured}
+    for run_id, value in figured_runs:
+        runs_of[value].append(run_id)
     after = group_at(offset + max_results)
     token = encode_page_token(offset + max_results, scope) if after is not NO_RUN else None
     return GroupedPage(
-        rows, sizes, total, group_at(offset - 1), after, offset, token, scope, figures
+        rows, sizes, total, group_at(offset - 1), after, offset, token, scope, runs_of
     )
+
+
+def _page_of_matched(
+    experiment_ids: list[int],
+    view_type: str,
+    order_by: list[str],
+    matched: list[tuple[str, str | None]],
+    covered: list[tuple[str | None, int]],
+    offset: int,
+    count: int,
+) -> list[tuple[str, str | None]]:
+    """A grouped page when every run the search matches is known (run id, group value): the
+    covered groups' runs read by id (the filter is not searched again) in the search's order,
+    then put in group order in Python (a stable sort keeps the search's order within each)."""
+    if not covered:
+        return []
+    group_of = {run_id: value for run_id, value in matched}
+    rank = {value: i for i, (value, _) in enumerate(covered)}
+    qs = _view_filter(Run.objects.filter(experiment_id__in=experiment_ids), view_type).filter(
+        AnyOf(F("run_id"), [run_id for run_id, value in matched if value in rank])
+    )
+    skip = offset - covered[0][1]
+    if len(covered) == 1:  # the page's slice of the one group, cut in SQL
+        ids = run_search.page_of_runs(qs, order_by, skip, count)
+    else:
+        in_order = run_search.order_runs(qs, order_by).values_list("run_id", flat=True)
+        ids = sorted(in_order, key=lambda run_id: rank[group_of[run_id]])[skip : skip + count]
+    return [(run_id, group_of[run_id]) for run_id in ids]
 
 
 def _in_group_order(qs: QuerySet[Run], order_by: list[str], covered: list) -> QuerySet[Run]:
@@ -832,94 +891,35 @@ def _in_group_order(qs: QuerySet[Run], order_by: list[str], covered: list) -> Qu
     return qs.order_by(rank, *qs.query.order_by)
 
 
-def _with_metric_figures(qs: QuerySet[Run], metric_keys: list[str]) -> QuerySet[Run]:
-    """Each metric key's latest value as `metric_<i>__value` (NULL when NaN or missing): one
-    LEFT JOIN on the (run, key) row."""
-    for i, key in enumerate(metric_keys):
-        qs = qs.annotate(
-            **{
-                f"metric_{i}": FilteredRelation(
-                    "latest_metrics",
-                    condition=Q(latest_metrics__key=key, latest_metrics__is_nan=False),
-                )
-            }
-        )
-    return qs
-
-
-def _figure_aggregates(metric_keys: list[str]) -> dict[str, Any]:
-    aggregates: dict[str, Any] = {"runs": Count("run_id")}
-    for i in range(len(metric_keys)):
-        aggregates[f"mean_{i}"] = Avg(f"metric_{i}__value")
-        aggregates[f"min_{i}"] = Min(f"metric_{i}__value")
-        aggregates[f"max_{i}"] = Max(f"metric_{i}__value")
-        aggregates[f"with_{i}"] = Count(f"metric_{i}__value")
-    return aggregates
-
-
-def _figures(row: dict[str, Any], metric_keys: list[str]) -> dict[str, Any]:
-    return {
-        "runs": row["runs"],
-        "metrics": {
-            key: {
-                "mean": row[f"mean_{i}"],
-                "min": row[f"min_{i}"],
-                "max": row[f"max_{i}"],
-                "runs": row[f"with_{i}"],
-            }
-            for i, key in enumerate(metric_keys)
-        },
-    }
-
-
-def _page_with_figures(
-    qs: QuerySet[Run],
-    order_by: list[str],
-    covered: list,
-    skip: int,
-    count: int,
-    metric_keys: list[str],
-) -> tuple[list[tuple[str, str | None]], dict[str | None, dict[str, Any]]]:
-    """A page of the covered groups' runs, each row with its group's figures as window
-    aggregates over the group (computed over all its runs before the page is cut)."""
-    qs = _with_metric_figures(_in_group_order(qs, order_by, covered), metric_keys)
-    partition = F("grouping__value")
-    windows = {
-        name: Window(aggregate, partition_by=[partition])
-        for name, aggregate in _figure_aggregates(metric_keys).items()
-    }
-    found: Any = qs.annotate(**windows).values("run_id", "grouping__value", *windows)
-    rows, figures = [], {}
-    for row in found[skip : skip + count]:
-        value = row["grouping__value"]
-        rows.append((row["run_id"], value))
-        figures[value] = _figures(row, metric_keys)
-    return rows, figures
-
-
-def run_groups(
-    *,
-    readable_experiment_ids: list[int],
-    filter_string: str | None,
-    view_type: str,
-    group: tuple[str, str],
-    values: list[str | None],
-    metric_keys: list[str],
+def group_figures(
+    groups: dict[str | None, list[str]], metric_keys: list[str]
 ) -> dict[str | None, dict[str, Any]]:
-    """For the given groups of a grouped runs search (a value, or None for the runs lacking the
-    key): how many runs, and per metric key the mean, lowest and highest latest value over
-    those of its runs that have it (NaN left out). One aggregate query, grouped in SQL."""
-    if not readable_experiment_ids or not values:
-        return {}
-    qs = _with_metric_figures(
-        _in_groups(
-            _grouped_runs(readable_experiment_ids, view_type, filter_string, *group), values
-        ),
-        metric_keys,
-    )
-    grouped: Any = qs.values(value=F("grouping__value"))
-    rows = grouped.annotate(**_figure_aggregates(metric_keys)).order_by()
-    return {row["value"]: _figures(row, metric_keys) for row in rows}
+    """For groups of a grouped runs search (value, or None for the runs lacking the key, to its
+    runs' ids: GroupedPage.figured): how many runs, and per metric key the mean, lowest and
+    highest latest value over those of its runs that have it (NaN left out). One read of the
+    runs' latest values by run id (at most the figure budget's runs): the search that found
+    the runs is not run again."""
+    group_of = {run_id: value for value, run_ids in groups.items() for run_id in run_ids}
+    values: dict[tuple[str | None, str], list[float]] = defaultdict(list)
+    if group_of and metric_keys:
+        latest = LatestMetric.objects.filter(
+            AnyOf(F("run_id"), list(group_of)), key__in=metric_keys, is_nan=False
+        ).values_list("run_id", "key", "value")
+        for run_id, key, value in latest:
+            values[group_of[run_id], key].append(value)
+    figures: dict[str | None, dict[str, Any]] = {}
+    for group, run_ids in groups.items():
+        metrics = {}
+        for key in metric_keys:
+            found = values.get((group, key), [])
+            metrics[key] = {
+                "mean": sum(found) / len(found) if found else None,
+                "min": min(found, default=None),
+                "max": max(found, default=None),
+                "runs": len(found),
+            }
+        figures[group] = {"runs": len(run_ids), "metrics": metrics}
+    return figures
 
 
 def metric_history(

@@ -157,17 +157,11 @@ def experiment_detail(request, experiment_id: str):
     try:
         if group:
             try:
-                # Columns known before the search (chosen or saved): the page's group
-                # figures are read with its runs.
-                known = requested or saved or []
                 grouped = selectors.runs_search_grouped(
                     **search,
                     group=group,
                     max_results=PAGE_SIZE,
                     page_token=token,
-                    figure_keys=[
-                        c.removeprefix("metrics.") for c in known if c.startswith("metrics.")
-                    ],
                     figure_budget=MAX_FIGURED_RUNS,
                 )
             except selectors.TooManyGroups as exc:  # said, and the table shown ungrouped
@@ -229,7 +223,7 @@ def experiment_detail(request, experiment_id: str):
         return {**found, "html": runs_table.run_row_html(found, CHILDREN_SHOWN, run_url)}
 
     if grouped is not None and group is not None:
-        rows = _grouped_rows(grouped, payloads, columns, group, search["filter_string"], row)
+        rows = _grouped_rows(grouped, payloads, columns, row)
     else:
         rows = []
         for payload in payloads:
@@ -296,46 +290,26 @@ def _search(request, experiment, clauses: list[str], order: str) -> dict:
     }
 
 
-def _grouped_rows(grouped, payloads, columns, group, filter_string, row) -> list[dict]:
+def _grouped_rows(grouped, payloads, columns, row) -> list[dict]:
     """The page's runs under a header row per group: its value, how many runs it has in all
     (not only on this page), whether it began on an earlier page or goes on to a later one,
-    and the mean (lowest, highest) of each metric column over all its runs. The figures are
-    read while the page's groups hold at most MAX_FIGURED_RUNS runs together (a larger group
-    says it was not figured): with the page's runs when its columns were known before the
-    search, else one aggregate query over the page's groups."""
+    and the mean (lowest, highest) of each metric column over all its runs. The figures cover
+    the page's groups while they hold at most MAX_FIGURED_RUNS runs together (a larger group
+    says it was not figured), read by the ids of their runs, which the search found."""
     by_id = {p["info"]["run_id"]: p for p in payloads}
     on_page: dict[str | None, int] = {}
     for run_id, value in grouped.rows:
         if run_id in by_id:
             on_page[value] = on_page.get(value, 0) + 1
-    figured, budget = [], MAX_FIGURED_RUNS
-    for value in on_page:
-        if grouped.sizes.get(value, 0) > budget:
-            break
-        figured.append(value)
-        budget -= grouped.sizes.get(value, 0)
     metric_keys = [c.removeprefix("metrics.") for c in columns if c.startswith("metrics.")]
-    stats = (
-        grouped.figures
-        if grouped.figures is not None
-        else selectors.run_groups(
-            readable_experiment_ids=grouped.scope["experiments"],
-            filter_string=filter_string,
-            view_type="active",
-            group=group,
-            values=figured,
-            metric_keys=metric_keys,
-        )
-        if metric_keys
-        else {}
-    )
+    stats = selectors.group_figures(grouped.figured, metric_keys) if metric_keys else {}
     rows: list[dict] = []
     header: dict | None = None
     for run_id, value in grouped.rows:
         if run_id not in by_id:  # deleted between the two queries
             continue
         if header is None or header["value"] != value:
-            found = stats.get(value) if value in figured else None
+            found = stats.get(value)
             header = {
                 "group": f"group-{len([r for r in rows if 'group' in r])}",
                 "value": value,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
@@ -187,23 +188,83 @@ def test_grouped_page_query_count_is_pinned(scientist, sweep, django_assert_num_
     with django_assert_num_queries(15 + payload_reads) as captured:
         response = client.get(url, params)
     assert response.status_code == 200
-    # the groups' sizes (one aggregate: they also give the total, so no count query), the page
-    # of runs from the groups it covers, the figures of those groups (one aggregate)
+    # the groups' sizes (one aggregate: they also give the total, so no count query), every
+    # run of the groups the page covers (the page is cut from them), the latest values of the
+    # figured columns for those runs by id: the filter is searched twice, not a third time
+    # for the figures
     sql = [q["sql"] for q in captured.captured_queries]
-    assert len([q for q in sql if "GROUP BY" in q.upper()]) == 2
+    assert len([q for q in sql if "GROUP BY" in q.upper()]) == 1
     assert not [q for q in sql if q.startswith("SELECT COUNT(*)")]
-    # With the columns chosen (known before the search), the figures come with the page's
-    # runs, as aggregates over each group's window: one query fewer, the same figures.
+    assert len([q for q in sql if "EXISTS" in q.upper()]) == 2
+    # The same search again in this process, which now knows it matched few runs: it reads
+    # them (run id, group value), counts the groups in Python and reads the page's groups by
+    # run id: the filter is searched once, and the page is the same (13: the process's
+    # caches of the user, the experiment and its keys are warm now).
+    with django_assert_num_queries(13 + payload_reads) as captured:
+        again = client.get(url, params)
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len([q for q in sql if "EXISTS" in q.upper()]) == 1
+    assert not [q for q in sql if "GROUP BY" in q.upper()]
+    assert table_of(again.content.decode()) == table_of(response.content.decode())
+    # With the columns chosen (known before the search) the same queries and the same figures.
     chosen = {**params, "col": ["metrics.val_auc", "metrics.loss"]}
     client.get(url, chosen)
     process_cache.clear_all()
-    with django_assert_num_queries(14 + payload_reads) as captured:
+    with django_assert_num_queries(15 + payload_reads) as captured:
         page = client.get(url, chosen).content.decode()
     sql = [q["sql"] for q in captured.captured_queries]
-    assert len([q for q in sql if "GROUP BY" in q.upper()]) == 1
-    assert len([q for q in sql if " OVER (PARTITION BY " in q.upper()]) == 1
+    assert len([q for q in sql if "EXISTS" in q.upper()]) == 2
     cells = {html_lib.unescape(v): rest for _, v, _, rest in GROUP_ROW.findall(page)}
     assert 'title="mean 0.533333, min 0.51, max 0.56 over the 3 runs' in cells["2"]
+
+
+def table_of(page: str) -> str:
+    """The runs table's body (group headers with their figures, run rows), and the total."""
+    body = page[page.index('<tr class="group-row"') : page.rindex("</tbody>")]
+    return body + re.search(r"Runs [0-9,]+–[0-9,]+ of [0-9,]+", page).group(0)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"group": "params.lr", "filter": "metrics.loss < 5", "col": ["metrics.val_auc"]},
+        {"group": "params.lr", "filter": "tags.team = 'a'", "order": "metrics.val_auc DESC"},
+        {"group": "tags.team", "filter": "metrics.val_auc > 0.52", "order": "metrics.loss ASC"},
+        {"group": "params.lr", "filter": "attributes.status = 'RUNNING'", "q": "r"},
+    ],
+)
+def test_a_search_known_to_match_few_runs_reads_them_once_with_the_same_pages(
+    scientist, sweep, monkeypatch, params
+):
+    """Every page of a grouped, filtered search (a page of 4 runs covers several groups, and
+    a group spans pages) is the same whether the groups were counted in SQL (the process does
+    not know the search yet, or it matched more than FEW_MATCHES runs) or from the matching
+    runs read once (it matched few last time)."""
+    from core import process_cache
+    from tracking import selectors
+    from web import views_tracking
+
+    monkeypatch.setattr(views_tracking, "PAGE_SIZE", 4)
+    exp, _ = sweep
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+
+    def every_page() -> list[str]:
+        pages, address = [], f"{url}?{urlencode(params, doseq=True)}"
+        while address:
+            page = client.get(address).content.decode()
+            pages.append(table_of(page))
+            following = re.search(r'href="\?([^"]+)" rel="next"', page)
+            address = f"{url}?{html_lib.unescape(following.group(1))}" if following else ""
+        return pages
+
+    process_cache.clear_all()
+    counted = every_page()  # the groups counted in SQL: the process did not know the search
+    assert len(counted) >= 2 and all("group-row" in page for page in counted)
+    assert every_page() == counted  # known to match few: read once
+    monkeypatch.setattr(selectors, "FEW_MATCHES", 2)  # more than few now: counted in SQL
+    assert every_page() == counted
+    assert every_page() == counted
 
 
 def test_too_many_groups_are_refused_and_large_groups_not_figured(scientist, sweep, monkeypatch):
