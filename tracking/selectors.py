@@ -816,7 +816,8 @@ def runs_search_grouped(
         rows = _page_of_matched(
             scope["experiments"], view_type, order_by, matched, covered, offset, max_results
         )
-        figured_runs = [(run_id, value) for run_id, value in matched if value in figured]
+        wanted = set(figured)
+        figured_runs = [(run_id, value) for run_id, value in matched if value in wanted]
     elif covered and len(figured) == len(covered):
         qs = _in_group_order(_in_groups(base, figured), order_by, covered)
         figured_runs = list(qs.values_list("run_id", F("grouping__value")))
