@@ -448,7 +448,7 @@ def test_hot_statements_are_parsed_and_planned_once_per_connection(world):
 
     assert runs_of('"tracking_runinputtag"', "UNION ALL") >= 3, prepared
     assert runs_of('"tracking_experimenttag"') >= 3, prepared
-    assert runs_of('INSERT INTO "tracking_metric"', "UNNEST") >= 3, prepared
+    assert runs_of('INSERT INTO "tracking_metric"', "json_to_recordset") >= 3, prepared
     assert answers["runs/get"][0] == answers["runs/get"][2]
     assert answers["experiments/get"][0] == answers["experiments/get"][2]
     assert answers["runs/log-metric"] == [{}, {}, {}]

@@ -206,6 +206,36 @@ def test_nan_and_infinity_round_trip(api):
     assert history["metrics"][0]["value"] == "NaN"
 
 
+def test_batch_values_are_stored_exactly(api):
+    """A batch's rows travel to the database as JSON on PostgreSQL: doubles keep every bit
+    (shortest round-trip form), infinities among finite values and NaN keep their meaning,
+    int64 extremes and text with quotes, backslashes and non-ASCII arrive as sent."""
+    run_id = api.run(api.experiment())["info"]["run_id"]
+    values = [0.1, 1 / 3, -2.5e-308, 1.7976931348623157e308, "Infinity", "-Infinity", "NaN"]
+    text = 'say "hi" \\ naïve 東京 \t end'
+    body = {
+        "run_id": run_id,
+        "metrics": [
+            {"key": "m", "value": v, "timestamp": TS, "step": step} for step, v in enumerate(values)
+        ]
+        + [{"key": "edge", "value": 1.0, "timestamp": 2**63 - 1, "step": -(2**63)}],
+        "params": [{"key": "p", "value": text}],
+        "tags": [{"key": "t", "value": text}],
+    }
+    assert api.post("runs/log-batch", body).status_code == 200
+    history = api.get("metrics/get-history", {"run_id": run_id, "metric_key": "m"}).json()
+    assert [p["value"] for p in sorted(history["metrics"], key=lambda p: int(p["step"]))] == values
+    run = api.get("runs/get", {"run_id": run_id}).json()["run"]
+    assert run["data"]["params"] == [{"key": "p", "value": text}]
+    assert {"key": "t", "value": text} in run["data"]["tags"]
+    (edge,) = api.get("metrics/get-history", {"run_id": run_id, "metric_key": "edge"}).json()[
+        "metrics"
+    ]
+    assert (int(edge["timestamp"]), int(edge["step"])) == (2**63 - 1, -(2**63))
+    latest = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    assert latest["m"] == "NaN"  # the highest step's point, whatever its value
+
+
 def test_latest_metric_is_largest_step_then_timestamp(api):
     run_id = api.run(api.experiment())["info"]["run_id"]
     points = [(5, TS, 1.0), (3, TS + 10, 2.0), (5, TS + 5, 3.0), (5, TS + 5, 0.5)]
