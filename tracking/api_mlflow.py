@@ -191,12 +191,30 @@ def get_run(req: MlflowRequest) -> dict:
 
 
 @mlflow_route("runs/update", "POST", access=access.RUN_EDIT)
+@run_decided_from_cache
 def update_run(req: MlflowRequest) -> dict:
+    status = req.enum("status", RUN_STATUSES, default=None)
+    end_time = req.int64("end_time")
+    run_name = req.str("run_name")
+    decided = req.resolved
+    if isinstance(decided, permissions.DecidedRun):
+        if not run_name and (status is not None or end_time is not None):
+            updated = services.run_update_decided(
+                run_id=decided.run_id,
+                experiment_id=decided.experiment_id,
+                status=status,
+                end_time=end_time,
+            )
+            if updated is not None:
+                return {"run_info": selectors.run_info_from_model(updated)}
+        # Not active there, or a rename (which writes the name tag under the run's lock):
+        # decided again from the stored run.
+        _decide_again(req, access.RUN_EDIT)
     run = services.run_update(
         run_id=req.run_id(),
-        status=req.enum("status", RUN_STATUSES, default=None),
-        end_time=req.int64("end_time"),
-        run_name=req.str("run_name"),
+        status=status,
+        end_time=end_time,
+        run_name=run_name,
         run=_resolved_run(req),
     )
     return {"run_info": selectors.run_info_from_model(run)}

@@ -56,6 +56,13 @@ def forget_run(run_id: str) -> None:
     _RUN_EXPERIMENTS.discard(run_id)
 
 
+def remember_run(run_id: str, experiment_id: int, epoch: Any) -> None:
+    """A run this process has just created (committed): the first write to it is decided on
+    its experiment without reading it back. `epoch`: process_cache.epoch(ACCESS) from before
+    the run was written (an access change meanwhile leaves the entry out)."""
+    _RUN_EXPERIMENTS.put(run_id, experiment_id, epoch)
+
+
 def experiment_with_tags(pk: int | None = None, *, name_key: str = "") -> Experiment | None:
     """The experiment (by id, or by its name's identity key), its tags read with it as
     `prefetched_tags` (selectors.experiment_payloads uses them rather than reading the tags

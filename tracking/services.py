@@ -320,7 +320,9 @@ def run_create(
 ) -> Run:
     """`experiment`: the experiment as the access layer found it, when it is the one named.
     The run comes back with `tags_at_creation` (its tags, as stored), so the answer needs no
-    read of what was just written."""
+    read of what was just written; once committed, the process knows its experiment
+    (`permissions.remember_run`), as it would after reading it."""
+    epoch = process_cache.epoch(process_cache.ACCESS)
     wanted = experiment_id if experiment_id not in (None, "") else "0"
     if experiment is None or str(experiment.pk) != str(wanted):
         experiment = selectors.experiment_get(wanted)
@@ -360,6 +362,7 @@ def run_create(
             [RunTag(run=run, key=k, value=v) for k, v in parsed_tags.items()]
         )
     run.tags_at_creation = dict(parsed_tags)  # type: ignore[attr-defined]
+    transaction.on_commit(functools.partial(permissions.remember_run, run_id, experiment.pk, epoch))
     audit.record(
         action="run.create",
         object_type="run",
@@ -371,16 +374,16 @@ def run_create(
 
 
 def _insert_run_with_tags(run: Run, tags: dict[str, str]) -> None:
-    """PostgreSQL: the run (the ORM's own INSERT) and its tags (from arrays) in one
+    """PostgreSQL: the run (the ORM's own INSERT) and its tags (`_recordset`) in one
     statement, a data-modifying CTE: one round trip fewer for every run created. The tags'
     triggers (tracking.ExperimentKey) fire at the end of the statement and see the run."""
     insert, params = insert_of(run)
-    quote = connection.ops.quote_name
+    columns, rows = _recordset(RunTag, ("key", "value"))
     with server_prepared_cursor() as cursor:
         cursor.execute(
-            f"WITH run AS ({insert}) INSERT INTO {quote(RunTag._meta.db_table)} "
-            "(run_id, key, value) SELECT %s::text, * FROM UNNEST(%s::text[], %s::text[])",
-            [*params, run.run_id, list(tags), list(tags.values())],
+            f"WITH run AS ({insert}) INSERT INTO "
+            f"{connection.ops.quote_name(RunTag._meta.db_table)} ({columns}) {rows}",
+            [*params, run.run_id, _json_rows(("key", "value"), tags.items())],
         )
     stored(run)
 
@@ -411,6 +414,31 @@ def run_update(
         # Deleted since the access decision read it: the locked path says so.
     with transaction.atomic():
         return _update_locked(run_id, status, end_time, run_name)
+
+
+def run_update_decided(
+    *, run_id: str, experiment_id: int, status: str | None, end_time: int | None
+) -> Run | None:
+    """PostgreSQL, a run decided on from its cached experiment (a DecidedRun): the status and
+    end time given, as one UPDATE that writes only if the run is active in that experiment and
+    returns the run; None when it is not (nothing written: decide again from the stored
+    run)."""
+    fields = list(Run._meta.concrete_fields)
+    quote = connection.ops.quote_name
+    returning = ", ".join(quote(str(field.column)) for field in fields)
+    with server_prepared_cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(Run._meta.db_table)} SET "
+            f"{quote('status')} = COALESCE(%s::varchar, {quote('status')}), "
+            f"{quote('end_time')} = COALESCE(%s::bigint, {quote('end_time')}) "
+            f"WHERE {quote('run_id')} = %s AND {quote('experiment_id')} = %s "
+            f"AND {quote('lifecycle_stage')} = '{LifecycleStage.ACTIVE}' RETURNING {returning}",
+            [status, end_time, run_id, experiment_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return Run.from_db(connection.alias, [field.attname for field in fields], row)
 
 
 def _update_locked(

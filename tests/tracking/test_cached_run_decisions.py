@@ -1,5 +1,5 @@
 """Writes to a run decided on from the run's cached experiment (PostgreSQL): log-metric,
-log-batch, log-parameter and set-tag take the experiment of a run this process has seen from
+log-batch, log-parameter, set-tag and runs/update take the experiment of a run this process has seen from
 its cache instead of reading the run, and their one statement writes only if the run is
 still active in that experiment. Whatever happened to the run since it was cached, the
 answer is the one a fresh look-up gives, and nothing is written that it would refuse."""
@@ -38,6 +38,7 @@ WRITES = {
         "value": "v",
     },
     "runs/set-tag": lambda run_id, step: {"run_id": run_id, "key": "t", "value": str(step)},
+    "runs/update": lambda run_id, step: {"run_id": run_id, "status": "RUNNING", "end_time": step},
 }
 
 
@@ -69,6 +70,7 @@ def _written(run_id: str) -> tuple:
         list(LatestMetric.objects.filter(run_id=run_id).values_list("step", "history_version")),
         Param.objects.filter(run_id=run_id).count(),
         list(RunTag.objects.filter(run_id=run_id, key="t").values_list("value", flat=True)),
+        list(Run.objects.filter(pk=run_id).values_list("end_time", flat=True)),
     )
 
 
@@ -84,7 +86,8 @@ def _warm(api: MlflowApiClient, route: str, run_id: str) -> None:
     # no read of the run: the one statement (with the test transaction's savepoint for params)
     statements = [q["sql"] for q in queries.captured_queries]
     assert not any(sql.startswith('SELECT "tracking_run".') for sql in statements), statements
-    assert any(sql.startswith("WITH live AS") for sql in statements), statements
+    written = ("WITH live AS", 'UPDATE "tracking_run"')
+    assert any(sql.startswith(written) for sql in statements), statements
 
 
 @pytest.mark.parametrize("route", sorted(WRITES))
@@ -112,7 +115,7 @@ def test_a_run_gone_for_good_after_it_was_cached_is_not_found(alice, route):
     response = alice.post(route, WRITES[route](run_id, 4))
     assert response.status_code == 404, response.content
     assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
-    assert _written(run_id) == (0, [], 0, [])
+    assert _written(run_id) == (0, [], 0, [], [])
 
 
 @pytest.mark.parametrize("route", sorted(WRITES))
@@ -280,3 +283,37 @@ def test_a_read_grant_taken_back_after_the_run_was_cached_refuses_the_read(alice
     response = _read(alice, run_id)
     assert response.status_code == 404, response.content
     assert "run" not in response.json()
+
+
+def test_a_run_this_process_created_is_written_to_without_reading_it(
+    alice, django_capture_on_commit_callbacks
+):
+    """runs/create leaves the new run's experiment in the cache once it commits: the
+    training job's first write after it (a batch, then the closing runs/update) reads no run."""
+    experiment_id = alice.experiment("created")
+    with django_capture_on_commit_callbacks(execute=True):
+        run_id = alice.run(experiment_id)["info"]["run_id"]
+    for route in ("runs/log-batch", "runs/update"):
+        with CaptureQueriesContext(connection) as queries:
+            response = alice.post(route, WRITES[route](run_id, 1))
+        assert response.status_code == 200, response.content
+        statements = [q["sql"] for q in queries.captured_queries]
+        assert not any(sql.startswith('SELECT "tracking_run".') for sql in statements), statements
+    assert _written(run_id) == (1, [(1, 1)], 1, ["1"], [1])
+    info = alice.get("runs/get", {"run_id": run_id}).json()["run"]["info"]
+    assert (info["status"], info["end_time"]) == ("RUNNING", 1)
+
+
+def test_an_update_through_the_cached_decision_answers_as_the_stored_run(alice):
+    run_id = alice.run(alice.experiment("cached"))["info"]["run_id"]
+    _warm(alice, "runs/update", run_id)
+    finished = alice.post("runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": 9})
+    assert finished.status_code == 200, finished.content
+    stored = alice.get("runs/get", {"run_id": run_id}).json()["run"]["info"]
+    assert finished.json()["run_info"] == stored
+    assert (stored["status"], stored["end_time"]) == ("FINISHED", 9)
+    renamed = alice.post("runs/update", {"run_id": run_id, "run_name": "renamed"})
+    assert renamed.status_code == 200, renamed.content
+    assert renamed.json()["run_info"]["run_name"] == "renamed"
+    assert Run.objects.get(pk=run_id).name == "renamed"
+    assert RunTag.objects.get(run_id=run_id, key="mlflow.runName").value == "renamed"
