@@ -50,6 +50,7 @@ _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _TEMP_PREFIX = ".custody-upload-"
 _IIS_ESCAPE = re.compile(r"%u([0-9a-fA-F]{4})")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_PRINTABLE_ASCII = re.compile(r"[ -~]*")
 
 
 def _invalid(reason: str) -> InvalidParameterValue:
@@ -67,11 +68,10 @@ def _percent_decode(text: str) -> str:
 
 
 def _check_form(form: str) -> None:
-    for char in form:
-        if unicodedata.category(char) in _INVISIBLE:
-            raise _invalid(f"control or invisible character U+{ord(char):04X} is not allowed")
-        if char in _FORBIDDEN_CHARS:
-            raise _invalid(f"the character {char!r} is not allowed in artifact paths")
+    # Printable ASCII holds no control or invisible character: the per-character look at
+    # Unicode categories is for the rest (it also names the first character refused).
+    if not (_PRINTABLE_ASCII.fullmatch(form) and _FORBIDDEN_CHARS.isdisjoint(form)):
+        _check_characters(form)
     if form.startswith("/") or form.lower().startswith("file:"):
         raise _invalid("absolute paths are not allowed")
     for segment in form.split("/"):
@@ -79,6 +79,14 @@ def _check_form(form: str) -> None:
             raise _invalid("'.' and '..' segments are not allowed")
         if _DRIVE.match(segment):
             raise _invalid("drive letters ('C:') are not allowed")
+
+
+def _check_characters(form: str) -> None:
+    for char in form:
+        if unicodedata.category(char) in _INVISIBLE:
+            raise _invalid(f"control or invisible character U+{ord(char):04X} is not allowed")
+        if char in _FORBIDDEN_CHARS:
+            raise _invalid(f"the character {char!r} is not allowed in artifact paths")
 
 
 def clean_artifact_path(raw: str, *, allow_empty: bool = False) -> str:
@@ -114,7 +122,7 @@ def clean_artifact_path(raw: str, *, allow_empty: bool = False) -> str:
     else:
         raise _invalid("too many levels of percent-encoding")
     forms += [unicodedata.normalize("NFKC", f) for f in list(forms)]
-    for form in forms:
+    for form in dict.fromkeys(forms):  # a form met twice (NFKC of ASCII is itself) once
         _check_form(form)
     try:
         path.encode("utf-8")
@@ -252,8 +260,11 @@ class LocalArtifactStore:
         return str(self.root)
 
     def _root_fd(self) -> int:
-        self.root.mkdir(parents=True, exist_ok=True)
-        return os.open(self.root, _DIR_FLAGS)
+        try:
+            return os.open(self.root, _DIR_FLAGS)
+        except FileNotFoundError:  # the first operation on a new root
+            self.root.mkdir(parents=True, exist_ok=True)
+            return os.open(self.root, _DIR_FLAGS)
 
     @staticmethod
     def _is_link(name: str, dir_fd: int) -> bool:
