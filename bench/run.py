@@ -108,7 +108,7 @@ def make_opts(args) -> S.Opts:
             sizes=sizes,
             load_s=12.0,
             reg_s=8.0,
-            small_files=400,
+            small_files=2000,
             large_mib=64,
             large_reps=2,
             tag_reps=20,
