@@ -119,8 +119,9 @@ def _basic(credentials: str, client_ip: str) -> AuthResult:
     username, sep, password = decoded.partition(":")
     if not sep or not username:
         raise Unauthenticated("Malformed Basic credentials: expected 'username:password'.")
-    check_not_throttled(username, client_ip)
     if password.startswith(TOKEN_PREFIX):
+        # A token is not a guessable password: the lock holds for it as for a remembered one.
+        check_not_throttled(username, client_ip, remembered=True)
         try:
             result = _token_user(password)
         except Unauthenticated:
@@ -131,14 +132,19 @@ def _basic(credentials: str, client_ip: str) -> AuthResult:
             raise Unauthenticated("The API token does not belong to this user.")
         return result
     user = _cached_user(username)
+    # Only the password this process verified against the stored hash skips the stored
+    # count's read; every guess reads it, so the lock counts guesses exactly.
+    remembered = user is not None and user.is_active and _verified.is_verified(user, password)
+    check_not_throttled(username, client_ip, remembered=remembered)
+    if remembered:
+        return AuthResult(user=user, method="basic")
     if user is None or not user.is_active:
         record_failed_login(username, client_ip)
         raise Unauthenticated("Invalid username or password.")
-    if not _verified.is_verified(user, password):
-        if not user.check_password(password):
-            record_failed_login(username, client_ip)
-            raise Unauthenticated("Invalid username or password.")
-        _verified.remember(user, password)
+    if not user.check_password(password):
+        record_failed_login(username, client_ip)
+        raise Unauthenticated("Invalid username or password.")
+    _verified.remember(user, password)
     return AuthResult(user=user, method="basic")
 
 

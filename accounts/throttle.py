@@ -15,6 +15,7 @@ import hashlib
 import logging
 import math
 import threading
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -53,21 +54,24 @@ def throttle_key(username: str, client_ip: str) -> str:
 # key -> (failures, window start) or None, as stored; exact while the `throttle` version is
 # the one this request read (see DatabaseCounters).
 _COUNTERS = process_cache.Store(process_cache.THROTTLE, "failed-logins")
+# key -> (failures, wall-clock end of the window) as read from Redis, for remembered sign-ins.
+_REDIS_COUNTERS = process_cache.Store(process_cache.THROTTLE, "failed-logins-redis")
 
 
 class DatabaseCounters:
     """One row per key. Every write is a single conditional UPDATE (or an INSERT that the
     unique key arbitrates), so concurrent failures from many processes are all counted.
 
-    Each write also bumps the `throttle` cache version in its transaction, and a read first
-    reads the versions (`core.process_cache`, one small query that the request's other caches
-    share): a counter this process has read since is answered from memory, exactly as
-    stored. Windows end by the clock, checked on every read."""
+    Each write also bumps the `throttle` cache version in its transaction, and a fresh read
+    first reads the versions (`core.process_cache`, one small query that the request's other
+    caches share): a counter this process has read since is answered from memory, exactly as
+    stored. A remembered sign-in's read checks the versions at the poll interval instead.
+    Windows end by the clock, checked on every read."""
 
-    def failures(self, key: str) -> tuple[int, int]:
+    def failures(self, key: str, *, fresh: bool = True) -> tuple[int, int]:
         now = timezone.now()
         window = timedelta(seconds=FAILED_LOGIN_WINDOW_SECONDS)
-        process_cache.refresh(force=True)
+        process_cache.refresh(force=fresh)
         row = _COUNTERS.get_or_load(
             key,
             lambda: (
@@ -131,6 +135,18 @@ class RedisCounters:
             return 0, 0
         return int(count), max(int(ttl), 1)
 
+    def remembered_failures(self, key: str) -> tuple[int, int]:
+        """The counter as this process last read it, unless a failure was recorded anywhere
+        since its last version check (`add_failure` bumps the `throttle` version)."""
+        process_cache.refresh()
+        count, ends_at = _REDIS_COUNTERS.get_or_load(key, lambda: self._read_until(key))
+        left = ends_at - time.time()
+        return (count, _seconds_left(timedelta(seconds=left))) if left > 0 else (0, 0)
+
+    def _read_until(self, key: str) -> tuple[int, float]:
+        count, ttl = self.failures(key)
+        return count, time.time() + ttl
+
     def add_failure(self, key: str) -> None:
         # MULTI/EXEC: the key and its expiry appear together, so a counter never outlives
         # its window.
@@ -168,20 +184,30 @@ def _store_failed(action: str, exc: Exception) -> None:
     )
 
 
-def check_not_throttled(username: str, client_ip: str) -> None:
+def check_not_throttled(username: str, client_ip: str, *, remembered: bool = False) -> None:
     """Raises TooManyAttempts (HTTP 429, with the seconds until the window ends) when this
-    username has failed too often from this address."""
+    username has failed too often from this address.
+
+    `remembered`: the credentials are ones this process has already verified against what is
+    stored now (a password it checked before, or a token). The count then comes from what
+    the process last read, unless a failure was recorded anywhere since its last version
+    check (at most `CUSTODY_CACHE_POLL_SECONDS` old; any other sign-in on the process reads
+    the versions at once). Every other sign-in reads the stored count, so each guess is
+    counted against the exact limit (docs/security.md, "Login throttling")."""
     key = throttle_key(username, client_ip)
     counters = _redis_counters()
     failures, retry_after = 0, 0
     if counters is not None:
         try:
-            failures, retry_after = counters.failures(key)
+            if remembered:
+                failures, retry_after = counters.remembered_failures(key)
+            else:
+                failures, retry_after = counters.failures(key)
         except Exception as exc:  # noqa: BLE001 - any store failure falls back, never a 500
             _store_failed("read a counter", exc)
             counters = None
     if counters is None:
-        failures, retry_after = _database.failures(key)
+        failures, retry_after = _database.failures(key, fresh=not remembered)
     if failures >= FAILED_LOGIN_LIMIT:
         raise TooManyAttempts(retry_after)
 
@@ -192,7 +218,11 @@ def record_failed_login(username: str, client_ip: str) -> None:
     if counters is not None:
         try:
             counters.add_failure(key)
-            return
         except Exception as exc:  # noqa: BLE001 - any store failure falls back, never a 500
             _store_failed("count a failure", exc)
+        else:
+            # After the count, so that a process dropping its remembered counters reads it.
+            with transaction.atomic():
+                process_cache.bump(process_cache.THROTTLE)
+            return
     _database.add_failure(key)

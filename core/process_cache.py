@@ -15,9 +15,10 @@ Each cache belongs to a family whose version is one row of `core.CacheVersion`:
   change to a registered model, a version, an alias or a deployment. Readers that promise
   "never stale after the change commits" call `refresh(force=True)`: one small query per
   request, then the answer from memory.
-- `throttle`: the failed-sign-in counters kept in the database (accounts.throttle). Every
-  failed sign-in bumps it with its counter write; every password sign-in reads the versions
-  first, so a cached counter is exactly the stored one.
+- `throttle`: the failed-sign-in counters (accounts.throttle). Every failed sign-in bumps it
+  with its counter write (after it, with Redis); a sign-in with a password this process has
+  not verified reads the versions first, so the counter it checks is exactly the stored one,
+  and a remembered password or a token checks them as the other families do.
 
 A version is a new random value on every change (compared for equality, never ordered), so a
 rolled-back change can never make an old cache look current again. An entry loaded while

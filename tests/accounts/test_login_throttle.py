@@ -7,18 +7,21 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 import requests
+from django.db.models import F
 from django.test import Client
 from django.utils import timezone
 
 from accounts import services
 from accounts.models import LoginFailureCounter
 from accounts.throttle import throttle_key
+from core.models import CacheVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -175,6 +178,64 @@ def test_a_redis_outage_falls_back_to_the_database_counter(settings, scientist, 
     assert "counting in the database instead" in caplog.text
 
 
+def _locked_elsewhere(username: str, redis_client=None) -> None:
+    """What ten failures counted by another process leave behind: the stored counter and a
+    new `throttle` cache version, without this process's bookkeeping of its own writes."""
+    key = throttle_key(username, "127.0.0.1")
+    if redis_client is None:
+        LoginFailureCounter.objects.create(
+            key=key, failures=LIMIT, window_started_at=timezone.now()
+        )
+    else:
+        redis_client.set(f"custody:failed-login:{key}", LIMIT, ex=300)
+    assert CacheVersion.objects.filter(name="throttle").update(version=F("version") + 1) == 1
+
+
+def test_a_lock_counted_elsewhere_refuses_the_next_guess_at_once(scientist, settings):
+    settings.CUSTODY_CACHE_POLL_SECONDS = 60  # this process will not look again by itself
+    assert api_search("alice", "alice-pw-1").status_code == 200  # verified and remembered
+    _locked_elsewhere("alice")
+    # A guess reads the stored count: refused before its password is checked...
+    assert_locked(api_search("alice", "wrong"))
+    # ...and that read brought the process up to date for the password it remembers.
+    assert_locked(api_search("alice", "alice-pw-1"))
+    assert not LoginFailureCounter.objects.filter(failures__gt=LIMIT).exists()
+
+
+@pytest.mark.parametrize("store", ["database", "redis"])
+def test_a_lock_counted_elsewhere_refuses_a_remembered_password_after_the_poll_interval(
+    scientist, settings, store
+):
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL) if store == "redis" else None
+    settings.REDIS_URL = REDIS_URL if store == "redis" else ""
+    try:
+        assert api_search("alice", "alice-pw-1").status_code == 200  # verified and remembered
+        _locked_elsewhere("alice", client)
+        settings.CUSTODY_CACHE_POLL_SECONDS = 0  # the poll interval has passed
+        assert_locked(api_search("alice", "alice-pw-1"))
+        assert_locked(web_login("alice", "alice-pw-1"))
+    finally:
+        if client is not None:
+            client.delete(f"custody:failed-login:{throttle_key('alice', '127.0.0.1')}")
+
+
+def test_a_remembered_password_is_locked_at_once_by_failures_counted_here(scientist, settings):
+    import redis
+
+    settings.CUSTODY_CACHE_POLL_SECONDS = 60
+    settings.REDIS_URL = REDIS_URL
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        assert api_search("alice", "alice-pw-1").status_code == 200
+        for _ in range(LIMIT):
+            assert api_search("alice", "wrong").status_code == 401
+        assert_locked(api_search("alice", "alice-pw-1"))
+    finally:
+        client.delete(f"custody:failed-login:{throttle_key('alice', '127.0.0.1')}")
+
+
 def test_sign_in_does_not_depend_on_the_cache(scientist, staff, monkeypatch):
     from django.core.cache import cache
 
@@ -229,3 +290,29 @@ def test_two_gunicorn_workers_share_one_count(live_server_process):
         response = _admin_login_over_http(server.url, username, password)
         assert response.status_code == 429
         assert 0 < int(response.headers["Retry-After"]) <= 300
+
+
+@pytest.mark.django_db(transaction=False)
+def test_a_password_both_workers_remember_is_locked_on_both_within_a_second(
+    live_server_process,
+):
+    """A worker that has verified a password checks its counter at the cache poll interval
+    (0.5 s) rather than on every request: once the limit is reached on one worker, the other
+    refuses that password within the interval, and at once after any guess reaches it."""
+    server = live_server_process
+    username = f"kept-{uuid.uuid4().hex[:8]}"
+    password = server.create_user(username, "admin")
+    url = f"{server.url}{SEARCH}?max_results=10"
+    # Fresh connections: both workers verify the password and remember it.
+    for _ in range(24):
+        assert requests.get(url, auth=(username, password), timeout=30).status_code == 200
+    for _ in range(LIMIT):
+        assert requests.get(url, auth=(username, "wrong"), timeout=30).status_code == 401
+    locked_at = time.monotonic()
+    answers = []
+    while time.monotonic() - locked_at < 1.0:
+        answers.append(requests.get(url, auth=(username, password), timeout=30).status_code)
+    assert set(answers) <= {200, 429}, answers
+    answers = [requests.get(url, auth=(username, password), timeout=30) for _ in range(12)]
+    assert [r.status_code for r in answers] == [429] * 12
+    assert {r.json()["error_code"] for r in answers} == {"REQUEST_LIMIT_EXCEEDED"}

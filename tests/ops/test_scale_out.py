@@ -190,6 +190,11 @@ def test_login_throttle_counts_across_instances(service):
     svc = service
     username = f"tess-{uuid.uuid4().hex[:4]}"
     password = svc.servers[0].create_user(username, "data-scientist")
+    for via in (svc.a, svc.b):  # each instance verifies the password and remembers it
+        signed_in = requests.get(
+            f"{via.api}/experiments/search", params={"max_results": 1}, auth=(username, password)
+        )
+        assert signed_in.status_code == 200, signed_in.text
     wrong = (username, "not-the-password")
     for i in range(10):  # accounts.throttle.FAILED_LOGIN_LIMIT, alternating instances
         via = svc.a if i % 2 == 0 else svc.b
@@ -197,6 +202,8 @@ def test_login_throttle_counts_across_instances(service):
             f"{via.api}/experiments/search", params={"max_results": 1}, auth=wrong
         )
         assert refused.status_code == 401, (i, refused.status_code, refused.text)
+    # A remembered password checks the counter at the cache poll interval (0.5 s).
+    time.sleep(1.0)
     for via in (svc.a, svc.b):  # even the right password, on either instance
         locked = requests.get(
             f"{via.api}/experiments/search", params={"max_results": 1}, auth=(username, password)
