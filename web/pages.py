@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import quote
 
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import RFC3986_SUBDELIMS
 
 from core import access, refusals
 from core.errors import ApplicationError, ResourceDoesNotExist
@@ -51,3 +54,23 @@ def decided(request, kind: type, fallback: Callable[[], Any]) -> Any:
     what `fallback` loads."""
     found = getattr(request, "custody_decided", None)
     return found if isinstance(found, kind) else fallback()
+
+
+class Links:
+    """The URLs of one route for many values of its last argument, reversed once: a page of
+    300 versions reversed 600 links, a third of its time (`reverse` resolves the pattern and
+    its converters on every call). Quoted as `reverse` quotes them; a value `reverse` would
+    refuse (a slash, for a `str` segment) is left to `reverse`, which refuses it."""
+
+    _MARKER = "0links0"
+
+    def __init__(self, route: str, *fixed: Any):
+        self._route, self._fixed = route, fixed
+        parts = reverse(route, args=[*fixed, self._MARKER]).split(self._MARKER)
+        self._parts = parts if len(parts) == 2 else None
+
+    def __call__(self, value: Any) -> str:
+        text = str(value)
+        if self._parts is None or "/" in text:
+            return reverse(self._route, args=[*self._fixed, value])
+        return f"{self._parts[0]}{quote(text, safe=RFC3986_SUBDELIMS + '~:@')}{self._parts[1]}"

@@ -26,7 +26,7 @@ from registry.models import (
     RegisteredModelTag,
 )
 from registry.transitions import Stage, is_rollback, may_move
-from web.pages import page
+from web.pages import Links, page
 from web.views_governance import governance_context
 
 MAX_MODELS = 500
@@ -103,12 +103,15 @@ def model_detail(request, name: str):
         access.is_compliance(request.user) and not access.is_admin(request.user)
     )
     production = next((mv for mv in versions if mv.current_stage == Stage.PRODUCTION), None)
+    version_link, run_link = Links("web:version", model.name), Links("web:run")
     context = {
         "nav": "models",
         "model": model,
         "versions": [
             {
                 "mv": mv,
+                "url": version_link(mv.version),
+                "run_url": run_link(mv.run_id) if mv.run_id else "",
                 "aliases": sorted(aliases[mv.pk]),
                 # Archived → Production, for a version that was in Production before: opens a
                 # rollback request (the policy's rollback_approvals) on the usual route.

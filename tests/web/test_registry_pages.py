@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from core import process_cache
 from governance.models import TransitionRequest
+from registry.models import ModelVersion
 from tests.personas import FULL_CARD, LINEAGE, new_run
 
 pytestmark = pytest.mark.django_db
@@ -39,6 +40,10 @@ def test_models_list_model_and_version_pages(people, fraud):
     page = browser.get("/models/fraud/").content.decode()
     for expected in ('id="versions"', "/predict", 'id="timeline"', "Production", "v2"):
         assert expected in page, expected
+    # Each version row links its version page and its source run.
+    run_id = ModelVersion.objects.get(registered_model__name="fraud", version=2).run_id
+    assert '<td><a href="/models/fraud/versions/2/">v2</a></td>' in page
+    assert f'<a href="/runs/{run_id}/">{run_id[:8]}…</a>' in page
     version = browser.get("/models/fraud/versions/1/").content.decode()
     for expected in (
         'id="version-stage">Production',
