@@ -62,16 +62,16 @@ class DatabaseCounters:
     """One row per key. Every write is a single conditional UPDATE (or an INSERT that the
     unique key arbitrates), so concurrent failures from many processes are all counted.
 
-    Each write also bumps the `throttle` cache version in its transaction, and a fresh read
-    first reads the versions (`core.process_cache`, one small query that the request's other
-    caches share): a counter this process has read since is answered from memory, exactly as
-    stored. A remembered sign-in's read checks the versions at the poll interval instead.
-    Windows end by the clock, checked on every read."""
+    Each write also bumps the `throttle` cache version in its transaction. A counter this
+    process has read since its last version check is answered from memory: exactly as stored
+    when check_not_throttled has just read the versions (`core.process_cache`, one small
+    query that the request's other caches share), at most the poll interval old for a
+    remembered sign-in. Windows end by the clock, checked on every read."""
 
-    def failures(self, key: str, *, fresh: bool = True) -> tuple[int, int]:
+    def failures(self, key: str) -> tuple[int, int]:
         now = timezone.now()
         window = timedelta(seconds=FAILED_LOGIN_WINDOW_SECONDS)
-        process_cache.refresh(force=fresh)
+        process_cache.refresh()  # a no-op right after check_not_throttled's forced read
         row = _COUNTERS.get_or_load(
             key,
             lambda: (
@@ -195,6 +195,10 @@ def check_not_throttled(username: str, client_ip: str, *, remembered: bool = Fal
     the versions at once). Every other sign-in reads the stored count, so each guess is
     counted against the exact limit (docs/security.md, "Login throttling")."""
     key = throttle_key(username, client_ip)
+    if not remembered:
+        # With either store: a guess brings this process up to date, so that the password it
+        # remembers is refused at once once the guesses have reached the limit anywhere.
+        process_cache.refresh(force=True)
     counters = _redis_counters()
     failures, retry_after = 0, 0
     if counters is not None:
@@ -207,7 +211,7 @@ def check_not_throttled(username: str, client_ip: str, *, remembered: bool = Fal
             _store_failed("read a counter", exc)
             counters = None
     if counters is None:
-        failures, retry_after = _database.failures(key, fresh=not remembered)
+        failures, retry_after = _database.failures(key)
     if failures >= FAILED_LOGIN_LIMIT:
         raise TooManyAttempts(retry_after)
 
