@@ -139,6 +139,9 @@ def _basic(credentials: str, client_ip: str) -> AuthResult:
     if remembered:
         return AuthResult(user=user, method="basic")
     if user is None or not user.is_active:
+        # Hash the password anyway, as Django's ModelBackend does: refused in the time a wrong
+        # password takes, so the answer's timing does not tell which usernames exist.
+        get_user_model()().set_password(password)
         record_failed_login(username, client_ip)
         raise Unauthenticated("Invalid username or password.")
     if not user.check_password(password):

@@ -68,6 +68,29 @@ def test_basic_password_and_token(scientist, scientist_token):
         assert response["WWW-Authenticate"].startswith("Basic")
 
 
+def test_every_refused_password_is_hashed(scientist, monkeypatch):
+    """An unknown or inactive user is refused after the password is hashed, as a wrong
+    password is: the answer's timing does not tell which usernames exist."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import MD5PasswordHasher  # the test settings' hasher
+
+    hashed = []
+    for name in ("encode", "verify"):
+        original = getattr(MD5PasswordHasher, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            hashed.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(MD5PasswordHasher, name, counted)
+    services.user_create(username="retired", role="data-scientist", password="retired-pw-1")
+    get_user_model().objects.filter(username="retired").update(is_active=False)
+    for username, password in (("nobody", "x"), ("retired", "retired-pw-1"), ("alice", "no")):
+        hashed.clear()
+        assert get(basic(username, password)).status_code == 401
+        assert hashed, username
+
+
 def test_token_of_another_user_is_refused_as_basic_password(scientist, scientist_token):
     services.user_create(username="bob", role="data-scientist", password="bob-pw-1")
     assert get(basic("bob", scientist_token)).status_code == 401
