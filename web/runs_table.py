@@ -11,8 +11,6 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from django.urls import reverse
-from django.utils.http import RFC3986_SUBDELIMS
 from django.utils.safestring import SafeString, mark_safe
 
 from core.errors import InvalidParameterValue
@@ -356,11 +354,3 @@ def run_row_html(row: dict, children_shown: int, run_url: Callable[[str], str]) 
         f"      {''.join(cells)}\n"
         "    </tr>"
     )
-
-
-def run_url_maker() -> Callable[[str], str]:
-    """A run page's URL from its id: reversed once, the id put in its place (with reverse's
-    quoting), rather than reverse() per row of a table."""
-    marker = "0" * 32
-    before, _, after = reverse("web:run", args=[marker]).rpartition(marker)
-    return lambda run_id: f"{before}{quote(run_id, safe=RFC3986_SUBDELIMS + '/~:@')}{after}"

@@ -26,7 +26,7 @@ from tracking.models import (
 )
 from tracking.permissions import readable_experiments_q
 from web import charts, runs_table
-from web.pages import decided, page
+from web.pages import Links, decided, page
 
 PAGE_SIZE = 50
 MAX_COMPARE = 50  # a page of the runs table
@@ -224,7 +224,7 @@ def experiment_detail(request, experiment_id: str):
         )
     )
 
-    run_url = runs_table.run_url_maker()
+    run_url = Links("web:run")
 
     def row(payload: dict, parent: str = "", in_group: str = "") -> dict:
         values = runs_table.values_of(payload)
