@@ -29,8 +29,8 @@ from core.errors import ApplicationError
 
 FAILED_LOGIN_LIMIT = 10
 FAILED_LOGIN_WINDOW_SECONDS = 300
-# Redis is a round trip on every password sign-in; when it stops answering, give up quickly
-# and count in the database instead of holding the request.
+# Redis is a round trip on every sign-in with a password the worker has not verified; when
+# it stops answering, give up quickly and count in the database instead of holding it.
 REDIS_TIMEOUT_SECONDS = 0.5
 
 logger = logging.getLogger(__name__)
