@@ -71,7 +71,8 @@ class DatabaseCounters:
     def failures(self, key: str) -> tuple[int, int]:
         now = timezone.now()
         window = timedelta(seconds=FAILED_LOGIN_WINDOW_SECONDS)
-        process_cache.refresh()  # a no-op right after check_not_throttled's forced read
+        # After a guess's forced read a no-op; for a remembered sign-in, the polled check.
+        process_cache.refresh()
         row = _COUNTERS.get_or_load(
             key,
             lambda: (
