@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
-from django.http import HttpResponseNotModified
+from django.http import HttpResponse, HttpResponseNotModified
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core import access, identifiers, process_cache
+from core import access, errors, identifiers, process_cache
 from core.drf import (
     GRANT_REMOVE_PARAMETERS,
     GrantChangeSerializer,
@@ -45,12 +46,12 @@ class ResolutionSerializer(serializers.Serializer):
     last_updated_timestamp = serializers.IntegerField()
 
 
-# (model id, parsed URI) -> (body, ETag); any registry change bumps `resolution` in its own
-# transaction, and each request reads the versions first: never older than the request.
+# (model id, parsed URI) -> (JSON body, ETag); any registry change bumps `resolution` in its
+# own transaction, and each request reads the versions first: never older than the request.
 _RESOLUTIONS = process_cache.Store(process_cache.RESOLUTION, "resolutions")
 
 
-def _resolve(uri: identifiers.ModelUri) -> tuple[dict, str]:
+def _resolve(uri: identifiers.ModelUri) -> tuple[bytes, str]:
     mv = selectors.resolve_model_uri(uri)
     # The ETag changes with any move of the version or of the stage/alias it answers.
     etag = (
@@ -60,11 +61,49 @@ def _resolve(uri: identifiers.ModelUri) -> tuple[dict, str]:
         ).hexdigest()[:32]
         + '"'
     )
-    return _resolution(mv), etag
+    # Rendered once, as DRF's JSONRenderer renders (compact, UTF-8).
+    body = json.dumps(_resolution(mv), separators=(",", ":"), ensure_ascii=False).encode()
+    return body, etag
 
 
+def _resolution_response(request) -> HttpResponse:
+    # The access rule first (AUTHENTICATED: a 401 before any 400 about the URI), as DRF's
+    # permission check would, then MODEL_READ on the model the URI names.
+    access.authorize(request, ResolveApi.access_rule)
+    uri = identifiers.model_uri(request.GET.get("uri"))
+    process_cache.refresh(force=True)  # the answer may come from memory: never stale
+    model = access.authorize(request, access.MODEL_READ, {"name": uri.name})
+    body, etag = _RESOLUTIONS.get_or_load((model.pk, str(uri)), lambda: _resolve(uri))
+    if request.headers.get("If-None-Match") == etag:
+        response = HttpResponseNotModified()
+    else:
+        response = HttpResponse(body, content_type="application/json")
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+# What serving layers poll. GET and HEAD are answered without DRF's request wrapping,
+# authentication classes and content negotiation (a tenth of the request, docs/performance.md):
+# the caller is the one the middleware authenticated, the answer is JSON or a 304 whatever the
+# Accept header, errors take the /api/v1 shape through `errors.translate` as DRF's handler
+# would. Other methods go through DRF (OPTIONS, 405). (A comment, not a docstring: DRF and
+# the OpenAPI schema would publish a docstring as the route's description.)
 class ResolveApi(APIView):
     access_rule = access.AUTHENTICATED  # and MODEL_READ on the model named in the URI
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.method not in ("GET", "HEAD"):
+            return super().dispatch(request, *args, **kwargs)
+        try:
+            response = _resolution_response(request)
+        except Exception as exc:
+            error = errors.translate(exc)
+            if error is None:
+                raise
+            response = errors.response_for_path(request.path, error)
+        response["Allow"] = "GET, HEAD, OPTIONS"
+        return response
 
     @extend_schema(
         parameters=[
@@ -79,17 +118,8 @@ class ResolveApi(APIView):
         summary="Resolve a models:/ URI to one model version (ETag-cached)",
     )
     def get(self, request):
-        uri = identifiers.model_uri(request.query_params.get("uri"))
-        process_cache.refresh(force=True)  # the answer may come from memory: never stale
-        model = access.authorize(request._request, access.MODEL_READ, {"name": uri.name})
-        body, etag = _RESOLUTIONS.get_or_load((model.pk, str(uri)), lambda: _resolve(uri))
-        if request.headers.get("If-None-Match") == etag:
-            response = HttpResponseNotModified()
-        else:
-            response = Response(body)
-        response["ETag"] = etag
-        response["Cache-Control"] = "private, no-cache"
-        return response
+        # Documents the route for the schema; `dispatch` answers GET and HEAD itself.
+        return _resolution_response(request._request)
 
 
 class DeploymentSerializer(serializers.ModelSerializer):

@@ -317,6 +317,40 @@ def test_resolve_api_with_etags(api, model, auth_client, django_assert_max_num_q
     assert auth_client.get(url, {"uri": "models:/fraud/Archived"}).status_code == 400
 
 
+def test_resolve_answers_as_the_rest_of_the_api_does(api, model, auth_client):
+    """GET and HEAD on resolve skip DRF (registry.api_v1.ResolveApi.dispatch); what a client
+    sees is still the /api/v1 contract: the access rule before the URI, the /api/v1 error
+    shape, HEAD like GET, other methods refused by DRF."""
+    from django.test import Client
+
+    move(api, 1, "Staging")
+    move(api, 1, "Production")
+    url = "/api/v1/resolve"
+    anonymous = Client().get(url)  # no URI either: the 401 comes first
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "UNAUTHENTICATED"
+    missing = auth_client.get(url)
+    assert missing.status_code == 400
+    assert missing.json()["error"] == {
+        "code": "INVALID_PARAMETER_VALUE",
+        "message": "Missing value for required parameter 'uri'.",
+        "details": {},
+        "request_id": missing["X-Request-ID"],
+    }
+    unknown = auth_client.get(url, {"uri": "models:/nobody/Production"})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "RESOURCE_DOES_NOT_EXIST"
+    got = auth_client.get(url, {"uri": "models:/fraud/Production"}, HTTP_ACCEPT="text/html")
+    assert got.status_code == 200 and got["Content-Type"] == "application/json"
+    assert got.json()["version"] == 1
+    head = auth_client.head(url, {"uri": "models:/fraud/Production"})
+    assert head.status_code == 200 and head["ETag"] == got["ETag"]
+    assert got["Allow"] == head["Allow"] == "GET, HEAD, OPTIONS"
+    refused = auth_client.post(url, {"uri": "models:/fraud/Production"})
+    assert refused.status_code == 405
+    assert refused.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
 def test_deployments(api, model, auth_client):
     move(api, 1, "Staging")
     move(api, 1, "Production")
