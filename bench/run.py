@@ -536,9 +536,9 @@ def render_markdown(meta, table, resources, rec, failures, floor=None) -> str:
             "Each keep-alive, 8-thread throughput as a share of the same server's cheapest "
             "request (`GET /health`, no authentication, no database, same workers and "
             "threads): what is left of the floor once the request pays for its work. The "
-            "floor is measured again right after each scenario (the machine's speed drifts "
-            "during a run): the share is of that one, whose figure follows it, with the "
-            "share of the floor measured first.",
+            "floor is measured again just before and right after each scenario, half as long "
+            "each (the machine's speed drifts during a run): the share is of the mean of the "
+            "two, whose figure follows it, with the share of the floor measured first.",
             "",
             md_table(floor),
         ]

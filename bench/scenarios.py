@@ -46,8 +46,9 @@ class Recorder:
         # target -> /health requests/s (8 threads, keep-alive): the floor every keep-alive
         # 8-thread requests/s row is compared with (its "share of the floor").
         self.floor: dict[str, float] = {}
-        # (target, scenario) -> /health requests/s measured right after that scenario: the
-        # machine's speed drifts during a run, so each share is of the floor beside it.
+        # (target, scenario) -> /health requests/s measured just before and right after that
+        # scenario (the mean of the two): the machine's speed drifts during a run, by a third
+        # within minutes on a shared machine, so each share is of the floor beside it.
         self.floor_beside: dict[tuple[str, str], float] = {}
         self.details: list[dict[str, Any]] = []
         self.info: list[dict[str, Any]] = []
@@ -124,6 +125,10 @@ class Ctx:
     ) -> dict[str, Any]:
         snaps: dict[str, Any] = {}
         pid, db = self.server.pid, self.server.dbname
+        beside = (
+            keepalive and scenario != FLOOR_SCENARIO and scenario.endswith(", 8 thr, keep-alive")
+        )
+        floor_before = self.floor_now(threads=threads, duration=duration / 2) if beside else None
 
         def on_start():
             snaps["a"] = self.monitor.snapshot(pid, db)
@@ -163,12 +168,19 @@ class Ctx:
             self.log(f"    errors: {summ['error_kinds']} e.g. {summ['error_samples'][:2]}")
         if profile and self.profile_dir is not None and summ["ok"]:
             self.profile_pass(label, op, threads=threads, keepalive=keepalive)
-        if keepalive and scenario != FLOOR_SCENARIO and scenario.endswith(", 8 thr, keep-alive"):
-            self.floor_beside_of(scenario, threads=threads, duration=duration)
+        if beside:
+            floor_after = self.floor_now(threads=threads, duration=duration / 2)
+            if floor_before and floor_after:
+                mean = (floor_before + floor_after) / 2
+                self.rec.floor_beside[(self.target, scenario)] = mean
+                self.log(
+                    f"  {self.target:7s} {'  floor beside it (/health)':44s} {mean:9.1f} op/s "
+                    f"(before {floor_before:.1f}, after {floor_after:.1f})"
+                )
         return summ
 
-    def floor_beside_of(self, scenario: str, *, threads: int, duration: float) -> None:
-        """/health on the same server and threads right after `scenario`, for its share."""
+    def floor_now(self, *, threads: int, duration: float) -> float | None:
+        """/health requests/s on the same server and threads, for a scenario's share."""
         res = run_load(
             lambda: self.client(True),
             op_health,
@@ -177,11 +189,7 @@ class Ctx:
             max_ops=2_000_000,
             warmup_ops=2,
         ).summary()
-        if res.get("ok"):
-            self.rec.floor_beside[(self.target, scenario)] = res["ops_per_s"]
-            self.log(
-                f"  {self.target:7s} {'  floor beside it (/health)':44s} {res['ops_per_s']:9.1f} op/s"
-            )
+        return res["ops_per_s"] if res.get("ok") else None
 
     def profile_pass(self, label: str, op, *, threads: int, keepalive: bool) -> None:
         import pyspy_profile as prof
