@@ -317,7 +317,10 @@ def main(argv=None) -> int:
                 "profiles": rec.profiles,
                 "info": rec.info,
                 "floor": rec.floor,
-                "floor_beside": {f"{t} | {s}": v for (t, s), v in rec.floor_beside.items()},
+                "floor_beside": {
+                    f"{t} | {s}": {"op_per_s": op_rate, "floor_per_s": floor_rate}
+                    for (t, s), (op_rate, floor_rate) in rec.floor_beside.items()
+                },
             },
             indent=1,
             default=str,
@@ -410,7 +413,7 @@ def render_floor(rec: S.Recorder, targets: list[str]) -> list[list[str]] | None:
     head = [
         "scenario",
         "Custody req/s",
-        "Custody share (floor beside it)",
+        "Custody share (in slices beside the floor)",
         "MLflow req/s",
         "MLflow share",
         "goal",
@@ -427,12 +430,15 @@ def render_floor(rec: S.Recorder, targets: list[str]) -> list[list[str]] | None:
             if t not in targets or v is None or not (beside or floor):
                 cells += ["-", "-"]
                 continue
-            share = v / (beside or floor)
+            share = beside[0] / beside[1] if beside else v / floor
             if t == "custody":
                 custody_share = share
             shown = f"{100 * share:.0f}%"
             if beside and floor:
-                shown += f" ({_fmt(beside, 'req/s')}; {100 * v / floor:.0f}% of the first)"
+                shown += (
+                    f" ({_fmt(beside[0], 'req/s')} against {_fmt(beside[1], 'req/s')}; "
+                    f"{100 * v / floor:.0f}% of the first floor)"
+                )
             cells += [_fmt(v, "req/s"), shown]
         goal = S.floor_goal(r.scenario)
         if goal is None:
@@ -536,9 +542,12 @@ def render_markdown(meta, table, resources, rec, failures, floor=None) -> str:
             "Each keep-alive, 8-thread throughput as a share of the same server's cheapest "
             "request (`GET /health`, no authentication, no database, same workers and "
             "threads): what is left of the floor once the request pays for its work. The "
-            "floor is measured again just before and right after each scenario, half as long "
-            "each (the machine's speed drifts during a run): the share is of the mean of the "
-            "two, whose figure follows it, with the share of the floor measured first.",
+            "share is measured right after each scenario, with the scenario and the floor in "
+            "alternating slices (floor, scenario, scenario, floor, floor, scenario, scenario, "
+            "floor; an eighth of the scenario's duration each), because the machine's speed "
+            "drifts within seconds: the share is the median of the four neighbouring pairs' "
+            "ratios; then the median floor slice and the scenario's rate at that share, and "
+            "the scenario's measured rate as a share of the floor measured first.",
             "",
             md_table(floor),
         ]

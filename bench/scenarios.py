@@ -46,10 +46,10 @@ class Recorder:
         # target -> /health requests/s (8 threads, keep-alive): the floor every keep-alive
         # 8-thread requests/s row is compared with (its "share of the floor").
         self.floor: dict[str, float] = {}
-        # (target, scenario) -> /health requests/s measured just before and right after that
-        # scenario (the mean of the two): the machine's speed drifts during a run, by a third
-        # within minutes on a shared machine, so each share is of the floor beside it.
-        self.floor_beside: dict[tuple[str, str], float] = {}
+        # (target, scenario) -> (share x floor, floor) from alternating slices right after the
+        # scenario (`Context.share_in_slices`): the machine's speed drifts within seconds on a
+        # shared machine, so each share is taken against the floor at the same moments.
+        self.floor_beside: dict[tuple[str, str], tuple[float, float]] = {}
         self.details: list[dict[str, Any]] = []
         self.info: list[dict[str, Any]] = []
         self.profiles: list[dict[str, Any]] = []
@@ -125,10 +125,6 @@ class Ctx:
     ) -> dict[str, Any]:
         snaps: dict[str, Any] = {}
         pid, db = self.server.pid, self.server.dbname
-        beside = (
-            keepalive and scenario != FLOOR_SCENARIO and scenario.endswith(", 8 thr, keep-alive")
-        )
-        floor_before = self.floor_now(threads=threads, duration=duration / 2) if beside else None
 
         def on_start():
             snaps["a"] = self.monitor.snapshot(pid, db)
@@ -168,28 +164,44 @@ class Ctx:
             self.log(f"    errors: {summ['error_kinds']} e.g. {summ['error_samples'][:2]}")
         if profile and self.profile_dir is not None and summ["ok"]:
             self.profile_pass(label, op, threads=threads, keepalive=keepalive)
-        if beside:
-            floor_after = self.floor_now(threads=threads, duration=duration / 2)
-            if floor_before and floor_after:
-                mean = (floor_before + floor_after) / 2
-                self.rec.floor_beside[(self.target, scenario)] = mean
-                self.log(
-                    f"  {self.target:7s} {'  floor beside it (/health)':44s} {mean:9.1f} op/s "
-                    f"(before {floor_before:.1f}, after {floor_after:.1f})"
-                )
+        if keepalive and scenario != FLOOR_SCENARIO and scenario.endswith(", 8 thr, keep-alive"):
+            self.share_in_slices(scenario, op, threads=threads, duration=duration, max_ops=max_ops)
         return summ
 
-    def floor_now(self, *, threads: int, duration: float) -> float | None:
-        """/health requests/s on the same server and threads, for a scenario's share."""
-        res = run_load(
-            lambda: self.client(True),
-            op_health,
-            threads=threads,
-            duration=duration,
-            max_ops=2_000_000,
-            warmup_ops=2,
-        ).summary()
-        return res["ops_per_s"] if res.get("ok") else None
+    def share_in_slices(
+        self, scenario: str, op, *, threads: int, duration: float, max_ops: int
+    ) -> None:
+        """`op` and /health on the same server and threads in alternating slices, in the
+        order floor, op, op, floor, floor, op, op, floor (each `duration` / 8): four pairs of
+        neighbouring slices, each pair's ratio taken at one moment of a machine whose speed
+        drifts within seconds, and the share is their median (one slice that met a hiccup
+        does not move it). The floor recorded beside it is the median of the floor slices."""
+        slice_s = duration / 8
+        floors: list[float] = []
+        ops: list[float] = []
+        for kind in ("floor", "op", "op", "floor", "floor", "op", "op", "floor"):
+            res = run_load(
+                lambda: self.client(True),
+                op_health if kind == "floor" else op,
+                threads=threads,
+                duration=slice_s,
+                max_ops=2_000_000 if kind == "floor" else max_ops,
+                warmup_ops=2,
+            ).summary()
+            if not res.get("ok") or res["errors"] or not res["ops_per_s"]:
+                self.log(f"  {self.target:7s}   share slices dropped: a {kind} slice failed")
+                return
+            (floors if kind == "floor" else ops).append(res["ops_per_s"])
+        # In that order the k-th floor slice and the k-th op slice are neighbours.
+        ratios = sorted(o / f for o, f in zip(ops, floors, strict=True))
+        share = (ratios[1] + ratios[2]) / 2
+        floor_rate = sum(sorted(floors)[1:3]) / 2
+        self.rec.floor_beside[(self.target, scenario)] = (share * floor_rate, floor_rate)
+        self.log(
+            f"  {self.target:7s} {'  share in slices beside /health':44s} {100 * share:.0f}% "
+            f"(pairs {', '.join(f'{100 * r:.0f}%' for r in ratios)}; floor slices "
+            f"{', '.join(f'{r:.0f}' for r in floors)})"
+        )
 
     def profile_pass(self, label: str, op, *, threads: int, keepalive: bool) -> None:
         import pyspy_profile as prof
