@@ -318,8 +318,8 @@ def main(argv=None) -> int:
                 "info": rec.info,
                 "floor": rec.floor,
                 "floor_beside": {
-                    f"{t} | {s}": {"op_per_s": op_rate, "floor_per_s": floor_rate}
-                    for (t, s), (op_rate, floor_rate) in rec.floor_beside.items()
+                    f"{t} | {s}": {"share": share, "floor_per_s": floor_rate}
+                    for (t, s), (share, floor_rate) in rec.floor_beside.items()
                 },
             },
             indent=1,
@@ -430,15 +430,12 @@ def render_floor(rec: S.Recorder, targets: list[str]) -> list[list[str]] | None:
             if t not in targets or v is None or not (beside or floor):
                 cells += ["-", "-"]
                 continue
-            share = beside[0] / beside[1] if beside else v / floor
+            share = beside[0] if beside else v / floor
             if t == "custody":
                 custody_share = share
             shown = f"{100 * share:.0f}%"
             if beside and floor:
-                shown += (
-                    f" ({_fmt(beside[0], 'req/s')} against {_fmt(beside[1], 'req/s')}; "
-                    f"{100 * v / floor:.0f}% of the first floor)"
-                )
+                shown += f" (floor {_fmt(beside[1], 'req/s')}; {100 * v / floor:.0f}% of the first)"
             cells += [_fmt(v, "req/s"), shown]
         goal = S.floor_goal(r.scenario)
         if goal is None:
@@ -546,8 +543,8 @@ def render_markdown(meta, table, resources, rec, failures, floor=None) -> str:
             "alternating slices (floor, scenario, scenario, floor, floor, scenario, scenario, "
             "floor; an eighth of the scenario's duration each), because the machine's speed "
             "drifts within seconds: the share is the median of the four neighbouring pairs' "
-            "ratios; then the median floor slice and the scenario's rate at that share, and "
-            "the scenario's measured rate as a share of the floor measured first.",
+            "ratios; then the median floor slice, and the scenario's measured rate as a share "
+            "of the floor measured first.",
             "",
             md_table(floor),
         ]

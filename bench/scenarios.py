@@ -46,9 +46,9 @@ class Recorder:
         # target -> /health requests/s (8 threads, keep-alive): the floor every keep-alive
         # 8-thread requests/s row is compared with (its "share of the floor").
         self.floor: dict[str, float] = {}
-        # (target, scenario) -> (share x floor, floor) from alternating slices right after the
-        # scenario (`Context.share_in_slices`): the machine's speed drifts within seconds on a
-        # shared machine, so each share is taken against the floor at the same moments.
+        # (target, scenario) -> (share, median floor slice) from alternating slices right
+        # after the scenario (`Ctx.share_in_slices`): the machine's speed drifts within seconds
+        # on a shared machine, so each share is taken against the floor at the same moments.
         self.floor_beside: dict[tuple[str, str], tuple[float, float]] = {}
         self.details: list[dict[str, Any]] = []
         self.info: list[dict[str, Any]] = []
@@ -196,7 +196,7 @@ class Ctx:
         ratios = sorted(o / f for o, f in zip(ops, floors, strict=True))
         share = (ratios[1] + ratios[2]) / 2
         floor_rate = sum(sorted(floors)[1:3]) / 2
-        self.rec.floor_beside[(self.target, scenario)] = (share * floor_rate, floor_rate)
+        self.rec.floor_beside[(self.target, scenario)] = (share, floor_rate)
         self.log(
             f"  {self.target:7s} {'  share in slices beside /health':44s} {100 * share:.0f}% "
             f"(pairs {', '.join(f'{100 * r:.0f}%' for r in ratios)}; floor slices "
