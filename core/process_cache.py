@@ -15,6 +15,13 @@ Each cache belongs to a family whose version is one row of `core.CacheVersion`:
   change to a registered model, a version, an alias or a deployment. Readers that promise
   "never stale after the change commits" call `refresh(force=True)`: one small query per
   request, then the answer from memory.
+- `lifecycle`: where a run's or logged model's files are and whether it is active (the
+  artifact owners of tracking.artifact_locations). Its version is changed by the database
+  itself: triggers on the run and logged-model tables give it a new value in the statement
+  that changes a row's lifecycle stage, experiment or artifact directory, or deletes the row
+  (tracking migration 0010), so no path (a service, a queryset `update`, the admin, the
+  importer, raw SQL) can change those facts without it. Polled like `access`; the process
+  that made the change drops its caches at once (`bump_on_change(..., bumped_by_database=True)`).
 - `throttle`: the failed-sign-in counters (accounts.throttle). Every failed sign-in bumps it
   with its counter write (after it, with Redis); a sign-in with a password this process has
   not verified reads the versions first, so the counter it checks is exactly the stored one,
@@ -51,7 +58,8 @@ from core.prepared import server_prepared_cursor
 ACCESS = "access"
 RESOLUTION = "resolution"
 THROTTLE = "throttle"
-FAMILIES = (ACCESS, RESOLUTION, THROTTLE)
+LIFECYCLE = "lifecycle"
+FAMILIES = (ACCESS, RESOLUTION, THROTTLE, LIFECYCLE)
 
 M = TypeVar("M", bound=Model)
 
@@ -244,26 +252,43 @@ def bump_on_delete(model: type[Model], family: str) -> None:
 
 
 def bump_on_change(
-    model: type[Model], family: str, *, fields: Iterable[str] | None = None, on_create: bool = True
+    model: type[Model],
+    family: str,
+    *,
+    fields: Iterable[str] | None = None,
+    on_create: bool = True,
+    bumped_by_database: bool = False,
 ) -> None:
     """Bump `family` whenever a `model` row is saved or deleted (any path: services, the
     admin, management commands), in the same transaction. With `fields`, a save that names
-    its `update_fields` bumps only when one of them is among `fields`."""
+    its `update_fields` bumps only when one of them is among `fields`. With
+    `bumped_by_database`, the database bumps `family` itself (a trigger, which sees every
+    path, raw SQL included): such a save or delete only lets this process drop its caches
+    at once rather than at its next poll."""
     watched = frozenset(fields) if fields is not None else None
+    act = changed_in_database if bumped_by_database else bump
 
     def saved(sender, instance, created, raw=False, update_fields=None, **kwargs):
         if raw or (created and not on_create):
             return
         if watched is not None and update_fields is not None and not watched & set(update_fields):
             return
-        bump(family)
+        act(family)
 
     def deleted(sender, instance, **kwargs):
-        bump(family)
+        act(family)
 
     uid = f"custody-cache-{family}-{model._meta.label}"
     post_save.connect(saved, sender=model, weak=False, dispatch_uid=uid + "-save")
     post_delete.connect(deleted, sender=model, weak=False, dispatch_uid=uid + "-delete")
+
+
+def changed_in_database(family: str) -> None:
+    """The database has given `family` a new version in the current transaction (a
+    trigger): drop this process's caches of it now and again at commit, as `bump` does. The
+    new value is learnt at the next poll (which drops them once more, harmlessly)."""
+    _drop(family)
+    transaction.on_commit(functools.partial(_drop, family))
 
 
 def bump_on_m2m_change(through: type[Model], family: str) -> None:

@@ -24,7 +24,7 @@ _OWNED = re.compile(rf"^{_EXP}/{_OWNER}/artifacts(?:/(?P<rest>.+))?$")
 _READABLE = re.compile(rf"^{_EXP}(?:/models|/{_OWNER}(?:/artifacts(?:/(?P<rest>.+))?)?)?$")
 
 
-# Every artifact request looks these up (twice when nothing is reused): compiled once.
+# Looked up when the process has not seen the owner: compiled once.
 _EXPERIMENT: PreparedQuery[Experiment] = PreparedQuery(
     lambda pk: Experiment.objects.filter(pk=pk), int
 )
@@ -81,14 +81,12 @@ def resolve_artifact_location(path: str, *, write: bool) -> ArtifactLocation:
     missing = ResourceDoesNotExist(f"No such artifact: {path}")
     owner: Run | LoggedModel | None = None
     experiment: Experiment | None
-    if match["run"] and not write:
-        experiment, owner = _read_run_and_experiment(match["run"], int(match["exp"]))
-    elif match["run"]:
-        experiment, owner = _run_and_experiment(match["run"], int(match["exp"]))
+    if match["run"] or match["model"]:
+        experiment, owner = _owner_and_experiment(
+            match["run"] or match["model"], int(match["exp"]), is_run=bool(match["run"])
+        )
     else:
         experiment = _EXPERIMENT.first(int(match["exp"]))
-        if experiment is not None and match["model"]:
-            owner = _LOGGED_MODEL.first(match["model"], experiment.pk)
     if experiment is None or ((match["run"] or match["model"]) and owner is None):
         raise missing
     if owner is not None:
@@ -99,41 +97,50 @@ def resolve_artifact_location(path: str, *, write: bool) -> ArtifactLocation:
     return ArtifactLocation(experiment, owner, match["rest"] or "", path, write)
 
 
-def _run_and_experiment(run_id: str, experiment_id: int) -> tuple[Experiment | None, Run | None]:
+def _run_and_experiment(run_id: str, experiment_id: int) -> Run | None:
+    """The run, with its experiment (one join on the run's foreign key)."""
     rows = _RUN_AND_EXPERIMENT.all(run_id, experiment_id)
     if not rows:
-        return None, None
+        return None
     width = len(_RUN_FIELDS)
     run = Run.from_db("default", _RUN_FIELDS, rows[0][:width])
     run.experiment = Experiment.from_db("default", _EXPERIMENT_FIELDS, rows[0][width:])
-    return run.experiment, run
+    return run
 
 
-# (run id, experiment id) -> the run, with its experiment, as first read; for reads only: a
-# download or listing needs the run's identity and artifact directory, which never change
-# (a run never moves; its artifact_uri is server-assigned), so a run's files are read with
-# no query once the process has seen the run. Its lifecycle may have changed since (reads do
-# not look at it: MLflow serves a deleted run's files too); a run or experiment row deleted
-# for good bumps `access` in its transaction (tracking.permissions.register), which empties
-# this. Writes always read the run: its liveness is not cacheable.
-_READ_LOCATIONS = process_cache.Store(process_cache.ACCESS, "artifact read locations", 50_000)
+def _logged_model_and_experiment(model_id: str, experiment_id: int) -> LoggedModel | None:
+    experiment = _EXPERIMENT.first(experiment_id)
+    model = None if experiment is None else _LOGGED_MODEL.first(model_id, experiment.pk)
+    if model is not None:
+        model.experiment = experiment
+    return model
 
 
-def _read_run_and_experiment(
-    run_id: str, experiment_id: int
-) -> tuple[Experiment | None, Run | None]:
+# (run or logged model id, experiment id) -> the owner with its experiment, as last read.
+# Every file a run or model logs, reads or lists names its owner, and what is decided on
+# (the owner exists in that experiment with that artifact directory, and whether it is
+# active) changes only with its lifecycle stage, experiment or artifact directory, or its
+# deletion: in the database's own triggers, which bump the `lifecycle` family in the same
+# statement (tracking migration 0010). So an upload is refused by every process within the
+# poll interval of its run's deletion, and by the process that deleted it at once; an
+# upload racing a deletion could always land just before it commits.
+_OWNERS = process_cache.Store(process_cache.LIFECYCLE, "artifact owners", 50_000)
+
+
+def _owner_and_experiment(
+    owner_id: str, experiment_id: int, *, is_run: bool
+) -> tuple[Experiment | None, Run | LoggedModel | None]:
     process_cache.refresh()
-    cached = _READ_LOCATIONS.get_or_load(
-        (run_id, experiment_id),
-        lambda: _run_and_experiment(run_id, experiment_id)[1],
-        keep_none=False,
+    load = _run_and_experiment if is_run else _logged_model_and_experiment
+    cached = _OWNERS.get_or_load(
+        (owner_id, experiment_id), lambda: load(owner_id, experiment_id), keep_none=False
     )
     if cached is None:
         return None, None
     # This request's own copies: the cached ones are shared between threads.
-    run = process_cache.request_copy(cached)
-    run.experiment = process_cache.request_copy(cached.experiment)
-    return run.experiment, run
+    owner = process_cache.request_copy(cached)
+    owner.experiment = process_cache.request_copy(cached.experiment)
+    return owner.experiment, owner
 
 
 def artifact_owner(path: str) -> Run | LoggedModel:

@@ -229,10 +229,17 @@ def register() -> None:
     access.register_resolver("artifact", resolve_artifact)
     # Grants are cached per process (core.grants); any saved or deleted grant row bumps.
     process_cache.bump_on_change(ExperimentPermission, process_cache.ACCESS)
-    # A run's read location is cached (tracking.artifact_locations): a run or experiment
-    # deleted for good must not be read from there.
+    # A run's experiment is cached (core.access decisions): a run or experiment deleted for
+    # good must not be decided on from there.
     process_cache.bump_on_delete(Run, process_cache.ACCESS)
     process_cache.bump_on_delete(Experiment, process_cache.ACCESS)
+    # Artifact owners are cached (tracking.artifact_locations); the database bumps their
+    # family (tracking migration 0010) and this process drops them at once.
+    watched = ("lifecycle_stage", "experiment", "artifact_uri")
+    for model, fields in ((Run, watched), (LoggedModel, (*watched, "source_run"))):
+        process_cache.bump_on_change(
+            model, process_cache.LIFECYCLE, fields=fields, on_create=False, bumped_by_database=True
+        )
 
 
 # ---------------------------------------------------------------------------------------------

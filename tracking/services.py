@@ -244,6 +244,7 @@ def experiment_delete(*, experiment_id: str) -> None:
     Run.objects.filter(experiment=experiment, lifecycle_stage=LifecycleStage.ACTIVE).update(
         lifecycle_stage=LifecycleStage.DELETED, deleted_time=now
     )
+    process_cache.changed_in_database(process_cache.LIFECYCLE)  # no signal for an update
     audit.record(
         action="experiment.delete",
         object_type="experiment",
@@ -267,6 +268,7 @@ def experiment_restore(*, experiment_id: str) -> None:
     Run.objects.filter(
         experiment=experiment, lifecycle_stage=LifecycleStage.DELETED, deleted_time=deleted_at
     ).update(lifecycle_stage=LifecycleStage.ACTIVE, deleted_time=None)
+    process_cache.changed_in_database(process_cache.LIFECYCLE)  # no signal for an update
     audit.record(
         action="experiment.restore",
         object_type="experiment",
@@ -1449,8 +1451,10 @@ def runs_import(
     versions: dict[tuple[str, str], int] = {}
     if replace:
         # A rewritten run may name another experiment and artifact directory: the processes'
-        # cached run experiments and read locations (tracking.permissions) go.
+        # cached run experiments (tracking.permissions) go; the upsert's update bumped the
+        # artifact owners' family in the database (tracking migration 0010).
         process_cache.bump(process_cache.ACCESS)
+        process_cache.changed_in_database(process_cache.LIFECYCLE)
         ids = list(replace)
         # A rewritten latest value keeps counting from the old history_version (it only rises).
         versions = {

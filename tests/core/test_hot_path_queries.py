@@ -55,10 +55,10 @@ BUDGET = {
     "registered-models/get-latest-versions": 1,
     "registered-models/alias": 1,
     "resolve": 1,
-    # a file in a run's artifact directory: the run with its experiment (one join), then
-    # the access decision from the cached grants; a download from a run the process has
-    # seen reads nothing (its location is cached: tracking.artifact_locations)
-    "artifact upload": 1,
+    # a file in a run's artifact directory the process has seen: the run, its experiment
+    # and whether it is active from the artifact owners' cache (tracking.artifact_locations,
+    # bumped by the database's triggers), the access decision from the cached grants
+    "artifact upload": 0,
     "artifact download": 0,
 }
 

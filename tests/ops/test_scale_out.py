@@ -297,6 +297,50 @@ def test_a_grant_revoked_through_one_instance_is_refused_on_the_other_within_a_s
     print(f"\nrevoked on A, first refused on B after {first_refusal:.2f} s")
 
 
+def test_a_run_deleted_through_one_instance_refuses_uploads_on_the_other_within_a_second(
+    service,
+):
+    """Instance B decides uploads to a run it has seen from its cache (no look-up); the run's
+    deletion through A, and a restore behind every service's back (raw SQL, which only the
+    database's trigger sees), reach B within the poll interval."""
+    svc = service
+    exp = svc.a.http.post(
+        f"{svc.a.api}/experiments/create", json={"name": f"uploads-{uuid.uuid4().hex[:6]}"}
+    ).json()["experiment_id"]
+    run = svc.a.http.post(f"{svc.a.api}/runs/create", json={"experiment_id": exp}).json()
+    run_id = run["run"]["info"]["run_id"]
+    files = f"{svc.b.url}/api/2.0/mlflow-artifacts/artifacts/{exp}/{run_id}/artifacts"
+    names = iter(range(10_000))
+
+    def upload(via: Instance = svc.b) -> int:
+        url = files.replace(svc.b.url, via.url)
+        return via.http.put(f"{url}/f{next(names)}.bin", data=b"x" * 1024).status_code
+
+    for _ in range(4):  # every worker of B has seen the run
+        assert upload() == 200
+    deleted = svc.a.http.post(f"{svc.a.api}/runs/delete", json={"run_id": run_id})
+    assert deleted.status_code == 200, deleted.text
+    refused_after = wait_until(lambda: upload() == 400, "B refusing the deleted run", limit=5)
+    assert refused_after < 1.0, f"B took uploads for {refused_after:.2f} s after the delete"
+    assert upload(svc.a) == 400
+    restored = sql(
+        svc.database_url,
+        "UPDATE tracking_run SET lifecycle_stage = 'active', deleted_time = NULL "
+        "WHERE run_id = %s RETURNING run_id",
+        (run_id,),
+    )
+    assert restored == [(run_id,)]
+    accepted_after = wait_until(lambda: upload() == 200, "B taking the restored run", limit=5)
+    assert accepted_after < 1.0, f"B refused for {accepted_after:.2f} s after the restore"
+    time.sleep(1.0)
+    for via in (svc.a, svc.b, svc.b, svc.b):
+        assert upload(via) == 200
+    print(
+        f"\ndeleted on A, refused on B after {refused_after:.2f} s; restored by SQL, taken "
+        f"after {accepted_after:.2f} s"
+    )
+
+
 def test_the_worker_killed_mid_archive_converges_and_carries_the_request_id(service):
     svc, name = service, f"killed-{uuid.uuid4().hex[:6]}"
     model_in_staging(svc, name, 2)

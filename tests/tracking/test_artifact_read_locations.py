@@ -1,7 +1,10 @@
-"""A run's files are read with no query once the process has seen the run: the run's
-location (its experiment and artifact directory) never changes, so reads take it from the
-process's cache. Whatever happens to the run or the caller's grants afterwards, a read
-answers as a fresh look-up would."""
+"""A run's or logged model's files are read and written with no look-up once the process has
+seen it: its experiment, artifact directory and lifecycle stage come from the process's
+artifact-owner cache, whose version the database's own triggers change with any of those
+facts (tracking migration 0010). Whatever happens to the owner or the caller's grants
+afterwards, a read or an upload answers as a fresh look-up would: at once in the process
+that made the change, within the poll interval when the change came another way (another
+process, a queryset update, raw SQL)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from accounts import services as accounts
 from core import access
 from tests.conftest import MlflowApiClient
 from tracking import services as tracking
-from tracking.models import Experiment, Run
+from tracking.models import Experiment, LoggedModel, Run
 
 pytestmark = pytest.mark.django_db
 
@@ -55,10 +58,88 @@ def test_a_seen_runs_files_are_read_with_no_query_and_the_same_bytes(alice):
     tracking.run_delete(run_id=run_id)
     deleted, _ = _download(alice, url)
     assert deleted.status_code == 200 and b"".join(deleted.streaming_content) == b"weights"
-    # Writes are never decided from it: an upload to the deleted run is refused.
+    # The deletion dropped the process's owners: an upload to the deleted run is refused.
     refused = alice.client.generic("PUT", url.replace("model.txt", "more.txt"), b"x")
     assert refused.status_code == 400, refused.content
     assert "deleted" in refused.json()["message"]
+
+
+def _upload(api: MlflowApiClient, url: str, name: str):
+    with CaptureQueriesContext(connection) as queries:
+        response = api.client.generic("PUT", url.replace("model.txt", name), b"more")
+    return response, len(queries)
+
+
+def test_uploads_follow_a_run_deleted_and_restored_through_the_api_at_once(alice):
+    experiment_id, run_id, url = _stored_file(alice, "uploads")
+    response, queries = _upload(alice, url, "a.txt")
+    assert response.status_code == 200 and queries == 0  # decided from the cache
+    for deleted, route, body in (
+        (True, "runs/delete", {"run_id": run_id}),
+        (False, "runs/restore", {"run_id": run_id}),
+        (True, "experiments/delete", {"experiment_id": experiment_id}),
+        (False, "experiments/restore", {"experiment_id": experiment_id}),
+    ):
+        assert alice.post(route, body).status_code == 200
+        response, _ = _upload(alice, url, "b.txt")
+        assert response.status_code == (400 if deleted else 200), (route, response.content)
+        if deleted:
+            assert "deleted" in response.json()["message"]
+
+
+@pytest.mark.parametrize("how", ["queryset", "sql"])
+def test_a_lifecycle_change_behind_the_services_back_is_seen_within_the_poll_interval(
+    alice, settings, how
+):
+    _, run_id, url = _stored_file(alice, f"behind-{how}")
+    response, queries = _upload(alice, url, "a.txt")
+    assert response.status_code == 200 and queries == 0
+
+    def set_stage(stage: str) -> None:
+        if how == "queryset":  # no signal: only the database's trigger knows
+            assert Run.objects.filter(pk=run_id).update(lifecycle_stage=stage) == 1
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE tracking_run SET lifecycle_stage = %s WHERE run_id = %s",
+                    [stage, run_id],
+                )
+
+    set_stage("deleted")
+    settings.CUSTODY_CACHE_POLL_SECONDS = 0  # the poll interval has passed
+    response, _ = _upload(alice, url, "b.txt")
+    assert response.status_code == 400, response.content
+    assert "deleted" in response.json()["message"]
+    settings.CUSTODY_CACHE_POLL_SECONDS = 60
+    set_stage("active")
+    settings.CUSTODY_CACHE_POLL_SECONDS = 0
+    response, _ = _upload(alice, url, "c.txt")
+    assert response.status_code == 200, response.content
+
+
+def test_a_logged_models_files_follow_its_deletion(alice, settings):
+    experiment_id = alice.experiment("logged")
+    created = alice.post("logged-models", {"experiment_id": experiment_id, "name": "m"})
+    assert created.status_code == 200, created.content
+    model_id = created.json()["model"]["info"]["model_id"]
+    url = f"{ARTIFACTS}/{experiment_id}/models/{model_id}/artifacts/model.txt"
+    first = alice.client.generic("PUT", url, b"weights")
+    assert first.status_code == 200, first.content
+    response, queries = _upload(alice, url, "MLmodel")
+    assert response.status_code == 200 and queries == 0
+    downloaded, queries = _download(alice, url)
+    assert b"".join(downloaded.streaming_content) == b"weights" and queries == 0
+    # Behind the services' back first (the trigger), then through the API (at once).
+    assert LoggedModel.objects.filter(pk=model_id).update(lifecycle_stage="deleted") == 1
+    settings.CUSTODY_CACHE_POLL_SECONDS = 0
+    response, _ = _upload(alice, url, "late.txt")
+    assert response.status_code == 400 and "deleted" in response.json()["message"]
+    LoggedModel.objects.filter(pk=model_id).update(lifecycle_stage="active")
+    assert _upload(alice, url, "back.txt")[0].status_code == 200
+    settings.CUSTODY_CACHE_POLL_SECONDS = 60
+    assert alice.delete(f"logged-models/{model_id}").status_code == 200
+    response, _ = _upload(alice, url, "after.txt")
+    assert response.status_code == 400 and "deleted" in response.json()["message"]
 
 
 def test_a_run_gone_for_good_after_it_was_read_is_not_found(alice):
