@@ -235,8 +235,11 @@ def register() -> None:
     process_cache.bump_on_delete(Experiment, process_cache.ACCESS)
     # Artifact owners are cached (tracking.artifact_locations); the database bumps their
     # family (tracking migration 0010) and this process drops them at once.
-    watched = ("lifecycle_stage", "experiment", "artifact_uri")
-    for model, fields in ((Run, watched), (LoggedModel, (*watched, "source_run"))):
+    watched = ("lifecycle_stage", "experiment", "experiment_id", "artifact_uri")
+    for model, fields in (
+        (Run, watched),
+        (LoggedModel, (*watched, "source_run", "source_run_id")),
+    ):
         process_cache.bump_on_change(
             model, process_cache.LIFECYCLE, fields=fields, on_create=False, bumped_by_database=True
         )
