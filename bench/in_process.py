@@ -3,6 +3,7 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/custody_bench_inproc \\
         .venv/bin/python bench/in_process.py 2>/dev/null
     ... --cases health,upload --n 2000 --reps 6 --profile upload
+    ... --cases create-run --n 300    # the create-run sequence: three requests per "request"
 
 Calls Django's WSGI handler in a loop (no socket, no gunicorn): each case's best mean over
 `--reps` rounds of `--n` requests, in microseconds, with `GET /health` beside them. The
@@ -21,6 +22,7 @@ import argparse
 import cProfile
 import io
 import itertools
+import json
 import os
 import pstats
 import sys
@@ -142,15 +144,41 @@ def cases(world: dict[str, str]) -> dict[str, Callable[[], dict]]:
     }
 
 
-def call(app, environ: dict) -> None:
+def create_run(app, world: dict[str, str], seq: int) -> None:
+    """bench/run.py's create-run sequence: runs/create with two tags, a log-batch of 10
+    metrics, 10 params and 2 tags, runs/update to FINISHED (three requests, three commits)."""
+    auth, mlflow, when = world["auth"], "/api/2.0/mlflow", 1_700_000_000_000 + seq
+    created = {
+        "experiment_id": world["experiment_id"],
+        "start_time": when,
+        "run_name": f"cr-{seq}",
+        "tags": [{"key": "team", "value": "bench"}, {"key": "seq", "value": str(seq)}],
+    }
+    body = call(app, _environ("POST", f"{mlflow}/runs/create", auth, json.dumps(created).encode()))
+    run_id = json.loads(body)["run"]["info"]["run_id"]
+    batch = {
+        "run_id": run_id,
+        "metrics": [
+            {"key": f"m{k}", "value": k * 0.5 + seq, "timestamp": when, "step": 0}
+            for k in range(10)
+        ],
+        "params": [{"key": f"p{k}", "value": str(seq * 10 + k)} for k in range(10)],
+        "tags": [{"key": "stage", "value": "bench"}, {"key": "host", "value": "local"}],
+    }
+    call(app, _environ("POST", f"{mlflow}/runs/log-batch", auth, json.dumps(batch).encode()))
+    finished = {"run_id": run_id, "status": "FINISHED", "end_time": when + 5}
+    call(app, _environ("POST", f"{mlflow}/runs/update", auth, json.dumps(finished).encode()))
+
+
+def call(app, environ: dict) -> bytes:
     statuses: list[str] = []
     response = app(environ, lambda status, headers, *args: statuses.append(status))
-    for _ in response:
-        pass
+    body = b"".join(response)
     if hasattr(response, "close"):
         response.close()
     if not statuses[0].startswith("200"):
         raise SystemExit(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}: {statuses[0]}")
+    return body
 
 
 def main() -> None:
@@ -169,10 +197,15 @@ def main() -> None:
         world = seed()
         app = WSGIHandler()
         makers = cases(world)
+        sequences = itertools.count()
+        requests: dict[str, Callable[[], object]] = {
+            name: (lambda make=make: call(app, make())) for name, make in makers.items()
+        }
+        requests["create-run"] = lambda: create_run(app, world, next(sequences))
         chosen = [name.strip() for name in args.cases.split(",") if name.strip()]
-        unknown = sorted(set(chosen) - set(makers))
+        unknown = sorted(set(chosen) - set(requests))
         if unknown:
-            raise SystemExit(f"unknown case(s) {unknown}; choose from {sorted(makers)}")
+            raise SystemExit(f"unknown case(s) {unknown}; choose from {sorted(requests)}")
         if "download" in chosen:
             call(
                 app, _environ("PUT", makers["download"]()["PATH_INFO"], world["auth"], b"x" * 65536)
@@ -181,10 +214,10 @@ def main() -> None:
         for _ in range(args.reps):
             for name in ["health", *(c for c in chosen if c != "health")]:
                 for _ in range(100):  # warm: caches, prepared statements
-                    call(app, makers[name]())
+                    requests[name]()
                 started = time.perf_counter()
                 for _ in range(args.n):
-                    call(app, makers[name]())
+                    requests[name]()
                 mean = (time.perf_counter() - started) / args.n * 1e6
                 best[name] = min(best.get(name, mean), mean)
         print(f"# In process ({database}; best mean of {args.reps} x {args.n} requests)\n")
@@ -195,7 +228,7 @@ def main() -> None:
             profile = cProfile.Profile()
             profile.enable()
             for _ in range(args.n):
-                call(app, makers[args.profile]())
+                requests[args.profile]()
             profile.disable()
             pstats.Stats(profile).sort_stats("tottime").print_stats(30)
 
