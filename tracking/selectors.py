@@ -652,14 +652,16 @@ PER_GROUP_READS = 3  # a grouped page covering up to this many groups reads each
 
 @dataclass(frozen=True)
 class GroupedPage:
-    """A page of a runs search grouped by a param or tag: (run id, group value) per run; every
-    group's size ({value: runs}, None for the runs lacking the key) and their total; the group
-    value of the run just before the page and just after it (NO_RUN when there is none), so
-    that a page can say whether its first and last groups go on beyond it."""
+    """A page of a runs search grouped by a param or tag: (run id, group value) per run; the
+    size of each of the page's groups ({value: runs}, the value None for the runs lacking the
+    key; the size None when the group holds more runs than were counted) and the total (None
+    when not every group was counted); the group value of the run just before the page and
+    just after it (NO_RUN when there is none), so that a page can say whether its first and
+    last groups go on beyond it."""
 
     rows: list[tuple[str, str | None]]
-    sizes: dict[str | None, int]
-    total: int
+    sizes: dict[str | None, int | None]
+    total: int | None
     before: Any
     after: Any
     offset: int
@@ -683,6 +685,13 @@ NO_RUN = object()
 # the hints with them, which costs one aggregate search.
 FEW_MATCHES = 10_000
 _last_matched = process_cache.Store(process_cache.ACCESS, "grouped-search-matches", size=256)
+
+# A grouped search over experiments of more active runs than this counts its groups only as
+# far as its page needs (_walk_groups): each group in order, each count stopped at what the
+# page needs to know, so a page costs what it shows (and the runs before it), not a pass over
+# every matching run. Below it, one aggregate of every group's size is cheaper.
+BOUNDED_FROM = 10_000
+MAX_GROUP_PROBES = 24  # groups counted one by one for a page before one aggregate is cheaper
 
 
 class TooManyGroups(InvalidParameterValue):
@@ -754,6 +763,11 @@ def runs_search_grouped(
     InvalidParameterValue saying so), from which the groups the page covers follow; then the
     page of runs from those groups only. The page token is bound to the grouping as well.
 
+    Over more than BOUNDED_FROM runs the groups are counted one by one instead, only as far as
+    the page needs (_walk_groups): a group that goes on past the page, or past figure_budget
+    runs, has the size None ("more than"), and the total is None unless every group was
+    counted.
+
     The page's groups, in page order while they hold at most figure_budget runs together,
     are `figured`: their runs' ids, for group_figures. When that is every group of the page,
     the page query reads all their runs and the page is cut from them: the groups' runs are
@@ -779,6 +793,95 @@ def runs_search_grouped(
     if filter_string and _last_matched.get(hint, FEW_MATCHES + 1) <= FEW_MATCHES:
         found = list(base.values_list("run_id", F("grouping__value"))[: FEW_MATCHES + 1])
         matched = found if len(found) <= FEW_MATCHES else None
+    page_groups = None
+    if matched is None and _many_runs(scope["experiments"], view_type):
+        values = _group_values(*group)
+        if values is not None:
+            ordered = sorted(values, key=group_order)
+            page_groups = _walk_groups(base, ordered, offset, max_results, figure_budget)
+    if page_groups is None:
+        page_groups = _every_group(base, group, hint, matched, offset, max_results)
+    covered, sizes, known = page_groups.covered, page_groups.sizes, page_groups.runs
+    figured: list[str | None] = []
+    room = figure_budget
+    for value, _ in covered:
+        size = sizes[value]
+        if size is None or size > room:
+            break
+        figured.append(value)
+        room -= size
+    rows: list[tuple[str, str | None]] = []
+    figured_runs: Iterable[tuple[str, str | None]] = ()
+    if matched is not None:
+        rows = _page_of_matched(
+            scope["experiments"], view_type, order_by, matched, covered, offset, max_results
+        )
+        wanted = set(figured)
+        figured_runs = [(run_id, value) for run_id, value in matched if value in wanted]
+    elif covered and all(value in known for value, _ in covered):
+        # Every run of the page's groups was read by the walk: the page is read by their ids.
+        read = [(run_id, value) for value, _ in covered for run_id in known[value]]
+        rows = _page_of_matched(
+            scope["experiments"], view_type, order_by, read, covered, offset, max_results
+        )
+    elif covered and len(figured) == len(covered):
+        qs = _in_group_order(_in_groups(base, figured), order_by, covered)
+        figured_runs = list(qs.values_list("run_id", F("grouping__value")))
+        skip = offset - covered[0][1]
+        rows = figured_runs[skip : skip + max_results]
+    elif 0 < len(covered) <= PER_GROUP_READS:
+        # A query per group: each is then ordered by the search alone, which a metric order
+        # reads from the (key, value) index (run_search.page_of_runs) and stops early.
+        for value, first in covered:
+            if len(rows) == max_results:
+                break
+            start = max(0, offset - first)
+            ids = run_search.page_of_runs(
+                _in_groups(base, [value]), order_by, start, max_results - len(rows)
+            )
+            rows += [(run_id, value) for run_id in ids]
+    elif covered:
+        qs = _in_group_order(_in_groups(base, [v for v, _ in covered]), order_by, covered)
+        skip = offset - covered[0][1]
+        rows = list(qs.values_list("run_id", F("grouping__value"))[skip : skip + max_results])
+    if figured and not figured_runs and all(value in known for value in figured):
+        figured_runs = [(run_id, value) for value in figured for run_id in known[value]]
+    elif figured and not figured_runs:
+        figured_runs = _in_groups(base, figured).values_list("run_id", F("grouping__value"))
+    runs_of: dict[str | None, list[str]] = {value: [] for value in figured}
+    for run_id, value in figured_runs:
+        runs_of[value].append(run_id)
+    after = page_groups.after
+    token = encode_page_token(offset + max_results, scope) if after is not NO_RUN else None
+    return GroupedPage(
+        rows, sizes, page_groups.total, page_groups.before, after, offset, token, scope, runs_of
+    )
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Where a grouped page stands: the groups it covers (value, first position) in order,
+    their sizes (None: more than were counted), the group value of the run just before the
+    page and just after it (NO_RUN when none), the total (None when not every group was
+    counted), and the run ids of those of its groups whose every run was read."""
+
+    covered: list[tuple[str | None, int]]
+    sizes: dict[str | None, int | None]
+    before: Any
+    after: Any
+    total: int | None
+    runs: dict[str | None, list[str]] = field(default_factory=dict)
+
+
+def _every_group(
+    base: QuerySet[Run],
+    group: tuple[str, str],
+    hint: tuple,
+    matched: list[tuple[str, str | None]] | None,
+    offset: int,
+    max_results: int,
+) -> _Groups:
+    """Every group's size, from the matching runs when they were read, else one aggregate."""
     if matched is not None:
         sizes: dict[str | None, int] = dict(Counter(value for _, value in matched))
     else:
@@ -803,51 +906,101 @@ def runs_search_grouped(
 
     covered = [(v, first) for v, first in spans if first < offset + max_results]
     covered = [(v, first) for v, first in covered if first + sizes[v] > offset]
-    figured: list[str | None] = []
-    room = figure_budget
-    for value, _ in covered:
-        if sizes[value] > room:
-            break
-        figured.append(value)
-        room -= sizes[value]
-    rows: list[tuple[str, str | None]] = []
-    figured_runs: Iterable[tuple[str, str | None]] = ()
-    if matched is not None:
-        rows = _page_of_matched(
-            scope["experiments"], view_type, order_by, matched, covered, offset, max_results
-        )
-        wanted = set(figured)
-        figured_runs = [(run_id, value) for run_id, value in matched if value in wanted]
-    elif covered and len(figured) == len(covered):
-        qs = _in_group_order(_in_groups(base, figured), order_by, covered)
-        figured_runs = list(qs.values_list("run_id", F("grouping__value")))
-        skip = offset - covered[0][1]
-        rows = figured_runs[skip : skip + max_results]
-    elif 0 < len(covered) <= PER_GROUP_READS:
-        # A query per group: each is then ordered by the search alone, which a metric order
-        # reads from the (key, value) index (run_search.page_of_runs) and stops early.
-        for value, first in covered:
-            if len(rows) == max_results:
-                break
-            start = max(0, offset - first)
-            ids = run_search.page_of_runs(
-                _in_groups(base, [value]), order_by, start, max_results - len(rows)
-            )
-            rows += [(run_id, value) for run_id in ids]
-    elif covered:
-        qs = _in_group_order(_in_groups(base, [v for v, _ in covered]), order_by, covered)
-        skip = offset - covered[0][1]
-        rows = list(qs.values_list("run_id", F("grouping__value"))[skip : skip + max_results])
-    if figured and not figured_runs:
-        figured_runs = _in_groups(base, figured).values_list("run_id", F("grouping__value"))
-    runs_of: dict[str | None, list[str]] = {value: [] for value in figured}
-    for run_id, value in figured_runs:
-        runs_of[value].append(run_id)
-    after = group_at(offset + max_results)
-    token = encode_page_token(offset + max_results, scope) if after is not NO_RUN else None
-    return GroupedPage(
-        rows, sizes, total, group_at(offset - 1), after, offset, token, scope, runs_of
+    page_sizes: dict[str | None, int | None] = {v: sizes[v] for v, _ in covered}
+    return _Groups(
+        covered,
+        page_sizes,
+        group_at(offset - 1),
+        group_at(offset + max_results),
+        total,
     )
+
+
+def _many_runs(experiment_ids: list[int], view_type: str) -> bool:
+    """Whether the experiments hold more than BOUNDED_FROM runs of the view (a read that stops
+    there)."""
+    runs = _view_filter(Run.objects.filter(experiment_id__in=experiment_ids), view_type)
+    return runs.values("run_id")[: BOUNDED_FROM + 1].count() > BOUNDED_FROM
+
+
+def _group_values(kind: str, key: str) -> list[str] | None:
+    """Every value the param or tag `key` has on any run (any experiment), read from its
+    (key, value prefix) index one value at a time (a loose index scan: one probe per value,
+    not a row per run). None when there are more than MAX_GROUPS, or when a value may be
+    longer than the prefix: such groups need their values whole, which the aggregate reads."""
+    table = (Param if kind == "param" else RunTag)._meta.db_table
+    prefix = (
+        f"LEFT(value, {VALUE_INDEX_PREFIX})"  # the index's own expression
+        if connection.vendor == "postgresql"
+        else f"SUBSTR(value, 1, {VALUE_INDEX_PREFIX})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH RECURSIVE found(value) AS ("
+            f"SELECT (SELECT {prefix} FROM {table} WHERE key = %s ORDER BY {prefix} LIMIT 1) "
+            f"UNION ALL SELECT (SELECT {prefix} FROM {table} WHERE key = %s "
+            f"AND {prefix} > found.value ORDER BY {prefix} LIMIT 1) "
+            "FROM found WHERE found.value IS NOT NULL) "
+            "SELECT value FROM found WHERE value IS NOT NULL LIMIT %s",
+            [key, key, MAX_GROUPS + 1],
+        )
+        values = [row[0] for row in cursor.fetchall()]
+    if len(values) > MAX_GROUPS or any(len(v) >= VALUE_INDEX_PREFIX for v in values):
+        return None
+    return values
+
+
+def _walk_groups(
+    base: QuerySet[Run],
+    values: list[str],
+    offset: int,
+    max_results: int,
+    counted_to: int,
+) -> _Groups | None:
+    """The groups a page covers, found one group at a time in group order (the runs lacking
+    the key last), each read stopped as soon as it says what the page needs. A group that may
+    lie before the page is counted (exactly, when it does: its runs move the page's groups
+    along); the others are read as run ids. The first group that reaches past the page's end
+    or past `counted_to` runs is "more than" (size None) and ends the walk. The ids of the
+    page's groups read whole are kept: the page and its figures are then read by id, without
+    searching again. Values no matching run has cost a read each; past MAX_GROUP_PROBES reads,
+    None (one aggregate is cheaper)."""
+    end = offset + max_results
+    covered: list[tuple[str | None, int]] = []
+    sizes: dict[str | None, int | None] = {}
+    runs: dict[str | None, list[str]] = {}
+    before, previous, position = NO_RUN, NO_RUN, 0
+    candidates: list[str | None] = [*values, None]
+    for probes, value in enumerate(candidates):
+        if probes == MAX_GROUP_PROBES:
+            return None
+        need = max(end + 1 - position, counted_to + 1)
+        in_group = _in_groups(base, [value])
+        ids: list[str] | None = None
+        if position < offset:  # it may lie wholly before the page: counted, its ids unused
+            count = in_group.values("run_id")[:need].count()
+        else:
+            ids = list(in_group.values_list("run_id", flat=True)[:need])
+            count = len(ids)
+        if not count:
+            continue
+        exact = count < need
+        if exact and position + count <= offset:  # wholly before the page
+            position += count
+            previous = value
+            continue
+        if position >= end:  # the first run after the page begins this group
+            return _Groups(covered, sizes, before, value, None, runs)
+        if not covered:
+            before = value if position < offset else previous
+        covered.append((value, position))
+        sizes[value] = count if exact else None
+        if exact and ids is not None:
+            runs[value] = ids
+        if not exact or position + count > end:
+            return _Groups(covered, sizes, before, value, None, runs)
+        position += count
+    return _Groups(covered, sizes, before, NO_RUN, position, runs)
 
 
 def _page_of_matched(

@@ -191,7 +191,7 @@ def experiment_detail(request, experiment_id: str):
         if grouped is not None:
             run_ids = [run_id for run_id, _ in grouped.rows]
             next_token, scope, offset = grouped.next_token, grouped.scope, grouped.offset
-            total = grouped.total  # the groups' sizes add up to it: no count query
+            total = grouped.total  # the groups' sizes add up to it (None: not counted)
         else:
             run_ids, next_token = selectors.runs_search(
                 **search, max_results=PAGE_SIZE, page_token=token
@@ -283,8 +283,9 @@ def experiment_detail(request, experiment_id: str):
             "next_token": next_token,
             "previous": previous,
             "total": total,
-            "total_capped": total > MAX_COUNTED,
+            "total_capped": total is not None and total > MAX_COUNTED,
             "max_counted": MAX_COUNTED,
+            "max_figured": f"{MAX_FIGURED_RUNS:,}",
             "first_shown": offset + 1,
             "last_shown": offset + len(payloads),
             "can_edit": access.RANK[_level(request, experiment.experiment_id)]

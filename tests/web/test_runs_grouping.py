@@ -185,16 +185,17 @@ def test_grouped_page_query_count_is_pinned(scientist, sweep, django_assert_num_
     # the rows with their metrics, params and tags: one query on PostgreSQL, four on SQLite
     # (the runs, then one per kind)
     payload_reads = 1 if connection.vendor == "postgresql" else 4
-    with django_assert_num_queries(15 + payload_reads) as captured:
+    with django_assert_num_queries(16 + payload_reads) as captured:
         response = client.get(url, params)
     assert response.status_code == 200
-    # the groups' sizes (one aggregate: they also give the total, so no count query), every
+    # whether the experiment holds more than BOUNDED_FROM runs (a count that stops there),
+    # the groups' sizes (one aggregate: they also give the total, so no other count), every
     # run of the groups the page covers (the page is cut from them), the latest values of the
     # figured columns for those runs by id: the filter is searched twice, not a third time
     # for the figures
     sql = [q["sql"] for q in captured.captured_queries]
     assert len([q for q in sql if "GROUP BY" in q.upper()]) == 1
-    assert not [q for q in sql if q.startswith("SELECT COUNT(*)")]
+    assert len([q for q in sql if q.startswith("SELECT COUNT(*)")]) == 1
     assert len([q for q in sql if "EXISTS" in q.upper()]) == 2
     # The same search again in this process, which now knows it matched few runs: it reads
     # them (run id, group value), counts the groups in Python and reads the page's groups by
@@ -210,7 +211,7 @@ def test_grouped_page_query_count_is_pinned(scientist, sweep, django_assert_num_
     chosen = {**params, "col": ["metrics.val_auc", "metrics.loss"]}
     client.get(url, chosen)
     process_cache.clear_all()
-    with django_assert_num_queries(15 + payload_reads) as captured:
+    with django_assert_num_queries(16 + payload_reads) as captured:
         page = client.get(url, chosen).content.decode()
     sql = [q["sql"] for q in captured.captured_queries]
     assert len([q for q in sql if "EXISTS" in q.upper()]) == 2
@@ -306,3 +307,136 @@ def test_long_values_sharing_their_first_200_characters_are_different_groups(sci
     listed = members(page)
     assert listed[stem] == [runs["s"]] and listed[stem + "b"] == [runs["b"]]
     assert set(listed[stem + "a"]) == {runs["a1"], runs["a2"]}
+
+
+def body_and_range(page: str) -> tuple[str, str, str]:
+    """The runs table's body, the range of runs shown and what follows it (the total)."""
+    body = page[page.index('<tr class="group-row"') : page.rindex("</tbody>")]
+    number = r"[0-9]+(?:,[0-9]{3})*"
+    shown = re.search(rf"Runs ({number}–{number})( of {number})?", page)
+    return body, shown.group(1), shown.group(2) or ""
+
+
+def every_page(client, url: str, params: dict) -> list[str]:
+    pages, address = [], f"{url}?{urlencode(params, doseq=True)}"
+    while address:
+        page = client.get(address).content.decode()
+        pages.append(page)
+        following = re.search(r'href="\?([^"]+)" rel="next"', page)
+        address = f"{url}?{html_lib.unescape(following.group(1))}" if following else ""
+    return pages
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"group": "params.lr", "col": ["metrics.val_auc"]},
+        {"group": "params.lr", "order": "metrics.val_auc DESC"},
+        {"group": "tags.team", "filter": "metrics.val_auc > 0.52", "order": "metrics.loss ASC"},
+        {"group": "params.lr", "filter": "tags.team = 'a'"},
+    ],
+)
+def test_a_large_search_counts_its_groups_only_as_far_as_its_page_needs(
+    scientist, sweep, monkeypatch, params
+):
+    """Over more than BOUNDED_FROM runs a grouped page counts its groups one by one, each
+    only as far as the page needs: the same runs under the same group headers on every page
+    as when every group is counted at once; the total said once every group was counted (the
+    last page); a value no run of this experiment has (lr 7 in another experiment) is no
+    group; and past MAX_GROUP_PROBES counts the page falls back to the one aggregate."""
+    from core import process_cache
+    from tracking import selectors
+    from web import views_tracking
+
+    monkeypatch.setattr(views_tracking, "PAGE_SIZE", 4)
+    exp, _ = sweep
+    other = tracking.experiment_create(name="elsewhere", owner=scientist)
+    new_run(other.experiment_id, "elsewhere", params=[{"key": "lr", "value": "7"}])
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+    counted = [body_and_range(page) for page in every_page(client, url, params)]
+    assert len(counted) >= 2 and all(total for _, _, total in counted)
+    monkeypatch.setattr(selectors, "BOUNDED_FROM", 0)
+    process_cache.clear_all()  # the hint that the filter matched few runs
+    walked = [body_and_range(page) for page in every_page(client, url, params)]
+    assert [(body, shown) for body, shown, _ in walked] == [
+        (body, shown) for body, shown, _ in counted
+    ]
+    assert [total for _, _, total in walked] == ["" for _ in counted[:-1]] + [counted[-1][2]]
+    assert all("7" not in [value for value, _ in groups(body)] for body, _, _ in walked)
+    monkeypatch.setattr(selectors, "MAX_GROUP_PROBES", 1)
+    process_cache.clear_all()
+    assert [body_and_range(page) for page in every_page(client, url, params)] == counted
+
+
+def test_a_large_search_reads_no_pass_over_every_matching_run(
+    scientist, sweep, monkeypatch, django_assert_num_queries
+):
+    """The bounded page's reads of the search all stop early (each has a LIMIT; no aggregate
+    over the search), and a group that goes on past what was counted says "more than"."""
+    from tracking import selectors
+    from web import views_tracking
+
+    monkeypatch.setattr(selectors, "BOUNDED_FROM", 0)
+    monkeypatch.setattr(views_tracking, "PAGE_SIZE", 4)
+    monkeypatch.setattr(views_tracking, "MAX_FIGURED_RUNS", 2)
+    exp, runs = sweep
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+    params = {"group": "params.lr", "col": ["metrics.val_auc"]}
+    client.get(url, params)
+    payload_reads = 1 if connection.vendor == "postgresql" else 4
+    with django_assert_num_queries(17 + payload_reads) as captured:
+        page = client.get(url, params).content.decode()
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert not [q for q in sql if "GROUP BY" in q.upper()]
+    searched = [q for q in sql if " grouping ON " in q]
+    assert len(searched) >= 2 and all("LIMIT" in q.upper() for q in searched)
+    # 0.5 has 2 runs, counted; 2 has 3, more than the 2 counted: its size is not said
+    assert groups(page) == [
+        ("0.5", "2 runs"),
+        ("2", "more than 2 runs, 2 on this page, continues on the next page"),
+    ]
+    assert set(members(page)["2"]) < {runs["r1"], runs["r3"], runs["r6"]}
+    text = html_lib.unescape(page)
+    assert "Runs 1–4, grouped by params.lr" in text
+    assert "a group is counted up to 2 runs and the total is not counted" in text
+    cells = {html_lib.unescape(v): rest for _, v, _, rest in GROUP_ROW.findall(page)}
+    assert "Not figured" in cells["2"] and "0.52–0.57" in cells["0.5"]
+
+
+def test_long_values_are_grouped_whole_in_a_large_search_too(scientist, monkeypatch):
+    """Values longer than the indexed prefix send a large search to the one aggregate, which
+    groups them whole."""
+    from tracking import selectors
+
+    monkeypatch.setattr(selectors, "BOUNDED_FROM", 0)
+    test_long_values_sharing_their_first_200_characters_are_different_groups(scientist)
+
+
+def test_a_large_search_reads_each_group_of_its_page_once(
+    scientist, sweep, monkeypatch, django_assert_num_queries
+):
+    """The walk reads the page's groups (their run ids) once each; the page and the figures
+    are then read by those ids, without searching the filter again."""
+    from tracking import selectors
+    from web import views_tracking
+
+    monkeypatch.setattr(selectors, "BOUNDED_FROM", 0)
+    monkeypatch.setattr(views_tracking, "PAGE_SIZE", 4)
+    exp, _ = sweep
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+    params = {"group": "params.lr", "filter": "metrics.loss < 5", "col": ["metrics.val_auc"]}
+    client.get(url, params)
+    payload_reads = 1 if connection.vendor == "postgresql" else 4
+    with django_assert_num_queries(16 + payload_reads) as captured:
+        page = client.get(url, params).content.decode()
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len([q for q in sql if "EXISTS" in q.upper()]) == 2  # 0.5, then 2
+    assert groups(page) == [
+        ("0.5", "2 runs"),
+        ("2", "3 runs, 2 on this page, continues on the next page"),
+    ]
+    cells = {html_lib.unescape(v): rest for _, v, _, rest in GROUP_ROW.findall(page)}
+    assert 'title="mean 0.533333, min 0.51, max 0.56 over the 3 runs' in cells["2"]
