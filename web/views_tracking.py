@@ -198,12 +198,15 @@ def experiment_detail(request, experiment_id: str):
             )
             scope = selectors.runs_search_scope(**search)
             offset = decode_page_token(token, scope)
-            total = selectors.runs_search_count(
-                readable_experiment_ids=scope["experiments"],
-                filter_string=search["filter_string"],
-                view_type="active",
-                limit=MAX_COUNTED,
-            )
+            if next_token is None:  # the search's last page: its runs end the count
+                total = offset + len(run_ids)
+            else:
+                total = selectors.runs_search_count(
+                    readable_experiment_ids=scope["experiments"],
+                    filter_string=search["filter_string"],
+                    view_type="active",
+                    limit=MAX_COUNTED,
+                )
         previous = _previous_page(scope, offset)
     except InvalidParameterValue as exc:
         run_ids, grouped, nested = [], None, False

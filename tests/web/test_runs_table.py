@@ -300,3 +300,32 @@ def test_every_value_in_a_run_row_is_escaped(scientist):
         in row
     )
     assert row.count(f">{html_lib.escape(value)}</td>") == 2  # the param and the tag
+
+
+def test_the_last_page_says_its_total_without_counting_again(scientist, monkeypatch):
+    """A page with no next page ends the search: its total is the runs before it and on it,
+    with no count query. Earlier pages count (up to MAX_COUNTED)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from web import views_tracking
+
+    monkeypatch.setattr(views_tracking, "PAGE_SIZE", 2)
+    exp = tracking.experiment_create(name="totals", owner=scientist)
+    sweep(exp.experiment_id, 5)
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+
+    def page_and_counts(address: str, params: dict | None = None) -> tuple[str, int]:
+        with CaptureQueriesContext(connection) as captured:
+            page = client.get(address, params).content.decode()
+        counts = [q for q in captured.captured_queries if q["sql"].startswith("SELECT COUNT(*)")]
+        return html_lib.unescape(page), len(counts)
+
+    first, counted = page_and_counts(url, {"filter": "metrics.val_auc > 0.805"})  # gbm-1..4
+    assert "Runs 1–2 of 4" in first and counted == 1
+    token = re.search(r'href="\?([^"]+)" rel="next"', first).group(1)
+    last, counted = page_and_counts(f"{url}?{token}")
+    assert "Runs 3–4 of 4" in last and counted == 0 and 'rel="next"' not in last
+    few, counted = page_and_counts(url, {"filter": "metrics.val_auc > 0.835"})  # gbm-4
+    assert "Runs 1–1 of 1" in few and counted == 0
