@@ -692,6 +692,9 @@ _last_matched = process_cache.Store(process_cache.ACCESS, "grouped-search-matche
 # every matching run. Below it, one aggregate of every group's size is cheaper.
 BOUNDED_FROM = 10_000
 MAX_GROUP_PROBES = 24  # groups counted one by one for a page before one aggregate is cheaper
+# A page starting further in than this uses the aggregate: the walk counts every run before
+# its page, which past here costs about what one pass over the experiment's runs does.
+WALK_BEFORE = 10_000
 
 
 class TooManyGroups(InvalidParameterValue):
@@ -763,10 +766,10 @@ def runs_search_grouped(
     InvalidParameterValue saying so), from which the groups the page covers follow; then the
     page of runs from those groups only. The page token is bound to the grouping as well.
 
-    Over more than BOUNDED_FROM runs the groups are counted one by one instead, only as far as
-    the page needs (_walk_groups): a group that goes on past the page, or past figure_budget
-    runs, has the size None ("more than"), and the total is None unless every group was
-    counted.
+    Over more than BOUNDED_FROM runs, for a page starting before WALK_BEFORE, the groups are
+    counted one by one instead, only as far as the page needs (_walk_groups): a group that
+    goes on past the page, or past figure_budget runs, has the size None ("more than"), and
+    the total is None unless every group was counted.
 
     The page's groups, in page order while they hold at most figure_budget runs together,
     are `figured`: their runs' ids, for group_figures. When that is every group of the page,
@@ -794,7 +797,7 @@ def runs_search_grouped(
         found = list(base.values_list("run_id", F("grouping__value"))[: FEW_MATCHES + 1])
         matched = found if len(found) <= FEW_MATCHES else None
     page_groups = None
-    if matched is None and _many_runs(scope["experiments"], view_type):
+    if matched is None and offset < WALK_BEFORE and _many_runs(scope["experiments"], view_type):
         values = _group_values(*group)
         if values is not None:
             ordered = sorted(values, key=group_order)

@@ -440,3 +440,21 @@ def test_a_large_search_reads_each_group_of_its_page_once(
     ]
     cells = {html_lib.unescape(v): rest for _, v, _, rest in GROUP_ROW.findall(page)}
     assert 'title="mean 0.533333, min 0.51, max 0.56 over the 3 runs' in cells["2"]
+
+
+def test_a_deep_page_of_a_large_search_counts_every_group_at_once(scientist, sweep, monkeypatch):
+    """Past WALK_BEFORE runs into the search, counting the runs before the page group by
+    group would cost more than the one aggregate: the page says its total again."""
+    from tracking import selectors
+    from web import views_tracking
+
+    monkeypatch.setattr(selectors, "BOUNDED_FROM", 0)
+    monkeypatch.setattr(selectors, "WALK_BEFORE", 4)
+    monkeypatch.setattr(views_tracking, "PAGE_SIZE", 4)
+    exp, _ = sweep
+    client = signed_in(scientist)
+    url = f"/experiments/{exp.experiment_id}/"
+    first, second, third = every_page(client, url, {"group": "params.lr"})
+    assert body_and_range(first)[1:] == ("1–4", "")  # walked: the total not counted
+    assert body_and_range(second)[1:] == ("5–8", " of 9")  # offset 4: the aggregate
+    assert body_and_range(third)[1:] == ("9–9", " of 9")
