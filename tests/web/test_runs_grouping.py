@@ -225,6 +225,17 @@ def table_of(page: str) -> str:
     return body + re.search(r"Runs [0-9,]+–[0-9,]+ of [0-9,]+", page).group(0)
 
 
+def every_page(client, url: str, params: dict) -> list[str]:
+    """Every page of the table, following its next links."""
+    pages, address = [], f"{url}?{urlencode(params, doseq=True)}"
+    while address:
+        page = client.get(address).content.decode()
+        pages.append(page)
+        following = re.search(r'href="\?([^"]+)" rel="next"', page)
+        address = f"{url}?{html_lib.unescape(following.group(1))}" if following else ""
+    return pages
+
+
 @pytest.mark.parametrize(
     "params",
     [
@@ -250,22 +261,16 @@ def test_a_search_known_to_match_few_runs_reads_them_once_with_the_same_pages(
     client = signed_in(scientist)
     url = f"/experiments/{exp.experiment_id}/"
 
-    def every_page() -> list[str]:
-        pages, address = [], f"{url}?{urlencode(params, doseq=True)}"
-        while address:
-            page = client.get(address).content.decode()
-            pages.append(table_of(page))
-            following = re.search(r'href="\?([^"]+)" rel="next"', page)
-            address = f"{url}?{html_lib.unescape(following.group(1))}" if following else ""
-        return pages
+    def tables() -> list[str]:
+        return [table_of(page) for page in every_page(client, url, params)]
 
     process_cache.clear_all()
-    counted = every_page()  # the groups counted in SQL: the process did not know the search
+    counted = tables()  # the groups counted in SQL: the process did not know the search
     assert len(counted) >= 2 and all("group-row" in page for page in counted)
-    assert every_page() == counted  # known to match few: read once
+    assert tables() == counted  # known to match few: read once
     monkeypatch.setattr(selectors, "FEW_MATCHES", 2)  # more than few now: counted in SQL
-    assert every_page() == counted
-    assert every_page() == counted
+    assert tables() == counted
+    assert tables() == counted
 
 
 def test_too_many_groups_are_refused_and_large_groups_not_figured(scientist, sweep, monkeypatch):
@@ -315,16 +320,6 @@ def body_and_range(page: str) -> tuple[str, str, str]:
     number = r"[0-9]+(?:,[0-9]{3})*"
     shown = re.search(rf"Runs ({number}–{number})( of {number})?", page)
     return body, shown.group(1), shown.group(2) or ""
-
-
-def every_page(client, url: str, params: dict) -> list[str]:
-    pages, address = [], f"{url}?{urlencode(params, doseq=True)}"
-    while address:
-        page = client.get(address).content.decode()
-        pages.append(page)
-        following = re.search(r'href="\?([^"]+)" rel="next"', page)
-        address = f"{url}?{html_lib.unescape(following.group(1))}" if following else ""
-    return pages
 
 
 @pytest.mark.parametrize(
