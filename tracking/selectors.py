@@ -797,7 +797,17 @@ def runs_search_grouped(
         found = list(base.values_list("run_id", F("grouping__value"))[: FEW_MATCHES + 1])
         matched = found if len(found) <= FEW_MATCHES else None
     page_groups = None
-    if matched is None and offset < WALK_BEFORE and _many_runs(scope["experiments"], view_type):
+    if (
+        matched is None
+        and offset < WALK_BEFORE
+        and runs_search_count(  # the experiments' runs, read only as far as BOUNDED_FROM
+            readable_experiment_ids=scope["experiments"],
+            filter_string=None,
+            view_type=view_type,
+            limit=BOUNDED_FROM,
+        )
+        > BOUNDED_FROM
+    ):
         values = _group_values(*group)
         if values is not None:
             ordered = sorted(values, key=group_order)
@@ -917,13 +927,6 @@ def _every_group(
         group_at(offset + max_results),
         total,
     )
-
-
-def _many_runs(experiment_ids: list[int], view_type: str) -> bool:
-    """Whether the experiments hold more than BOUNDED_FROM runs of the view (a read that stops
-    there)."""
-    runs = _view_filter(Run.objects.filter(experiment_id__in=experiment_ids), view_type)
-    return runs.values("run_id")[: BOUNDED_FROM + 1].count() > BOUNDED_FROM
 
 
 def _group_values(kind: str, key: str) -> list[str] | None:
