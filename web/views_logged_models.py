@@ -56,6 +56,7 @@ def logged_model_detail(request, model_id: str):
         {
             "nav": "experiments",
             "model": model,
+            "creator": _creator(model.creator_id),
             "source_run_visible": model.source_run_id
             and visible_runs.filter(pk=model.source_run_id).exists(),
             "user_tags": [t for t in tags if not t.key.startswith("mlflow.")],
@@ -71,6 +72,18 @@ def logged_model_detail(request, model_id: str):
             **_artifacts(model, request.GET.get("artifacts", "")),
         },
     )
+
+
+def _creator(creator_id: str) -> str:
+    """Who logged the model: the wire's creator_id is a user id (an int64 in MLflow's
+    protocol); a person reads the username."""
+    from django.contrib.auth import get_user_model
+
+    if creator_id.isdigit():
+        user = get_user_model().objects.filter(pk=int(creator_id)).only("username").first()
+        if user is not None:
+            return user.username
+    return creator_id
 
 
 def _read(root: str, path: str) -> str | None:

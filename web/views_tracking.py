@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote, urlencode
 
 from django.db.models import Count, F, IntegerField, Window
@@ -142,6 +143,21 @@ def _children(experiment_id: int, parent_ids: list[str]) -> tuple[dict[str, list
         shown.setdefault(parent, []).append(child)
         counts[parent] = siblings
     return shown, counts
+
+
+def _start_snippet(request, experiment_name: str) -> str:
+    """The lines an empty experiment shows to log its first run, runnable as copied: the
+    names are Python string literals (a JSON string is one, whatever quotes it holds)."""
+    uri = request.build_absolute_uri("/").rstrip("/")
+    return "\n".join(
+        (
+            "import mlflow",
+            f"mlflow.set_tracking_uri({json.dumps(uri)})",
+            f"mlflow.set_experiment({json.dumps(experiment_name)})",
+            "with mlflow.start_run():",
+            '    mlflow.log_metric("val_auc", 0.91)',
+        )
+    )
 
 
 @page(access.EXPERIMENT_READ)
@@ -293,6 +309,7 @@ def experiment_detail(request, experiment_id: str):
             "last_shown": offset + len(payloads),
             "can_edit": access.RANK[_level(request, experiment.experiment_id)]
             >= access.RANK[access.EDIT],
+            "start_snippet": _start_snippet(request, experiment.name),
         },
         status=400 if group_error and "group" in request.GET else 200,
     )
