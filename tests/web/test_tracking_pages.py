@@ -646,7 +646,9 @@ def test_accessibility_markup(scientist):
     assert re.search(r'href="/tokens/" aria-current="page">Tokens', tokens)
     run_page = client.get(f"/runs/{run_id}/").content.decode()
     assert '<th scope="col"></th>' not in run_page
-    summary = re.search(r'<table class="sr-only" id="chart-summary">.*?</table>', run_page, re.S)
+    summary = re.search(
+        r'<div class="sr-only"><table id="chart-summary">.*?</table>', run_page, re.S
+    )
     assert summary and '<th scope="row">loss</th><td>a11y-run</td><td>3</td>' in summary.group(0)
     assert "<td>0: 1</td><td>2: 3</td><td>1</td><td>3</td>" in summary.group(0)
     compare = client.get("/compare/", {"runs": [run_id, other]}).content.decode()

@@ -58,7 +58,9 @@ def test_a_logged_sklearn_model_is_read_from_its_run(
     user, password, open_page = scientist
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
-    features = pd.DataFrame({"amount": [12.5, 80.0, 3.2, 45.1], "tenure_months": [1, 30, 2, 18]})
+    features = pd.DataFrame(
+        {"amount": [12.5, 80.0, 3.2, 45.1], "tenure_months": [1.0, 30.0, 2.0, 18.0]}
+    )
     model = LogisticRegression().fit(features, np.array([1, 0, 1, 0]))
     mlflow.set_experiment(f"churn {user}")
     with mlflow.start_run(run_name="logreg-baseline") as run:
@@ -168,3 +170,103 @@ def test_error_pages_are_styled_with_the_navigation(
     expect(page.get_by_role("link", name="Experiments").first).to_be_attached()
     assert page.evaluate(PAGE_OVERFLOW) <= 1
     screenshot(page, f"forbidden-{size}")
+
+
+# What sticks out past the window, for the failure message.
+WIDE_DEBUG = """() => Array.from(document.querySelectorAll('main *')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 6).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right) + ' ' + (e.textContent||'').trim().slice(0,50))"""
+# Routes of the web UI that are not pages a person reads: POST targets, redirects and an image.
+NOT_PAGES = {
+    "home": "redirects to the experiments list",
+    "logout": "POST",
+    "token-revoke": "POST",
+    "experiment-columns": "POST",
+    "run-edit": "POST",
+    "run-lifecycle": "POST",
+    "run-artifact-image": "an image, shown inside the run page",
+    "alias-change": "POST",
+    "review-act": "POST",
+    "request-promotion": "POST",
+    "version-diff-pick": "redirects to version-diff",
+    "logged-model": "test_a_logged_sklearn_model_is_read_from_its_run (a real logged model)",
+}
+
+
+@pytest.mark.parametrize("size", WIDTHS, ids=list(WIDTHS))
+def test_no_page_scrolls_sideways(browser, live_server_process, signed_in, size):
+    """Every page of the web UI (enumerated from its URL configuration, so a new page cannot
+    escape) fits the window: wide tables and code scroll in their own box, ids wrap."""
+    from django.urls import get_resolver
+
+    from tests.governance.test_mlflow_client_workflow import CARD
+    from tests.web.test_browser_flow import seed
+
+    server = live_server_process
+    tag = uuid.uuid4().hex[:8]
+    scientist = (f"sci-{tag}", server.create_user(f"sci-{tag}", "data-scientist"))
+    officer = (f"co-{tag}", server.create_user(f"co-{tag}", "compliance"))
+    data = seed(server, scientist, f"fit {tag} with a long experiment name")
+    model, runs = data["model"], data["runs"]
+    http = requests.Session()
+    http.auth = scientist
+    api = f"{server.url}/api/2.0/mlflow"
+    http.post(
+        f"{api}/model-versions/create", json={"name": model, "source": f"runs:/{runs[1]}/model"}
+    ).raise_for_status()
+    http.put(f"{server.url}/api/v1/models/{model}/versions/2/card", json=CARD).raise_for_status()
+    for stage in ("Staging", "Production"):  # Production waits for a review
+        http.post(
+            f"{api}/model-versions/transition-stage",
+            json={"name": model, "version": "1", "stage": stage},
+        )
+    request_id = http.get(
+        f"{server.url}/api/v1/transition-requests",
+        params={"model": model, "version": 1, "status": "open"},
+    ).json()["requests"][0]["id"]
+    experiment = data["experiment"]
+    pages = {
+        "login": ("anonymous", "/login/"),
+        "tokens": (scientist, "/tokens/"),
+        "experiments": (scientist, "/experiments/"),
+        "experiment": (scientist, f"/experiments/{experiment}/?group=params.lr"),
+        "experiment-charts": (scientist, f"/experiments/{experiment}/charts/"),
+        "experiment-access": (scientist, f"/experiments/{experiment}/access/"),
+        "run": (scientist, f"/runs/{runs[2]}/?artifacts=reports/summary.txt"),
+        "compare": (scientist, "/compare/?" + "&".join(f"runs={r}" for r in runs)),
+        "models": (scientist, "/models/"),
+        "model": (scientist, f"/models/{model}/"),
+        "model-access": (scientist, f"/models/{model}/access/"),
+        "version": (scientist, f"/models/{model}/versions/1/"),
+        "card": (scientist, f"/models/{model}/versions/1/card/"),
+        "version-diff": (scientist, f"/models/{model}/versions/1/diff/2/"),
+        "reviews": (scientist, "/reviews/"),
+        "review": (scientist, f"/reviews/{request_id}/"),
+        "access": (scientist, "/access/"),
+        "lineage": (scientist, f"/lineage/?node=version:{model}/1&direction=both"),
+        "audit": (officer, "/audit/"),
+        "audit-event": (officer, "/audit/events/1/"),
+    }
+    web_routes = {
+        p.name
+        for p in get_resolver().url_patterns
+        if getattr(p, "namespace", None) == "web"
+        for p in p.url_patterns
+    }
+    assert web_routes == set(pages) | set(NOT_PAGES), "a web route the test does not open"
+
+    opened = {}
+    wide = []
+    for name, (who, path) in pages.items():
+        if who not in opened:
+            opened[who] = (
+                browser.new_context(base_url=server.url).new_page()
+                if who == "anonymous"
+                else signed_in(*who)
+            )
+        page = at(opened[who], size)
+        response = page.goto(path)
+        assert response.status == 200, (name, path, response.status)
+        page.wait_for_load_state("networkidle")  # charts and plots drawn by script
+        overflow = page.evaluate(PAGE_OVERFLOW)
+        if overflow > 1:
+            wide.append((name, path, overflow, page.evaluate(WIDE_DEBUG)))
+    assert not wide, wide
