@@ -137,10 +137,11 @@ def test_twelve_column_table_never_wraps_and_scrolls_with_the_name_pinned(world,
         screenshot(page, f"runs-table-{size}-scrolled")
 
 
-def test_children_fold_columns_stay_and_a_filter_mistake_offers_the_fix(world, screenshot):
+@pytest.mark.parametrize("size", WIDTHS, ids=list(WIDTHS))
+def test_children_fold_columns_stay_and_a_filter_mistake_offers_the_fix(world, screenshot, size):
     data, open_page = world
     page = open_page()
-    page.set_viewport_size({"width": 1440, "height": 900})
+    page.set_viewport_size({"width": WIDTHS[size][0], "height": WIDTHS[size][1]})
     page.goto(f"/experiments/{data['experiment']}/")
     expect(page.locator("#runs-count")).to_contain_text("Runs 1–1 of 1 top-level runs")
     children = page.locator("#runs-table tr.child")
@@ -173,7 +174,7 @@ def test_children_fold_columns_stay_and_a_filter_mistake_offers_the_fix(world, s
     error = page.locator("#filter-error")
     expect(error).to_contain_text("is not a run attribute")
     expect(page.locator("#runs-none")).to_contain_text("until the filter is corrected")
-    screenshot(page, "runs-filter-error")
+    screenshot(page, f"runs-filter-error-{size}")
     error.get_by_role("link", name="metrics.val_auc").click()
     expect(page.locator("#filter")).to_have_value("metrics.val_auc > 0.955")
     expect(page.locator("#runs-table tbody tr")).to_have_count(3)
