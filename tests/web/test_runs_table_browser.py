@@ -25,12 +25,13 @@ CHOSEN = [
     "tags.mlflow.source.git.commit",
     "tags.dataset_version",
 ]
+RUNS_CELLS = "#runs-table th, #runs-table td"
 TS = 1_700_000_000_000
 WIDTHS = {"desktop": (1440, 900), "phone": (390, 844)}
 
-# Per cell: how many distinct line tops its text has (1 = the cell did not wrap).
+# Per cell of the selector: how many distinct line tops its text has (1 = it did not wrap).
 LINES_PER_CELL = """
-() => Array.from(document.querySelectorAll('#runs-table th, #runs-table td')).map(cell => {
+selector => Array.from(document.querySelectorAll(selector)).map(cell => {
   const range = document.createRange();
   range.selectNodeContents(cell);
   const tops = [];
@@ -114,7 +115,7 @@ def test_twelve_column_table_never_wraps_and_scrolls_with_the_name_pinned(world,
     table = page.locator("#runs-table")
     expect(table.locator("thead th")).to_have_count(12)
     expect(table.locator("tbody tr")).to_have_count(8)
-    cells = page.evaluate(LINES_PER_CELL)
+    cells = page.evaluate(LINES_PER_CELL, RUNS_CELLS)
     wrapped = [c for c in cells if c["lines"] > 1]
     assert len(cells) == 12 * 9 and not wrapped, wrapped
     # the commit is short in the cell, whole on hover
@@ -273,6 +274,12 @@ def test_charts_have_controls_and_compare_plots_params_against_metrics(
     page.get_by_label("Y", exact=True).select_option(label="metrics.val_auc")
     expect(page.locator("#scatter")).to_have_attribute("data-points", "3")
     expect(page.get_by_role("link", name="Back to the runs table")).to_be_visible()
+    # the params and metrics side by side: one line per cell, long values cut, whole on hover
+    cells = page.evaluate(LINES_PER_CELL, "table.compare th, table.compare td")
+    wrapped = [c for c in cells if c["lines"] > 1]
+    assert len(cells) == 4 * (3 + 5) and not wrapped, wrapped  # 3 runs, 2 params, 4 metrics
+    family = page.locator('#compare-params td[title^="GradientBoosting"]').first
+    expect(family).to_have_attribute("title", "GradientBoostingClassifierWithEarlyStop")
     screenshot(page, f"compare-plots-{size}")
 
 
@@ -309,7 +316,7 @@ def test_grouped_by_a_param_folds_each_group_and_never_wraps(
     expect(table.locator("tbody tr[data-run-id]")).to_have_count(8)
     # the group's mean val_auc, with the lowest and highest beside it, on one line
     expect(headers.nth(0).locator("td.num").nth(1)).to_contain_text("–")
-    cells = page.evaluate(LINES_PER_CELL)
+    cells = page.evaluate(LINES_PER_CELL, RUNS_CELLS)
     wrapped = [c for c in cells if c["lines"] > 1]
     assert len(cells) == 12 * 9 + 10 * 3 and not wrapped, wrapped
     screenshot(page, f"runs-grouped-{size}")
