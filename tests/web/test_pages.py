@@ -108,8 +108,8 @@ def test_compare_highlights_differences(browser, scientist):
     page = browser.get(f"/compare/?runs={a}&runs={b}")
     html = page.content.decode()
     assert page.status_code == 200
-    assert re.search(r'<tr class="differs"><th scope="row">lr</th>', html)
-    assert re.search(r'<tr class=""><th scope="row">depth</th>', html)
+    assert re.search(r'<tr class="differs"><th scope="row" title="lr">lr</th>', html)
+    assert re.search(r'<tr class=""><th scope="row" title="depth">depth</th>', html)
     data = json.loads(
         re.search(r'id="chart-data" type="application/json">(.*?)</script>', html).group(1)
     )

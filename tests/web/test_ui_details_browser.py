@@ -172,6 +172,25 @@ def test_error_pages_are_styled_with_the_navigation(
     screenshot(page, f"forbidden-{size}")
 
 
+# Cells of the tables that scroll in their own box that take more lines than they have words
+# (split at spaces and hyphens): a word or a figure broken mid-way.
+BROKEN_WORDS = """
+() => Array.from(document.querySelectorAll('.table-scroll table.grid th, .table-scroll table.grid td')).map(cell => {
+  const range = document.createRange();
+  range.selectNodeContents(cell);
+  // a line box: boxes that overlap vertically (a badge beside text is one line); boxes of
+  // a pixel or less are visually hidden text
+  const rects = Array.from(range.getClientRects()).filter(r => r.width > 1 && r.height > 1)
+    .sort((a, b) => a.top - b.top);
+  let lines = 0, bottom = -Infinity;
+  for (const r of rects) {
+    if (r.top >= bottom - 2) { lines += 1; bottom = r.bottom; } else bottom = Math.max(bottom, r.bottom);
+  }
+  // a line may end at a space or after a hyphen (sci-6e64 / 3569), never inside a word
+  const words = cell.innerText.trim().split(/[\\s-]+/).filter(Boolean).length;
+  return [cell.innerText.trim().slice(0, 60), words, lines];
+}).filter(([, words, lines]) => lines > Math.max(words, 1))
+"""
 # What sticks out past the window, for the failure message.
 WIDE_DEBUG = """() => Array.from(document.querySelectorAll('main *')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 6).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right) + ' ' + (e.textContent||'').trim().slice(0,50))"""
 # Routes of the web UI that are not pages a person reads: POST targets, redirects and an image.
@@ -192,7 +211,7 @@ NOT_PAGES = {
 
 
 @pytest.mark.parametrize("size", WIDTHS, ids=list(WIDTHS))
-def test_no_page_scrolls_sideways(browser, live_server_process, signed_in, size):
+def test_no_page_scrolls_sideways(browser, live_server_process, signed_in, screenshot, size):
     """Every page of the web UI (enumerated from its URL configuration, so a new page cannot
     escape) fits the window: wide tables and code scroll in their own box, ids wrap."""
     from django.urls import get_resolver
@@ -254,7 +273,7 @@ def test_no_page_scrolls_sideways(browser, live_server_process, signed_in, size)
     assert web_routes == set(pages) | set(NOT_PAGES), "a web route the test does not open"
 
     opened = {}
-    wide = []
+    wide, broken = [], []
     for name, (who, path) in pages.items():
         if who not in opened:
             opened[who] = (
@@ -267,6 +286,9 @@ def test_no_page_scrolls_sideways(browser, live_server_process, signed_in, size)
         assert response.status == 200, (name, path, response.status)
         page.wait_for_load_state("networkidle")  # charts and plots drawn by script
         overflow = page.evaluate(PAGE_OVERFLOW)
+        screenshot(page, f"page-{name}-{size}")
         if overflow > 1:
             wide.append((name, path, overflow, page.evaluate(WIDE_DEBUG)))
+        broken += [(name, *cell) for cell in page.evaluate(BROKEN_WORDS)]
     assert not wide, wide
+    assert not broken, broken

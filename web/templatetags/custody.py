@@ -15,9 +15,12 @@ register = template.Library()
 def timestamp(value) -> str:
     """The one way a moment is shown: a <time> element that reads "2026-12-05 14:03 UTC" as
     served; web/static/web/local-time.js rewrites it to the reader's local time and puts the
-    UTC offset and the UTC time in its hover title. Takes epoch milliseconds or a datetime."""
+    UTC offset and the UTC time in its hover title. Takes epoch milliseconds, a datetime or
+    an ISO 8601 string (as audit events record moments)."""
     if value in (None, ""):
         return ""
+    if isinstance(value, str) and not value.isdigit():
+        value = datetime.fromisoformat(value)
     if isinstance(value, datetime):
         moment = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     else:
