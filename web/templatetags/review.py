@@ -7,19 +7,22 @@ from datetime import datetime
 
 from django import template
 
+from web.templatetags.custody import timestamp
+
 register = template.Library()
 
 
 @register.filter
 def when(value) -> str:
-    """An ISO 8601 timestamp (as the payloads carry them) to the minute, in UTC."""
+    """An ISO 8601 timestamp (as the payloads carry them) as every page shows a moment (the
+    `<time>` element of web.templatetags.custody.timestamp); text that is not one, as it is."""
     if not value:
         return ""
     try:
         moment = datetime.fromisoformat(str(value))
     except ValueError:
         return str(value)
-    return moment.strftime("%Y-%m-%d %H:%M")
+    return timestamp(moment)
 
 
 @register.filter
