@@ -729,12 +729,13 @@ def test_number_condition_integer_mode():
         count("LIKE", 1.0)
 
 
-def test_distinct_keys_are_capped_and_the_cap_answers_quickly(data):
+def test_distinct_keys_are_capped_and_the_cap_is_one_query(data, django_assert_num_queries):
     exp, _ = data
     text = " AND ".join(f"tags.k{i} != 'v'" for i in range(search_grammar.MAX_SUBQUERIES))
-    start = time.perf_counter()
-    assert names(exp, text) == []
-    assert time.perf_counter() - start < 1.0
+    # One statement at the cap. Its time is not asserted: a wall-clock limit flaked on a
+    # loaded CI machine (0.1 s alone, 1.1 s there, against a 1 s limit).
+    with django_assert_num_queries(1):
+        assert names(exp, text) == []
     too_many = " AND ".join(f"params.k{i} = 'v'" for i in range(search_grammar.MAX_SUBQUERIES + 1))
     with pytest.raises(InvalidParameterValue, match="at most 30 different metrics"):
         names(exp, too_many)
