@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import yaml
+from django.contrib.auth import get_user_model
 from django.shortcuts import render
 
 from core import access
@@ -75,15 +76,16 @@ def logged_model_detail(request, model_id: str):
 
 
 def _creator(creator_id: str) -> str:
-    """Who logged the model: the wire's creator_id is a user id (an int64 in MLflow's
-    protocol); a person reads the username."""
-    from django.contrib.auth import get_user_model
-
-    if creator_id.isdigit():
-        user = get_user_model().objects.filter(pk=int(creator_id)).only("username").first()
-        if user is not None:
-            return user.username
-    return creator_id
+    """Who logged the model. The wire's creator_id is a user id (an int64 in MLflow's
+    protocol): the API records the Custody user's pk, which a person reads as the username.
+    An import keeps MLflow's own id and makes a user named by it, so an id that is also a
+    username is shown as it is: never another person's name."""
+    if not creator_id.isdigit() or len(creator_id) > 9:  # 9 digits: within any pk column
+        return creator_id
+    users = get_user_model().objects
+    if users.filter(username=creator_id).exists():
+        return creator_id
+    return users.filter(pk=int(creator_id)).values_list("username", flat=True).first() or creator_id
 
 
 def _read(root: str, path: str) -> str | None:

@@ -67,6 +67,14 @@ def test_logged_model_page_shows_what_the_model_is_and_who_uses_it(people, setti
     assert f'href="/runs/{run_id}/"' in page and 'href="/models/fraud/versions/1/"' in page
     assert "?artifacts=model.pkl#artifacts" in page  # the model's own files
     assert f'<code>mlflow.pyfunc.load_model("models:/{model_id}")</code>' in page
+    assert "by alice</dd>" in page  # the wire's creator_id is alice's user id
+
+    # An id that is also a username (an import keeps MLflow's ids and makes users of them)
+    # is shown as it is, never as the name of the user with that pk.
+    from accounts.services import user_create
+
+    user_create(username=str(alice.user.pk), role="data-scientist")
+    assert f"by {alice.user.pk}</dd>" in browser.get(f"/logged-models/{model_id}/").content.decode()
 
     run_page = browser.get(f"/runs/{run_id}/").content.decode()
     assert f'href="/logged-models/{model_id}/">model</a>' in run_page
