@@ -3,8 +3,6 @@ and signed deltas."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django import template
 
 from web.templatetags.custody import timestamp
@@ -16,13 +14,10 @@ register = template.Library()
 def when(value) -> str:
     """An ISO 8601 timestamp (as the payloads carry them) as every page shows a moment (the
     `<time>` element of web.templatetags.custody.timestamp); text that is not one, as it is."""
-    if not value:
-        return ""
     try:
-        moment = datetime.fromisoformat(str(value))
+        return timestamp(value)
     except ValueError:
         return str(value)
-    return timestamp(moment)
 
 
 @register.filter
