@@ -53,6 +53,10 @@ class Recorder:
         self.details: list[dict[str, Any]] = []
         self.info: list[dict[str, Any]] = []
         self.profiles: list[dict[str, Any]] = []
+        # scenario -> target -> a slice of that measurement again (`Ctx.measure(paired=True)`),
+        # and scenario -> (Custody/MLflow, the four pairs' ratios) from `paired_slices`.
+        self.pairable: dict[str, dict[str, Callable[[float], dict[str, Any]]]] = {}
+        self.paired: dict[str, tuple[float, list[float]] | None] = {}
 
     def row(self, scenario: str, metric: str, unit: str, better: str, goal=None) -> Row:
         key = (scenario, metric)
@@ -122,7 +126,10 @@ class Ctx:
         warmup_ops: int = 2,
         hard_timeout: float | None = None,
         profile: bool = False,
+        paired: bool = False,
     ) -> dict[str, Any]:
+        """With `paired`, the measurement is kept to be run again in slices alternating with
+        the other server's (`paired_slices`), for its Custody/MLflow ratio."""
         snaps: dict[str, Any] = {}
         pid, db = self.server.pid, self.server.dbname
 
@@ -166,6 +173,19 @@ class Ctx:
             self.profile_pass(label, op, threads=threads, keepalive=keepalive)
         if keepalive and scenario != FLOOR_SCENARIO and scenario.endswith(", 8 thr, keep-alive"):
             self.share_in_slices(scenario, op, threads=threads, duration=duration, max_ops=max_ops)
+        if paired and summ.get("ok") and not summ["errors"]:
+
+            def again(seconds: float) -> dict[str, Any]:
+                return run_load(
+                    lambda: self.client(keepalive),
+                    op,
+                    threads=threads,
+                    duration=seconds,
+                    max_ops=max_ops,
+                    warmup_ops=2,
+                ).summary()
+
+            self.rec.pairable.setdefault(scenario, {})[self.target] = again
         return summ
 
     def share_in_slices(
@@ -262,6 +282,37 @@ def err_note(summ: dict[str, Any]) -> str | None:
 def val(summ: dict[str, Any], v):
     """A measured value only when some operations succeeded."""
     return v if summ.get("ok") else None
+
+
+PAIR_ORDER = ("custody", "mlflow", "mlflow", "custody", "custody", "mlflow", "mlflow", "custody")
+
+
+def paired_slices(rec: Recorder, log: Callable[[str], None], duration: float) -> None:
+    """Each measurement both servers kept (`Ctx.measure(paired=True)`) run again on the two in
+    alternating slices, Custody, MLflow, MLflow, Custody, Custody, MLflow, MLflow, Custody
+    (`duration` / 8 each): measured one after the other, a ratio carries the machine's drift
+    between the two measurements (a third within minutes here); in slices, the k-th Custody
+    and the k-th MLflow slice are neighbours, and the ratio is the median of the four pairs'."""
+    for scenario, again in rec.pairable.items():
+        if scenario in rec.paired or set(again) != {"custody", "mlflow"}:
+            continue
+        rates: dict[str, list[float]] = {"custody": [], "mlflow": []}
+        for target in PAIR_ORDER:
+            res = again[target](duration / 8)
+            if not res.get("ok") or res["errors"] or not res["ops_per_s"]:
+                log(f"  paired slices of {scenario!r} dropped: a {target} slice failed")
+                rec.paired[scenario] = None
+                break
+            rates[target].append(res["ops_per_s"])
+        else:
+            ratios = sorted(c / m for c, m in zip(rates["custody"], rates["mlflow"], strict=True))
+            rec.paired[scenario] = ((ratios[1] + ratios[2]) / 2, ratios)
+            log(
+                f"  {'both':7s} {'  Custody/MLflow in alternating slices':44s} "
+                f"{rec.paired[scenario][0]:.2f}x (pairs {', '.join(f'{r:.2f}' for r in ratios)}; "
+                f"Custody {', '.join(f'{r:.0f}' for r in rates['custody'])}, "
+                f"MLflow {', '.join(f'{r:.0f}' for r in rates['mlflow'])} op/s) {scenario}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,6 +451,7 @@ def scenario_log_batch(ctx: Ctx) -> None:
             max_ops=100_000,
             keepalive=keepalive,
             profile=keepalive,
+            paired=keepalive,
         )
         # Stored-data check: every step of key m0 of thread 0 must be in the history.
         note = err_note(summ)
@@ -472,6 +524,7 @@ def scenario_log_metric(ctx: Ctx) -> None:
             max_ops=500_000,
             keepalive=keepalive,
             profile=keepalive,
+            paired=keepalive,
         )
         note = err_note(summ)
         try:
@@ -548,6 +601,7 @@ def scenario_create_runs(ctx: Ctx) -> None:
         duration=ctx.opts.load_s,
         max_ops=100_000,
         profile=True,
+        paired=True,
     )
     note = err_note(summ)
     ctx.rec.set(
@@ -1338,6 +1392,7 @@ def scenario_registry(ctx: Ctx) -> None:
                     max_ops=500_000,
                     keepalive=keepalive,
                     profile=keepalive,
+                    paired=keepalive,
                 )
             except EndpointMissing as exc:
                 na_all(ctx, rws, "endpoint missing")
