@@ -160,7 +160,8 @@ def test_browse_compare_request_and_approve_in_the_browser(
     review.get_by_role("link", name="Reviews").click()
     expect(review.locator("#queue")).to_contain_text(data["model"])
     screenshot(review, "reviews")
-    review.locator("#queue").get_by_role("link").first.click()
+    # The live server is shared by the session's browser tests: this model's request.
+    review.locator("#queue tbody tr", has_text=data["model"]).get_by_role("link").first.click()
     assert review.url == request_url
     expect(review.locator("#compare-metrics")).to_contain_text("val_auc")
     screenshot(review, "review")
