@@ -196,25 +196,23 @@ class Ctx:
         neighbouring slices, each pair's ratio taken at one moment of a machine whose speed
         drifts within seconds, and the share is their median (one slice that met a hiccup
         does not move it). The floor recorded beside it is the median of the floor slices."""
-        slice_s = duration / 8
-        floors: list[float] = []
-        ops: list[float] = []
-        for kind in ("floor", "op", "op", "floor", "floor", "op", "op", "floor"):
-            res = run_load(
+
+        def one_slice(kind: str) -> dict[str, Any]:
+            return run_load(
                 lambda: self.client(True),
                 op_health if kind == "floor" else op,
                 threads=threads,
-                duration=slice_s,
+                duration=duration / 8,
                 max_ops=2_000_000 if kind == "floor" else max_ops,
                 warmup_ops=2,
             ).summary()
-            if not res.get("ok") or res["errors"] or not res["ops_per_s"]:
-                self.log(f"  {self.target:7s}   share slices dropped: a {kind} slice failed")
-                return
-            (floors if kind == "floor" else ops).append(res["ops_per_s"])
-        # In that order the k-th floor slice and the k-th op slice are neighbours.
-        ratios = sorted(o / f for o, f in zip(ops, floors, strict=True))
-        share = (ratios[1] + ratios[2]) / 2
+
+        sliced = rates_in_slices(one_slice, "floor", "op")
+        if isinstance(sliced, str):
+            self.log(f"  {self.target:7s}   share slices dropped: a {sliced} slice failed")
+            return
+        floors, ops = sliced
+        share, ratios = median_ratio(ops, floors)
         floor_rate = sum(sorted(floors)[1:3]) / 2
         self.rec.floor_beside[(self.target, scenario)] = (share, floor_rate)
         self.log(
@@ -284,35 +282,53 @@ def val(summ: dict[str, Any], v):
     return v if summ.get("ok") else None
 
 
-PAIR_ORDER = ("custody", "mlflow", "mlflow", "custody", "custody", "mlflow", "mlflow", "custody")
+def rates_in_slices(
+    one_slice: Callable[[str], dict[str, Any]], first: str, second: str
+) -> tuple[list[float], list[float]] | str:
+    """Two measurements in alternating slices, first, second, second, first, first, second,
+    second, first (`one_slice(kind)` runs one): the k-th slices of the two are neighbours,
+    taken at one moment of a machine whose speed drifts within seconds. Answers the rates
+    (op/s) of each, or the kind whose slice failed."""
+    rates: dict[str, list[float]] = {first: [], second: []}
+    for kind in (first, second, second, first, first, second, second, first):
+        res = one_slice(kind)
+        if not res.get("ok") or res["errors"] or not res["ops_per_s"]:
+            return kind
+        rates[kind].append(res["ops_per_s"])
+    return rates[first], rates[second]
+
+
+def median_ratio(numerators: list[float], denominators: list[float]) -> tuple[float, list[float]]:
+    """The median of the four neighbouring pairs' ratios (one slice that met a hiccup does not
+    move it), and the ratios sorted."""
+    ratios = sorted(n / d for n, d in zip(numerators, denominators, strict=True))
+    return (ratios[1] + ratios[2]) / 2, ratios
 
 
 def paired_slices(rec: Recorder, log: Callable[[str], None], duration: float) -> None:
     """Each measurement both servers kept (`Ctx.measure(paired=True)`) run again on the two in
-    alternating slices, Custody, MLflow, MLflow, Custody, Custody, MLflow, MLflow, Custody
-    (`duration` / 8 each): measured one after the other, a ratio carries the machine's drift
-    between the two measurements (a third within minutes here); in slices, the k-th Custody
-    and the k-th MLflow slice are neighbours, and the ratio is the median of the four pairs'."""
+    alternating slices (`rates_in_slices`, `duration` / 8 each): measured one after the other,
+    a ratio carries the machine's drift between the two measurements (a third within minutes
+    here); in slices, the ratio is the median of the four neighbouring pairs'."""
     for scenario, again in rec.pairable.items():
         if scenario in rec.paired or set(again) != {"custody", "mlflow"}:
             continue
-        rates: dict[str, list[float]] = {"custody": [], "mlflow": []}
-        for target in PAIR_ORDER:
-            res = again[target](duration / 8)
-            if not res.get("ok") or res["errors"] or not res["ops_per_s"]:
-                log(f"  paired slices of {scenario!r} dropped: a {target} slice failed")
-                rec.paired[scenario] = None
-                break
-            rates[target].append(res["ops_per_s"])
-        else:
-            ratios = sorted(c / m for c, m in zip(rates["custody"], rates["mlflow"], strict=True))
-            rec.paired[scenario] = ((ratios[1] + ratios[2]) / 2, ratios)
-            log(
-                f"  {'both':7s} {'  Custody/MLflow in alternating slices':44s} "
-                f"{rec.paired[scenario][0]:.2f}x (pairs {', '.join(f'{r:.2f}' for r in ratios)}; "
-                f"Custody {', '.join(f'{r:.0f}' for r in rates['custody'])}, "
-                f"MLflow {', '.join(f'{r:.0f}' for r in rates['mlflow'])} op/s) {scenario}"
-            )
+        sliced = rates_in_slices(
+            lambda target, again=again: again[target](duration / 8), "custody", "mlflow"
+        )
+        if isinstance(sliced, str):
+            log(f"  paired slices of {scenario!r} dropped: a {sliced} slice failed")
+            rec.paired[scenario] = None
+            continue
+        custody, mlflow = sliced
+        rec.paired[scenario] = median_ratio(custody, mlflow)
+        log(
+            f"  {'both':7s} {'  Custody/MLflow in alternating slices':44s} "
+            f"{rec.paired[scenario][0]:.2f}x "
+            f"(pairs {', '.join(f'{r:.2f}' for r in rec.paired[scenario][1])}; "
+            f"Custody {', '.join(f'{r:.0f}' for r in custody)}, "
+            f"MLflow {', '.join(f'{r:.0f}' for r in mlflow)} op/s) {scenario}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
