@@ -14,7 +14,8 @@ Each cache belongs to a family whose version is one row of `core.CacheVersion`:
   get-latest-versions, alias reads). Its version changes in the same transaction as any
   change to a registered model, a version, an alias or a deployment. Readers that promise
   "never stale after the change commits" call `refresh(force=True)`: one small query per
-  request, then the answer from memory.
+  request (or a share of one that began after the request asked, see `_read_begun_after_now`),
+  then the answer from memory.
 - `lifecycle`: where a run's or logged model's files are and whether it is active (the
   artifact owners of tracking.artifact_locations). Its version is changed by the database
   itself: triggers on the run and logged-model tables give it a new value in the statement
@@ -190,15 +191,59 @@ def _read_versions() -> dict[str, Any]:
 def refresh(*, force: bool = False) -> None:
     """Drop the caches of every family whose version changed. Reads the versions (one small
     query) when forced or when the last read is older than the poll interval."""
-    global _checked_at
     request_id = context.current().request_id
     if request_id and getattr(_thread, "read_for", None) == request_id:
         return  # at most once per request: this request has read them already
     started = time.monotonic()
     if not force and started - _checked_at < poll_seconds():
         return
-    versions = _read_versions()
+    if transaction.get_connection().in_atomic_block:
+        # This connection may see its own uncommitted bumps: read alone, share nothing.
+        _apply(_read_versions(), started)
+    else:
+        _read_begun_after_now(started)
     _thread.read_for = request_id
+
+
+# Concurrent requests share one read of the versions, on one condition: it began after they
+# asked. A read that began later sees every change committed before they asked, which is all
+# "never stale after the change commits" needs; one already under way when they asked may not,
+# so they wait for the next. Serving reads (resolve, latest versions, alias) under load then
+# pay for a fraction of a round trip each.
+_reads = threading.Condition(threading.Lock())
+_reads_begun = 0  # reads begun in this process, numbered in order
+_read_applied = 0  # the number of the newest read whose versions were applied
+_reading = False
+
+
+def _read_begun_after_now(started: float) -> None:
+    global _reads_begun, _read_applied, _reading
+    with _reads:
+        wanted = _reads_begun + 1  # the first read to begin from now on
+        while _read_applied < wanted:
+            if not _reading:
+                _reading = True
+                _reads_begun += 1
+                mine = _reads_begun
+                break
+            _reads.wait()
+        else:
+            return  # another thread's read, begun after this one asked, was applied
+    applied = False
+    try:
+        _apply(_read_versions(), started)
+        applied = True
+    finally:
+        with _reads:
+            _reading = False
+            if applied:
+                _read_applied = mine
+            # On failure a waiter reads for itself (and meets the error itself).
+            _reads.notify_all()
+
+
+def _apply(versions: dict[str, Any], started: float) -> None:
+    global _checked_at
     with _lock:
         for family in FAMILIES:
             version = versions.get(family)
