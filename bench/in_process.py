@@ -9,7 +9,8 @@ Calls Django's WSGI handler in a loop (no socket, no gunicorn): each case's best
 `--reps` rounds of `--n` requests, in microseconds, with `GET /health` beside them. The
 machines these run on drift by a third within minutes, which moves `bench/run.py`'s HTTP
 figures by as much; an A/B of one change is better made here, alternating the two versions
-(`git stash`) a few times in a row. `--profile CASE` prints cProfile's top functions for it.
+(`git stash`) a few times in a row. `--profile CASE` prints cProfile's top functions for it
+(PROFILE_SORT=cumulative and PROFILE_TOP=80 in the environment for another view).
 
 A data scientist with a bearer token; an experiment with a tag, a run with a dataset input,
 a registered model with version 1 in Production and the alias `champion`; warm caches, as a
@@ -230,7 +231,9 @@ def main() -> None:
             for _ in range(args.n):
                 requests[args.profile]()
             profile.disable()
-            pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+            pstats.Stats(profile).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(
+                int(os.environ.get("PROFILE_TOP", "30"))
+            )
 
 
 if __name__ == "__main__":
