@@ -9,6 +9,7 @@ which sends this process no signal: only a read can see it."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from django.db import connection
@@ -19,6 +20,24 @@ from core.models import CacheVersion
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WAIT = 10  # seconds; generous, nothing here should take more than milliseconds
+
+
+class _CountedCondition(threading.Condition):
+    """The module's condition, counting the waits begun (under its lock) so that a test can
+    release a held read only once the threads it means to test are waiting on it."""
+
+    waits = 0
+
+    def wait(self, timeout=None):
+        self.waits += 1
+        return super().wait(timeout)
+
+
+def _until_waiting(count: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while process_cache._reads.waits < count:
+        assert time.monotonic() < deadline, f"{process_cache._reads.waits} of {count} waiting"
+        time.sleep(0.005)
 
 
 @pytest.fixture
@@ -40,6 +59,7 @@ def slow_reads(monkeypatch):
         return versions
 
     monkeypatch.setattr(process_cache, "_read_versions", read)
+    monkeypatch.setattr(process_cache, "_reads", _CountedCondition(threading.Lock()))
     process_cache.clear_all()
     for family in process_cache.FAMILIES:
         CacheVersion.objects.update_or_create(name=family, defaults={"version": 1})
@@ -75,6 +95,7 @@ def test_a_read_under_way_when_a_request_asks_does_not_answer_it(slow_reads):
 
     new = _other_process_commits_a_change()
     late = _in_thread(lambda: process_cache.refresh(force=True))  # asks after the commit
+    _until_waiting(1)
     release.set()
     early.join(WAIT)
     late.join(WAIT)
@@ -92,6 +113,7 @@ def test_requests_that_ask_during_a_read_share_the_next_one(slow_reads):
 
     new = _other_process_commits_a_change()
     late = [_in_thread(lambda: process_cache.refresh(force=True)) for _ in range(6)]
+    _until_waiting(6)
     release.set()
     for thread in [early, *late]:
         thread.join(WAIT)
@@ -128,6 +150,7 @@ def test_a_failed_read_leaves_the_waiters_to_read_for_themselves(slow_reads, mon
     assert read_done.wait(WAIT)
     new = _other_process_commits_a_change()
     late = _in_thread(lambda: process_cache.refresh(force=True))
+    _until_waiting(1)
     release.set()
     early.join(WAIT)
     late.join(WAIT)
