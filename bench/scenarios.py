@@ -5,6 +5,7 @@ per-measurement details in the Recorder. Bodies are the ones the MLflow 3.18 cli
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import re
 import threading
@@ -1006,12 +1007,19 @@ def scenario_artifacts(ctx: Ctx) -> None:
         prefix = f"{base}/small-{'ka' if keepalive else 'nc'}"
         scen_up = f"artifact upload {nfiles} x 64 KiB, {threads} thr, {mode}"
 
-        def op_up(tid, seq, client, prefix=prefix):
+        # The measurement writes f00000... (the download reads them); its alternating slices
+        # (`paired`) write new files after those, as new small files are the case measured.
+        written: set[int] = set()
+        fresh = itertools.count(nfiles)
+
+        def op_up(tid, seq, client, prefix=prefix, written=written, fresh=fresh):
             if seq >= nfiles:
                 return 0.0
+            name = next(fresh) if seq in written else seq
+            written.add(seq)
             resp = client.request(
                 "PUT",
-                f"{ART}/{prefix}/f{seq:05d}.bin",
+                f"{ART}/{prefix}/f{name:05d}.bin",
                 body=blobs[seq],
                 content_type="application/octet-stream",
             )
@@ -1030,6 +1038,7 @@ def scenario_artifacts(ctx: Ctx) -> None:
             max_ops=nfiles - warm * threads,
             keepalive=keepalive,
             warmup_ops=warm,
+            paired=keepalive,
         )
         note = err_note(summ)
         ctx.rec.set(
@@ -1073,6 +1082,7 @@ def scenario_artifacts(ctx: Ctx) -> None:
             max_ops=nfiles - warm * threads,
             keepalive=keepalive,
             warmup_ops=warm,
+            paired=keepalive,
         )
         note = err_note(summ)
         ctx.rec.set(
