@@ -10,7 +10,7 @@ Calls Django's WSGI handler in a loop (no socket, no gunicorn): each case's best
 machines these run on drift by a third within minutes, which moves `bench/run.py`'s HTTP
 figures by as much; an A/B of one change is better made here, alternating the two versions
 (`git stash`) a few times in a row. `--profile CASE` prints cProfile's top functions for it
-(PROFILE_SORT=cumulative and PROFILE_TOP=80 in the environment for another view).
+(`--profile-sort cumulative --profile-top 80` for another view).
 
 A data scientist with a bearer token; an experiment with a tag, a run with a dataset input,
 a registered model with version 1 in Production and the alias `champion`; warm caches, as a
@@ -189,6 +189,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="requests per round")
     parser.add_argument("--reps", type=int, default=5, help="rounds; the best mean is kept")
     parser.add_argument("--profile", default="", help="a case to profile with cProfile")
+    parser.add_argument("--profile-sort", default="tottime", help="pstats sort key")
+    parser.add_argument("--profile-top", type=int, default=30, help="functions printed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("CUSTODY_ARTIFACT_ROOT", str(Path(tmp) / "artifacts"))
@@ -231,9 +233,7 @@ def main() -> None:
             for _ in range(args.n):
                 requests[args.profile]()
             profile.disable()
-            pstats.Stats(profile).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(
-                int(os.environ.get("PROFILE_TOP", "30"))
-            )
+            pstats.Stats(profile).sort_stats(args.profile_sort).print_stats(args.profile_top)
 
 
 if __name__ == "__main__":

@@ -238,7 +238,7 @@ def _read_begun_after_now(started: float) -> None:
             _reading = False
             if applied:
                 _read_applied = mine
-            # On failure a waiter reads for itself (and meets the error itself).
+            # On failure the waiters read again (one begins it, the rest share it).
             _reads.notify_all()
 
 

@@ -86,46 +86,46 @@ def _other_process_commits_a_change() -> int:
     return 2
 
 
-def test_a_read_under_way_when_a_request_asks_does_not_answer_it(slow_reads):
+def _refresh() -> None:
+    process_cache.refresh(force=True)
+
+
+def _ask_during_a_held_read(slow_reads, early_read, late: int) -> int:
+    """`early_read` begins a read (seeing version 1) that is held; meanwhile another process
+    commits version 2, and `late` requests ask for fresh versions; once they all wait, the
+    held read ends. Answers the new version, once every thread is done."""
     state, read_done, release = slow_reads
-    assert process_cache._known[process_cache.RESOLUTION] == 1
     state["hold"] = True
-    early = _in_thread(lambda: process_cache.refresh(force=True))
+    early = _in_thread(early_read)
     assert read_done.wait(WAIT)  # its read saw version 1 and is still under way
-
     new = _other_process_commits_a_change()
-    late = _in_thread(lambda: process_cache.refresh(force=True))  # asks after the commit
-    _until_waiting(1)
+    asking = [_in_thread(_refresh) for _ in range(late)]  # they ask after the commit
+    _until_waiting(late)
     release.set()
-    early.join(WAIT)
-    late.join(WAIT)
+    for thread in [early, *asking]:
+        thread.join(WAIT)
+    assert not any(thread.is_alive() for thread in [early, *asking])
+    return new
 
-    assert not early.is_alive() and not late.is_alive()
+
+def test_a_read_under_way_when_a_request_asks_does_not_answer_it(slow_reads):
+    assert process_cache._known[process_cache.RESOLUTION] == 1
+    new = _ask_during_a_held_read(slow_reads, _refresh, late=1)
+
     assert process_cache._known[process_cache.RESOLUTION] == new
-    assert state["reads"] == 3  # the fixture's, the early one's, and one begun for the late one
+    # The fixture's read, the early one's, and one begun for the late request.
+    assert slow_reads[0]["reads"] == 3
 
 
 def test_requests_that_ask_during_a_read_share_the_next_one(slow_reads):
-    state, read_done, release = slow_reads
-    state["hold"] = True
-    early = _in_thread(lambda: process_cache.refresh(force=True))
-    assert read_done.wait(WAIT)
+    new = _ask_during_a_held_read(slow_reads, _refresh, late=6)
 
-    new = _other_process_commits_a_change()
-    late = [_in_thread(lambda: process_cache.refresh(force=True)) for _ in range(6)]
-    _until_waiting(6)
-    release.set()
-    for thread in [early, *late]:
-        thread.join(WAIT)
-
-    assert not any(thread.is_alive() for thread in [early, *late])
     assert process_cache._known[process_cache.RESOLUTION] == new
     # Six requests asked while one read was under way: they needed one more, not six.
-    assert state["reads"] == 3
+    assert slow_reads[0]["reads"] == 3
 
 
-def test_a_failed_read_leaves_the_waiters_to_read_for_themselves(slow_reads, monkeypatch):
-    state, read_done, release = slow_reads
+def test_a_failed_read_leaves_its_waiters_to_read_again(slow_reads, monkeypatch):
     counted = process_cache._read_versions
     failures = {"left": 1}
 
@@ -137,24 +137,15 @@ def test_a_failed_read_leaves_the_waiters_to_read_for_themselves(slow_reads, mon
         return versions
 
     monkeypatch.setattr(process_cache, "_read_versions", failing_once)
-    state["hold"] = True
     errors: list[BaseException] = []
 
     def early_read():
         try:
-            process_cache.refresh(force=True)
+            _refresh()
         except ConnectionError as exc:
             errors.append(exc)
 
-    early = _in_thread(early_read)
-    assert read_done.wait(WAIT)
-    new = _other_process_commits_a_change()
-    late = _in_thread(lambda: process_cache.refresh(force=True))
-    _until_waiting(1)
-    release.set()
-    early.join(WAIT)
-    late.join(WAIT)
+    new = _ask_during_a_held_read(slow_reads, early_read, late=1)
 
     assert len(errors) == 1  # the reader meets its own failure
-    assert not late.is_alive()
-    assert process_cache._known[process_cache.RESOLUTION] == new  # the waiter read for itself
+    assert process_cache._known[process_cache.RESOLUTION] == new  # the waiter read again
