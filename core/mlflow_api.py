@@ -450,7 +450,10 @@ def _dispatch(route: Route):
             if getattr(handler, "fresh_caches", False):
                 from core import process_cache
 
-                process_cache.refresh(force=True)
+                process_cache.refresh(
+                    force=True,
+                    within=process_cache.max_stale_seconds(request.META.get("HTTP_CACHE_CONTROL")),
+                )
             message = MlflowRequest(request, data, kwargs)
             message.run_decided_from_cache = getattr(handler, "run_decided_from_cache", False)
             if (validate := getattr(handler, "validate_first", None)) is not None:
@@ -477,7 +480,8 @@ def _dispatch(route: Route):
 def fresh_caches(handler: Handler) -> Handler:
     """Mark a read served from the per-process caches with no staleness at all: the request
     reads the cache versions first (one small query), so it answers as of its own start,
-    never from before a change that had committed (core.process_cache)."""
+    never from before a change that had committed (core.process_cache). A client that sends
+    `Cache-Control: max-stale` accepts an answer up to the poll interval old instead."""
     handler.fresh_caches = True  # type: ignore[attr-defined]
     return handler
 

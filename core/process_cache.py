@@ -15,7 +15,9 @@ Each cache belongs to a family whose version is one row of `core.CacheVersion`:
   change to a registered model, a version, an alias or a deployment. Readers that promise
   "never stale after the change commits" call `refresh(force=True)`: one small query per
   request (or a share of one that began after the request asked, see `_read_begun_after_now`),
-  then the answer from memory.
+  then the answer from memory. A poller that sends `Cache-Control: max-stale` accepts an
+  answer up to the poll interval old instead (`refresh(within=...)`): no query at all for
+  most of its requests.
 - `lifecycle`: where a run's or logged model's files are and whether it is active (the
   artifact owners of tracking.artifact_locations). Its version is changed by the database
   itself: triggers on the run and logged-model tables give it a new value in the statement
@@ -182,20 +184,47 @@ def _poll_seconds_changed(setting: str, **kwargs: Any) -> None:
         poll_seconds.cache_clear()
 
 
+def max_stale_seconds(cache_control: str | None) -> float | None:
+    """How old an answer the request accepts, from its `Cache-Control: max-stale[=seconds]`
+    (RFC 9111, 5.2.1.2): None (fresh, the default) without the directive or with a value
+    that is not a whole number of seconds; a bare `max-stale` accepts any age, which
+    `refresh(within=...)` bounds by the poll interval."""
+    if not cache_control or "max-stale" not in cache_control.lower():
+        return None
+    for directive in cache_control.lower().split(","):
+        name, _, value = directive.strip().partition("=")
+        if name.strip() != "max-stale":
+            continue
+        value = value.strip().strip('"')
+        if not value:
+            return float("inf")
+        return float(value) if value.isascii() and value.isdigit() else None
+    return None
+
+
 def _read_versions() -> dict[str, Any]:
     with server_prepared_cursor() as cursor:
         cursor.execute("SELECT name, version FROM core_cacheversion")
         return dict(cursor.fetchall())
 
 
-def refresh(*, force: bool = False) -> None:
+def refresh(*, force: bool = False, within: float | None = None) -> None:
     """Drop the caches of every family whose version changed. Reads the versions (one small
-    query) when forced or when the last read is older than the poll interval."""
+    query) when forced or when the last read began longer ago than the poll interval.
+
+    `within` (seconds; it overrides `force`) is for a request that accepts an answer that old
+    (`max_stale_seconds`): the versions are read only when the last read began longer ago
+    than `within` or the poll interval, whichever is shorter, and the request's caches then
+    count as checked (`checked_in_this_request`)."""
     request_id = context.current().request_id
     if request_id and getattr(_thread, "read_for", None) == request_id:
         return  # at most once per request: this request has read them already
     started = time.monotonic()
-    if not force and started - _checked_at < poll_seconds():
+    if within is not None:
+        if started - _checked_at < min(within, poll_seconds()):
+            _thread.read_for = request_id
+            return
+    elif not force and started - _checked_at < poll_seconds():
         return
     if transaction.get_connection().in_atomic_block:
         # This connection may see its own uncommitted bumps: read alone, share nothing.
@@ -254,8 +283,10 @@ def _apply(versions: dict[str, Any], started: float) -> None:
 
 
 def checked_in_this_request() -> bool:
-    """Whether this request read the versions itself (`refresh(force=True)` makes sure):
-    then every cache is exactly as fresh as the database was when the request began."""
+    """Whether this request's caches were checked as it asked: it read the versions itself
+    (`refresh(force=True)` makes sure), so every cache is exactly as fresh as the database
+    was when the request began; or it accepted answers up to `within` seconds old and the
+    last read began no longer ago than that (`refresh(within=...)`)."""
     request_id = context.current().request_id
     return bool(request_id) and getattr(_thread, "read_for", None) == request_id
 

@@ -71,7 +71,11 @@ def _resolution_response(request) -> HttpResponse:
     # permission check would, then MODEL_READ on the model the URI names.
     access.authorize(request, ResolveApi.access_rule)
     uri = identifiers.model_uri(request.GET.get("uri"))
-    process_cache.refresh(force=True)  # the answer may come from memory: never stale
+    # The answer may come from memory: never stale, unless the poller accepts staleness.
+    process_cache.refresh(
+        force=True,
+        within=process_cache.max_stale_seconds(request.META.get("HTTP_CACHE_CONTROL")),
+    )
     model = access.authorize(request, access.MODEL_READ, {"name": uri.name})
     body, etag = _RESOLUTIONS.get_or_load((model.pk, str(uri)), lambda: _resolve(uri))
     if request.headers.get("If-None-Match") == etag:
@@ -112,7 +116,18 @@ class ResolveApi(APIView):
                 str,
                 required=True,
                 description="models:/name/<stage|latest|N> or models:/name@alias",
-            )
+            ),
+            OpenApiParameter(
+                "Cache-Control",
+                str,
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description=(
+                    "`max-stale` or `max-stale=<seconds>`: accept an answer up to that old, "
+                    "at most the poll interval (0.5 s by default), answered without a database "
+                    "query. Without it the answer is never older than the request."
+                ),
+            ),
         ],
         responses={200: ResolutionSerializer, 304: None},
         summary="Resolve a models:/ URI to one model version (ETag-cached)",

@@ -398,6 +398,71 @@ def test_resolution_answers_304_to_its_etag(world):
     assert len(queries) == 1
 
 
+# A poller that accepts staleness (`Cache-Control: max-stale`): no query within its bound.
+STRICT = ("", "max-stale=0", "max-stale=-1", "max-stale=soon", "no-cache")
+
+
+def test_a_poller_that_accepts_staleness_costs_no_query(world):
+    client, api = world["client"], world["api"]
+    uri = "models:/hot-model/Production"
+    etag = _resolve(client, uri)["ETag"]  # this request read the versions
+    for header in ("max-stale", "max-stale=30", 'no-cache, MAX-STALE="30"'):
+        with CaptureQueriesContext(connection) as queries:
+            again = _resolve(client, uri, HTTP_IF_NONE_MATCH=etag, HTTP_CACHE_CONTROL=header)
+        assert (again.status_code, len(queries)) == (304, 0), (header, queries.captured_queries)
+    for route, params in (
+        ("registered-models/get-latest-versions", {"name": "hot-model", "stages": "Production"}),
+        ("registered-models/alias", {"name": "hot-model", "alias": "champion"}),
+    ):
+        api.get(route, params)  # its answer cached
+        with CaptureQueriesContext(connection) as queries:
+            response = api.get(route, params, HTTP_CACHE_CONTROL="max-stale")
+        assert (response.status_code, len(queries)) == (200, 0), route
+    for header in STRICT:  # no directive, or one that does not say how old: fresh
+        with CaptureQueriesContext(connection) as queries:
+            again = _resolve(client, uri, HTTP_IF_NONE_MATCH=etag, HTTP_CACHE_CONTROL=header)
+        assert (again.status_code, len(queries)) == (304, 1), header
+
+
+def _moved_elsewhere_by_another_process(to_version: int) -> None:
+    """Production moves to `to_version` and `resolution` gets a new version, committed by a
+    process this one has not heard from (raw SQL: no hook of this process runs)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE registry_modelversion SET current_stage = 'Archived' "
+            "WHERE current_stage = 'Production'"
+        )
+        cursor.execute(
+            "UPDATE registry_modelversion SET current_stage = 'Production' WHERE version = %s",
+            [to_version],
+        )
+        cursor.execute(
+            "UPDATE core_cacheversion SET version = version + 1 WHERE name = 'resolution'"
+        )
+
+
+def test_accepted_staleness_is_bounded_by_the_request_and_the_poll_interval(world, settings):
+    import time
+
+    def version(**headers) -> int:
+        return _resolve(world["client"], "models:/hot-model/Production", **headers).json()[
+            "version"
+        ]
+
+    assert version() == 1
+    _moved_elsewhere_by_another_process(2)
+    assert version(HTTP_CACHE_CONTROL="max-stale=30") == 1  # the last read is younger than 30 s
+    assert version() == 2  # without the directive: never stale
+    _moved_elsewhere_by_another_process(1)
+    time.sleep(1.1)
+    assert version(HTTP_CACHE_CONTROL="max-stale=1") == 1  # the last read is over 1 s old: read
+    _moved_elsewhere_by_another_process(2)
+    settings.CUSTODY_CACHE_POLL_SECONDS = 0.2
+    time.sleep(0.3)
+    # Any age, it said; the poll interval bounds it.
+    assert version(HTTP_CACHE_CONTROL="max-stale") == 2
+
+
 def test_cached_resolution_still_decides_access(world):
     """The answer is cached; the decision is not skipped: a grant removed in this process is
     refused on the next request."""
