@@ -297,10 +297,24 @@ def test_a_grant_revoked_through_one_instance_is_refused_on_the_other_within_a_s
     print(f"\nrevoked on A, first refused on B after {first_refusal:.2f} s")
 
 
-def test_serving_reads_are_never_stale_once_a_move_has_answered_on_either_instance(service):
+# The poll interval the instances run with (CUSTODY_CACHE_POLL_SECONDS's default): the most a
+# poller that sends `Cache-Control: max-stale` may be behind a committed move.
+POLL_SECONDS = 0.5
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "bound", "pause"),
+    [("", 0.0, 0.3), ("max-stale", POLL_SECONDS, 0.9)],
+    ids=["never-stale", "max-stale-within-the-poll-interval"],
+)
+def test_serving_reads_are_never_stale_once_a_move_has_answered_on_either_instance(
+    service, cache_control, bound, pause
+):
     """Pollers on both instances (threads with keep-alive connections, as serving layers poll)
     resolve an alias while it moves back and forth through instance A: every poll sent after a
     move was answered, and answered before the next move was sent, shows that move's version.
+    A poller that accepts staleness (`Cache-Control: max-stale`) is judged on the polls sent
+    more than the poll interval after the move answered.
     (Seen failing when the resolution read its versions at the poll interval rather than per
     request: 115 stale answers on B. The narrower race, a poll answered by another thread's
     read begun before the move committed, is pinned in tests/core/test_shared_version_reads.py.)"""
@@ -308,6 +322,7 @@ def test_serving_reads_are_never_stale_once_a_move_has_answered_on_either_instan
     name = f"never-stale-{uuid.uuid4().hex[:6]}"
     model_in_staging(svc, name, versions=2)
     alias = f"{svc.a.api}/registered-models/alias"
+    headers = {"Cache-Control": cache_control} if cache_control else {}
 
     def move(version: int) -> None:
         moved = svc.a.http.post(
@@ -325,7 +340,11 @@ def test_serving_reads_are_never_stale_once_a_move_has_answered_on_either_instan
             http.auth = instance.http.auth
             while not stop.is_set():
                 sent = time.monotonic()
-                answer = http.get(f"{instance.v1}/resolve", params={"uri": f"models:/{name}@live"})
+                answer = http.get(
+                    f"{instance.v1}/resolve",
+                    params={"uri": f"models:/{name}@live"},
+                    headers=headers,
+                )
                 if answer.status_code != 200:
                     failures.append(f"{label}: {answer.status_code} {answer.text[:200]}")
                     return
@@ -345,7 +364,7 @@ def test_serving_reads_are_never_stale_once_a_move_has_answered_on_either_instan
             sent = time.monotonic()
             move(version)
             moves.append((sent, time.monotonic(), version))
-            time.sleep(0.3)
+            time.sleep(pause)
     finally:
         stop.set()
         for thread in pollers:
@@ -354,11 +373,14 @@ def test_serving_reads_are_never_stale_once_a_move_has_answered_on_either_instan
 
     judged = {"a": 0, "b": 0}
     stale = []
+    behind_within_bound = 0  # allowed with max-stale: shows the directive was taken
     for (_, answered, version), following in zip(
         moves, [*moves[1:], (float("inf"), 0, 0)], strict=True
     ):
         for label, sent, received, seen in polls:
-            if answered < sent and received < following[0]:
+            if answered < sent <= answered + bound and received < following[0]:
+                behind_within_bound += seen != version
+            if answered + bound < sent and received < following[0]:
                 judged[label] += 1
                 if seen != version:
                     stale.append((label, round(sent - answered, 4), seen, version))
@@ -367,7 +389,10 @@ def test_serving_reads_are_never_stale_once_a_move_has_answered_on_either_instan
     )
     # Every interval was polled on both instances, many times (else this proved nothing).
     assert judged["a"] > 20 and judged["b"] > 20, judged
-    print(f"\n{len(polls)} polls, {judged} judged against 7 moves: none stale")
+    print(
+        f"\n{len(polls)} polls, {judged} judged against 7 moves: none stale; "
+        f"{behind_within_bound} behind within the {bound} s allowed"
+    )
 
 
 def test_a_run_deleted_through_one_instance_refuses_uploads_on_the_other_within_a_second(
