@@ -124,8 +124,8 @@ class ResolveApi(APIView):
                 required=False,
                 description=(
                     "`max-stale` or `max-stale=<seconds>`: accept an answer up to that old, "
-                    "at most the poll interval (0.5 s by default), answered without a database "
-                    "query. Without it the answer is never older than the request."
+                    "at most the poll interval (0.5 s by default), most often answered without "
+                    "a database query. Without it the answer is never older than the request."
                 ),
             ),
         ],
