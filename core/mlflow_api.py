@@ -450,10 +450,7 @@ def _dispatch(route: Route):
             if getattr(handler, "fresh_caches", False):
                 from core import process_cache
 
-                process_cache.refresh(
-                    force=True,
-                    within=process_cache.max_stale_seconds(request.META.get("HTTP_CACHE_CONTROL")),
-                )
+                process_cache.refresh_for_serving(request.META.get("HTTP_CACHE_CONTROL"))
             message = MlflowRequest(request, data, kwargs)
             message.run_decided_from_cache = getattr(handler, "run_decided_from_cache", False)
             if (validate := getattr(handler, "validate_first", None)) is not None:

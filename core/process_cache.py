@@ -13,11 +13,11 @@ Each cache belongs to a family whose version is one row of `core.CacheVersion`:
 - `resolution`: what a model name, stage or alias resolves to (`/api/v1/resolve`,
   get-latest-versions, alias reads). Its version changes in the same transaction as any
   change to a registered model, a version, an alias or a deployment. Readers that promise
-  "never stale after the change commits" call `refresh(force=True)`: one small query per
+  "never stale after the change commits" call `refresh_for_serving`: one small query per
   request (or a share of one that began after the request asked, see `_read_begun_after_now`),
   then the answer from memory. A poller that sends `Cache-Control: max-stale` accepts an
-  answer up to the poll interval old instead (`refresh(within=...)`): no query at all for
-  most of its requests.
+  answer up to the poll interval old instead (`refresh_for_serving` does both): no query at
+  all for most of its requests.
 - `lifecycle`: where a run's or logged model's files are and whether it is active (the
   artifact owners of tracking.artifact_locations). Its version is changed by the database
   itself: triggers on the run and logged-model tables give it a new value in the statement
@@ -188,7 +188,7 @@ def max_stale_seconds(cache_control: str | None) -> float | None:
     """How old an answer the request accepts, from its `Cache-Control: max-stale[=seconds]`
     (RFC 9111, 5.2.1.2): None (fresh, the default) without the directive or with a value
     that is not a whole number of seconds; a bare `max-stale` accepts any age, which
-    `refresh(within=...)` bounds by the poll interval."""
+    `refresh_for_serving` bounds by the poll interval."""
     if not cache_control or "max-stale" not in cache_control.lower():
         return None
     for directive in cache_control.lower().split(","):
@@ -208,30 +208,50 @@ def _read_versions() -> dict[str, Any]:
         return dict(cursor.fetchall())
 
 
-def refresh(*, force: bool = False, within: float | None = None) -> None:
+def refresh(*, force: bool = False) -> None:
     """Drop the caches of every family whose version changed. Reads the versions (one small
-    query) when forced or when the last read began longer ago than the poll interval.
-
-    `within` (seconds; it overrides `force`) is for a request that accepts an answer that old
-    (`max_stale_seconds`): the versions are read only when the last read began longer ago
-    than `within` or the poll interval, whichever is shorter, and the request's caches then
-    count as checked (`checked_in_this_request`)."""
-    request_id = context.current().request_id
-    if request_id and getattr(_thread, "read_for", None) == request_id:
-        return  # at most once per request: this request has read them already
-    started = time.monotonic()
-    if within is not None:
-        if started - _checked_at < min(within, poll_seconds()):
-            _thread.read_for = request_id
-            return
-    elif not force and started - _checked_at < poll_seconds():
+    query) when forced or when the last read began longer ago than the poll interval."""
+    if _read_this_request():
         return
+    started = time.monotonic()
+    if not force and started - _checked_at < poll_seconds():
+        return
+    _read(started)
+
+
+def refresh_for_serving(cache_control: str | None) -> None:
+    """Make the caches of a serving read (resolve, latest versions, an alias) as fresh as
+    the request asks: exactly as fresh as the database when the request began (a forced
+    read), unless its `Cache-Control` accepts staleness (`max_stale_seconds`). Then the
+    versions are read only when the last read began longer ago than the seconds accepted or
+    the poll interval, whichever is shorter, and the request's caches count as checked
+    (`checked_in_this_request`) either way."""
+    accepted = max_stale_seconds(cache_control)
+    if accepted is None:
+        refresh(force=True)
+        return
+    if _read_this_request():
+        return
+    started = time.monotonic()
+    if started - _checked_at < min(accepted, poll_seconds()):
+        _thread.read_for = context.current().request_id
+        return
+    _read(started)
+
+
+def _read_this_request() -> bool:
+    # At most one read per request: later calls in it have nothing new to learn.
+    request_id = context.current().request_id
+    return bool(request_id) and getattr(_thread, "read_for", None) == request_id
+
+
+def _read(started: float) -> None:
     if transaction.get_connection().in_atomic_block:
         # This connection may see its own uncommitted bumps: read alone, share nothing.
         _apply(_read_versions(), started)
     else:
         _read_begun_after_now(started)
-    _thread.read_for = request_id
+    _thread.read_for = context.current().request_id
 
 
 # Concurrent requests share one read of the versions, on one condition: it began after they
@@ -285,8 +305,8 @@ def _apply(versions: dict[str, Any], started: float) -> None:
 def checked_in_this_request() -> bool:
     """Whether this request's caches were checked as it asked: it read the versions itself
     (`refresh(force=True)` makes sure), so every cache is exactly as fresh as the database
-    was when the request began; or it accepted answers up to `within` seconds old and the
-    last read began no longer ago than that (`refresh(within=...)`)."""
+    was when the request began; or it accepted answers up to some seconds old and the last
+    read began no longer ago than that (`refresh_for_serving`)."""
     request_id = context.current().request_id
     return bool(request_id) and getattr(_thread, "read_for", None) == request_id
 

@@ -72,10 +72,7 @@ def _resolution_response(request) -> HttpResponse:
     access.authorize(request, ResolveApi.access_rule)
     uri = identifiers.model_uri(request.GET.get("uri"))
     # The answer may come from memory: never stale, unless the poller accepts staleness.
-    process_cache.refresh(
-        force=True,
-        within=process_cache.max_stale_seconds(request.META.get("HTTP_CACHE_CONTROL")),
-    )
+    process_cache.refresh_for_serving(request.META.get("HTTP_CACHE_CONTROL"))
     model = access.authorize(request, access.MODEL_READ, {"name": uri.name})
     body, etag = _RESOLUTIONS.get_or_load((model.pk, str(uri)), lambda: _resolve(uri))
     if request.headers.get("If-None-Match") == etag:
