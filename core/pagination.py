@@ -1,4 +1,5 @@
-"""Page tokens and page sizes for the MLflow search endpoints.
+"""Page tokens and page sizes for the MLflow search endpoints; `limit`/`offset` pages for
+the /api/v1 lists.
 
 A page token is an offset signed with the server's key and bound to the query it belongs to
 (endpoint, filter, order, experiments, view, caller). A forged or tampered token, or one
@@ -19,6 +20,22 @@ from core.errors import InvalidParameterValue
 _SALT = "custody.page-token"
 MAX_OFFSET = 10_000_000
 MAX_TOKEN_LENGTH = 1000
+
+
+def limit_and_offset(params: Any, *, max_limit: int, default_limit: int = 50) -> tuple[int, int]:
+    """A /api/v1 list's `limit` and `offset` query parameters: ASCII digits only, the limit
+    at most `max_limit` (0 or absent: `default_limit`), the offset at most MAX_OFFSET, so no
+    spelling reaches the database as a number it cannot hold."""
+    values = []
+    for name, default, maximum in (("limit", default_limit, max_limit), ("offset", 0, MAX_OFFSET)):
+        raw = params.get(name)
+        if raw in (None, ""):
+            values.append(default)
+            continue
+        if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()) or int(raw) > maximum:
+            raise InvalidParameterValue(f"'{name}' must be a whole number from 0 to {maximum}.")
+        values.append(int(raw) or default)
+    return values[0], values[1]
 
 
 def _scope_digest(scope: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import access
-from core.errors import InvalidParameterValue
+from core.pagination import limit_and_offset
 from governance import policy as rules
 from governance.selectors import cards as card_selectors
 from governance.selectors import requests as request_selectors
@@ -136,7 +136,7 @@ class TransitionRequestsApi(APIView):
         queue = params.get("queue")
         as_queue = queue == "true" or (queue is None and not any(filters.values()))
         qs = request_selectors.requests_list(request.user, **filters, queue=as_queue)
-        limit, offset = _int_param(params, "limit", 50, MAX_PAGE), _int_param(params, "offset", 0)
+        limit, offset = limit_and_offset(params, max_limit=MAX_PAGE)
         page = list(qs[offset : offset + limit + 1])
         return Response(
             {
@@ -145,19 +145,6 @@ class TransitionRequestsApi(APIView):
                 "queue": as_queue,
             }
         )
-
-
-def _int_param(params, name: str, default: int, maximum: int | None = None) -> int:
-    raw = params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidParameterValue(f"'{name}' must be a whole number.") from None
-    if value < 0 or (maximum is not None and value > maximum):
-        raise InvalidParameterValue(f"'{name}' must be from 0 to {maximum or 'any'}.")
-    return value if maximum is None or value else default
 
 
 class TransitionRequestApi(APIView):

@@ -12,24 +12,12 @@ from rest_framework.views import APIView
 
 from core import access, identifiers
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
+from core.pagination import limit_and_offset
 from webhooks import events as event_catalog
 from webhooks import notifications, permissions, selectors, services
 from webhooks.models import Webhook, WebhookDelivery
 
 MAX_PAGE = 200
-
-
-def _page(params) -> tuple[int, int]:
-    values = []
-    for name, default, maximum in (("limit", 50, MAX_PAGE), ("offset", 0, 10_000_000)):
-        raw = params.get(name)
-        if raw in (None, ""):
-            values.append(default)
-            continue
-        if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()) or int(raw) > maximum:
-            raise InvalidParameterValue(f"'{name}' must be a whole number from 0 to {maximum}.")
-        values.append(int(raw) or default)
-    return values[0], values[1]
 
 
 def _webhook(webhook_id: str) -> Webhook:
@@ -82,7 +70,7 @@ class WebhooksApi(APIView):
         summary="Webhooks the caller manages",
     )
     def get(self, request):
-        limit, offset = _page(request.query_params)
+        limit, offset = limit_and_offset(request.query_params, max_limit=MAX_PAGE)
         rows = list(selectors.managed_webhooks(request.user)[offset : offset + limit + 1])
         return Response(
             {
@@ -202,7 +190,7 @@ class WebhookDeliveriesApi(APIView):
                 f"Invalid status {wanted[:40]!r}. Allowed: "
                 f"{', '.join(WebhookDelivery.Status.values)}."
             )
-        limit, offset = _page(request.query_params)
+        limit, offset = limit_and_offset(request.query_params, max_limit=MAX_PAGE)
         rows = list(
             selectors.deliveries(_webhook(webhook_id), status=wanted)[offset : offset + limit + 1]
         )
