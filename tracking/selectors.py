@@ -1316,7 +1316,7 @@ def logged_model_payloads(models: Sequence[LoggedModel]) -> list[dict[str, Any]]
             info["model_type"] = m.model_type
         if m.source_run_id or m.source_run_reference:
             info["source_run_id"] = m.source_run_id or m.source_run_reference
-        if m.creator_id.isdigit():
+        if m.creator_id.isascii() and m.creator_id.isdigit():
             info["creator_id"] = int(m.creator_id)
         if m.status_message:
             info["status_message"] = m.status_message

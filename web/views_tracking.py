@@ -552,8 +552,9 @@ def run_detail(request, run_id: str):
 
 
 def _page_number(raw: str | None) -> int:
-    """A page number from the query string; anything else is the first page."""
-    return int(raw) if raw and raw.isdigit() and len(raw) < 7 else 0
+    """A page number from the query string (ASCII digits: str.isdigit() also accepts "²",
+    which int() refuses); anything else is the first page."""
+    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 7 else 0
 
 
 def _dataset_row(item: dict) -> dict:

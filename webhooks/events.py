@@ -197,7 +197,7 @@ def from_audit(event, load_tags) -> list[Occurrence]:
 
 
 def _int_or_none(value: str) -> int | None:
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def envelope(event: str, data: dict[str, Any], timestamp: str) -> dict[str, Any]:

@@ -43,7 +43,12 @@ def on_audit_event(event: AuditEvent) -> None:
             audit_seq=event.seq,
         )
     kind = _PEOPLE.get(event.action)
-    if kind is not None and event.object_id.isdigit() and _anyone_to_email(kind, event.object_id):
+    if (
+        kind is not None
+        and event.object_id.isascii()
+        and event.object_id.isdigit()
+        and _anyone_to_email(kind, event.object_id)
+    ):
         outbox.enqueue(
             services.NOTIFY_TASK, kind=kind, object_id=int(event.object_id), audit_seq=event.seq
         )

@@ -92,3 +92,27 @@ def test_logged_model_page_shows_what_the_model_is_and_who_uses_it(people, setti
     hidden = outsider.get(f"/logged-models/{model_id}/")
     assert hidden.status_code in (403, 404) and "scikit-learn" not in hidden.content.decode()
     assert browser.get("/logged-models/m-doesnotexist/").status_code == 404
+
+
+def test_a_creator_id_of_other_digits_is_shown_as_it_is(people):
+    # An MLflow export's creator_id is free text to the importer, stored as it came; "²" is a
+    # digit to str.isdigit() and nothing to int().
+    from tracking.models import LoggedModel
+
+    alice = people["alice"]
+    run_id = new_run(alice)
+    experiment_id = alice.mlflow("runs/get", {"run_id": run_id}, "GET").json()["run"]["info"][
+        "experiment_id"
+    ]
+    model_id = alice.mlflow("logged-models", {"experiment_id": experiment_id, "name": "m"}).json()[
+        "model"
+    ]["info"]["model_id"]
+    LoggedModel.objects.filter(model_id=model_id).update(creator_id="²")
+
+    got = alice.client.get(f"/api/2.0/mlflow/logged-models/{model_id}")
+    assert got.status_code == 200, got.content
+    assert "creator_id" not in got.json()["model"]["info"]  # the wire's field is an int64
+    browser = Client()
+    browser.force_login(alice.user)
+    page = browser.get(f"/logged-models/{model_id}/")
+    assert page.status_code == 200 and "by ²</dd>" in page.content.decode()

@@ -518,6 +518,15 @@ def test_bad_paging_and_ordering_answer_inline(scientist, params):
         assert response.status_code == 200 and 'class="error-box" role="alert"' in html
 
 
+@pytest.mark.parametrize("children", ["²", "٣", "-1", "1e3", "9" * 40, "", "x"])
+def test_a_run_pages_child_pager_takes_any_spelling_as_the_first_page(scientist, children):
+    exp = tracking.experiment_create(name="child pager", owner=scientist)
+    parent = new_run(exp.experiment_id, "the-parent")
+    new_run(exp.experiment_id, "the-child", tags=parent_tag(parent))
+    response = signed_in(scientist).get(f"/runs/{parent}/", {"children": children})
+    assert response.status_code == 200 and "the-child" in response.content.decode()
+
+
 @pytest.mark.parametrize("path", ["/experiments/", "/models/", "/audit/", "/lineage/"])
 def test_nul_in_any_page_query_is_a_400_not_a_500(path):
     admin = accounts.user_create(username="boss", role="admin", password="boss-pw-1")

@@ -19,7 +19,7 @@ def timestamp(value) -> str:
     an ISO 8601 string (as audit events record moments)."""
     if value in (None, ""):
         return ""
-    if isinstance(value, str) and not value.isdigit():
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
         value = datetime.fromisoformat(value)
     if isinstance(value, datetime):
         moment = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
