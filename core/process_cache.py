@@ -211,8 +211,8 @@ def _read_versions() -> dict[str, Any]:
 def refresh(*, force: bool = False) -> None:
     """Drop the caches of every family whose version changed. Reads the versions (one small
     query) when forced or when the last read began longer ago than the poll interval."""
-    if _read_this_request():
-        return
+    if checked_in_this_request():
+        return  # at most once per request: a later call has nothing new to learn
     started = time.monotonic()
     if not force and started - _checked_at < poll_seconds():
         return
@@ -230,19 +230,13 @@ def refresh_for_serving(cache_control: str | None) -> None:
     if accepted is None:
         refresh(force=True)
         return
-    if _read_this_request():
+    if checked_in_this_request():
         return
     started = time.monotonic()
     if started - _checked_at < min(accepted, poll_seconds()):
         _thread.read_for = context.current().request_id
         return
     _read(started)
-
-
-def _read_this_request() -> bool:
-    # At most one read per request: later calls in it have nothing new to learn.
-    request_id = context.current().request_id
-    return bool(request_id) and getattr(_thread, "read_for", None) == request_id
 
 
 def _read(started: float) -> None:
