@@ -20,6 +20,7 @@ from core.errors import InvalidParameterValue
 _SALT = "custody.page-token"
 MAX_OFFSET = 10_000_000
 MAX_TOKEN_LENGTH = 1000
+OFFSET_HELP = f"rows to skip, 0 to {MAX_OFFSET:,}"
 
 
 def limit_and_offset(params: Any, *, max_limit: int, default_limit: int = 50) -> tuple[int, int]:
@@ -32,7 +33,9 @@ def limit_and_offset(params: Any, *, max_limit: int, default_limit: int = 50) ->
         if raw in (None, ""):
             values.append(default)
             continue
-        if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()) or int(raw) > maximum:
+        digits = isinstance(raw, str) and raw.isascii() and raw.isdigit()
+        # int() refuses strings of more than 4,300 digits: the length is looked at first.
+        if not digits or len(raw) > len(str(maximum)) or int(raw) > maximum:
             raise InvalidParameterValue(f"'{name}' must be a whole number from 0 to {maximum}.")
         values.append(int(raw) or default)
     return values[0], values[1]

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import access
-from core.pagination import limit_and_offset
+from core.pagination import OFFSET_HELP, limit_and_offset
 from governance import policy as rules
 from governance.selectors import cards as card_selectors
 from governance.selectors import requests as request_selectors
@@ -25,6 +25,7 @@ from governance.services import reviews as review_services
 from registry import selectors as registry_selectors
 
 MAX_PAGE = 200
+LIMIT_HELP = f"page size, 1 to {MAX_PAGE} (0 or absent: 50)"
 
 
 def _outcome(outcome: common_services.Outcome) -> dict:
@@ -123,8 +124,8 @@ class TransitionRequestsApi(APIView):
                 description="the caller's review queue: open requests of the models they "
                 "review, not their own (the default when no other filter is given)",
             ),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
+            OpenApiParameter("limit", int, description=LIMIT_HELP),
+            OpenApiParameter("offset", int, description=OFFSET_HELP),
         ],
         responses=OpenApiTypes.OBJECT,
         operation_id="transition_requests_list",

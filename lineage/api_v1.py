@@ -135,7 +135,7 @@ class LinksApi(APIView):
             node = f"{kind}:{key}"
             links = links.filter(Q(source=node) | Q(target=node))
         after = request.query_params.get("after_id") or "0"
-        if not after.isascii() or not after.isdigit():
+        if not after.isascii() or not after.isdigit() or len(after) > 18:
             raise InvalidParameterValue(f"after_id must be a link id, not {after[:30]!r}.")
         # Hidden links are dropped before the page is cut, so a page is full when it can be.
         page: list[LineageLink] = []

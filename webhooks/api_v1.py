@@ -12,12 +12,13 @@ from rest_framework.views import APIView
 
 from core import access, identifiers
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
-from core.pagination import limit_and_offset
+from core.pagination import OFFSET_HELP, limit_and_offset
 from webhooks import events as event_catalog
 from webhooks import notifications, permissions, selectors, services
 from webhooks.models import Webhook, WebhookDelivery
 
 MAX_PAGE = 200
+LIMIT_HELP = f"page size, 1 to {MAX_PAGE} (0 or absent: 50)"
 
 
 def _webhook(webhook_id: str) -> Webhook:
@@ -64,7 +65,10 @@ class WebhooksApi(APIView):
     access_rule = access.AUTHENTICATED  # and MANAGE on the model, or admin, checked below
 
     @extend_schema(
-        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        parameters=[
+            OpenApiParameter("limit", int, description=LIMIT_HELP),
+            OpenApiParameter("offset", int, description=OFFSET_HELP),
+        ],
         responses=OpenApiTypes.OBJECT,
         operation_id="webhooks_list",
         summary="Webhooks the caller manages",
@@ -177,8 +181,8 @@ class WebhookDeliveriesApi(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, enum=WebhookDelivery.Status.values),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
+            OpenApiParameter("limit", int, description=LIMIT_HELP),
+            OpenApiParameter("offset", int, description=OFFSET_HELP),
         ],
         responses=OpenApiTypes.OBJECT,
         summary="The delivery log: status, attempts, response code, latency (newest first)",
