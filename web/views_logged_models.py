@@ -80,9 +80,8 @@ def _creator(creator_id: str) -> str:
     protocol): the API records the Custody user's pk, which a person reads as the username.
     An import keeps MLflow's own id and makes a user named by it, so an id that is also a
     username is shown as it is: never another person's name."""
-    if (
-        not (creator_id.isascii() and creator_id.isdigit()) or len(creator_id) > 9
-    ):  # 9 digits: within any pk column
+    # ASCII digits (int() refuses "²"), at most 9: within any pk column.
+    if not (creator_id.isascii() and creator_id.isdigit()) or len(creator_id) > 9:
         return creator_id
     users = get_user_model().objects
     if users.filter(username=creator_id).exists():
