@@ -138,6 +138,10 @@ def parse_json_bytes(raw: bytes) -> Any:
         raise InvalidParameterValue("The JSON body is nested too deeply.") from None
     except json.JSONDecodeError as exc:
         raise InvalidParameterValue(f"The request body is not valid JSON: {exc.msg}.") from None
+    except ValueError:  # int() refuses a number of more than 4,300 digits (CVE-2020-10735)
+        raise InvalidParameterValue(
+            "The JSON body has a number of more than 4,300 digits; numbers that long are refused."
+        ) from None
 
 
 def _snake(key: str) -> str:

@@ -52,6 +52,7 @@ def assert_refused(response, status: int = 400) -> str:
         b'"just a string"',
         b'{"name": NaN}',
         b'{"name": "a", "name": "b"}',
+        b'{"name": "long", "n": ' + b"9" * 5000 + b"}",  # int() refuses > 4,300 digits
     ],
 )
 def test_malformed_json_bodies(client, raw):
@@ -66,6 +67,28 @@ def test_deeply_nested_json(client):
     assert "nested" in message or "JSON" in message
     nested = b'{"a":' * depth + b"1" + b"}" * depth
     assert_refused(post_raw(client, nested))
+
+
+def test_a_number_int_cannot_hold_is_a_400_on_every_mlflow_body_route(client):
+    """`json.loads` raises a plain ValueError (not a JSONDecodeError) for an integer of more
+    than 4,300 digits; it was a 500 on every route that reads a JSON body. Every MLflow
+    route with a JSON body, from the route table, each under its first prefix."""
+    from core import mlflow_api
+
+    get_resolver().url_patterns  # noqa: B018 - the route table fills as the URLs load
+    body = b'{"name": "x", "run_id": "r", "key": "k", "value": ' + b"9" * 5000 + b"}"
+    checked = []
+    for (prefixes, route_path), route in mlflow_api.ROUTES.items():
+        for method, (handler, *_rest) in route.methods.items():
+            if method in ("GET", "HEAD", "DELETE") or getattr(handler, "raw_body", False):
+                continue
+            url = re.sub(r"<path:\w+>", "1/0123456789abcdef0123456789abcdef/a/f", route_path)
+            url = "/" + prefixes[0] + re.sub(r"<str:\w+>", "m-x", url)
+            response = client.generic(method, url, body, content_type="application/json")
+            assert "4,300 digits" in assert_refused(response), (method, url)
+            checked.append((method, url))
+    assert ("POST", f"{MLFLOW}/runs/log-metric") in checked
+    assert len(checked) > 40, len(checked)
 
 
 @pytest.mark.parametrize(
@@ -134,10 +157,11 @@ def v1_write_routes():
                     yield route, method.upper()
 
 
-def test_deeply_nested_json_is_a_400_on_every_v1_write_route(people, fraud, settings):
+def test_json_no_parser_can_hold_is_a_400_on_every_v1_write_route(people, fraud, settings):
     """DRF's own parser let a RecursionError through as a 500 (after the middleware's
-    parse had given up on the same body). The routes name real objects, and the caller
-    is an admin, so each request gets as far as reading its body."""
+    parse had given up on the same body), and `json.loads` raises a plain ValueError for an
+    integer of more than 4,300 digits. The routes name real objects, and the caller is an
+    admin, so each request gets as far as reading its body."""
     from webhooks import services as webhook_services
 
     settings.CUSTODY_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
@@ -157,18 +181,22 @@ def test_deeply_nested_json_is_a_400_on_every_v1_write_route(people, fraud, sett
         "delivery_id": str(uuid.uuid4()),
     }
     depth = 100_000
-    bodies = [b"[" * depth + b"]" * depth, b'{"a":' * depth + b"1" + b"}" * depth]
+    bodies = [
+        (b"[" * depth + b"]" * depth, "nested"),
+        (b'{"a":' * depth + b"1" + b"}" * depth, "nested"),
+        (b'{"name": "x", "version": ' + b"9" * 5000 + b"}", "4,300 digits"),
+    ]
     checked = []
     for route, method in v1_write_routes():
         url = "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], route)
-        for body in bodies:
+        for body, said in bodies:
             response = people["admin"].client.generic(
                 method, url, body, content_type="application/json"
             )
             if url.endswith("/replay"):
                 assert_v1_refused(response, status=404)
                 continue
-            assert "nested" in assert_v1_refused(response), (method, url)
+            assert said in assert_v1_refused(response), (method, url)
         checked.append((method, url))
     assert ("POST", "/api/v1/tokens") in checked
     assert ("POST", "/api/v1/lineage/links") in checked
