@@ -111,7 +111,7 @@ def _parse_mlmodel(text: str | None) -> dict[str, Any]:
         return {}
     try:
         parsed = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):  # a 5,000-digit int, deep nesting
         return {}
     return parsed if isinstance(parsed, dict) else {}
 
@@ -125,7 +125,7 @@ def _signature(raw: Any) -> dict[str, list[dict]] | None:
         value = raw.get(part)
         try:
             columns = json.loads(value) if isinstance(value, str) else value
-        except ValueError:
+        except (ValueError, RecursionError):
             columns = None
         if isinstance(columns, list):
             result[part] = [

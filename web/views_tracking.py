@@ -567,7 +567,7 @@ def _dataset_row(item: dict) -> dict:
     shown = source
     try:
         parsed = json.loads(source)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # the client's text, up to 64 KiB
         parsed = None
     if isinstance(parsed, dict):
         for field in ("uri", "url", "path", "table_name", "delta_table_name", "sql", "repo_id"):

@@ -116,3 +116,33 @@ def test_a_creator_id_of_other_digits_is_shown_as_it_is(people):
     browser.force_login(alice.user)
     page = browser.get(f"/logged-models/{model_id}/")
     assert page.status_code == 200 and "by ²</dd>" in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    "mlmodel",
+    [
+        b"artifact_path: model\nsize: " + b"9" * 5000 + b"\n",
+        b"[" * 5000 + b"]" * 5000,
+        b"signature:\n  inputs: '" + b"[" * 5000 + b"]" * 5000 + b"'\n",
+    ],
+    ids=["5000-digit int", "nested 5000 deep", "signature nested 5000 deep"],
+)
+def test_an_mlmodel_no_parser_can_hold_leaves_the_page_up(people, settings, tmp_path, mlmodel):
+    # yaml.safe_load raises a plain ValueError for the first and may recurse too deep on the
+    # second; the file is whatever its writer uploaded, and every reader opens the page.
+    settings.CUSTODY_ARTIFACT_ROOT = str(tmp_path / "artifacts")
+    alice = people["alice"]
+    run_id = new_run(alice)
+    experiment_id = alice.mlflow("runs/get", {"run_id": run_id}, "GET").json()["run"]["info"][
+        "experiment_id"
+    ]
+    created = alice.mlflow(
+        "logged-models", {"experiment_id": experiment_id, "name": "model"}
+    ).json()["model"]["info"]
+    prefix = created["artifact_uri"].removeprefix("mlflow-artifacts:/")
+    put = alice.client.put(f"/api/2.0/mlflow-artifacts/artifacts/{prefix}/MLmodel", mlmodel)
+    assert put.status_code == 200, put.content
+    browser = Client()
+    browser.force_login(alice.user)
+    page = browser.get(f"/logged-models/{created['model_id']}/")
+    assert page.status_code == 200 and "model" in page.content.decode()

@@ -518,6 +518,26 @@ def test_bad_paging_and_ordering_answer_inline(scientist, params):
         assert response.status_code == 200 and 'class="error-box" role="alert"' in html
 
 
+def test_a_dataset_source_nested_too_deep_to_parse_is_shown_as_text(scientist, api):
+    # The source is the client's text (up to 64 KiB); json.loads raises RecursionError on
+    # it, which the run page's parse did not catch.
+    exp = tracking.experiment_create(name="deep source", owner=scientist)
+    run_id = new_run(exp.experiment_id, "deep")
+    deep = "[" * 5000 + "]" * 5000
+    logged = api.post(
+        "runs/log-inputs",
+        {
+            "run_id": run_id,
+            "datasets": [
+                {"dataset": {"name": "deep", "digest": "d", "source_type": "x", "source": deep}}
+            ],
+        },
+    )
+    assert logged.status_code == 200, logged.content
+    response = signed_in(scientist).get(f"/runs/{run_id}/")
+    assert response.status_code == 200 and "deep" in response.content.decode()
+
+
 @pytest.mark.parametrize("children", ["²", "٣", "-1", "1e3", "9" * 40, "", "x"])
 def test_a_run_pages_child_pager_takes_any_spelling_as_the_first_page(scientist, children):
     exp = tracking.experiment_create(name="child pager", owner=scientist)
