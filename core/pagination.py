@@ -23,6 +23,11 @@ MAX_TOKEN_LENGTH = 1000
 OFFSET_HELP = f"rows to skip, 0 to {MAX_OFFSET:,}"
 
 
+def limit_help(max_limit: int, default_limit: int = 50) -> str:
+    """The OpenAPI description of a list's `limit` (what `limit_and_offset` accepts)."""
+    return f"page size, 1 to {max_limit} (0 or absent: {default_limit})"
+
+
 def limit_and_offset(params: Any, *, max_limit: int, default_limit: int = 50) -> tuple[int, int]:
     """A /api/v1 list's `limit` and `offset` query parameters: ASCII digits only, the limit
     at most `max_limit` (0 or absent: `default_limit`), the offset at most MAX_OFFSET, so no

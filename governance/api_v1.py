@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import access
-from core.pagination import OFFSET_HELP, limit_and_offset
+from core.pagination import OFFSET_HELP, limit_and_offset, limit_help
 from governance import policy as rules
 from governance.selectors import cards as card_selectors
 from governance.selectors import requests as request_selectors
@@ -25,7 +25,7 @@ from governance.services import reviews as review_services
 from registry import selectors as registry_selectors
 
 MAX_PAGE = 200
-LIMIT_HELP = f"page size, 1 to {MAX_PAGE} (0 or absent: 50)"
+LIMIT_HELP = limit_help(MAX_PAGE)
 
 
 def _outcome(outcome: common_services.Outcome) -> dict:

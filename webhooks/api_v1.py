@@ -12,13 +12,13 @@ from rest_framework.views import APIView
 
 from core import access, identifiers
 from core.errors import InvalidParameterValue, ResourceDoesNotExist
-from core.pagination import OFFSET_HELP, limit_and_offset
+from core.pagination import OFFSET_HELP, limit_and_offset, limit_help
 from webhooks import events as event_catalog
 from webhooks import notifications, permissions, selectors, services
 from webhooks.models import Webhook, WebhookDelivery
 
 MAX_PAGE = 200
-LIMIT_HELP = f"page size, 1 to {MAX_PAGE} (0 or absent: 50)"
+LIMIT_HELP = limit_help(MAX_PAGE)
 
 
 def _webhook(webhook_id: str) -> Webhook:

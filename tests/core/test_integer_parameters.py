@@ -1,9 +1,9 @@
 """Every integer parameter of every /api/v1 operation, enumerated from the OpenAPI schema (so a
 new route or parameter cannot escape), sent the spellings a database or `int()` chokes on:
 past bigint, 5,000 digits, negative, non-ASCII digits, exponents, hex, padding. The answer
-is never a 5xx; a refusal is a 400 that names the parameter (reference/security.md §4). The property-based
-fuzzer (test_schemathesis.py) found the unbounded `offset` only by chance; this finds it
-every run."""
+is never a 5xx; where the request is otherwise acceptable, a refusal is a 400 that names
+the parameter (reference/security.md §4). The property-based fuzzer (test_schemathesis.py)
+found the unbounded `offset` only by chance; this finds it every run."""
 
 from __future__ import annotations
 
