@@ -1,16 +1,56 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import JsonResponse
 
 from accounts.authentication import authenticate_header
 from accounts.throttle import TooManyAttempts
+from core import refusals
 from core.context import update_context
-from core.errors import ApplicationError, mlflow_error_body
+from core.errors import ApplicationError, PermissionDenied, mlflow_error_body, response_for_path
 
 # Besides /api/ and /ajax-api/, the MLflow client calls a few root paths of feature families
 # Custody does not serve (core/mlflow_unsupported.py); its credentials count there too, so
 # that it gets the 501 naming the family rather than a 401.
 API_PREFIXES = ("/api/", "/ajax-api/", "/v1/traces", "/graphql", "/gateway/")
+
+
+def proves_itself_with_a_header(request) -> bool:
+    """An API request with an Authorization header: ApiAuthenticationMiddleware authenticates
+    it from that header (or refuses it) and never from a cookie."""
+    return bool(request.META.get("HTTP_AUTHORIZATION")) and request.path.startswith(API_PREFIXES)
+
+
+# Methods a page on another site can make a browser send without the server's consent (a
+# preflight): unsafe ones among them are refused below when they come from another site.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+CROSS_SITE_WRITE = (
+    "A browser sent this write from a page on another site ({origin}), with the credentials "
+    "it remembers for Custody: refused, as a cookie session's would be without its CSRF "
+    "token. Send writes from a script or the MLflow client (which send no Origin or "
+    "Sec-Fetch-Site header), or from Custody's own pages."
+)
+
+
+def _sent_from_another_site(request) -> str | None:
+    """Where a browser says a write comes from, when that is not Custody's own origin.
+
+    A browser remembers the HTTP Basic credentials typed in answer to Custody's challenge and
+    attaches them to every later request to Custody, from any page, as it does cookies: a
+    form on another site could otherwise approve a transition in a reviewer's name. Browsers
+    name the page's origin (`Origin`, on every cross-origin POST, "null" from sandboxed or
+    privacy-stripped pages) and its relation to the target (`Sec-Fetch-Site`); scripts and the
+    MLflow client send neither. CSRF_TRUSTED_ORIGINS are trusted here too."""
+    if request.method in _SAFE_METHODS:
+        return None
+    origin = request.META.get("HTTP_ORIGIN")
+    if origin is not None:
+        own = f"{request.scheme}://{request.get_host()}"
+        if origin == own or origin in settings.CSRF_TRUSTED_ORIGINS:
+            return None
+        return origin
+    site = request.META.get("HTTP_SEC_FETCH_SITE")
+    return f"Sec-Fetch-Site: {site}" if site in ("cross-site", "same-site") else None
 
 
 class ApiAuthenticationMiddleware:
@@ -22,10 +62,11 @@ class ApiAuthenticationMiddleware:
 
     def __call__(self, request):
         request.custody_auth_method = None
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        if header and request.path.startswith(API_PREFIXES):
+        if proves_itself_with_a_header(request):
             try:
-                result = authenticate_header(header, request.META.get("REMOTE_ADDR", ""))
+                result = authenticate_header(
+                    request.META["HTTP_AUTHORIZATION"], request.META.get("REMOTE_ADDR", "")
+                )
             except ApplicationError as exc:
                 response = JsonResponse(
                     mlflow_error_body(exc.error_code, exc.message), status=exc.status
@@ -38,15 +79,28 @@ class ApiAuthenticationMiddleware:
             request.user = result.user
             request.custody_auth_method = result.method
             request.custody_token = result.token
-            # CSRF protects cookies; a request that proves itself with a header has none to
-            # ride on, so it needs no CSRF token (sessions still do).
-            request._dont_enforce_csrf_checks = True
             update_context(
                 user_id=result.user.pk,
                 username=result.user.get_username(),
                 auth_method=result.method,
                 token_id=result.token.pk if result.token else None,
             )
+            origin = _sent_from_another_site(request)
+            if origin is not None:
+                message = CROSS_SITE_WRITE.format(origin=origin[:200])
+                refused = PermissionDenied(
+                    message,
+                    refusal=refusals.denial(
+                        "request.cross_site.denied",
+                        message,
+                        object_type="request",
+                        object_id=request.path[:255],
+                    ),
+                )
+                return response_for_path(request.path, refused)
+            # A write that reaches this point comes from no other site's page (above), so
+            # CSRF has nothing left to protect: it needs no CSRF token (sessions still do).
+            request._dont_enforce_csrf_checks = True
         elif request.user.is_authenticated:
             request.custody_auth_method = "session"
             update_context(
