@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import JsonResponse
 
 from accounts.authentication import authenticate_header
@@ -19,6 +23,38 @@ def proves_itself_with_a_header(request) -> bool:
     """An API request with an Authorization header: ApiAuthenticationMiddleware authenticates
     it from that header (or refuses it) and never from a cookie."""
     return bool(request.META.get("HTTP_AUTHORIZATION")) and request.path.startswith(API_PREFIXES)
+
+
+class _ForCookieSessions:
+    """Runs the middleware it is mixed into only for requests that may use a cookie session.
+    A request that proves itself with a header reads no session and gets no messages;
+    setting them up and saving them cost every API call a share of a cheap request's time.
+    Django's CsrfViewMiddleware stays as it is (`check --deploy` looks for it by name): it
+    accepts these requests, which ApiAuthenticationMiddleware marks
+    `_dont_enforce_csrf_checks` once it has refused writes from another site's page."""
+
+    def __call__(self, request):
+        if proves_itself_with_a_header(request):
+            return self.get_response(request)
+        return super().__call__(request)
+
+
+class CookieSessionMiddleware(_ForCookieSessions, SessionMiddleware):
+    pass
+
+
+class CookieAuthenticationMiddleware(_ForCookieSessions, AuthenticationMiddleware):
+    def __call__(self, request):
+        if proves_itself_with_a_header(request):
+            # What reads request.user before the header is checked (or after it is refused)
+            # reads an anonymous user, never a session nobody loaded.
+            request.user = AnonymousUser()
+            return self.get_response(request)
+        return AuthenticationMiddleware.__call__(self, request)
+
+
+class CookieMessageMiddleware(_ForCookieSessions, MessageMiddleware):
+    pass
 
 
 # Methods a page on another site can make a browser send without the server's consent (a

@@ -65,14 +65,14 @@ MIDDLEWARE = [
     "core.observability.RequestObservationMiddleware",
     "core.middleware.RequestLimitsMiddleware",
     "core.middleware.RejectUnstorableInputMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "accounts.middleware.CookieSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.CookieAuthenticationMiddleware",
     "accounts.middleware.ApiAuthenticationMiddleware",
     # Records each refusal once the view has returned (after its transactions rolled back).
     "core.refusals.RefusalMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.middleware.CookieMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

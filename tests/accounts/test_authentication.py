@@ -154,6 +154,37 @@ def test_session_writes_need_csrf(scientist):
     assert "CSRF" in refused.json()["message"]
 
 
+def test_on_the_api_a_header_is_the_only_credential_even_beside_a_session(
+    scientist, scientist_token
+):
+    """A request that sends an Authorization header is that header's user or refused: the
+    session cookie beside it is not read (nor saved: no cookie, no `Vary: Cookie`)."""
+    admin = services.user_create(username="root", role="admin", password="root-pw-12345")
+    browser = Client()
+    browser.force_login(admin)
+    assert browser.get("/api/v1/me").json()["username"] == "root"
+    as_token = browser.get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {scientist_token}")
+    assert as_token.json()["username"] == "alice"
+    assert "Set-Cookie" not in as_token.headers and "Cookie" not in as_token.get("Vary", "")
+    assert as_token["X-Frame-Options"] == "DENY"
+    refused = browser.get("/api/v1/me", HTTP_AUTHORIZATION="Bearer cust_not-a-token")
+    assert refused.status_code == 401
+    # The header's writes need no CSRF token; the session's still do.
+    csrf_browser = Client(enforce_csrf_checks=True)
+    csrf_browser.force_login(admin)
+    created = csrf_browser.post(
+        "/api/2.0/mlflow/experiments/create",
+        {"name": "by-header"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {scientist_token}",
+    )
+    assert created.status_code == 200
+    without = csrf_browser.post(
+        "/api/2.0/mlflow/experiments/create", {"name": "by-session"}, "application/json"
+    )
+    assert without.status_code == 403 and "CSRF" in without.json()["message"]
+
+
 def test_create_user_command(capsys, monkeypatch):
     out = io.StringIO()
     call_command("create_user", "carol", "--role", "reviewer", "--token", stdout=out)
