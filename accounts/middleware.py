@@ -5,18 +5,22 @@ from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.http import JsonResponse
 
 from accounts.authentication import authenticate_header
 from accounts.throttle import TooManyAttempts
 from core import refusals
 from core.context import update_context
-from core.errors import ApplicationError, PermissionDenied, mlflow_error_body, response_for_path
+from core.errors import (
+    MLFLOW_PATH_PREFIXES,
+    ApplicationError,
+    PermissionDenied,
+    response_for_path,
+)
 
-# Besides /api/ and /ajax-api/, the MLflow client calls a few root paths of feature families
-# Custody does not serve (core/mlflow_unsupported.py); its credentials count there too, so
-# that it gets the 501 naming the family rather than a 401.
-API_PREFIXES = ("/api/", "/ajax-api/", "/v1/traces", "/graphql", "/gateway/")
+# /api/ and the MLflow client's paths, among them a few root paths of feature families Custody
+# does not serve (core/mlflow_unsupported.py): its credentials count there too, so that it
+# gets the 501 naming the family rather than a 401.
+API_PREFIXES = ("/api/", *MLFLOW_PATH_PREFIXES)
 
 
 def proves_itself_with_a_header(request) -> bool:
@@ -43,14 +47,14 @@ class CookieSessionMiddleware(_ForCookieSessions, SessionMiddleware):
     pass
 
 
-class CookieAuthenticationMiddleware(_ForCookieSessions, AuthenticationMiddleware):
+class CookieAuthenticationMiddleware(AuthenticationMiddleware):
     def __call__(self, request):
         if proves_itself_with_a_header(request):
             # What reads request.user before the header is checked (or after it is refused)
             # reads an anonymous user, never a session nobody loaded.
             request.user = AnonymousUser()
             return self.get_response(request)
-        return AuthenticationMiddleware.__call__(self, request)
+        return super().__call__(request)
 
 
 class CookieMessageMiddleware(_ForCookieSessions, MessageMiddleware):
@@ -104,9 +108,7 @@ class ApiAuthenticationMiddleware:
                     request.META["HTTP_AUTHORIZATION"], request.META.get("REMOTE_ADDR", "")
                 )
             except ApplicationError as exc:
-                response = JsonResponse(
-                    mlflow_error_body(exc.error_code, exc.message), status=exc.status
-                )
+                response = response_for_path(request.path, exc)
                 if exc.status == 401:
                     response["WWW-Authenticate"] = 'Basic realm="custody"'
                 if isinstance(exc, TooManyAttempts):

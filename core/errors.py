@@ -217,8 +217,17 @@ def translate(exc: BaseException) -> ApplicationError | None:
     return None
 
 
-# Paths whose clients read MLflow's error shape; the rest of /api/ is the Custody API.
-MLFLOW_PATH_PREFIXES = ("/api/2.0/", "/api/3.0/", "/ajax-api/")
+# Paths whose clients read MLflow's error shape: the MLflow client's REST API and the root
+# paths of the feature families Custody answers with a 501 (core/mlflow_unsupported.py). The
+# rest of /api/ is the Custody API.
+MLFLOW_PATH_PREFIXES = (
+    "/api/2.0/",
+    "/api/3.0/",
+    "/ajax-api/",
+    "/v1/traces",
+    "/graphql",
+    "/gateway/",
+)
 
 
 def response_for_path(path: str, exc: ApplicationError):

@@ -27,7 +27,13 @@ def test_create_list_revoke_own_token(auth_client):
     assert {t["name"] for t in listed} == {"tests", "laptop"}
     assert all("token" not in t for t in listed)
     assert auth_client.delete(f"/api/v1/tokens/{body['id']}").status_code == 204
-    assert bearer(raw).get("/api/v1/me").status_code == 401
+    revoked = bearer(raw).get("/api/v1/me")
+    assert revoked.status_code == 401
+    # In /api/v1's error shape, as every other /api/v1 error (MLflow's on the MLflow routes).
+    assert revoked.json()["error"]["code"] == "UNAUTHENTICATED", revoked.json()
+    assert revoked["WWW-Authenticate"] == 'Basic realm="custody"'
+    on_mlflow = bearer(raw).get("/api/2.0/mlflow/experiments/get", {"experiment_id": "0"})
+    assert on_mlflow.json()["error_code"] == "UNAUTHENTICATED"
 
 
 def test_other_users_tokens_are_invisible_and_untouchable(auth_client):
